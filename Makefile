@@ -1,0 +1,53 @@
+# mediarec: two commands for a newcomer (`make demo`, `make test`); the rest are for developers.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   ?= demo-data
+
+.PHONY: venv test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality clean
+
+# The venv is rebuilt when pyproject.toml changes. torch comes from plain pip (never uv/poetry).
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m server.demo --data-dir $(DATA)
+
+smoke: $(STAMP)
+	$(PY) -m server.smoke
+
+eval-demo-model: $(STAMP)
+	$(PY) -m encoders.synthetic.evaluate
+
+train-demo-model: $(STAMP)
+	$(PY) -m encoders.synthetic.train
+
+proto: $(STAMP)
+	$(PY) -m server.protogen
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy encoders server client
+
+bench: bench-speed bench-quality
+
+bench-speed: $(STAMP)
+	$(PY) -m bench.speed
+
+bench-quality: $(STAMP)
+	$(PY) -m bench.quality
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .mypy_cache
