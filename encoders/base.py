@@ -1,4 +1,4 @@
-"""The boundary every encoder backend satisfies: images, texts and video frames in, unit vectors out.
+"""The boundary every encoder backend satisfies: images, texts and frames in, unit vectors out.
 
 Contract (tested for every backend): outputs are ``numpy.float32`` arrays of shape ``(n, dim)``
 whose rows have unit L2 norm.

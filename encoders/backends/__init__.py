@@ -1,0 +1,1 @@
+"""Concrete encoders. Import through :func:`encoders.load_encoder`, not directly."""

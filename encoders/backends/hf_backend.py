@@ -1,0 +1,75 @@
+"""transformers backend: ``CLIPModel`` with its tokenizer, from the Hub or a saved folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from encoders.backends.torch_base import TorchClipEncoder
+from encoders.registry import PreprocessSpec
+
+
+class HfClipEncoder(TorchClipEncoder):
+    def _build(self) -> tuple[int, PreprocessSpec]:
+        from transformers import AutoTokenizer, CLIPModel
+
+        location = self._spec.weights.location
+        cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
+        model = CLIPModel.from_pretrained(location, cache_dir=cache_dir, dtype=self._dtype)
+        model.to(self._device).eval()
+        self._model = model
+        self._tokenizer = AutoTokenizer.from_pretrained(location, cache_dir=cache_dir)
+        self._max_length = int(model.config.text_config.max_position_embeddings)
+        return int(model.config.projection_dim), self._preprocess(location, cache_dir)
+
+    def _preprocess(self, location: str, cache_dir: str | None) -> PreprocessSpec:
+        """Read the checkpoint's own image-processor settings; CLIP defaults if it has none."""
+        config_path = Path(location) / "preprocessor_config.json"
+        if not config_path.is_file():
+            try:
+                from huggingface_hub import hf_hub_download
+
+                config_path = Path(
+                    hf_hub_download(location, "preprocessor_config.json", cache_dir=cache_dir)
+                )
+            except Exception:  # a checkpoint without a processor config uses CLIP's defaults
+                return self._spec.preprocess or PreprocessSpec(
+                    size=int(self._model.config.vision_config.image_size)
+                )
+        cfg = json.loads(config_path.read_text())
+        crop = cfg.get("crop_size", cfg.get("size", 224))
+        if isinstance(crop, dict):
+            crop = crop.get("height", crop.get("shortest_edge", 224))
+        size = crop
+        resample = {2: "bilinear", 3: "bicubic", 0: "nearest", 1: "lanczos"}
+        return PreprocessSpec(
+            size=int(size),
+            mean=tuple(cfg.get("image_mean", PreprocessSpec.mean)),  # type: ignore[arg-type]
+            std=tuple(cfg.get("image_std", PreprocessSpec.std)),  # type: ignore[arg-type]
+            interpolation=resample.get(int(cfg.get("resample", 3)), "bicubic"),
+        )
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _pooled(self._model.get_image_features(pixel_values=pixels))
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        # Padding to the batch's longest text is exact: CLIP's causal mask keeps the pooled
+        # end-of-text token from seeing the padding after it.
+        batch = self._tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self._max_length,
+            return_tensors="pt",
+        ).to(self._device)
+        return _pooled(self._model.get_text_features(**batch))
+
+
+def _pooled(output: object) -> torch.Tensor:
+    """transformers 5 returns a model output whose pooler_output is the projected vector."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output  # type: ignore[attr-defined]

@@ -1,0 +1,60 @@
+"""open_clip_torch backend: pretrained tags, local checkpoint files and open_clip folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from encoders.backends.torch_base import TorchClipEncoder
+from encoders.registry import PreprocessSpec, WeightsKind
+
+
+class OpenClipEncoder(TorchClipEncoder):
+    def _build(self) -> tuple[int, PreprocessSpec]:
+        import open_clip  # heavy import, deferred to load time
+
+        source = self._spec.weights
+        precision = "pure_bf16" if self._options.precision == "bf16" else "fp32"
+        cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
+        if source.kind is WeightsKind.LOCAL_DIR:
+            name = f"local-dir:{source.location}"
+            pretrained = None
+        else:
+            name = self._spec.architecture
+            pretrained = source.location
+        model = open_clip.create_model(
+            name,
+            pretrained=pretrained,
+            precision=precision,
+            device=self._device,
+            cache_dir=cache_dir,
+            require_pretrained=True,  # never run with random weights by accident
+        )
+        model.eval()
+        self._model = model
+        self._tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
+        with torch.inference_mode():  # the text tower's output width is the embedding dim
+            dim = int(self._text_features(["probe"]).shape[1])
+        return dim, _preprocess_from_model(model)
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._model.encode_image(pixels)
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self._tokenizer(list(texts)).to(self._device)
+        return self._model.encode_text(tokens)
+
+
+def _preprocess_from_model(model: torch.nn.Module) -> PreprocessSpec:
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = cfg.get("size", 224)
+    size = int(size[0] if isinstance(size, list | tuple) else size)
+    if cfg.get("resize_mode", "shortest") != "shortest":
+        raise ValueError("only 'shortest' resize mode is supported by mediarec's preprocessing")
+    return PreprocessSpec(
+        size=size,
+        mean=tuple(cfg.get("mean", PreprocessSpec.mean)),  # type: ignore[arg-type]
+        std=tuple(cfg.get("std", PreprocessSpec.std)),  # type: ignore[arg-type]
+        interpolation=str(cfg.get("interpolation", "bicubic")),
+    )
