@@ -1,0 +1,211 @@
+"""Conversions between ``client.types`` values and ``mediarec.v1`` protobuf messages.
+
+This is the only client module that builds or reads protobuf messages field by field.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from google.protobuf import timestamp_pb2
+from mediarec.v1 import common_pb2, media_pb2
+
+from client.types import (
+    Embeddings,
+    IndexOutcome,
+    IndexResult,
+    Location,
+    MediaFilter,
+    MediaItem,
+    MediaMetadata,
+    MediaType,
+    SearchHit,
+    ServerInfo,
+    ServerLimits,
+    StoreKind,
+    Topic,
+)
+
+_Enum = TypeVar("_Enum", bound=enum.IntEnum)
+
+
+def enum_from_proto(enum_type: type[_Enum], value: int) -> _Enum:
+    """The member for ``value``; a value newer than this client reads as UNSPECIFIED.
+
+    proto3 enums are open, so a newer server may send members this client predates.
+    """
+    try:
+        return enum_type(value)
+    except ValueError:
+        return enum_type(0)
+
+
+def timestamp_to_proto(value: datetime) -> timestamp_pb2.Timestamp:
+    """A datetime as a Timestamp; naive datetimes are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def timestamp_from_proto(message: object, field_name: str) -> datetime | None:
+    """The timezone-aware UTC datetime of a Timestamp field, or None when it is unset."""
+    if not message.HasField(field_name):  # type: ignore[attr-defined]
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, field_name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _floats(values: Iterable[float]) -> list[float]:
+    # Works for lists, tuples and numpy arrays alike without importing numpy.
+    tolist = getattr(values, "tolist", None)
+    return [float(v) for v in (tolist() if callable(tolist) else values)]
+
+
+def metadata_to_proto(metadata: MediaMetadata) -> common_pb2.MediaMetadata:
+    message = common_pb2.MediaMetadata(
+        media_id=metadata.media_id,
+        creator_id=metadata.creator_id,
+        caption=metadata.caption,
+        tags=list(metadata.tags),
+        media_type=int(metadata.media_type),
+    )
+    if metadata.created_at is not None:
+        message.created_at.CopyFrom(timestamp_to_proto(metadata.created_at))
+    if metadata.location is not None:
+        message.location.CopyFrom(location_to_proto(metadata.location))
+    return message
+
+
+def metadata_from_proto(message: common_pb2.MediaMetadata) -> MediaMetadata:
+    return MediaMetadata(
+        media_id=message.media_id,
+        creator_id=message.creator_id,
+        caption=message.caption,
+        tags=tuple(message.tags),
+        created_at=timestamp_from_proto(message, "created_at"),
+        location=location_from_proto(message.location) if message.HasField("location") else None,
+        media_type=enum_from_proto(MediaType, message.media_type),
+    )
+
+
+def location_to_proto(location: Location) -> common_pb2.Location:
+    message = common_pb2.Location(region=location.region)
+    if location.latitude is not None:
+        message.latitude = location.latitude
+    if location.longitude is not None:
+        message.longitude = location.longitude
+    return message
+
+
+def location_from_proto(message: common_pb2.Location) -> Location:
+    return Location(
+        region=message.region,
+        latitude=message.latitude if message.HasField("latitude") else None,
+        longitude=message.longitude if message.HasField("longitude") else None,
+    )
+
+
+def topics_from_proto(messages: Iterable[common_pb2.Topic]) -> tuple[Topic, ...]:
+    return tuple(Topic(label=t.label, score=t.score) for t in messages)
+
+
+def embeddings_to_proto(embeddings: Embeddings) -> media_pb2.MediaEmbeddings:
+    message = media_pb2.MediaEmbeddings(model_id=embeddings.model_id)
+    if embeddings.visual is not None:
+        message.visual.values.extend(_floats(embeddings.visual))
+    if embeddings.caption is not None:
+        message.caption.values.extend(_floats(embeddings.caption))
+    for frame in embeddings.frames:
+        message.frames.add(
+            timestamp_s=frame.timestamp_s,
+            vector=media_pb2.Vector(values=_floats(frame.vector)),
+        )
+    return message
+
+
+def index_result_from_proto(message: media_pb2.IndexResult) -> IndexResult:
+    return IndexResult(
+        media_id=message.media_id,
+        outcome=enum_from_proto(IndexOutcome, message.outcome),
+        media_type=enum_from_proto(MediaType, message.media_type),
+        model_id=message.model_id,
+        dims=message.dims,
+        frame_count=message.frame_count,
+        frame_timestamps_s=tuple(message.frame_timestamps_s),
+        content_sha256=message.content_sha256,
+        duplicate=message.duplicate,
+        duplicate_of=message.duplicate_of,
+        near_duplicate_of=message.near_duplicate_of,
+        topics=topics_from_proto(message.topics),
+    )
+
+
+def media_item_from_proto(message: common_pb2.MediaItem) -> MediaItem:
+    return MediaItem(
+        metadata=metadata_from_proto(message.metadata),
+        topics=topics_from_proto(message.topics),
+        content_sha256=message.content_sha256,
+        frame_timestamps_s=tuple(message.frame_timestamps_s),
+        duration_s=message.duration_s,
+        near_duplicate_of=message.near_duplicate_of,
+        indexed_at=timestamp_from_proto(message, "indexed_at"),
+        model_id=message.model_id,
+    )
+
+
+def filter_to_proto(media_filter: MediaFilter) -> common_pb2.MediaFilter:
+    message = common_pb2.MediaFilter(
+        media_types=[int(t) for t in media_filter.media_types],
+        creator_ids=list(media_filter.creator_ids),
+        tags=list(media_filter.tags),
+        topics=list(media_filter.topics),
+    )
+    if media_filter.created_after is not None:
+        message.created_at.start.CopyFrom(timestamp_to_proto(media_filter.created_after))
+    if media_filter.created_before is not None:
+        message.created_at.end.CopyFrom(timestamp_to_proto(media_filter.created_before))
+    return message
+
+
+def search_hits_from_proto(results: Sequence[media_pb2.SearchResult]) -> list[SearchHit]:
+    return [
+        SearchHit(
+            item=media_item_from_proto(r.media),
+            score=r.score,
+            matched_frame_timestamp_s=(
+                r.matched_frame_timestamp_s if r.HasField("matched_frame_timestamp_s") else None
+            ),
+        )
+        for r in results
+    ]
+
+
+def server_info_from_proto(message: media_pb2.GetServerInfoResponse) -> ServerInfo:
+    limits = message.limits
+    return ServerInfo(
+        model_id=message.model_id,
+        dims=message.dims,
+        store_kind=enum_from_proto(StoreKind, message.store_kind),
+        collection=message.collection,
+        media_count=message.media_count,
+        image_count=message.image_count,
+        video_count=message.video_count,
+        text_count=message.text_count,
+        video_frames=message.video_frames,
+        topic_vocabulary=tuple(message.topic_vocabulary),
+        limits=ServerLimits(
+            max_message_bytes=limits.max_message_bytes,
+            max_upload_bytes=limits.max_upload_bytes,
+            max_image_pixels=limits.max_image_pixels,
+            max_caption_chars=limits.max_caption_chars,
+            max_tags=limits.max_tags,
+            max_k=limits.max_k,
+        ),
+        server_version=message.server_version,
+        started_at=timestamp_from_proto(message, "started_at"),
+    )

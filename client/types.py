@@ -1,0 +1,182 @@
+"""Plain Python values the client takes and returns; protobuf stays inside ``client.convert``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class MediaType(enum.IntEnum):
+    """Kind of content; the values equal ``mediarec.v1.MediaType``."""
+
+    UNSPECIFIED = 0
+    IMAGE = 1
+    VIDEO = 2
+    TEXT = 3
+
+
+class IndexOutcome(enum.IntEnum):
+    """What an indexing call did; the values equal ``mediarec.v1.IndexOutcome``."""
+
+    UNSPECIFIED = 0
+    CREATED = 1
+    UPDATED = 2
+    UNCHANGED = 3
+
+
+class StoreKind(enum.IntEnum):
+    """Which engine stores the vectors; the values equal ``mediarec.v1.StoreKind``."""
+
+    UNSPECIFIED = 0
+    EMBEDDED = 1
+    QDRANT_SERVER = 2
+
+
+class ServingStatus(enum.IntEnum):
+    """``grpc.health.v1.HealthCheckResponse.ServingStatus``."""
+
+    UNKNOWN = 0
+    SERVING = 1
+    NOT_SERVING = 2
+    SERVICE_UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class Location:
+    """A coarse location: a region label and/or city-precision coordinates."""
+
+    region: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A zero-shot topic label and its score (higher is stronger)."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class MediaMetadata:
+    """What a client says about an item; ``created_at`` should be timezone-aware (naive = UTC)."""
+
+    media_id: str
+    creator_id: str = ""
+    caption: str = ""
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    location: Location | None = None
+    media_type: MediaType = MediaType.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class FrameVector:
+    """One precomputed video frame vector at ``timestamp_s`` seconds from the start."""
+
+    timestamp_s: float
+    vector: Sequence[float]
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Precomputed vectors for the server's model ("bring your own vectors")."""
+
+    model_id: str
+    visual: Sequence[float] | None = None
+    caption: Sequence[float] | None = None
+    frames: Sequence[FrameVector] = ()
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What the server stored for one indexed item."""
+
+    media_id: str
+    outcome: IndexOutcome
+    media_type: MediaType
+    model_id: str
+    dims: int
+    frame_count: int
+    frame_timestamps_s: tuple[float, ...]
+    content_sha256: str
+    duplicate: bool
+    duplicate_of: str
+    near_duplicate_of: str
+    topics: tuple[Topic, ...]
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """A stored item: its metadata (with the detected type) and what the server derived."""
+
+    metadata: MediaMetadata
+    topics: tuple[Topic, ...]
+    content_sha256: str
+    frame_timestamps_s: tuple[float, ...]
+    duration_s: float
+    near_duplicate_of: str
+    indexed_at: datetime | None
+    model_id: str
+
+    @property
+    def media_id(self) -> str:
+        return self.metadata.media_id
+
+
+@dataclass(frozen=True)
+class MediaFilter:
+    """Search restrictions: set conditions AND together, values within one list OR together.
+
+    ``created_after`` is inclusive and ``created_before`` exclusive.
+    """
+
+    media_types: tuple[MediaType, ...] = ()
+    creator_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result; ``matched_frame_timestamp_s`` is set for videos only."""
+
+    item: MediaItem
+    score: float
+    matched_frame_timestamp_s: float | None
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Limits the server enforces on requests."""
+
+    max_message_bytes: int
+    max_upload_bytes: int
+    max_image_pixels: int
+    max_caption_chars: int
+    max_tags: int
+    max_k: int
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The serving model, the store, the item counts and the limits."""
+
+    model_id: str
+    dims: int
+    store_kind: StoreKind
+    collection: str
+    media_count: int
+    image_count: int
+    video_count: int
+    text_count: int
+    video_frames: int
+    topic_vocabulary: tuple[str, ...]
+    limits: ServerLimits
+    server_version: str
+    started_at: datetime | None

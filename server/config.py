@@ -1,0 +1,601 @@
+"""Layered, validated configuration: defaults, then a TOML file, then MEDIAREC_* env, then flags.
+
+Every key is declared once, as a field of a frozen section dataclass with its default, help text
+and limits; the TOML keys, environment variables, command-line flags, the reference table in
+docs/configuration.md and docs/mediarec.example.toml are all derived from those declarations.
+Settings are built in ``main()`` by ``load_settings`` (or ``settings_from_args``), never at import.
+
+    python -m server.config --reference   # print the Markdown reference table
+    python -m server.config --example     # print the commented example TOML
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import textwrap
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MEDIAREC_"
+CONFIG_ENV = "MEDIAREC_CONFIG"
+DEFAULT_MODEL_ID = "openclip:ViT-B-32/laion2b_s34b_b79k"
+TOPIC_VOCABULARIES = ("auto", "everyday", "demo-world")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PRECISIONS = ("fp32", "bf16")
+_DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+MiB = 1 << 20
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def setting(
+    default: Any,
+    name: str,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: Sequence[str] | None = None,
+    flag: bool = True,
+    secret: bool = False,
+) -> Any:
+    """Declare one key. ``name`` gives the flag (``--name``) and env var (``MEDIAREC_NAME``).
+
+    Secrets get no flag (a command line is visible to every user of the machine) and are
+    hidden from ``repr``.
+    """
+    metadata = {
+        "name": name,
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": tuple(choices) if choices else None,
+        "flag": flag and not secret,
+        "secret": secret,
+    }
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", "host", "Address to listen on; 0.0.0.0 listens on all.")
+    port: int = setting(
+        50051, "port", "TCP port to listen on; 0 picks a free port.", minimum=0, maximum=65535
+    )
+    workers: int = setting(
+        8, "workers", "Threads that serve RPCs concurrently.", minimum=1, maximum=256
+    )
+    max_message_bytes: int = setting(
+        4 * MiB,
+        "max_message_bytes",
+        "Largest request message: bounds IndexMedia inline bytes and each upload chunk.",
+        minimum=64 * 1024,
+        maximum=1 << 30,
+    )
+    max_upload_bytes: int = setting(
+        512 * MiB,
+        "max_upload_bytes",
+        "Largest file one UploadMedia stream may carry.",
+        minimum=1,
+        maximum=1 << 40,
+    )
+    shutdown_grace_s: float = setting(
+        10.0,
+        "shutdown_grace_s",
+        "Seconds in-flight RPCs get to finish after SIGTERM/SIGINT.",
+        minimum=0,
+        maximum=600,
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        "api_keys",
+        "API keys accepted as 'authorization: Bearer <key>'; empty disables auth. "
+        "Env: comma-separated.",
+        secret=True,
+    )
+    tls_cert: Path | None = setting(
+        None, "tls_cert", "PEM certificate chain; with tls_key, serve TLS. Empty: plaintext."
+    )
+    tls_key: Path | None = setting(None, "tls_key", "PEM private key of tls_cert.")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path = setting(
+        Path("var/mediarec"), "data_dir", "Folder of the embedded stores (Qdrant Edge, SQLite)."
+    )
+    qdrant_url: str = setting(
+        "",
+        "qdrant_url",
+        "Qdrant server or cluster URL (http/https); empty uses embedded Qdrant Edge.",
+    )
+    qdrant_api_key: str = setting(
+        "", "qdrant_api_key", "API key of the Qdrant server; empty sends none.", secret=True
+    )
+    optimize_after_points: int = setting(
+        10_000,
+        "optimize_after_points",
+        "Unindexed points that trigger a background HNSW build of the embedded store.",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    id: str = setting(
+        DEFAULT_MODEL_ID,
+        "model_id",
+        "Encoder model identifier, e.g. 'mediarec-demo' or 'openclip:ARCH/TAG'.",
+    )
+    device: str = setting("cpu", "device", "Torch device: cpu, cuda, cuda:N or mps.")
+    torch_threads: int = setting(
+        0, "torch_threads", "Torch intra-op threads; 0 keeps torch's default.", minimum=0
+    )
+    batch_size: int = setting(
+        32, "batch_size", "Images or texts per encoder forward pass.", minimum=1, maximum=4096
+    )
+    precision: str = setting(
+        "fp32", "precision", "Weights precision: fp32, or bf16 (casts the weights).",
+        choices=PRECISIONS,
+    )
+    hf_cache_dir: Path | None = setting(
+        None, "hf_cache_dir", "Hugging Face cache folder; empty uses HF_HOME's default."
+    )
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    video_frames: int = setting(
+        8, "video_frames", "Frames sampled (and stored) per video.", minimum=1, maximum=256
+    )
+    max_image_pixels: int = setting(
+        80_000_000,
+        "max_image_pixels",
+        "Largest image (width x height) decoded; larger is RESOURCE_EXHAUSTED.",
+        minimum=1,
+    )
+    max_caption_chars: int = setting(
+        2200, "max_caption_chars", "Longest caption in characters.", minimum=1
+    )
+    max_tags: int = setting(30, "max_tags", "Most tags on one item.", minimum=0)
+    near_duplicate_cosine: float = setting(
+        0.95,
+        "near_duplicate_cosine",
+        "Visual cosine at or above which a new item names an existing one as near_duplicate_of.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class TopicsSettings:
+    vocabulary: str = setting(
+        "auto",
+        "topics",
+        "Topic vocabulary: auto (demo-world for the demo model, else everyday), everyday, "
+        "demo-world, or a text file with one topic per line.",
+    )
+    top_k: int = setting(
+        3, "topics_top_k", "Topics stored and returned per item.", minimum=0, maximum=100
+    )
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    default_k: int = setting(
+        10, "search_default_k", "Results returned when a search asks for k = 0.", minimum=1
+    )
+    max_k: int = setting(1000, "search_max_k", "Largest k a search accepts.", minimum=1)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("INFO", "log_level", "Log level.", choices=LOG_LEVELS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of mediarec, grouped by the TOML section it lives in."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    topics: TopicsSettings = field(default_factory=TopicsSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+# -- the key registry, derived from the dataclasses ------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One configuration key and everything derived from its declaration."""
+
+    section: str
+    attribute: str
+    name: str
+    kind: Any  # the resolved annotation, e.g. int, Path | None, tuple[str, ...]
+    default: Any
+    help: str
+    minimum: float | None
+    maximum: float | None
+    choices: tuple[str, ...] | None
+    has_flag: bool
+    secret: bool
+
+    @property
+    def toml_key(self) -> str:
+        return f"{self.section}.{self.attribute}"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str | None:
+        return "--" + self.name.replace("_", "-") if self.has_flag else None
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def key_specs() -> tuple[KeySpec, ...]:
+    """Every key, in declaration order."""
+    specs = []
+    for section, section_type in _section_types().items():
+        hints = typing.get_type_hints(section_type)
+        for f in dataclasses.fields(section_type):
+            meta = f.metadata
+            specs.append(
+                KeySpec(
+                    section=section,
+                    attribute=f.name,
+                    name=meta["name"],
+                    kind=hints[f.name],
+                    default=f.default,
+                    help=meta["help"],
+                    minimum=meta["minimum"],
+                    maximum=meta["maximum"],
+                    choices=meta["choices"],
+                    has_flag=meta["flag"],
+                    secret=meta["secret"],
+                )
+            )
+    return tuple(specs)
+
+
+# -- converting raw values ---------------------------------------------------------------
+
+
+def _is_optional_path(kind: Any) -> bool:
+    return kind == (Path | None)
+
+
+def _from_text(spec: KeySpec, text: str, where: str) -> Any:
+    """Parse an env var or flag string into the key's type."""
+    kind = spec.kind
+    if kind is str:
+        return text
+    if kind is int or kind is float:
+        try:
+            return kind(text.strip())
+        except ValueError:
+            raise ConfigError(where, f"expected {'an integer' if kind is int else 'a number'}, "
+                              f"got {text!r}") from None
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(where, f"expected true or false, got {text!r}")
+    if kind is Path:
+        return Path(text)
+    if _is_optional_path(kind):
+        return Path(text) if text.strip() else None
+    if kind == tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    raise TypeError(f"unsupported setting type {kind!r} for {spec.toml_key}")
+
+
+def _from_native(spec: KeySpec, value: Any, where: str) -> Any:
+    """Check a TOML (or programmatic) value against the key's type."""
+    kind = spec.kind
+    if isinstance(value, str) and kind is not str:
+        if kind in (Path,) or _is_optional_path(kind):
+            return _from_text(spec, value, where)
+        if kind in (int, float, bool):
+            raise ConfigError(where, f"expected {kind.__name__}, got the string {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(where, f"expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(where, f"expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(where, f"expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(where, f"expected a string, got {value!r}")
+    if kind is Path or _is_optional_path(kind):
+        if isinstance(value, Path):
+            return value
+        if value is None and _is_optional_path(kind):
+            return None
+        raise ConfigError(where, f"expected a path string, got {value!r}")
+    if kind == tuple[str, ...]:
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(where, f"expected a list of strings, got {value!r}")
+    raise TypeError(f"unsupported setting type {kind!r} for {spec.toml_key}")
+
+
+# -- the layers ------------------------------------------------------------------------------
+
+
+def _layer_from_toml(config_file: Path, specs: Mapping[str, KeySpec]) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(config_file), "config file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(str(config_file), f"cannot read config file: {error}") from None
+    sections = _section_types()
+    values: dict[str, Any] = {}
+    for section, table in raw.items():
+        if section not in sections:
+            raise ConfigError(section, f"unknown section in {config_file}")
+        if not isinstance(table, dict):
+            raise ConfigError(section, f"must be a [{section}] table in {config_file}")
+        for attribute, value in table.items():
+            toml_key = f"{section}.{attribute}"
+            spec = specs.get(toml_key)
+            if spec is None:
+                raise ConfigError(toml_key, f"unknown key in {config_file}")
+            values[toml_key] = _from_native(spec, value, toml_key)
+    return values
+
+
+def _layer_from_env(env: Mapping[str, str], specs: Mapping[str, KeySpec]) -> dict[str, Any]:
+    # Unknown MEDIAREC_* variables are ignored: tests and tools use the prefix too.
+    return {
+        spec.toml_key: _from_text(spec, env[spec.env], spec.env)
+        for spec in specs.values()
+        if spec.env in env
+    }
+
+
+def _layer_from_overrides(
+    overrides: Mapping[str, Any], specs: Mapping[str, KeySpec]
+) -> dict[str, Any]:
+    by_name = {spec.name: spec for spec in specs.values()}
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:  # an argparse flag that was not given
+            continue
+        spec = by_name.get(key) or specs.get(key)
+        if spec is None:
+            raise ConfigError(key, "unknown setting")
+        where = spec.flag or spec.name
+        parse = _from_text if isinstance(value, str) else _from_native
+        values[spec.toml_key] = parse(spec, value, where)
+    return values
+
+
+def load_settings(
+    argv_overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Defaults, then ``config_file`` (TOML), then ``MEDIAREC_*`` in ``env``, then overrides.
+
+    ``argv_overrides`` is keyed by setting name (``port``, ``data_dir``; see ``key_specs()``) or
+    TOML key (``server.port``); None values are skipped. Strings are parsed like env values.
+    ``env`` defaults to an empty mapping, so only an explicit ``os.environ`` is read.
+    Raises ``ConfigError`` naming the offending key.
+    """
+    specs = {spec.toml_key: spec for spec in key_specs()}
+    merged: dict[str, Any] = {key: spec.default for key, spec in specs.items()}
+    if config_file is not None:
+        merged.update(_layer_from_toml(Path(config_file), specs))
+    merged.update(_layer_from_env(env or {}, specs))
+    merged.update(_layer_from_overrides(argv_overrides or {}, specs))
+    sections: dict[str, Any] = {}
+    for name, section_type in _section_types().items():
+        kwargs = {s.attribute: merged[s.toml_key] for s in specs.values() if s.section == name}
+        sections[name] = section_type(**kwargs)
+    settings = Settings(**sections)
+    validate(settings)
+    return settings
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _check_spec(spec: KeySpec, value: Any) -> None:
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(spec.toml_key, f"must be at least {spec.minimum:g}, got {value}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(spec.toml_key, f"must be at most {spec.maximum:g}, got {value}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(spec.toml_key, f"must be one of {', '.join(spec.choices)}; got {value!r}")
+
+
+def validate(settings: Settings) -> None:
+    """Raise ``ConfigError`` for the first invalid key; cross-key rules come after ranges."""
+    for spec in key_specs():
+        _check_spec(spec, getattr(getattr(settings, spec.section), spec.attribute))
+    server, storage, model = settings.server, settings.storage, settings.model
+    if not server.host.strip():
+        raise ConfigError("server.host", "must not be empty")
+    for key in server.api_keys:
+        if not key or any(ch.isspace() for ch in key):
+            raise ConfigError("server.api_keys", "keys must be non-empty and contain no spaces")
+    if (server.tls_cert is None) != (server.tls_key is None):
+        raise ConfigError("server.tls_key", "tls_cert and tls_key must be set together")
+    for key, path in (("server.tls_cert", server.tls_cert), ("server.tls_key", server.tls_key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(key, f"file not found: {path}")
+    if not str(storage.data_dir).strip():
+        raise ConfigError("storage.data_dir", "must not be empty")
+    if storage.qdrant_url and not re.match(r"^https?://[^\s/]+", storage.qdrant_url):
+        raise ConfigError(
+            "storage.qdrant_url", f"must be an http(s) URL, got {storage.qdrant_url!r}"
+        )
+    if not model.id.strip():
+        raise ConfigError("model.id", "must not be empty")
+    if not _DEVICE_PATTERN.match(model.device):
+        raise ConfigError("model.device", f"must be cpu, cuda, cuda:N or mps; got {model.device!r}")
+    vocabulary = settings.topics.vocabulary
+    if vocabulary not in TOPIC_VOCABULARIES and not Path(vocabulary).is_file():
+        raise ConfigError(
+            "topics.vocabulary",
+            f"must be {', '.join(TOPIC_VOCABULARIES)} or an existing file; got {vocabulary!r}",
+        )
+    if settings.search.default_k > settings.search.max_k:
+        raise ConfigError("search.default_k", "must not exceed search.max_k")
+
+
+# -- argparse helpers ------------------------------------------------------------------------
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, sections: Sequence[str] | None = None
+) -> None:
+    """Add ``--config`` and one flag per key (of ``sections``, or all) to ``parser``.
+
+    Flags default to "not given", so only flags on the command line override lower layers.
+    """
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML config file (default: ${CONFIG_ENV} if set)",
+    )
+    for spec in key_specs():
+        if spec.flag is None or (sections is not None and spec.section not in sections):
+            continue
+        kwargs: dict[str, Any] = {"dest": spec.name, "default": argparse.SUPPRESS}
+        if spec.kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = spec.name.upper()
+            if spec.choices:
+                kwargs["choices"] = spec.choices
+        parser.add_argument(
+            spec.flag, help=f"{spec.help} (default: {_display(spec.default)})", **kwargs
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The setting flags present on the command line, for ``load_settings``."""
+    names = {spec.name for spec in key_specs()}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
+def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    """``--config`` if given, else ``$MEDIAREC_CONFIG`` if set, else None."""
+    given = getattr(args, "config", None)
+    if given is not None:
+        return Path(given)
+    from_env = env.get(CONFIG_ENV, "").strip()
+    return Path(from_env) if from_env else None
+
+
+def settings_from_args(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings for a parsed command line; ``env`` defaults to ``os.environ``."""
+    environment = os.environ if env is None else env
+    return load_settings(overrides_from_args(args), environment, config_path(args, environment))
+
+
+# -- documentation renderers -----------------------------------------------------------------
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return repr(value)
+
+
+def render_reference_table() -> str:
+    """The Markdown table of every key, as embedded in docs/configuration.md."""
+    lines = [
+        "| TOML key | Env var | Flag | Default | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in key_specs():
+        flag = f"`{spec.flag}`" if spec.flag else "— (secret)"
+        meaning = spec.help.replace("|", "\\|")
+        lines.append(
+            f"| `{spec.toml_key}` | `{spec.env}` | {flag} | `{_display(spec.default)}` "
+            f"| {meaning} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_example_toml() -> str:
+    """A commented TOML file that sets every key to its default."""
+    out = [
+        "# mediarec example configuration: every key, set to its default.",
+        "# Precedence: defaults < this file < MEDIAREC_* env vars < command-line flags.",
+        "# Reference: docs/configuration.md. Regenerate: python -m server.config --example",
+    ]
+    current = None
+    for spec in key_specs():
+        if spec.section != current:
+            current = spec.section
+            out += ["", f"[{spec.section}]"]
+        out += [f"# {line}" for line in textwrap.wrap(spec.help, width=96)]
+        out.append(f"# env {spec.env}" + (f", flag {spec.flag}" if spec.flag else ", no flag"))
+        out.append(f"{spec.attribute} = {_display(spec.default)}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m server.config", description="Print the configuration reference."
+    )
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--reference", action="store_true", help="Markdown table of every key")
+    group.add_argument("--example", action="store_true", help="commented example TOML")
+    args = parser.parse_args(argv)
+    sys.stdout.write(render_reference_table() if args.reference else render_example_toml())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

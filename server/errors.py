@@ -1,0 +1,262 @@
+"""The one table that maps domain errors to gRPC status codes, and the helpers that apply it.
+
+An exception that escapes a servicer method reaches the client as UNKNOWN with no useful
+detail. Servicers therefore raise domain errors and let ``maps_errors`` (a method decorator)
+or ``ErrorMappingInterceptor`` (server-wide) turn them into ``context.abort(code, message)``;
+anything unexpected becomes INTERNAL with a generic one-sentence message and a logged traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NoReturn, TypeAlias, TypeVar
+
+import grpc
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base class of the errors servicers raise on purpose; each subclass has one status code."""
+
+
+class InvalidArgumentError(ServiceError):
+    """A request field is malformed; the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ResourceLimitError(ServiceError):
+    """A request field is over a configured limit (size, pixels, length, count)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFoundError(ServiceError):
+    """The request names an id that is not stored."""
+
+
+class AlreadyExistsError(ServiceError):
+    """The request would create something that exists already."""
+
+
+class PreconditionError(ServiceError):
+    """The system is not in a state to serve this request (e.g. model/collection mismatch)."""
+
+
+class UnauthenticatedError(ServiceError):
+    """The caller sent no valid credentials."""
+
+
+class UnavailableError(ServiceError):
+    """The service cannot serve right now but may later (e.g. still loading, shutting down)."""
+
+
+StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusCode]
+
+
+def _decode_error_status(error: BaseException) -> grpc.StatusCode:
+    # An image over the pixel cap is over a limit; every other decode failure is bad input.
+    if str(getattr(error, "reason", "")) == "too_many_pixels":
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def default_status_table() -> dict[type[BaseException], StatusRule]:
+    """Exception type -> status code (or a rule computing it), looked up along the MRO.
+
+    Built on demand, not at import, so this module imports nothing heavy and the table
+    can name errors of modules that import this one.
+    """
+    from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
+    from encoders.media_errors import MediaDecodeError
+
+    table: dict[type[BaseException], StatusRule] = {
+        InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+        ResourceLimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        NotFoundError: grpc.StatusCode.NOT_FOUND,
+        AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+        PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+        UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+        UnavailableError: grpc.StatusCode.UNAVAILABLE,
+        # Embeddings sent for another model, or a model id that names no model.
+        ModelIdError: grpc.StatusCode.INVALID_ARGUMENT,
+        # Retrying cannot help until an operator provides the weights.
+        WeightsUnavailableError: grpc.StatusCode.FAILED_PRECONDITION,
+        # e.g. image bytes sent to a vectors-only (external:) model: send embeddings instead.
+        EmbeddingUnsupportedError: grpc.StatusCode.FAILED_PRECONDITION,
+        MediaDecodeError: _decode_error_status,
+    }
+    table.update(_store_status_rules())
+    return table
+
+
+def _store_status_rules() -> dict[type[BaseException], StatusRule]:
+    from server.store.base import (
+        CollectionNotReadyError,
+        DimensionMismatchError,
+        InvalidVectorError,
+        StoreLockedError,
+    )
+
+    return {
+        # The collection was created for a model with another dimension; the message names both.
+        DimensionMismatchError: grpc.StatusCode.FAILED_PRECONDITION,
+        # A client-sent vector that is not finite or names no collection vector.
+        InvalidVectorError: grpc.StatusCode.INVALID_ARGUMENT,
+        # The store is still opening; the request may succeed shortly.
+        CollectionNotReadyError: grpc.StatusCode.UNAVAILABLE,
+        # Another process holds the embedded store; it must be stopped (or used via --server).
+        StoreLockedError: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+
+
+def lookup_status(
+    error: BaseException, table: Mapping[type[BaseException], StatusRule]
+) -> grpc.StatusCode | None:
+    """The status code for ``error`` from the most specific type in its MRO, or None."""
+    for klass in type(error).__mro__:
+        rule = table.get(klass)
+        if rule is None:
+            continue
+        return rule if isinstance(rule, grpc.StatusCode) else rule(error)
+    return None
+
+
+def status_for(
+    error: BaseException, table: Mapping[type[BaseException], StatusRule] | None = None
+) -> tuple[grpc.StatusCode, str]:
+    """(code, message) to send for ``error``; unmapped errors get INTERNAL and a log entry."""
+    code = lookup_status(error, default_status_table() if table is None else table)
+    if code is not None:
+        return code, str(error) or type(error).__name__
+    ref = uuid.uuid4().hex[:12]
+    logger.error("unexpected error (ref %s)", ref, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"Internal server error (ref {ref}); see the server log."
+
+
+def abort_for(
+    context: grpc.ServicerContext,
+    error: BaseException,
+    table: Mapping[type[BaseException], StatusRule] | None = None,
+) -> NoReturn:
+    """Abort the RPC with the status mapped from ``error``."""
+    code, message = status_for(error, table)
+    context.abort(code, message)
+    raise AssertionError("context.abort returned")  # grpc always raises; this keeps NoReturn true
+
+
+def _already_finished(error: BaseException, context: grpc.ServicerContext) -> bool:
+    """True for grpc's own abort exception and for errors from an RPC that is already over."""
+    # context.abort() records the status, then raises a bare Exception() to unwind the servicer.
+    if type(error) is Exception and not error.args and context.code() is not None:
+        return True
+    # A cancelled client makes request iteration raise; there is nobody left to answer.
+    return isinstance(error, grpc.RpcError) and not context.is_active()
+
+
+def _handle(
+    error: Exception,
+    context: grpc.ServicerContext,
+    table: Mapping[type[BaseException], StatusRule] | None,
+) -> NoReturn:
+    if _already_finished(error, context):
+        raise error
+    abort_for(context, error, table)
+
+
+def wrap_behavior(
+    behavior: Callable[[Any, grpc.ServicerContext], Any],
+    response_streaming: bool,
+    table: Mapping[type[BaseException], StatusRule] | None = None,
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """Wrap one handler function ``(request_or_iterator, context)`` with the error mapping."""
+    if response_streaming:
+
+        def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from behavior(request, context)
+            except Exception as error:
+                _handle(error, context, table)
+
+        return functools.wraps(behavior)(streaming)
+
+    def unary(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request, context)
+        except Exception as error:
+            _handle(error, context, table)
+
+    return functools.wraps(behavior)(unary)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def maps_errors(method: _Method) -> _Method:
+    """Decorate a servicer method ``(self, request, context)`` so errors map to status codes."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from method(self, request, context)
+            except Exception as error:
+                _handle(error, context, None)
+
+        return streaming  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as error:
+            _handle(error, context, None)
+
+    return unary  # type: ignore[return-value]
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    """Applies the error table to every RPC of the server, including services we didn't write."""
+
+    def __init__(self, table: Mapping[type[BaseException], StatusRule] | None = None) -> None:
+        self._table = dict(default_status_table() if table is None else table)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return wrap_handler(handler, self._table)
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    table: Mapping[type[BaseException], StatusRule] | None = None,
+) -> grpc.RpcMethodHandler:
+    """A copy of ``handler`` whose behavior maps errors to status codes."""
+    streaming_response = bool(handler.response_streaming)
+    factories = {
+        (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    }
+    attribute, factory = factories[(bool(handler.request_streaming), streaming_response)]
+    behavior = getattr(handler, attribute)
+    return factory(
+        wrap_behavior(behavior, streaming_response, table),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
