@@ -227,3 +227,11 @@ def test_env_and_flag_names_are_unique() -> None:
     assert len({s.env for s in specs}) == len(specs)
     flags = [s.flag for s in specs if s.flag]
     assert len(set(flags)) == len(flags)
+
+
+def test_defaults_agree_with_the_encoder_package() -> None:
+    from encoders.images import DEFAULT_MAX_PIXELS
+    from encoders.registry import DEFAULT_MODEL_ID
+
+    assert Settings().model.id == DEFAULT_MODEL_ID
+    assert Settings().media.max_image_pixels == DEFAULT_MAX_PIXELS
