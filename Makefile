@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BUF    := $(VENV)/buf/node_modules/.bin/buf
 DATA   ?= demo-data
 
-.PHONY: venv test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality clean
+.PHONY: venv lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality clean
 
 # The venv is rebuilt when pyproject.toml changes. torch comes from plain pip (never uv/poetry).
 $(STAMP): pyproject.toml
@@ -16,8 +17,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# buf (proto lint) ships on the npm registry; it lives inside the git-ignored venv.
+$(BUF): | $(STAMP)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/buf @bufbuild/buf@1.75.0
+
+lint-proto: $(BUF)
+	$(BUF) lint protos
+
+test: $(STAMP) $(BUF)
 	$(PY) -m ruff check .
+	$(BUF) lint protos
 	$(PY) -m pytest
 
 demo: $(STAMP)
