@@ -1,4 +1,4 @@
-"""Bytes to an upright RGB picture: format sniffing, bomb guard, JPEG draft decoding, EXIF orientation.
+"""Bytes to an upright RGB picture: format sniffing, bomb guard, JPEG draft mode, EXIF orientation.
 
 Every failure caused by the bytes themselves raises :class:`MediaDecodeError` with a
 :class:`DecodeFailure` reason; nothing here mutates Pillow's global settings.
@@ -13,7 +13,7 @@ import zlib
 from typing import Literal
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from encoders.media_errors import DecodeFailure, MediaDecodeError
 
@@ -82,10 +82,13 @@ def sniff_format(data: bytes) -> str | None:
         return "avi"
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return "tiff"
-    if head.startswith(b"BM") and len(head) >= 18:
-        # "BM" alone is too weak a signature; the DIB header size must be a known one.
-        if struct.unpack_from("<I", head, 14)[0] in _BMP_INFO_HEADER_SIZES:
-            return "bmp"
+    # "BM" alone is too weak a signature; the DIB header size must be a known one as well.
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and struct.unpack_from("<I", head, 14)[0] in _BMP_INFO_HEADER_SIZES
+    ):
+        return "bmp"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "matroska"
     if head[4:8] in _ISO_BMFF_BOXES:
@@ -147,6 +150,10 @@ def decode_image(
     except Image.DecompressionBombError as exc:
         raise MediaDecodeError(
             DecodeFailure.TOO_MANY_PIXELS, f"the {fmt} image is a decompression bomb: {exc}"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise MediaDecodeError(
+            DecodeFailure.CORRUPT, f"the {fmt} signature is followed by an unreadable header"
         ) from exc
     except _PIL_DECODE_ERRORS as exc:
         reason = DecodeFailure.TRUNCATED if _looks_truncated(exc) else DecodeFailure.CORRUPT

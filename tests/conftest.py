@@ -1,0 +1,20 @@
+"""Fixtures shared across the suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def test_media_dir() -> Path:
+    """The real-media folder named by ``MEDIAREC_TEST_MEDIA``; tests using it skip when unset."""
+    value = os.environ.get("MEDIAREC_TEST_MEDIA")
+    if not value:
+        pytest.skip("MEDIAREC_TEST_MEDIA is not set")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"MEDIAREC_TEST_MEDIA={value} is not a directory")
+    return path
