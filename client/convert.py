@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf import timestamp_pb2
-from mediarec.v1 import common_pb2, media_pb2
 
 from client.types import (
     Embeddings,
@@ -28,6 +27,7 @@ from client.types import (
     StoreKind,
     Topic,
 )
+from mediarec.v1 import common_pb2, media_pb2
 
 _Enum = TypeVar("_Enum", bound=enum.IntEnum)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import wrappers_pb2
-from mediarec.v1 import media_pb2, media_pb2_grpc
 
 from client import convert
 from client.errors import DeadlineExceeded, MediarecError, Unavailable, from_rpc_error
@@ -35,6 +34,7 @@ from client.types import (
     ServerInfo,
     ServingStatus,
 )
+from mediarec.v1 import media_pb2, media_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_UPLOAD_TIMEOUT_S = 600.0

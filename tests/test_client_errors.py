@@ -17,13 +17,13 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 import client
 from client import MediaMetadata, MediarecClient, ServingStatus, UploadSourceChangedError
 from client.errors import ERROR_BY_CODE, MediarecError, error_for, from_rpc_error
 from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
 from encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.auth import ApiKeyAuthInterceptor, bearer_token
 from server.errors import (
     ErrorMappingInterceptor,

@@ -1,0 +1,115 @@
+"""Assemble the gRPC server: services, health, reflection, auth, error mapping, limits, TLS."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mediarec.v1 import media_pb2, media_pb2_grpc
+from server.auth import auth_interceptors
+from server.config import Settings
+from server.errors import ErrorMappingInterceptor
+from server.media_servicer import MediaServicer
+from server.runtime import ServiceState, open_deps
+
+logger = logging.getLogger(__name__)
+
+# Services whose health is reported; "" is the whole server.
+SERVICE_NAMES = ("", media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    state: ServiceState
+
+    def set_serving(self) -> None:
+        for name in SERVICE_NAMES:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        """Graceful shutdown: report NOT_SERVING, let in-flight calls finish, close the store."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_s).wait()
+        if self.state.ready:
+            self.state.require().close()
+
+
+def build_server(settings: Settings, state: ServiceState) -> RunningServer:
+    """A started server on ``settings.server.host:port`` (port 0 picks one).
+
+    Health reports NOT_SERVING until :meth:`RunningServer.set_serving` is called, which
+    ``serve`` does once the model is loaded and the store is open.
+    """
+    limits = settings.server
+    options = [
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    interceptors = [*auth_interceptors(limits.api_keys), ErrorMappingInterceptor()]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=options,
+    )
+    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(state), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in SERVICE_NAMES:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (*[n for n in SERVICE_NAMES if n], health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{limits.host}:{limits.port}"
+    if limits.tls_cert and limits.tls_key:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(limits.tls_key).read_bytes(), Path(limits.tls_cert).read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not listen on {address}")
+    server.start()
+    running = RunningServer(server, port, health_servicer, state)
+    if state.ready:
+        running.set_serving()
+    logger.info("listening on %s:%d (%s)", limits.host, port, "TLS" if limits.tls_cert else "plain")
+    return running
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT: listen first (health NOT_SERVING), load, then SERVING."""
+    state = ServiceState()
+    running = build_server(settings, state)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        state.set_ready(open_deps(settings))
+    except BaseException:
+        running.server.stop(0)
+        raise
+    running.set_serving()
+    print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
+    stop.wait()
+    running.stop(settings.server.shutdown_grace_s)
+    logger.info("stopped")
+    return 0

@@ -1,0 +1,95 @@
+"""The ``mediarec`` command: serve, index a folder, search.
+
+Configuration is built here, in ``main()``: defaults, then ``--config``/``$MEDIAREC_CONFIG``,
+then ``MEDIAREC_*`` variables, then flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.config import ConfigError, Settings, add_arguments, settings_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediarec", description="Multimodal content understanding and recommendation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    add_arguments(serve)
+
+    index = commands.add_parser("index", help="index a media folder (recursively)")
+    index.add_argument("folder", type=Path, help="folder of photos and videos with sidecars")
+    index.add_argument("--server", metavar="HOST:PORT", help="index through a running server")
+    index.add_argument("--api-key", help="API key for --server (default: $MEDIAREC_API_KEY)")
+    index.add_argument("--strict", action="store_true", help="exit 1 when any file failed")
+    index.add_argument(
+        "--report", type=Path, help="JSON report (default: FOLDER/.mediarec-index-report.json)"
+    )
+    index.add_argument("--decode-workers", type=int, default=0, help="decode threads (0: cores)")
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arguments(index, sections=("storage", "model", "media", "topics", "log"))
+
+    search = commands.add_parser("search", help="search indexed media")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("text", nargs="?", help="query text")
+    query.add_argument("--image", type=Path, help="query image file")
+    query.add_argument("--similar", metavar="MEDIA_ID", help="more like this stored item")
+    search.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    search.add_argument("--server", metavar="HOST:PORT", help="search through a running server")
+    search.add_argument("--api-key", default=None, help="API key for --server")
+    add_arguments(search, sections=("storage", "model", "topics", "search", "log"))
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"mediarec: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log.level)
+    if args.command == "serve":
+        from server.app import serve
+
+        return serve(settings)
+    if args.command == "index":
+        from server.folder_index import run_index_command
+
+        return run_index_command(args, settings)
+    return _search(args, settings)
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    from server.search_command import run_search
+
+    return run_search(
+        settings,
+        text=args.text,
+        image=args.image,
+        similar=args.similar,
+        k=args.k,
+        server=args.server,
+        api_key=args.api_key or os.environ.get("MEDIAREC_API_KEY"),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

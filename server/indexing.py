@@ -1,0 +1,388 @@
+"""Indexing: bytes, vectors or a caption in; vectors, topics and payload in the store.
+
+Work is split in two so callers can overlap them: :meth:`MediaIndexer.prepare` validates,
+hashes and decodes (CPU work without the model, safe in worker threads), and
+:meth:`MediaIndexer.commit` embeds a whole batch in one forward pass and writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from encoders import Encoder, l2_normalize
+from encoders.images import decode_image, sniff_media_kind
+from encoders.media_errors import DecodeFailure, MediaDecodeError
+from encoders.video import sample_frames
+from server.errors import InvalidArgumentError, ResourceLimitError
+from server.media import IndexedItem, ItemMetadata, MediaType, Outcome
+from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
+from server.store import MediaPoint, SearchFilter, VectorStore, schema
+from server.topics import Topic, TopicLabeler
+
+logger = logging.getLogger(__name__)
+
+MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$")
+MAX_TAG_CHARS = 100
+MAX_CREATOR_ID_CHARS = 256
+
+
+@dataclass(frozen=True)
+class IndexLimits:
+    max_caption_chars: int = 2200
+    max_tags: int = 30
+    max_image_pixels: int = 80_000_000
+    video_frames: int = 8
+    topics_top_k: int = 3
+    near_duplicate_cosine: float = 0.95
+
+
+@dataclass
+class PreparedItem:
+    """An item ready for the model: validated, hashed and decoded, or already vectorised."""
+
+    metadata: ItemMetadata
+    media_type: MediaType
+    content_sha256: str = ""
+    images: list[Image.Image] = field(default_factory=list)  # one photo, or the video frames
+    frame_timestamps_s: tuple[float, ...] = ()
+    duration_s: float = 0.0
+    visual: np.ndarray | None = None  # precomputed ("bring your own vectors")
+    caption_vector: np.ndarray | None = None
+    frame_vectors: np.ndarray | None = None
+    unchanged: IndexedItem | None = None  # set when nothing needs writing
+    fingerprint: str = ""
+    existed: bool = False
+    existing_type: MediaType | None = None
+
+
+def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
+    if not MEDIA_ID_PATTERN.match(metadata.media_id or ""):
+        raise InvalidArgumentError(
+            "metadata.media_id",
+            "media_id must be 1-256 characters of letters, digits and ._:/@+=- "
+            "starting with a letter or digit",
+        )
+    if len(metadata.creator_id) > MAX_CREATOR_ID_CHARS:
+        raise InvalidArgumentError("metadata.creator_id", "creator_id is over 256 characters")
+    if len(metadata.caption) > limits.max_caption_chars:
+        raise ResourceLimitError(
+            "metadata.caption",
+            f"caption has {len(metadata.caption)} characters, over the limit of "
+            f"{limits.max_caption_chars}",
+        )
+    if len(metadata.tags) > limits.max_tags:
+        raise ResourceLimitError(
+            "metadata.tags", f"{len(metadata.tags)} tags is over the limit of {limits.max_tags}"
+        )
+    if any(not tag or len(tag) > MAX_TAG_CHARS for tag in metadata.tags):
+        raise InvalidArgumentError("metadata.tags", "tags must be 1-100 characters each")
+
+
+def check_vector(vector: Sequence[float] | np.ndarray, dim: int, field_name: str) -> np.ndarray:
+    """A client-sent vector as a unit float32 array, or a clear INVALID_ARGUMENT."""
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if array.shape[0] != dim:
+        raise InvalidArgumentError(
+            field_name, f"vector has {array.shape[0]} dimensions but the model has {dim}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidArgumentError(field_name, "vector contains NaN or infinite values")
+    if float(np.linalg.norm(array)) < 1e-6:
+        raise InvalidArgumentError(field_name, "vector has zero norm")
+    return l2_normalize(array[None, :])[0]
+
+
+def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -> str:
+    doc = {
+        "content": content_sha256,
+        "creator": metadata.creator_id,
+        "caption": metadata.caption,
+        "tags": list(metadata.tags),
+        "created_at": metadata.created_at,
+        "location": [
+            metadata.location.region,
+            metadata.location.latitude,
+            metadata.location.longitude,
+        ],
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _decode_failure(exc: MediaDecodeError, field_name: str) -> Exception:
+    if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
+        return ResourceLimitError(field_name, str(exc))
+    return InvalidArgumentError(field_name, str(exc))
+
+
+class MediaIndexer:
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: VectorStore,
+        labeler: TopicLabeler | None,
+        limits: IndexLimits,
+    ) -> None:
+        self._encoder = encoder
+        self._store = store
+        self._labeler = labeler
+        self._limits = limits
+        # Writes are serialised: "unchanged"/"duplicate" checks and the upsert must not interleave.
+        self.write_lock = threading.Lock()
+        preprocess = getattr(encoder, "preprocess_spec", None)
+        # JPEG draft decoding down to the model's input size: quality holds, decode gets cheap.
+        self._draft_size = (preprocess.size, preprocess.size) if preprocess else None
+
+    @property
+    def limits(self) -> IndexLimits:
+        return self._limits
+
+    # -- prepare: no model, safe to run in worker threads -------------------------------------
+    def prepare_bytes(
+        self, metadata: ItemMetadata, data: bytes | Path, content_sha256: str | None = None
+    ) -> PreparedItem:
+        """Validate, hash and decode an image or video given as bytes or a server-owned file."""
+        validate_metadata(metadata, self._limits)
+        sha = content_sha256 or _sha256_of(data)
+        item = self._start(metadata, sha)
+        if item.unchanged is not None:
+            return item
+        head = data[:64] if isinstance(data, bytes) else _read_head(data)
+        if not head:
+            raise InvalidArgumentError("data", "the media is empty")
+        kind = sniff_media_kind(head)
+        if kind is None:
+            raise InvalidArgumentError(
+                "data", "the bytes are not a supported image or video format"
+            )
+        media_type = MediaType.IMAGE if kind == "image" else MediaType.VIDEO
+        if metadata.media_type not in (None, media_type):
+            raise InvalidArgumentError(
+                "metadata.media_type",
+                f"media_type says {metadata.media_type.value} but the bytes are a {kind}",
+            )
+        item.media_type = media_type
+        try:
+            if media_type is MediaType.IMAGE:
+                raw = data if isinstance(data, bytes) else data.read_bytes()
+                image = decode_image(
+                    raw, max_pixels=self._limits.max_image_pixels, draft_size=self._draft_size
+                )
+                item.images = [image]
+            else:
+                info, frames = sample_frames(
+                    data, self._limits.video_frames, max_pixels=self._limits.max_image_pixels
+                )
+                item.images = [frame.image for frame in frames]
+                item.frame_timestamps_s = tuple(frame.timestamp_s for frame in frames)
+                item.duration_s = info.duration_s
+        except MediaDecodeError as exc:
+            raise _decode_failure(exc, "data") from exc
+        return item
+
+    def prepare_caption_only(self, metadata: ItemMetadata) -> PreparedItem:
+        validate_metadata(metadata, self._limits)
+        if not metadata.caption.strip():
+            raise InvalidArgumentError(
+                "metadata.caption", "a post without media needs a non-empty caption"
+            )
+        if metadata.media_type not in (None, MediaType.TEXT):
+            raise InvalidArgumentError(
+                "metadata.media_type", "a post without media bytes or vectors is a text post"
+            )
+        item = self._start(metadata, "")
+        item.media_type = MediaType.TEXT
+        return item
+
+    def prepare_vectors(
+        self,
+        metadata: ItemMetadata,
+        *,
+        model_id: str,
+        visual: Sequence[float] | None,
+        caption: Sequence[float] | None,
+        frames: Sequence[tuple[float, Sequence[float]]],
+    ) -> PreparedItem:
+        """Bring-your-own vectors, checked for model, dimension, finiteness and norm."""
+        validate_metadata(metadata, self._limits)
+        if model_id and model_id != self._encoder.model_id:
+            raise InvalidArgumentError(
+                "embeddings.model_id",
+                f"vectors are for model {model_id!r} but the server uses "
+                f"{self._encoder.model_id!r}",
+            )
+        dim = self._encoder.dim
+        vectors = [
+            check_vector(vector, dim, f"embeddings.frames[{i}]")
+            for i, (_, vector) in enumerate(frames)
+        ]
+        timestamps = tuple(float(t) for t, _ in frames)
+        if any(b <= a for a, b in zip(timestamps, timestamps[1:], strict=False)) or any(
+            t < 0 for t in timestamps
+        ):
+            raise InvalidArgumentError(
+                "embeddings.frames", "frame timestamps must be non-negative and increasing"
+            )
+        visual_vector = check_vector(visual, dim, "embeddings.visual") if visual else None
+        caption_vector = check_vector(caption, dim, "embeddings.caption") if caption else None
+        if visual_vector is None and vectors:
+            visual_vector = l2_normalize(np.mean(vectors, axis=0)[None, :])[0]
+        if visual_vector is None and caption_vector is None and not metadata.caption.strip():
+            raise InvalidArgumentError(
+                "embeddings", "send a visual vector, frame vectors, or a caption"
+            )
+        sent = [v for v in (visual_vector, caption_vector, *vectors) if v is not None]
+        extra = hashlib.sha256(b"".join(v.tobytes() for v in sent) + repr(timestamps).encode())
+        extra_hex = extra.hexdigest()
+        item = self._start(metadata, "", extra=extra_hex)
+        if item.unchanged is not None:
+            return item
+        item.media_type = (
+            MediaType.VIDEO if vectors else MediaType.IMAGE if visual_vector is not None
+            else MediaType.TEXT
+        )
+        item.visual = visual_vector
+        item.caption_vector = caption_vector
+        item.frame_vectors = np.stack(vectors) if vectors else None
+        item.frame_timestamps_s = timestamps
+        item.duration_s = timestamps[-1] if timestamps else 0.0
+        return item
+
+    def _start(self, metadata: ItemMetadata, sha: str, extra: str = "") -> PreparedItem:
+        fingerprint = _fingerprint(sha, metadata, extra)
+        item = PreparedItem(metadata, MediaType.TEXT, content_sha256=sha, fingerprint=fingerprint)
+        existing = self._store.get([metadata.media_id]).get(metadata.media_id)
+        if existing is None:
+            return item
+        item.existed = True
+        stored = stored_item(metadata.media_id, existing.payload)
+        item.existing_type = stored.media_type
+        same_model = stored.model_id == self._encoder.model_id
+        if existing.payload.get(FINGERPRINT) == fingerprint and same_model:
+            item.unchanged = unchanged_result(stored, self._encoder.dim, self._duplicate_of(sha))
+        return item
+
+    def _duplicate_of(self, sha: str, exclude: str = "") -> str:
+        """media_id of a stored item with byte-identical content (prefers another item)."""
+        if not sha:
+            return ""
+        same = SearchFilter(content_hashes=(sha,), exclude_media_ids=(exclude,) if exclude else ())
+        for media_id in self._store.iter_ids(same, batch_size=8):
+            return media_id
+        return ""
+
+    # -- commit: one forward pass per modality for the whole batch ----------------------------
+    def commit(self, items: Sequence[PreparedItem]) -> list[IndexedItem]:
+        results: list[IndexedItem | None] = [item.unchanged for item in items]
+        todo = [i for i, item in enumerate(items) if item.unchanged is None]
+        if not todo:
+            return [r for r in results if r is not None]
+        self._embed([items[i] for i in todo])
+        with self.write_lock:
+            for i in todo:
+                results[i] = self._write(items[i])
+        return [r for r in results if r is not None]
+
+    def index(self, item: PreparedItem) -> IndexedItem:
+        return self.commit([item])[0]
+
+    def _embed(self, items: Sequence[PreparedItem]) -> None:
+        images = [img for item in items if item.visual is None for img in item.images]
+        vectors = self._encoder.embed_images(images) if images else None
+        offset = 0
+        for item in items:
+            if item.visual is not None or not item.images:
+                continue
+            own = vectors[offset : offset + len(item.images)]  # type: ignore[index]
+            offset += len(item.images)
+            if item.media_type is MediaType.VIDEO:
+                item.frame_vectors = own
+                item.visual = l2_normalize(own.mean(axis=0, keepdims=True))[0]
+            else:
+                item.visual = own[0]
+            item.images = []  # decoded pixels are not needed past this point
+        captions = [item for item in items if item.caption_vector is None and item.metadata.caption]
+        if captions:
+            embedded = self._encoder.embed_texts([item.metadata.caption for item in captions])
+            for item, vector in zip(captions, embedded, strict=True):
+                item.caption_vector = vector
+
+    def _write(self, item: PreparedItem) -> IndexedItem:
+        media_id = item.metadata.media_id
+        anchor = item.visual if item.visual is not None else item.caption_vector
+        topics: tuple[Topic, ...] = ()
+        if self._labeler is not None and anchor is not None:
+            topics = tuple(self._labeler.top(anchor, self._limits.topics_top_k))
+        near_duplicate_of = self._near_duplicate(media_id, item.visual)
+        duplicate_of = self._duplicate_of(item.content_sha256, exclude=media_id)
+        result = IndexedItem(
+            media_id=media_id,
+            outcome=Outcome.UPDATED if item.existed else Outcome.CREATED,
+            media_type=item.media_type,
+            model_id=self._encoder.model_id,
+            dims=self._encoder.dim,
+            frame_timestamps_s=item.frame_timestamps_s,
+            content_sha256=item.content_sha256,
+            duplicate=bool(duplicate_of),
+            duplicate_of=duplicate_of,
+            near_duplicate_of=near_duplicate_of,
+            topics=topics,
+        )
+        vectors = {}
+        if item.visual is not None:
+            vectors[schema.VISUAL] = item.visual
+        if item.caption_vector is not None:
+            vectors[schema.CAPTION] = item.caption_vector
+        payload = build_payload(
+            result,
+            item.metadata,
+            fingerprint=item.fingerprint,
+            duration_s=item.duration_s,
+            indexed_at=int(time.time()),
+        )
+        if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
+            # A video replaced by a non-video: its old frames must not survive. (An upsert
+            # replaces the whole media point, vectors included, so nothing else is stale.)
+            self._store.delete([media_id])
+        if item.frame_vectors is not None:
+            self._store.upsert_frames(media_id, item.frame_vectors, item.frame_timestamps_s)
+        # The media point goes last: an item becomes visible only once all of it is durable.
+        self._store.upsert([MediaPoint(media_id, vectors, payload)])
+        return result
+
+    def _near_duplicate(self, media_id: str, visual: np.ndarray | None) -> str:
+        if visual is None:
+            return ""
+        hits = self._store.search(
+            schema.VISUAL, visual, 1, SearchFilter(exclude_media_ids=(media_id,)),
+            with_payload=False,
+        )
+        if hits and hits[0].score >= self._limits.near_duplicate_cosine:
+            return hits[0].media_id
+        return ""
+
+
+def _sha256_of(data: bytes | Path) -> str:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    with data.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(64)

@@ -1,0 +1,172 @@
+"""The service's dependencies and their life-cycle: model and store open before "ready"."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from encoders import Encoder, EncoderOptions, create_encoder
+from mediarec.v1 import media_pb2
+from server.config import Settings
+from server.errors import UnavailableError
+from server.indexing import IndexLimits, MediaIndexer
+from server.search import MediaSearch
+from server.store import EDGE_SUBDIR, EdgeTuning, SearchFilter, VectorStore, open_store, schema
+from server.topics import TopicLabeler, vocabulary_prompts
+
+logger = logging.getLogger(__name__)
+
+SERVER_VERSION = "0.1.0"
+
+
+@dataclass
+class ServiceDeps:
+    settings: Settings
+    encoder: Encoder
+    store: VectorStore
+    labeler: TopicLabeler | None
+    indexer: MediaIndexer
+    search: MediaSearch
+    spool_dir: Path
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def encoder_options(settings: Settings) -> EncoderOptions:
+    model = settings.model
+    return EncoderOptions(
+        device=model.device,
+        torch_threads=model.torch_threads or None,
+        batch_size=model.batch_size,
+        precision=model.precision,
+        cache_dir=model.hf_cache_dir,
+    )
+
+
+def open_deps(settings: Settings, encoder: Encoder | None = None) -> ServiceDeps:
+    """Load the model and open the store (slow: seconds to minutes for real weights)."""
+    started = time.monotonic()
+    encoder = encoder or create_encoder(settings.model.id, encoder_options(settings))
+    encoder.load()
+    data_dir = Path(settings.storage.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(
+        data_dir,
+        settings.storage.qdrant_url or None,
+        settings.storage.qdrant_api_key or None,
+        edge_tuning=EdgeTuning(build_after_writes=settings.storage.optimize_after_points),
+    )
+    try:
+        store.ensure_collection(
+            encoder.model_id, {schema.VISUAL: encoder.dim, schema.CAPTION: encoder.dim}
+        )
+        labeler = _labeler(settings, encoder)
+    except BaseException:
+        store.close()
+        raise
+    limits = IndexLimits(
+        max_caption_chars=settings.media.max_caption_chars,
+        max_tags=settings.media.max_tags,
+        max_image_pixels=settings.media.max_image_pixels,
+        video_frames=settings.media.video_frames,
+        topics_top_k=settings.topics.top_k,
+        near_duplicate_cosine=settings.media.near_duplicate_cosine,
+    )
+    spool_dir = data_dir / "uploads"
+    spool_dir.mkdir(exist_ok=True)
+    for leftover in spool_dir.glob("upload-*"):  # partial uploads of a crashed process
+        leftover.unlink(missing_ok=True)
+    deps = ServiceDeps(
+        settings=settings,
+        encoder=encoder,
+        store=store,
+        labeler=labeler,
+        indexer=MediaIndexer(encoder, store, labeler, limits),
+        search=MediaSearch(
+            encoder,
+            store,
+            default_k=settings.search.default_k,
+            max_k=settings.search.max_k,
+            max_image_pixels=settings.media.max_image_pixels,
+        ),
+        spool_dir=spool_dir,
+    )
+    logger.info(
+        "service ready in %.1fs: model %s (%d-d), store %s",
+        time.monotonic() - started, encoder.model_id, encoder.dim, store.stats().engine,
+    )
+    return deps
+
+
+def _labeler(settings: Settings, encoder: Encoder) -> TopicLabeler | None:
+    if settings.topics.top_k == 0:
+        return None
+    try:
+        encoder.embed_texts(["probe"])
+    except Exception:  # a vectors-only model cannot embed a vocabulary: topics are off
+        logger.info("model %s cannot embed text; zero-shot topics are off", encoder.model_id)
+        return None
+    return TopicLabeler(encoder, vocabulary_prompts(settings.topics.vocabulary, encoder.model_id))
+
+
+class ServiceState:
+    """Holds the dependencies once they are ready; RPCs before that get UNAVAILABLE."""
+
+    def __init__(self, deps: ServiceDeps | None = None) -> None:
+        self._deps = deps
+        self._started_at = Timestamp()
+        self._started_at.GetCurrentTime()
+
+    def set_ready(self, deps: ServiceDeps) -> None:
+        self._deps = deps
+
+    @property
+    def ready(self) -> bool:
+        return self._deps is not None
+
+    def require(self) -> ServiceDeps:
+        if self._deps is None:
+            raise UnavailableError("The server is still loading its model and store; retry soon.")
+        return self._deps
+
+    def server_info(self) -> media_pb2.GetServerInfoResponse:
+        deps = self.require()
+        settings = deps.settings
+        stats = deps.store.stats()
+        remote = bool(settings.storage.qdrant_url)
+
+        def count(media_type: str) -> int:
+            return deps.store.count(SearchFilter(media_types=(media_type,)))
+
+        return media_pb2.GetServerInfoResponse(
+            model_id=deps.encoder.model_id,
+            dims=deps.encoder.dim,
+            store_kind=(
+                media_pb2.STORE_KIND_QDRANT_SERVER if remote else media_pb2.STORE_KIND_EMBEDDED
+            ),
+            collection=stats.collection,
+            media_count=stats.points,
+            image_count=count("image"),
+            video_count=count("video"),
+            text_count=count("text"),
+            video_frames=settings.media.video_frames,
+            topic_vocabulary=list(deps.labeler.labels) if deps.labeler else [],
+            limits=media_pb2.ServerLimits(
+                max_message_bytes=settings.server.max_message_bytes,
+                max_upload_bytes=settings.server.max_upload_bytes,
+                max_image_pixels=settings.media.max_image_pixels,
+                max_caption_chars=settings.media.max_caption_chars,
+                max_tags=settings.media.max_tags,
+                max_k=settings.search.max_k,
+            ),
+            server_version=SERVER_VERSION,
+            started_at=self._started_at,
+        )
+
+
+__all__ = ["EDGE_SUBDIR", "ServiceDeps", "ServiceState", "encoder_options", "open_deps"]

@@ -1,0 +1,110 @@
+"""Search by text, image or stored item ("more like this"), and reading stored items back."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from encoders import Encoder
+from encoders.images import decode_image
+from encoders.media_errors import MediaDecodeError
+from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from server.media import MediaHit, MediaType, StoredItem
+from server.payload import stored_item
+from server.store import SearchFilter, SearchHit, VectorStore, schema
+
+logger = logging.getLogger(__name__)
+
+
+class MediaSearch:
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: VectorStore,
+        *,
+        default_k: int = 10,
+        max_k: int = 1000,
+        max_image_pixels: int = 80_000_000,
+    ) -> None:
+        self._encoder = encoder
+        self._store = store
+        self._default_k = default_k
+        self._max_k = max_k
+        self._max_image_pixels = max_image_pixels
+
+    # -- reading --------------------------------------------------------------------------------
+    def get(self, media_id: str) -> StoredItem:
+        point = self._store.get([media_id]).get(media_id)
+        if point is None:
+            raise NotFoundError(f"No media with id {media_id!r}.")
+        return stored_item(media_id, point.payload)
+
+    def delete(self, media_id: str, *, allow_missing: bool = False) -> bool:
+        if not self._store.get([media_id]):
+            if allow_missing:
+                return False
+            raise NotFoundError(f"No media with id {media_id!r}.")
+        self._store.delete([media_id])
+        return True
+
+    # -- searching ------------------------------------------------------------------------------
+    def resolve_k(self, k: int) -> int:
+        if k < 0:
+            raise InvalidArgumentError("k", "k must not be negative")
+        if k > self._max_k:
+            raise ResourceLimitError("k", f"k={k} is over the maximum of {self._max_k}")
+        return k or self._default_k
+
+    def by_text(self, text: str, k: int, filter: SearchFilter) -> list[MediaHit]:
+        if not text.strip():
+            raise InvalidArgumentError("text", "the query text is empty")
+        query = self._encoder.embed_texts([text])[0]
+        return self.by_vector(query, k, filter, include_captions=True)
+
+    def by_image(self, data: bytes, k: int, filter: SearchFilter) -> list[MediaHit]:
+        try:
+            image = decode_image(data, max_pixels=self._max_image_pixels)
+        except MediaDecodeError as exc:
+            raise InvalidArgumentError("image", str(exc)) from exc
+        query = self._encoder.embed_images([image])[0]
+        return self.by_vector(query, k, filter)
+
+    def similar_to(self, media_id: str, k: int, filter: SearchFilter) -> list[MediaHit]:
+        """More like a stored item: its visual vector, or its caption vector for text posts."""
+        point = self._store.get([media_id], with_vectors=True).get(media_id)
+        if point is None:
+            raise NotFoundError(f"No media with id {media_id!r}.")
+        without_seed = replace(filter, exclude_media_ids=(*filter.exclude_media_ids, media_id))
+        if schema.VISUAL in point.vectors:
+            return self.by_vector(np.asarray(point.vectors[schema.VISUAL]), k, without_seed)
+        caption = np.asarray(point.vectors[schema.CAPTION])
+        return self._hits(self._store.search(schema.CAPTION, caption, k, without_seed))
+
+    def by_vector(
+        self, query: np.ndarray, k: int, filter: SearchFilter, *, include_captions: bool = False
+    ) -> list[MediaHit]:
+        """Visual search (frames matched for videos), plus caption-only posts for text queries.
+
+        Caption-only posts have no picture, so a text query reaches them through their caption
+        vector; both scores are cosines in the same joint space and are merged as they are.
+        """
+        hits = self._store.search(schema.VISUAL, query, k, filter, match_frames=True)
+        wants_text = not filter.media_types or MediaType.TEXT.value in filter.media_types
+        if include_captions and wants_text:
+            text_only = replace(filter, media_types=(MediaType.TEXT.value,))
+            hits = hits + self._store.search(schema.CAPTION, query, k, text_only)
+            hits.sort(key=lambda hit: -hit.score)
+        return self._hits(hits[:k])
+
+    @staticmethod
+    def _hits(hits: list[SearchHit]) -> list[MediaHit]:
+        return [
+            MediaHit(
+                item=stored_item(hit.media_id, hit.payload),
+                score=hit.score,
+                matched_frame_timestamp_s=hit.frame.timestamp_s if hit.frame else None,
+            )
+            for hit in hits
+        ]
