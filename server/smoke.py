@@ -1,0 +1,72 @@
+"""``make smoke``: the demo's steps with assertions instead of tables; exit 0 only if all work."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from client import IndexOutcome, MediarecClient, NotFound, ServingStatus
+from server.demo import DEMO_MODEL, index_sample, running_server
+from server.demo_media import write_sample_folder
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok  {what}")
+
+
+def run(root: Path) -> None:
+    items = write_sample_folder(root / "sample", n_photos=16)
+    with running_server(root / "store") as server:
+        with MediarecClient(server.target) as client:
+            check(client.health() == ServingStatus.SERVING, "health is SERVING")
+            info = client.server_info()
+            check(info.model_id == DEMO_MODEL and info.dims > 0, "server runs the demo model")
+            results = index_sample(client, items, root / "sample")
+            check(len(results) == len(items), f"indexed {len(items)} items")
+            check(
+                all(r.outcome == IndexOutcome.CREATED for r in results), "every item was created"
+            )
+            videos = [r for r in results if r.frame_count]
+            check(
+                len(videos) == 2 and all(r.frame_count == info.video_frames for r in videos),
+                "two streamed videos with all frames",
+            )
+            again = index_sample(client, items[:3], root / "sample")
+            check(
+                all(r.outcome == IndexOutcome.UNCHANGED for r in again), "re-indexing is a no-op"
+            )
+            check(client.server_info().media_count == len(items), "store count matches")
+            hits = client.search_text("red circles", k=5)
+            check(len(hits) == 5 and hits[0].score >= hits[-1].score, "text search ranks results")
+            seed = results[0].media_id
+            similar = client.search_similar(seed, k=5)
+            check(
+                bool(similar) and all(h.item.metadata.media_id != seed for h in similar),
+                "more-like-this excludes its seed",
+            )
+            check(client.get_media(seed).metadata.media_id == seed, "get returns the item")
+            check(client.delete_media(seed), "delete removes the item")
+            try:
+                client.get_media(seed)
+                check(False, "deleted item is gone")
+            except NotFound:
+                check(True, "deleted item is gone (NOT_FOUND)")
+        check(server.stop() == 0, "server shuts down cleanly on SIGTERM")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="mediarec-smoke-") as tmp:
+        try:
+            run(Path(tmp))
+        except AssertionError as exc:
+            print(f"FAIL {exc}", file=sys.stderr)
+            return 1
+    print("smoke: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
