@@ -1,0 +1,1 @@
+"""Recommendations: engagement history blended with content similarity (see docs/recommend.md)."""
