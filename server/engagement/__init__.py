@@ -1,0 +1,23 @@
+"""Engagement history: events, the follow graph, declared interests and served impressions.
+
+``open_engagement_store(data_dir)`` opens the embedded SQLite default; anything satisfying
+``server.recommend.types.EngagementStore`` (e.g. a future PostgreSQL store) can replace it.
+"""
+
+from server.engagement.schema import SCHEMA_VERSION, SchemaVersionError
+from server.engagement.sqlite_store import (
+    DATABASE_NAME,
+    SqliteEngagementStore,
+    open_engagement_store,
+)
+from server.engagement.validation import EventLimits, event_error
+
+__all__ = [
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
+    "EventLimits",
+    "SchemaVersionError",
+    "SqliteEngagementStore",
+    "event_error",
+    "open_engagement_store",
+]
