@@ -1,0 +1,490 @@
+"""The embedded store: Qdrant Edge (Qdrant's Rust engine in-process) under the data dir.
+
+Layout under ``<store dir>`` (see docs/storage.md)::
+
+    LOCK                               fcntl lock: one process at a time
+    <collection>/collection.json       model id and named-vector dims
+    <collection>/CURRENT, gen-NNNNNN/  media points: named vectors visual + caption
+    <collection>__frames/...           one point per sampled video frame (visual only)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from server.store import schema
+from server.store.base import (
+    CollectionNotReadyError,
+    Frame,
+    FrameMatch,
+    MediaPoint,
+    SearchFilter,
+    SearchHit,
+    StoreStats,
+)
+from server.store.edge_shard import ManagedShard, ShardPolicy
+from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
+from server.store.lock import DirLock
+from server.store.points import (
+    as_float32,
+    attach_frames,
+    check_dims,
+    check_frames,
+    check_k,
+    check_vector,
+    check_vector_name,
+    checked_vectors,
+    compare_dims,
+    frame_match,
+    frame_payloads,
+    media_payload,
+    video_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "collection.json"
+_LAYOUT_VERSION = 1
+_UPSERT_CHUNK = 1000
+_MAX_FRAMES_PER_VIDEO = 10_000
+# Payload a hit always needs, even when the caller asks for none: its id and whether it has frames.
+_HIT_KEYS = [schema.MEDIA_ID, schema.MEDIA_TYPE]
+
+
+@dataclass(frozen=True)
+class EdgeTuning:
+    """Index and background-build settings. HNSW and thresholds apply when a shard is created."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int = 128  # search-time beam width of approximate searches
+    full_scan_threshold_kb: int = 10_000  # below this, filtered searches scan instead of HNSW
+    indexing_threshold_kb: int = 10_000  # a segment gets HNSW once its vectors exceed this
+    build_after_writes: int | None = None  # None: points that fill indexing_threshold_kb
+    frames_build_after_writes: int = 100_000  # frames get no HNSW; builds only vacuum them
+    build_niceness: int = 10
+    full_flush_interval_s: float = 5.0  # segments persisted at most this often; WAL every write
+    max_indexing_threads: int = 0  # 0: Edge picks
+
+
+class EdgeStore:
+    """:class:`~server.store.base.VectorStore` on Qdrant Edge, one process per store dir."""
+
+    engine = "qdrant-edge"
+
+    def __init__(self, store_dir: Path, tuning: EdgeTuning | None = None) -> None:
+        self._dir = store_dir
+        self._tuning = tuning or EdgeTuning()
+        self._lock = DirLock(store_dir)
+        self._lock.acquire()
+        self._collection = ""
+        self._dims: dict[str, int] = {}
+        self._media: ManagedShard | None = None
+        self._frames: ManagedShard | None = None
+
+    @property
+    def collection(self) -> str:
+        return self._collection
+
+    # -------------------------------------------------------------- collection
+
+    def ensure_collection(self, model_id: str, dims: Mapping[str, int]) -> None:
+        check_dims(dims)
+        name = schema.collection_name(model_id)
+        if name == self._collection:
+            compare_dims(name, model_id, self._dims, dims)
+            return
+        self._close_shards()
+        meta_path = self._dir / name / META_FILE
+        if meta_path.exists():
+            stored = json.loads(meta_path.read_text())["dims"]
+            compare_dims(name, model_id, stored, dims)
+        else:
+            _write_json(
+                meta_path, {"model_id": model_id, "dims": dict(dims), "layout": _LAYOUT_VERSION}
+            )
+        tuning = self._tuning
+        self._media = ManagedShard.open(
+            self._dir / name,
+            self._media_config(dims),
+            schema.MEDIA_INDEXES,
+            self._policy(self._build_after_writes(dims)),
+        )
+        self._frames = ManagedShard.open(
+            self._dir / schema.frames_collection_name(name),
+            qe.EdgeConfig(
+                vectors={schema.VISUAL: _vector_params(dims[schema.VISUAL])},
+                # Frames are only ever searched within a few videos (payload index + scan),
+                # so they get no HNSW; their builds merge and vacuum only.
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
+            ),
+            schema.FRAME_INDEXES,
+            self._policy(tuning.frames_build_after_writes),
+        )
+        self._collection, self._dims = name, dict(dims)
+        logger.info("opened collection %s (model %s, dims %s)", name, model_id, dict(dims))
+        if self._unindexed_vectors() >= self._build_after_writes(dims):
+            self._media.request_build()
+
+    def _media_config(self, dims: Mapping[str, int]) -> qe.EdgeConfig:
+        t = self._tuning
+        return qe.EdgeConfig(
+            vectors={vector: _vector_params(dim) for vector, dim in dims.items()},
+            hnsw_config=qe.HnswIndexConfig(
+                m=t.hnsw_m,
+                ef_construct=t.hnsw_ef_construct,
+                full_scan_threshold=t.full_scan_threshold_kb,
+                max_indexing_threads=t.max_indexing_threads,
+            ),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=t.indexing_threshold_kb),
+        )
+
+    def _policy(self, build_after_writes: int) -> ShardPolicy:
+        return ShardPolicy(
+            build_after_writes=build_after_writes,
+            build_niceness=self._tuning.build_niceness,
+            full_flush_interval_s=self._tuning.full_flush_interval_s,
+        )
+
+    def _build_after_writes(self, dims: Mapping[str, int]) -> int:
+        if self._tuning.build_after_writes is not None:
+            return self._tuning.build_after_writes
+        return max(1, self._tuning.indexing_threshold_kb * 1024 // (4 * max(dims.values())))
+
+    def _unindexed_vectors(self) -> int:
+        with self._shards()[0].reading() as shard:
+            stored = sum(
+                shard.count(qe.CountRequest(filter=qe.Filter(must=[qe.HasVectorCondition(v)])))
+                for v in self._dims
+            )
+            return stored - shard.info().indexed_vectors_count
+
+    def _shards(self) -> tuple[ManagedShard, ManagedShard]:
+        if self._media is None or self._frames is None:
+            raise CollectionNotReadyError("call ensure_collection(model_id, dims) first")
+        return self._media, self._frames
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(self, points: Sequence[MediaPoint]) -> None:
+        media, _ = self._shards()
+        if not points:
+            return
+        edge_points = [
+            qe.Point(
+                schema.media_point_id(p.media_id),
+                {n: v.tolist() for n, v in checked_vectors(p, self._dims).items()},
+                media_payload(p),
+            )
+            for p in points
+        ]
+        operations = [
+            qe.UpdateOperation.upsert_points(edge_points[i : i + _UPSERT_CHUNK])
+            for i in range(0, len(edge_points), _UPSERT_CHUNK)
+        ]
+        media.write(operations, len(edge_points))
+
+    def upsert_frames(
+        self,
+        media_id: str,
+        frame_vectors: np.ndarray,
+        timestamps_s: Sequence[float],
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        _, frames = self._shards()
+        vectors = check_frames(frame_vectors, timestamps_s, self._dims[schema.VISUAL], media_id)
+        payloads = frame_payloads(media_id, timestamps_s, payload)
+        new_frames = [
+            qe.Point(
+                schema.frame_point_id(media_id, i),
+                {schema.VISUAL: vectors[i].tolist()},
+                payloads[i],
+            )
+            for i in range(len(payloads))
+        ]
+        # Upsert first, then drop frames past the new count: a crash in between leaves extra
+        # frames of the old sampling, never a video without frames.
+        stale = qe.Filter(
+            must=[
+                _edge_condition(AnyOf(schema.MEDIA_ID, (media_id,))),
+                _edge_condition(IntRange(schema.FRAME_INDEX, len(new_frames), None)),
+            ]
+        )
+        operations = [qe.UpdateOperation.delete_points_by_filter(stale)]
+        if new_frames:
+            operations.insert(0, qe.UpdateOperation.upsert_points(new_frames))
+        frames.write(operations, len(new_frames))
+
+    def delete(self, media_ids: Sequence[str]) -> None:
+        media, frames = self._shards()
+        if not media_ids:
+            return
+        ids: list[qe.PointId] = [schema.media_point_id(m) for m in media_ids]
+        media.write([qe.UpdateOperation.delete_points(ids)], len(ids))
+        of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
+        frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, media_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, MediaPoint]:
+        media, _ = self._shards()
+        if not media_ids:
+            return {}
+        with media.reading() as shard:
+            records = shard.retrieve(
+                [schema.media_point_id(m) for m in media_ids], True, with_vectors
+            )
+        return {
+            r.payload[schema.MEDIA_ID]: MediaPoint(
+                media_id=r.payload[schema.MEDIA_ID],
+                vectors=_vectors_of(r.vector) if with_vectors else {},
+                payload=r.payload,
+            )
+            for r in records
+            if r.payload
+        }
+
+    def get_frames(self, media_id: str) -> list[Frame]:
+        _, frames = self._shards()
+        request = qe.ScrollRequest(
+            limit=_MAX_FRAMES_PER_VIDEO,
+            filter=qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+            with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
+            with_vector=False,
+        )
+        with frames.reading() as shard:
+            records, _ = shard.scroll(request)
+        found = [
+            Frame(int(r.payload[schema.FRAME_INDEX]), float(r.payload[schema.FRAME_TIMESTAMP_S]))
+            for r in records
+            if r.payload
+        ]
+        return sorted(found, key=lambda f: f.frame_index)
+
+    def search(
+        self,
+        vector_name: str,
+        query_vector: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        exact: bool = False,
+        match_frames: bool = False,
+        with_payload: bool = True,
+    ) -> list[SearchHit]:
+        hits = self.search_batch(
+            vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
+        )[0]
+        if match_frames and vector_name == schema.VISUAL and hits:
+            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
+        return hits
+
+    def search_batch(
+        self,
+        vector_name: str,
+        query_vectors: Sequence[np.ndarray] | np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        exact: bool = False,
+        with_payload: bool = True,
+    ) -> list[list[SearchHit]]:
+        media, _ = self._shards()
+        check_k(k)
+        dim = check_vector_name(vector_name, self._dims)
+        edge_filter = _edge_filter(plan_filter(filter))
+        params = qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=self._ef(k))
+        requests = [
+            qe.QueryRequest(
+                limit=k,
+                query=qe.Query.Nearest(check_vector(q, dim, "query").tolist(), using=vector_name),
+                filter=edge_filter,
+                params=params,
+                with_payload=True if with_payload else list(_HIT_KEYS),
+                with_vector=False,
+            )
+            for q in query_vectors
+        ]
+        if not requests:
+            return []
+        with media.reading() as shard:
+            if len(requests) == 1:
+                results = [shard.query(requests[0])]
+            else:
+                results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[_hit(p.payload or {}, p.score) for p in points if p.payload] for points in results]
+
+    def _ef(self, k: int) -> int:
+        return max(self._tuning.hnsw_ef, k)
+
+    def search_frames(
+        self, query_vector: np.ndarray, media_ids: Sequence[str]
+    ) -> dict[str, FrameMatch]:
+        _, frames = self._shards()
+        if not media_ids:
+            return {}
+        query = check_vector(query_vector, self._dims[schema.VISUAL], "query").tolist()
+        requests = [
+            qe.QueryRequest(
+                limit=1,
+                query=qe.Query.Nearest(query, using=schema.VISUAL),
+                filter=qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+                params=qe.SearchParams(exact=True),
+                with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
+                with_vector=False,
+            )
+            for media_id in media_ids
+        ]
+        with frames.reading() as shard:
+            results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return {
+            media_id: frame_match(points[0].payload, points[0].score)
+            for media_id, points in zip(media_ids, results, strict=True)
+            if points and points[0].payload
+        }
+
+    def retrieve_vectors(self, media_ids: Sequence[str], vector_name: str) -> dict[str, np.ndarray]:
+        media, _ = self._shards()
+        check_vector_name(vector_name, self._dims)
+        if not media_ids:
+            return {}
+        with media.reading() as shard:
+            records = shard.retrieve(
+                [schema.media_point_id(m) for m in media_ids], [schema.MEDIA_ID], [vector_name]
+            )
+        return {
+            r.payload[schema.MEDIA_ID]: as_float32(r.vector[vector_name])
+            for r in records
+            if r.payload and isinstance(r.vector, dict) and vector_name in r.vector
+        }
+
+    def count(self, filter: SearchFilter | None = None) -> int:
+        media, _ = self._shards()
+        request = qe.CountRequest(exact=True, filter=_edge_filter(plan_filter(filter)))
+        with media.reading() as shard:
+            return int(shard.count(request))
+
+    def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
+        media, _ = self._shards()
+        edge_filter = _edge_filter(plan_filter(filter))
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=batch_size,
+                filter=edge_filter,
+                with_payload=[schema.MEDIA_ID],
+                with_vector=False,
+            )
+            with media.reading() as shard:
+                records, offset = shard.scroll(request)
+            yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
+            if offset is None:
+                return
+
+    def list_media(
+        self, filter: SearchFilter | None = None, limit: int = 100, *, newest_first: bool = True
+    ) -> list[MediaPoint]:
+        media, _ = self._shards()
+        direction = qe.Direction.Desc if newest_first else qe.Direction.Asc
+        request = qe.ScrollRequest(
+            limit=limit,
+            filter=_edge_filter(plan_filter(filter)),
+            with_payload=True,
+            with_vector=False,
+            order_by=qe.OrderBy(schema.CREATED_AT, direction),
+        )
+        with media.reading() as shard:
+            records, _ = shard.scroll(request)
+        return [
+            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
+            for r in records
+            if r.payload
+        ]
+
+    # --------------------------------------------------------------- lifecycle
+
+    def request_optimize(self) -> None:
+        self._shards()[0].request_build()
+
+    def wait_optimized(self, timeout: float | None = None) -> bool:
+        media, frames = self._shards()
+        return media.wait_idle(timeout) and frames.wait_idle(timeout)
+
+    def stats(self) -> StoreStats:
+        media, frames = self._shards()
+        with media.reading() as shard:
+            info = shard.info()
+        with frames.reading() as shard:
+            frame_count = shard.info().points_count
+        return StoreStats(
+            engine=self.engine,
+            collection=self._collection,
+            points=info.points_count,
+            frames=frame_count,
+            indexed_vectors=info.indexed_vectors_count,
+            optimizing=media.building or frames.building,
+        )
+
+    def close(self) -> None:
+        self._close_shards()
+        self._lock.release()
+
+    def _close_shards(self) -> None:
+        for shard in (self._media, self._frames):
+            if shard is not None:
+                shard.close()
+        self._media = self._frames = None
+        self._collection, self._dims = "", {}
+
+
+def _hit(payload: dict[str, Any], score: float) -> SearchHit:
+    return SearchHit(payload[schema.MEDIA_ID], float(score), payload)
+
+
+def _vector_params(dim: int) -> qe.EdgeVectorParams:
+    return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _vectors_of(vector: Any) -> dict[str, np.ndarray]:
+    if not isinstance(vector, dict):
+        return {}
+    return {name: as_float32(values) for name, values in vector.items()}
+
+
+def _edge_condition(condition: Condition) -> Any:
+    if isinstance(condition, AnyOf):
+        return qe.FieldCondition(condition.key, match=qe.MatchAny(list(condition.values)))
+    if isinstance(condition, IdIn):
+        return qe.HasIdCondition(set(condition.point_ids))
+    gte = None if condition.gte is None else float(condition.gte)
+    lte = None if condition.lte is None else float(condition.lte)
+    return qe.FieldCondition(condition.key, range=qe.RangeFloat(gte=gte, lte=lte))
+
+
+def _edge_filter(plan: FilterPlan | None) -> qe.Filter | None:
+    if plan is None:
+        return None
+    return qe.Filter(
+        must=[_edge_condition(c) for c in plan.must] or None,
+        must_not=[_edge_condition(c) for c in plan.must_not] or None,
+    )

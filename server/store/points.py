@@ -1,0 +1,151 @@
+"""Engine-neutral point preparation shared by the adapters, so both write identical points."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from server.store import schema
+from server.store.base import (
+    DimensionMismatchError,
+    FrameMatch,
+    InvalidVectorError,
+    MediaPoint,
+    SearchHit,
+    StoreError,
+)
+
+
+def check_vector(vector: Any, dim: int, what: str) -> np.ndarray:
+    """``vector`` as a finite 1-d float32 array of ``dim`` values, else a typed error."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1:
+        raise InvalidVectorError(f"{what}: expected a 1-d vector, got shape {array.shape}")
+    if array.shape[0] != dim:
+        raise DimensionMismatchError(what, dim, array.shape[0])
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError(f"{what}: vector contains NaN or infinity")
+    return array
+
+
+def check_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
+    """``vectors`` as a finite (n, dim) float32 array, else a typed error."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        raise InvalidVectorError(f"{what}: expected an (n, {dim}) array, got shape {array.shape}")
+    if array.shape[1] != dim:
+        raise DimensionMismatchError(what, dim, array.shape[1])
+    if not np.all(np.isfinite(array)):
+        raise InvalidVectorError(f"{what}: vectors contain NaN or infinity")
+    return array
+
+
+def check_vector_name(name: str, dims: Mapping[str, int]) -> int:
+    """The dimension of named vector ``name``, or InvalidVectorError naming the valid names."""
+    if name not in dims:
+        raise InvalidVectorError(f"unknown vector name {name!r}; the collection has {sorted(dims)}")
+    return dims[name]
+
+
+def check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+
+
+def checked_vectors(point: MediaPoint, dims: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """The point's named vectors, each checked against the collection's dims."""
+    if not point.media_id:
+        raise InvalidVectorError("media_id must be a non-empty string")
+    if not point.vectors:
+        raise InvalidVectorError(f"media {point.media_id!r} has no vectors")
+    return {
+        name: check_vector(vector, check_vector_name(name, dims), f"{point.media_id}/{name}")
+        for name, vector in point.vectors.items()
+    }
+
+
+def media_payload(point: MediaPoint) -> dict[str, Any]:
+    """The stored payload: the caller's fields plus the original media_id."""
+    return {**point.payload, schema.MEDIA_ID: point.media_id}
+
+
+def frame_payloads(
+    media_id: str, timestamps_s: Sequence[float], extra: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Payload of each frame point: the caller's fields plus media_id, index and timestamp."""
+    base = dict(extra or {})
+    return [
+        {
+            **base,
+            schema.MEDIA_ID: media_id,
+            schema.FRAME_INDEX: index,
+            schema.FRAME_TIMESTAMP_S: float(timestamp),
+        }
+        for index, timestamp in enumerate(timestamps_s)
+    ]
+
+
+def check_frames(
+    frame_vectors: Any, timestamps_s: Sequence[float], dim: int, media_id: str
+) -> np.ndarray:
+    """Frame vectors as an (n, dim) array with one timestamp per row."""
+    vectors = check_matrix(frame_vectors, dim, f"{media_id}/frames")
+    if len(timestamps_s) != vectors.shape[0]:
+        raise InvalidVectorError(
+            f"{media_id}: {vectors.shape[0]} frame vectors but {len(timestamps_s)} timestamps"
+        )
+    return vectors
+
+
+def video_ids(hits: Sequence[SearchHit]) -> list[str]:
+    """Ids of the hits that are videos (only videos have frame points)."""
+    return [h.media_id for h in hits if h.payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO]
+
+
+def attach_frames(hits: Sequence[SearchHit], matches: Mapping[str, FrameMatch]) -> list[SearchHit]:
+    """``hits`` with each video's best frame filled in."""
+    return [replace(h, frame=matches[h.media_id]) if h.media_id in matches else h for h in hits]
+
+
+def frame_match(payload: Mapping[str, Any], score: float) -> FrameMatch:
+    return FrameMatch(
+        frame_index=int(payload[schema.FRAME_INDEX]),
+        timestamp_s=float(payload[schema.FRAME_TIMESTAMP_S]),
+        score=float(score),
+    )
+
+
+def as_float32(vector: Any) -> np.ndarray:
+    return np.asarray(vector, dtype=np.float32)
+
+
+def check_dims(dims: Mapping[str, int]) -> None:
+    """Dims name known vectors, include visual (frames use it), and are positive ints."""
+    if schema.VISUAL not in dims:
+        raise StoreError(f"dims must include {schema.VISUAL!r} (frames use it), got {dict(dims)}")
+    unknown = set(dims) - set(schema.VECTOR_NAMES)
+    if unknown:
+        raise StoreError(f"unknown vector names {sorted(unknown)}; use {schema.VECTOR_NAMES}")
+    for vector, dim in dims.items():
+        if not isinstance(dim, int) or dim < 1:
+            raise StoreError(f"dimension of {vector!r} must be a positive int, got {dim!r}")
+
+
+def compare_dims(
+    collection: str, model_id: str, stored: Mapping[str, int], wanted: Mapping[str, int]
+) -> None:
+    """Raise unless the stored collection has exactly the vectors the model produces."""
+    for vector in sorted(set(stored) | set(wanted)):
+        have, want = stored.get(vector), wanted.get(vector)
+        if have is None or want is None:
+            raise StoreError(
+                f"collection {collection} has vectors {sorted(stored)} but model {model_id} "
+                f"produces {sorted(wanted)}"
+            )
+        if have != want:
+            raise DimensionMismatchError(
+                f"collection {collection}, vector {vector!r}, model {model_id}", have, want
+            )
