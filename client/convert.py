@@ -10,24 +10,33 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from client.types import (
+    ClientContext,
     Embeddings,
+    Event,
+    EventResult,
+    EventStatus,
+    ForgetReport,
     IndexOutcome,
     IndexResult,
     Location,
+    LogEventsResult,
     MediaFilter,
     MediaItem,
     MediaMetadata,
     MediaType,
+    Recommendation,
+    RecommendFilter,
+    RecommendPage,
     SearchHit,
     ServerInfo,
     ServerLimits,
     StoreKind,
     Topic,
 )
-from mediarec.v1 import common_pb2, media_pb2
+from mediarec.v1 import common_pb2, media_pb2, recommend_pb2
 
 _Enum = TypeVar("_Enum", bound=enum.IntEnum)
 
@@ -208,4 +217,109 @@ def server_info_from_proto(message: media_pb2.GetServerInfoResponse) -> ServerIn
         ),
         server_version=message.server_version,
         started_at=timestamp_from_proto(message, "started_at"),
+    )
+
+
+# -- recommendations ---------------------------------------------------------------------------
+
+
+def context_to_proto(context: ClientContext) -> recommend_pb2.ClientContext:
+    message = recommend_pb2.ClientContext(device=context.device)
+    if context.local_hour is not None:
+        message.local_hour = context.local_hour
+    if context.location is not None:
+        message.location.CopyFrom(location_to_proto(context.location))
+    return message
+
+
+def event_to_proto(event: Event) -> recommend_pb2.Event:
+    """An event as sent; a None timestamp becomes the client's current time."""
+    message = recommend_pb2.Event(
+        event_id=event.event_id,
+        user_id=event.user_id,
+        kind=int(event.kind),
+        media_id=event.media_id,
+        creator_id=event.creator_id,
+        dwell_ms=event.dwell_ms,
+        watch_fraction=event.watch_fraction,
+        query=event.query,
+        hashtag=event.hashtag,
+        request_id=event.request_id,
+    )
+    if event.timestamp is None:
+        message.timestamp.GetCurrentTime()
+    elif isinstance(event.timestamp, datetime):
+        message.timestamp.CopyFrom(timestamp_to_proto(event.timestamp))
+    else:
+        seconds = float(event.timestamp)
+        whole = int(seconds // 1)
+        message.timestamp.seconds = whole
+        message.timestamp.nanos = min(int(round((seconds - whole) * 1e9)), 999_999_999)
+    if event.context is not None:
+        message.context.CopyFrom(context_to_proto(event.context))
+    return message
+
+
+def log_events_result_from_proto(message: recommend_pb2.LogEventsResponse) -> LogEventsResult:
+    return LogEventsResult(
+        results=tuple(
+            EventResult(
+                event_id=r.event_id,
+                status=enum_from_proto(EventStatus, r.status),
+                error=r.error,
+            )
+            for r in message.results
+        ),
+        accepted_count=message.accepted_count,
+        duplicate_count=message.duplicate_count,
+        rejected_count=message.rejected_count,
+    )
+
+
+def recommend_filter_to_proto(media_filter: RecommendFilter) -> recommend_pb2.RecommendFilter:
+    message = recommend_pb2.RecommendFilter(
+        media_types=[int(t) for t in media_filter.media_types],
+        creator_ids=list(media_filter.creator_ids),
+        tags=list(media_filter.tags),
+    )
+    if media_filter.max_age is not None:
+        duration = duration_pb2.Duration()
+        duration.FromTimedelta(media_filter.max_age)
+        message.max_age.CopyFrom(duration)
+    return message
+
+
+def recommendation_from_proto(message: recommend_pb2.Recommendation) -> Recommendation:
+    return Recommendation(
+        item=media_item_from_proto(message.media),
+        score=message.score,
+        score_breakdown=tuple((c.signal, c.value) for c in message.score_breakdown),
+        sources=tuple(message.sources),
+        reasons=tuple(message.reasons),
+        matched_frame_timestamp_s=(
+            message.matched_frame_timestamp_s
+            if message.HasField("matched_frame_timestamp_s")
+            else None
+        ),
+        collapsed_media_ids=tuple(message.collapsed_media_ids),
+        explored=message.explored,
+        propensity=message.propensity,
+    )
+
+
+def recommend_page_from_proto(message: recommend_pb2.RecommendResponse) -> RecommendPage:
+    return RecommendPage(
+        items=tuple(recommendation_from_proto(r) for r in message.items),
+        request_id=message.request_id,
+        next_page_cursor=message.next_page_cursor,
+    )
+
+
+def forget_report_from_proto(message: recommend_pb2.ForgetUserResponse) -> ForgetReport:
+    return ForgetReport(
+        events_deleted=message.events_deleted,
+        impressions_deleted=message.impressions_deleted,
+        follows_deleted=message.follows_deleted,
+        interests_deleted=message.interests_deleted,
+        other_deleted=message.other_deleted,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,16 +25,24 @@ from google.protobuf import wrappers_pb2
 from client import convert
 from client.errors import DeadlineExceeded, MediarecError, Unavailable, from_rpc_error
 from client.types import (
+    ClientContext,
     Embeddings,
+    Event,
+    ForgetReport,
     IndexResult,
+    LogEventsResult,
     MediaFilter,
     MediaItem,
     MediaMetadata,
+    Recommendation,
+    RecommendFilter,
+    RecommendPage,
     SearchHit,
     ServerInfo,
     ServingStatus,
+    Surface,
 )
-from mediarec.v1 import media_pb2, media_pb2_grpc
+from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_UPLOAD_TIMEOUT_S = 600.0
@@ -93,6 +101,7 @@ class MediarecClient:
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
+        self._recommend = recommend_pb2_grpc.RecommendationServiceStub(self._channel)
         # grpc.health.v1's request {string service = 1} and response {enum status = 1} have the
         # wire format of StringValue and Int32Value, so health needs no extra package.
         self._health_check = self._channel.unary_unary(
@@ -246,6 +255,88 @@ class MediarecClient:
         """"More like this": items closest to a stored item, which itself is left out."""
         request = media_pb2.SearchMediaRequest(media_id=media_id)
         return self._search(request, k, media_filter, timeout_s)
+
+    # -- recommendations -------------------------------------------------------------------
+
+    def log_events(
+        self, events: Sequence[Event], *, timeout_s: float | None = None
+    ) -> LogEventsResult:
+        """Log engagement events; one result per event, so a bad event never fails the batch.
+
+        Idempotent by ``event_id``: resending a batch after a timeout reports the events that
+        arrived the first time as duplicates and counts them once.
+        """
+        request = recommend_pb2.LogEventsRequest(
+            events=[convert.event_to_proto(event) for event in events]
+        )
+        response = self._unary("LogEvents", self._recommend.LogEvents, request, timeout_s)
+        return convert.log_events_result_from_proto(response)
+
+    def recommend(
+        self,
+        user_id: str,
+        *,
+        k: int = 0,
+        surface: Surface = Surface.FEED,
+        context: ClientContext | None = None,
+        seed_media_id: str = "",
+        steering_text: str = "",
+        media_filter: RecommendFilter | None = None,
+        exclude_seen: bool | None = None,
+        page_cursor: str = "",
+        timeout_s: float | None = None,
+    ) -> RecommendPage:
+        """A page of recommendations for ``user_id``; ``k = 0`` uses the server's default.
+
+        ``exclude_seen`` None keeps the server's default (seen items are left out). Pass the
+        previous page's ``next_page_cursor`` as ``page_cursor`` to continue the same ranking.
+        """
+        request = recommend_pb2.RecommendRequest(
+            user_id=user_id,
+            k=k,
+            surface=int(surface),
+            seed_media_id=seed_media_id,
+            steering_text=steering_text,
+            page_cursor=page_cursor,
+        )
+        if context is not None:
+            request.context.CopyFrom(convert.context_to_proto(context))
+        if media_filter is not None:
+            request.filter.CopyFrom(convert.recommend_filter_to_proto(media_filter))
+        if exclude_seen is not None:
+            request.exclude_seen = exclude_seen
+        response = self._unary("Recommend", self._recommend.Recommend, request, timeout_s)
+        return convert.recommend_page_from_proto(response)
+
+    def similar_media(
+        self,
+        media_id: str,
+        *,
+        user_id: str = "",
+        k: int = 0,
+        media_filter: RecommendFilter | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Recommendation]:
+        """Items like ``media_id`` (content and co-engagement), personalised if ``user_id``."""
+        request = recommend_pb2.SimilarMediaRequest(media_id=media_id, user_id=user_id, k=k)
+        if media_filter is not None:
+            request.filter.CopyFrom(convert.recommend_filter_to_proto(media_filter))
+        response = self._unary("SimilarMedia", self._recommend.SimilarMedia, request, timeout_s)
+        return [convert.recommendation_from_proto(item) for item in response.items]
+
+    def set_interests(
+        self, user_id: str, text: str, *, timeout_s: float | None = None
+    ) -> tuple[str, ...]:
+        """Declare interests in free text ("hiking, street food, cats"); returns them parsed."""
+        request = recommend_pb2.SetInterestsRequest(user_id=user_id, text=text)
+        response = self._unary("SetInterests", self._recommend.SetInterests, request, timeout_s)
+        return tuple(response.interests)
+
+    def forget_user(self, user_id: str, *, timeout_s: float | None = None) -> ForgetReport:
+        """Delete every event, profile and derived state of ``user_id``; returns the counts."""
+        request = recommend_pb2.ForgetUserRequest(user_id=user_id)
+        response = self._unary("ForgetUser", self._recommend.ForgetUser, request, timeout_s)
+        return convert.forget_report_from_proto(response)
 
     # -- service information ---------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class MediaType(enum.IntEnum):
@@ -180,3 +180,144 @@ class ServerInfo:
     limits: ServerLimits
     server_version: str
     started_at: datetime | None
+
+
+# -- recommendations ---------------------------------------------------------------------------
+
+
+class EventKind(enum.IntEnum):
+    """What a user did; the values equal ``mediarec.v1.EventKind``."""
+
+    UNSPECIFIED = 0
+    IMPRESSION = 1  # shown (adds fatigue, never makes an item "seen"); needs media_id
+    VIEW = 2  # dwell_ms, and watch_fraction for videos (> 1 = rewatched); needs media_id
+    LIKE = 3
+    COMMENT = 4
+    SHARE = 5
+    SAVE = 6
+    SKIP = 7
+    HIDE = 8  # "see less" on media_id; with only creator_id, hides that creator
+    FOLLOW = 9  # needs creator_id
+    UNFOLLOW = 10  # needs creator_id
+    SEARCH = 11  # needs query and/or hashtag
+    PROFILE_VISIT = 12  # needs creator_id
+
+
+class Surface(enum.IntEnum):
+    """Where recommendations are shown; the values equal ``mediarec.v1.Surface``."""
+
+    UNSPECIFIED = 0  # the server treats it as FEED
+    FEED = 1  # favours followed creators
+    EXPLORE = 2  # never returns followed creators
+    REELS = 3  # videos only
+
+
+class EventStatus(enum.IntEnum):
+    """What happened to one logged event; the values equal ``mediarec.v1.EventStatus``."""
+
+    UNSPECIFIED = 0
+    ACCEPTED = 1
+    DUPLICATE = 2
+    REJECTED = 3
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """Where and how the user is: device type, local hour (0-23) and coarse location."""
+
+    device: str = ""
+    local_hour: int | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One engagement event; ``timestamp`` is a datetime or unix seconds, None means now.
+
+    Which optional fields are required depends on ``kind`` (see :class:`EventKind`).
+    """
+
+    event_id: str
+    user_id: str
+    kind: EventKind
+    timestamp: datetime | float | None = None
+    media_id: str = ""
+    creator_id: str = ""
+    dwell_ms: int = 0
+    watch_fraction: float = 0.0
+    query: str = ""
+    hashtag: str = ""
+    context: ClientContext | None = None
+    request_id: str = ""  # request_id of the Recommend response that showed the item
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """The outcome of one event; ``error`` is one sentence for a rejected event."""
+
+    event_id: str
+    status: EventStatus
+    error: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is EventStatus.ACCEPTED
+
+
+@dataclass(frozen=True)
+class LogEventsResult:
+    """Per-event results, in request order, and their counts."""
+
+    results: tuple[EventResult, ...]
+    accepted_count: int
+    duplicate_count: int
+    rejected_count: int
+
+
+@dataclass(frozen=True)
+class RecommendFilter:
+    """Recommendation restrictions: set conditions AND together, list values OR together."""
+
+    media_types: tuple[MediaType, ...] = ()
+    creator_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    max_age: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item, its score, the per-signal breakdown and the reasons."""
+
+    item: MediaItem
+    score: float
+    score_breakdown: tuple[tuple[str, float], ...]  # (signal, contribution), largest first
+    sources: tuple[str, ...]
+    reasons: tuple[str, ...]
+    matched_frame_timestamp_s: float | None
+    collapsed_media_ids: tuple[str, ...]
+    explored: bool
+    propensity: float
+
+    @property
+    def media_id(self) -> str:
+        return self.item.media_id
+
+
+@dataclass(frozen=True)
+class RecommendPage:
+    """One page of recommendations; pass ``next_page_cursor`` to get the next page."""
+
+    items: tuple[Recommendation, ...]
+    request_id: str
+    next_page_cursor: str  # empty on the last page
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """How much of each kind of a user's data ForgetUser deleted."""
+
+    events_deleted: int
+    impressions_deleted: int
+    follows_deleted: int
+    interests_deleted: int
+    other_deleted: int
