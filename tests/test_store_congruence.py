@@ -683,7 +683,7 @@ def test_report_upsert_and_search_speed_edge_vs_local_mode(tmp_path: Path) -> No
         store.close()
         results[kind] = (upserts_per_s, latencies)
         print(
-            f"\n{kind}: {upserts_per_s:,.0f} upserts/s (batches of 500, durable), exact search "
+            f"\n{kind}: {upserts_per_s:,.0f} upserts/s (batches of 500), exact search "
             f"p50 {latencies['none']:.2f} ms, with one filter {latencies['one_filter']:.2f} ms"
         )
     assert results["edge"][1]["none"] < results["local-mode-in-memory"][1]["none"]

@@ -66,7 +66,7 @@ class EdgeTuning:
 
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
-    hnsw_ef: int = 128  # search-time beam width of approximate searches
+    hnsw_ef: int = 256  # search-time beam; recall vs latency measured in docs/storage.md
     full_scan_threshold_kb: int = 10_000  # below this, filtered searches scan instead of HNSW
     indexing_threshold_kb: int = 10_000  # a segment gets HNSW once its vectors exceed this
     build_after_writes: int | None = None  # None: points that fill indexing_threshold_kb

@@ -59,7 +59,7 @@ _INDEX_TYPES = {
 class RemoteStore:
     """:class:`~server.store.base.VectorStore` through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 128) -> None:
+    def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 256) -> None:
         self._client = client
         self._local = local_mode
         self._hnsw_ef = hnsw_ef
