@@ -14,17 +14,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mediarec.v1 import media_pb2, media_pb2_grpc
+from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_grpc
 from server.auth import auth_interceptors
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
 from server.media_servicer import MediaServicer
+from server.recommend_servicer import RecommendationServicer
 from server.runtime import ServiceState, open_deps
 
 logger = logging.getLogger(__name__)
 
 # Services whose health is reported; "" is the whole server.
-SERVICE_NAMES = ("", media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name)
+SERVICE_NAMES = (
+    "",
+    media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
+    recommend_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name,
+)
 
 
 @dataclass
@@ -65,6 +70,9 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         options=options,
     )
     media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(state), server)
+    recommend_pb2_grpc.add_RecommendationServiceServicer_to_server(
+        RecommendationServicer(state), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in SERVICE_NAMES:

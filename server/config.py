@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.recommend.settings import RecommendSettings
+
 ENV_PREFIX = "MEDIAREC_"
 CONFIG_ENV = "MEDIAREC_CONFIG"
 DEFAULT_MODEL_ID = "openclip:ViT-B-32/laion2b_s34b_b79k"
@@ -203,6 +205,167 @@ class SearchSettings:
     max_k: int = setting(1000, "search_max_k", "Largest k a search accepts.", minimum=1)
 
 
+def _recommend_default(name: str) -> Any:
+    """The recommender's own default for ``name``, so the two declarations cannot drift."""
+    return next(f.default for f in dataclasses.fields(RecommendSettings) if f.name == name)
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """The operator-facing recommendation knobs; each attribute that names a field of
+    ``server.recommend.settings.RecommendSettings`` overrides it (see ``recommend_settings``).
+    """
+
+    default_k: int = setting(
+        _recommend_default("default_k"),
+        "rec_default_k",
+        "Items per Recommend page when a request asks for k = 0.",
+        minimum=1,
+    )
+    max_k: int = setting(
+        _recommend_default("max_k"),
+        "rec_max_k",
+        "Largest k Recommend and SimilarMedia accept.",
+        minimum=1,
+        maximum=10_000,
+    )
+    max_events_per_batch: int = setting(
+        1000,
+        "max_events_per_batch",
+        "Most events one LogEvents call may carry; more is RESOURCE_EXHAUSTED.",
+        minimum=1,
+        maximum=100_000,
+    )
+    rank_depth: int = setting(
+        _recommend_default("rank_depth"),
+        "rec_rank_depth",
+        "Items ranked once per Recommend request; later pages of its cursor slice this ranking.",
+        minimum=1,
+    )
+    page_cache_ttl_s: float = setting(
+        _recommend_default("page_cache_ttl_s"),
+        "rec_page_cache_ttl_s",
+        "Seconds a Recommend page cursor stays valid.",
+        minimum=1,
+    )
+    max_impressions: int = setting(
+        _recommend_default("max_impressions"),
+        "max_impressions",
+        "Impressions without engagement after which an item is no longer shown to that user.",
+        minimum=1,
+    )
+    max_clusters: int = setting(
+        _recommend_default("max_clusters"),
+        "max_interest_clusters",
+        "Interest clusters (taste vectors) built per user from positively engaged media.",
+        minimum=1,
+        maximum=64,
+    )
+    positive_half_life_s: float = setting(
+        _recommend_default("positive_half_life_s"),
+        "positive_half_life_s",
+        "Seconds after which the weight of a positive engagement (like, save, long view) halves.",
+        minimum=1,
+    )
+    negative_half_life_s: float = setting(
+        _recommend_default("negative_half_life_s"),
+        "negative_half_life_s",
+        "Seconds after which the push-down of a skip or hide halves.",
+        minimum=1,
+    )
+    search_half_life_s: float = setting(
+        _recommend_default("search_half_life_s"),
+        "search_half_life_s",
+        "Seconds after which the interest from a search query or hashtag halves.",
+        minimum=1,
+    )
+    trending_half_life_s: float = setting(
+        _recommend_default("trending_half_life_s"),
+        "trending_half_life_s",
+        "Seconds after which an engagement's weight in trending counts halves.",
+        minimum=1,
+    )
+    fresh_window_s: float = setting(
+        _recommend_default("fresh_window_s"),
+        "fresh_window_s",
+        "Posts younger than this many seconds are fresh: candidates for exploration.",
+        minimum=0,
+    )
+    explore_fraction: float = setting(
+        _recommend_default("explore_fraction"),
+        "explore_fraction",
+        "Exploration budget: share of each page the bandit may give to new, low-exposure items.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    explore_max_slots: int = setting(
+        _recommend_default("explore_max_slots"),
+        "explore_max_slots",
+        "Most exploration slots in one page, whatever explore_fraction gives.",
+        minimum=0,
+    )
+    mmr_lambda: float = setting(
+        _recommend_default("mmr_lambda"),
+        "mmr_lambda",
+        "MMR relevance-vs-novelty weight for a well-known user (1 = no diversity).",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    mmr_lambda_cold: float = setting(
+        _recommend_default("mmr_lambda_cold"),
+        "mmr_lambda_cold",
+        "MMR relevance-vs-novelty weight for a user with no history (lower = more diverse).",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    creator_cap: int = setting(
+        _recommend_default("creator_cap"),
+        "creator_cap",
+        "Most items of one creator in one page.",
+        minimum=1,
+    )
+    near_duplicate_cosine: float = setting(
+        _recommend_default("near_duplicate_cosine"),
+        "rec_near_duplicate_cosine",
+        "Cosine at or above which recommended items collapse into one.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    cohorts: int = setting(
+        _recommend_default("cohorts"),
+        "cohorts",
+        "Taste cohorts users are clustered into for 'popular in your cohort'.",
+        minimum=1,
+    )
+    refresh_min_events: int = setting(
+        _recommend_default("refresh_min_events"),
+        "refresh_min_events",
+        "New events that trigger a background rebuild of co-engagement, trending and cohorts.",
+        minimum=1,
+    )
+    refresh_min_interval_s: float = setting(
+        _recommend_default("refresh_min_interval_s"),
+        "refresh_min_interval_s",
+        "At most one background rebuild per this many seconds.",
+        minimum=0,
+    )
+    ranker_path: Path | None = setting(
+        None,
+        "ranker_path",
+        "Trained ranker (from `mediarec train-ranker`) loaded on start; empty: default weights.",
+    )
+
+
+def recommend_settings(config: RecommendConfig) -> RecommendSettings:
+    """The recommender's settings: its defaults, overridden by the configured knobs."""
+    known = {f.name for f in dataclasses.fields(RecommendSettings)}
+    values: dict[str, Any] = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in known
+    }
+    values["ranker_path"] = str(config.ranker_path) if config.ranker_path else ""
+    return RecommendSettings(**values)
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("INFO", "log_level", "Log level.", choices=LOG_LEVELS)
@@ -218,6 +381,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     topics: TopicsSettings = field(default_factory=TopicsSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -478,6 +642,13 @@ def validate(settings: Settings) -> None:
         )
     if settings.search.default_k > settings.search.max_k:
         raise ConfigError("search.default_k", "must not exceed search.max_k")
+    if settings.recommend.default_k > settings.recommend.max_k:
+        raise ConfigError("recommend.default_k", "must not exceed recommend.max_k")
+    try:
+        recommend_settings(settings.recommend)
+    except ValueError as error:  # the recommender's own cross-checks
+        key = re.match(r"^(recommend\.\w+)", str(error))
+        raise ConfigError(key.group(1) if key else "recommend", str(error)) from None
 
 
 # -- argparse helpers ------------------------------------------------------------------------

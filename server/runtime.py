@@ -11,9 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from encoders import Encoder, EncoderOptions, create_encoder
 from mediarec.v1 import media_pb2
-from server.config import Settings
+from server.config import Settings, recommend_settings
+from server.engagement import open_engagement_store
 from server.errors import UnavailableError
 from server.indexing import IndexLimits, MediaIndexer
+from server.recommend.recommender import Recommender
+from server.recommend.types import EngagementStore
 from server.search import MediaSearch
 from server.store import EDGE_SUBDIR, EdgeTuning, SearchFilter, VectorStore, open_store, schema
 from server.topics import TopicLabeler, vocabulary_prompts
@@ -32,9 +35,18 @@ class ServiceDeps:
     indexer: MediaIndexer
     search: MediaSearch
     spool_dir: Path
+    engagement: EngagementStore
+    recommender: Recommender
 
     def close(self) -> None:
-        self.store.close()
+        """Stop the recommender's background work first: it reads both stores."""
+        try:
+            self.recommender.close()
+        finally:
+            try:
+                self.engagement.close()
+            finally:
+                self.store.close()
 
 
 def encoder_options(settings: Settings) -> EncoderOptions:
@@ -66,7 +78,16 @@ def open_deps(settings: Settings, encoder: Encoder | None = None) -> ServiceDeps
             encoder.model_id, {schema.VISUAL: encoder.dim, schema.CAPTION: encoder.dim}
         )
         labeler = _labeler(settings, encoder)
+        engagement = open_engagement_store(data_dir)
     except BaseException:
+        store.close()
+        raise
+    try:
+        recommender = Recommender(
+            encoder, store, engagement, recommend_settings(settings.recommend)
+        )
+    except BaseException:
+        engagement.close()
         store.close()
         raise
     limits = IndexLimits(
@@ -95,6 +116,8 @@ def open_deps(settings: Settings, encoder: Encoder | None = None) -> ServiceDeps
             max_image_pixels=settings.media.max_image_pixels,
         ),
         spool_dir=spool_dir,
+        engagement=engagement,
+        recommender=recommender,
     )
     logger.info(
         "service ready in %.1fs: model %s (%d-d), store %s",

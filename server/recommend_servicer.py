@@ -1,0 +1,127 @@
+"""The thin gRPC RecommendationService: parse the request, call the recommender, convert back.
+
+Domain errors propagate as exceptions; the server-wide ErrorMappingInterceptor turns them into
+status codes through the one table in server/errors.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
+from server import recommend_convert as convert
+from server.errors import InvalidArgumentError, ResourceLimitError
+from server.media import StoredItem
+from server.payload import stored_item
+from server.recommend.types import Event, EventResult, RecItem
+from server.runtime import ServiceDeps, ServiceState
+
+logger = logging.getLogger(__name__)
+
+
+class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def LogEvents(  # noqa: N802 (gRPC method names are fixed by the proto)
+        self, request: recommend_pb2.LogEventsRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.LogEventsResponse:
+        deps = self._state.require()
+        limit = deps.settings.recommend.max_events_per_batch
+        if len(request.events) > limit:
+            raise ResourceLimitError(
+                "events", f"{len(request.events)} events is over the limit of {limit} per call"
+            )
+        converted = [convert.event_from_proto(message) for message in request.events]
+        events = [item for item in converted if isinstance(item, Event)]
+        stored = deps.engagement.log_events(events) if events else []
+        accepted = [e for e, r in zip(events, stored, strict=True) if r.accepted]
+        if accepted:
+            deps.recommender.on_events(accepted)
+        return convert.log_events_response(_in_request_order(converted, stored))
+
+    def Recommend(  # noqa: N802
+        self, request: recommend_pb2.RecommendRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.RecommendResponse:
+        deps = self._state.require()
+        rec_request = convert.rec_request_from_proto(
+            request,
+            default_k=deps.settings.recommend.default_k,
+            max_k=deps.settings.recommend.max_k,
+            max_text_chars=deps.settings.media.max_caption_chars,
+        )
+        response = deps.recommender.recommend(rec_request)
+        return recommend_pb2.RecommendResponse(
+            items=_to_proto(deps, response.items),
+            request_id=response.request_id,
+            next_page_cursor=response.next_cursor,
+        )
+
+    def SimilarMedia(  # noqa: N802
+        self, request: recommend_pb2.SimilarMediaRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.SimilarMediaResponse:
+        deps = self._state.require()
+        media_id = convert.require_id(request.media_id, "media_id")
+        k = convert.resolve_k(
+            request.k,
+            default_k=deps.settings.recommend.default_k,
+            max_k=deps.settings.recommend.max_k,
+        )
+        items = deps.recommender.similar(
+            media_id, request.user_id, k, convert.filter_from_proto(request.filter)
+        )
+        return recommend_pb2.SimilarMediaResponse(items=_to_proto(deps, items))
+
+    def SetInterests(  # noqa: N802
+        self, request: recommend_pb2.SetInterestsRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.SetInterestsResponse:
+        deps = self._state.require()
+        user_id = convert.require_id(request.user_id, "user_id")
+        text = request.text.strip()
+        if not text:
+            raise InvalidArgumentError("text", "the interests text is empty")
+        limit = deps.settings.media.max_caption_chars
+        if len(text) > limit:
+            raise ResourceLimitError("text", f"the interests text is over {limit} characters")
+        interests = deps.recommender.set_interests(user_id, text, time.time())
+        return recommend_pb2.SetInterestsResponse(interests=list(interests))
+
+    def ForgetUser(  # noqa: N802
+        self, request: recommend_pb2.ForgetUserRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.ForgetUserResponse:
+        deps = self._state.require()
+        user_id = convert.require_id(request.user_id, "user_id")
+        report = deps.recommender.forget_user(user_id)
+        return convert.forget_report_to_proto(report)
+
+
+def _in_request_order(
+    converted: Sequence[Event | EventResult], stored: Sequence[EventResult]
+) -> list[EventResult]:
+    """Merge the conversion's rejections with the store's results, in request order."""
+    from_store = iter(stored)
+    return [next(from_store) if isinstance(item, Event) else item for item in converted]
+
+
+def _to_proto(deps: ServiceDeps, items: Sequence[RecItem]) -> list[recommend_pb2.Recommendation]:
+    """Recommendations with their stored media; an item deleted meanwhile is left out."""
+    stored = _stored_items(deps, [item.media_id for item in items])
+    missing = [item.media_id for item in items if item.media_id not in stored]
+    if missing:
+        logger.info("left out %d recommended items deleted meanwhile", len(missing))
+    return [
+        convert.rec_item_to_proto(item, stored[item.media_id])
+        for item in items
+        if item.media_id in stored
+    ]
+
+
+def _stored_items(deps: ServiceDeps, media_ids: Sequence[str]) -> dict[str, StoredItem]:
+    if not media_ids:
+        return {}
+    points = deps.store.get(list(media_ids))
+    return {media_id: stored_item(media_id, point.payload) for media_id, point in points.items()}
