@@ -1,0 +1,124 @@
+"""Diversity: near-duplicates collapsed into one item, then MMR with a per-creator cap.
+
+Pure numpy over a few hundred candidates. ``vectors`` are unit rows, so a dot product is a
+cosine similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Collapsed:
+    keep: list[int]  # candidate indices that survive, in the input order
+    folded: dict[int, list[int]]  # kept index -> indices folded into it
+
+
+def collapse_near_duplicates(
+    order: Sequence[int],
+    vectors: np.ndarray,
+    threshold: float,
+    groups: Sequence[str] | None = None,
+) -> Collapsed:
+    """Walk candidates best first; fold each into an earlier kept one it nearly duplicates.
+
+    Two candidates are near-duplicates when their cosine is at least ``threshold`` or when they
+    share a non-empty ``groups`` key (e.g. the same content hash or a declared
+    ``near_duplicate_of`` root).
+    """
+    keep: list[int] = []
+    folded: dict[int, list[int]] = {}
+    group_owner: dict[str, int] = {}
+    kept_vectors = np.zeros((len(order), vectors.shape[1] if vectors.ndim == 2 else 0))
+    for i in order:
+        owner = -1
+        key = groups[i] if groups is not None else ""
+        if key and key in group_owner:
+            owner = group_owner[key]
+        elif keep and threshold <= 1.0:
+            sims = kept_vectors[: len(keep)] @ vectors[i]
+            best = int(np.argmax(sims))
+            if sims[best] >= threshold:
+                owner = keep[best]
+        if owner >= 0:
+            folded.setdefault(owner, []).append(i)
+            continue
+        kept_vectors[len(keep)] = vectors[i]
+        keep.append(i)
+        if key:
+            group_owner[key] = i
+    return Collapsed(keep, folded)
+
+
+def mmr_rank(
+    relevance: np.ndarray,
+    vectors: np.ndarray,
+    depth: int,
+    lam: float,
+    creators: Sequence[str],
+    creator_cap: int,
+    page_size: int,
+    fixed: dict[int, int] | None = None,
+) -> list[int]:
+    """Greedy MMR: each step takes the argmax of ``lam * rel - (1 - lam) * max_sim_selected``.
+
+    ``relevance`` is scaled to [0, 1] first so it is comparable with cosine similarity. At most
+    ``creator_cap`` items of one creator land in each page of ``page_size`` positions
+    (0 disables the cap); the cap yields only when every candidate left is capped.
+    ``fixed`` maps positions to candidate indices that must sit there (exploration slots);
+    they count toward the creator cap and the novelty term like any other pick.
+    """
+    n = relevance.shape[0]
+    fixed = dict(fixed or {})
+    fixed_items = set(fixed.values())
+    if n == 0 or depth <= 0:
+        return []
+    rel = np.asarray(relevance, dtype=np.float64)
+    lo, hi = float(rel.min()), float(rel.max())
+    rel = (rel - lo) / (hi - lo) if hi - lo > 1e-12 else np.ones(n)
+    max_sim = np.full(n, -1.0)
+    available = np.ones(n, dtype=bool)
+    for i in fixed_items:
+        available[i] = False
+    # Creators as integer codes ("" = unknown creator, never capped).
+    names = {c: i for i, c in enumerate(dict.fromkeys(creators))}
+    codes = np.fromiter((names[c] for c in creators), dtype=np.int64, count=n)
+    uncapped = names.get("", -1)
+    page_counts: dict[int, int] = {}
+    current_page = 0
+    ranking: list[int] = []
+    while len(ranking) < depth:
+        position = len(ranking)
+        page = position // max(page_size, 1)
+        if page != current_page:
+            page_counts, current_page = {}, page
+        if position in fixed:
+            pick = fixed.pop(position)
+        else:
+            eligible = available.copy()
+            if creator_cap > 0:
+                full = [c for c, count in page_counts.items() if count >= creator_cap]
+                if full:
+                    eligible &= ~np.isin(codes, full)
+            if not eligible.any():
+                # The cap yields when only capped creators are left: a short page helps nobody.
+                eligible = available.copy()
+            if not eligible.any():
+                ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
+                break
+            novelty = np.where(max_sim > -1.0, max_sim, 0.0)
+            value = lam * rel - (1.0 - lam) * novelty
+            value[~eligible] = -np.inf
+            pick = int(np.argmax(value))
+            available[pick] = False
+        ranking.append(pick)
+        code = int(codes[pick])
+        if code != uncapped:
+            page_counts[code] = page_counts.get(code, 0) + 1
+        np.maximum(max_sim, vectors @ vectors[pick], out=max_sim)
+    return ranking
+

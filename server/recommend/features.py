@@ -1,0 +1,187 @@
+"""The blend features of every candidate, whatever source proposed it (numpy, no I/O).
+
+Each feature is in [0, 1]. Similarities are cosines against the user's query vectors, scaled
+within the request; counts are scaled by the best candidate; popularity is log-scaled so the
+long tail still differs. ``FeatureTable`` also keeps what the reasons need (which cluster or
+interest matched, how many liked posts back a co-engagement score, which context key).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.recommend import blend as b
+from server.recommend.profile import UserProfile
+from server.recommend.settings import RecommendSettings
+from server.recommend.sources import QueryVector
+from server.recommend.state import CoScores, DerivedState, context_keys
+from server.recommend.types import Context
+from server.store import schema
+
+# How much each kind of context counts in "popularity in context".
+POPULARITY_KEY_WEIGHTS: Mapping[str, float] = {
+    "global": 0.3,
+    "hour": 0.15,
+    "location": 0.2,
+    "location_hour": 0.2,
+    "device": 0.15,
+}
+_POP_SCALE = 99.0
+
+
+def pop_scale(level: np.ndarray | float) -> np.ndarray:
+    """Log-scale a relative popularity level in [0, 1] (1 = the most popular item) to [0, 1]."""
+    x = np.clip(np.asarray(level, dtype=np.float64), 0.0, 1.0)
+    return np.log1p(_POP_SCALE * x) / math.log1p(_POP_SCALE)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The candidates that survived filtering, with what the store holds about them."""
+
+    ids: list[str]
+    payloads: list[Mapping[str, Any]]
+    visual: np.ndarray  # (n, d) unit rows: the item's visual vector, else its caption's
+    caption: np.ndarray  # (n, d) caption vectors, zero rows where the item has none
+    has_caption: np.ndarray  # (n,) bool
+    sources: list[dict[str, float]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def creators(self) -> list[str]:
+        return [str(p.get(schema.CREATOR_ID, "") or "") for p in self.payloads]
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    x: np.ndarray  # (n, len(FEATURES))
+    item_conf: np.ndarray  # (n,)
+    engagements: np.ndarray  # (n,) positive events per item
+    impressions: np.ndarray  # (n,) global exposure per item
+    best_cluster: np.ndarray  # (n,) index into profile.clusters, -1 when none
+    best_query: np.ndarray  # (n,) index into the text queries, -1 when none
+    coeng_counts: np.ndarray  # (n,) how many liked posts neighbour the item
+    popular_in: list[str]  # (n,) the context kind where the item is most popular, or ""
+    user_impressions: np.ndarray  # (n,) times this user was shown the item
+
+
+def compute_features(
+    cands: Candidates,
+    profile: UserProfile,
+    queries: Sequence[QueryVector],
+    seed_vector: np.ndarray | None,
+    coscores: CoScores,
+    state: DerivedState,
+    engagements: np.ndarray,
+    impressions: np.ndarray,
+    user_impressions: np.ndarray,
+    social_counts: Mapping[str, float],
+    context: Context,
+    settings: RecommendSettings,
+    now: float,
+) -> FeatureTable:
+    n = len(cands)
+    x = np.zeros((n, len(b.FEATURES)))
+    col = b.FEATURE_INDEX
+    best_cluster = np.full(n, -1, dtype=np.int64)
+    best_query = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return FeatureTable(x, np.zeros(0), np.zeros(0), np.zeros(0), best_cluster, best_query,
+                            np.zeros(0, dtype=np.int64), [], np.zeros(0))
+    v = cands.visual
+
+    clusters = profile.clusters
+    if clusters:
+        cvec = np.stack([c.vector for c in clusters])
+        imp = np.array([c.importance for c in clusters])
+        sims = (v @ cvec.T) * (0.75 + 0.25 * imp / imp.max())[None, :]
+        best_cluster = np.argmax(sims, axis=1)
+        x[:, col[b.CONTENT]] = b.scale_unit(sims.max(axis=1))
+
+    texts = [q for q in queries if q.kind not in ("cluster", "seed")]
+    if texts:
+        tvec = np.stack([q.vector for q in texts])
+        w = np.array([q.weight for q in texts])
+        visual_sim = v @ tvec.T
+        caption_sim = np.where(cands.has_caption[:, None], cands.caption @ tvec.T, visual_sim)
+        sims = 0.5 * (visual_sim + caption_sim) * w[None, :]
+        best_query = np.argmax(sims, axis=1)
+        x[:, col[b.INTEREST]] = b.scale_unit(sims.max(axis=1))
+
+    if seed_vector is not None:
+        x[:, col[b.SEED]] = b.scale_unit(v @ seed_vector)
+
+    co, co_counts = coscores.lookup(cands.ids)
+    x[:, col[b.COENGAGEMENT]] = b.scale_max(co)
+
+    keys = {
+        "global": "global", **context_keys(context.device, context.local_hour, context.location)
+    }
+    levels = {
+        kind: np.array([state.trending_list(key).level(m) for m in cands.ids])
+        for kind, key in keys.items()
+    }
+    total_w = sum(POPULARITY_KEY_WEIGHTS[k] for k in keys)
+    pop = sum(POPULARITY_KEY_WEIGHTS[k] * pop_scale(levels[k]) for k in keys) / total_w
+    x[:, col[b.POPULARITY]] = pop
+    popular_in = _popular_in(levels, n)
+
+    cohort = state.cohorts.assign(profile.taste)
+    if cohort is not None:
+        fav = state.cohorts.favourites[cohort]
+        x[:, col[b.COHORT]] = pop_scale(np.array([fav.level(m) for m in cands.ids]))
+
+    creators = cands.creators()
+    recency = _recency(cands.payloads, now, settings.freshness_half_life_s)
+    follows = profile.follows
+    x[:, col[b.FOLLOWING]] = [
+        0.5 + 0.5 * r if c in follows else 0.0 for c, r in zip(creators, recency, strict=True)
+    ]
+    affinity = np.array([profile.summary.creator_affinity.get(c, 0.0) for c in creators])
+    x[:, col[b.CREATOR_AFFINITY]] = affinity / (affinity + 1.0)
+    x[:, col[b.SOCIAL]] = b.scale_max(np.array([social_counts.get(m, 0.0) for m in cands.ids]))
+    x[:, col[b.FRESHNESS]] = recency
+
+    if profile.negative_vectors.shape[0]:
+        neg = (v @ profile.negative_vectors.T) * profile.negative_weights[None, :]
+        x[:, col[b.NEGATIVE]] = np.clip(
+            b.scale_unit(neg.max(axis=1)) * min(1.0, float(profile.negative_weights.max())), 0, 1
+        )
+    x[:, col[b.FATIGUE]] = np.clip(user_impressions / settings.max_impressions, 0.0, 1.0)
+
+    return FeatureTable(
+        x=x,
+        item_conf=b.item_confidence(engagements, settings.item_prior),
+        engagements=engagements,
+        impressions=impressions,
+        best_cluster=best_cluster,
+        best_query=best_query,
+        coeng_counts=co_counts,
+        popular_in=popular_in,
+        user_impressions=user_impressions,
+    )
+
+
+def _popular_in(levels: Mapping[str, np.ndarray], n: int) -> list[str]:
+    """Per item, the most specific context kind where it is among the popular (level >= 0.2)."""
+    order = ("location_hour", "location", "hour", "device", "global")
+    out = []
+    for i in range(n):
+        kind = next((k for k in order if k in levels and levels[k][i] >= 0.2), "")
+        out.append(kind)
+    return out
+
+
+def _recency(payloads: Sequence[Mapping[str, Any]], now: float, half_life_s: float) -> np.ndarray:
+    created = np.array(
+        [float(p.get(schema.CREATED_AT)) if p.get(schema.CREATED_AT) is not None else -np.inf
+         for p in payloads]
+    )
+    age = np.maximum(now - created, 0.0)
+    return np.where(np.isfinite(created), np.power(0.5, age / half_life_s), 0.0)

@@ -1,0 +1,634 @@
+"""The recommender: profile -> candidate sources -> features -> blend -> exploration -> MMR.
+
+Per request: the user's profile (cached; rebuilt after their events), a few batched Qdrant
+calls (nearest neighbours of the taste and interest vectors, fresh posts, followed creators'
+posts, one ``get`` of the candidates' vectors), then numpy over a few hundred candidates.
+Derived state (co-engagement, trending, cohorts) is rebuilt in the background and only read.
+See docs/recommend.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from encoders import Encoder
+from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from server.payload import NEAR_DUPLICATE_OF
+from server.recommend import bandit
+from server.recommend import blend as b
+from server.recommend import sources as src
+from server.recommend.diversity import collapse_near_duplicates, mmr_rank
+from server.recommend.features import Candidates, FeatureTable, compute_features
+from server.recommend.paging import (
+    RankedEntry,
+    Ranking,
+    RankingCache,
+    make_cursor,
+)
+from server.recommend.profile import (
+    STEERING,
+    ProfileBuilder,
+    UserProfile,
+    item_vector,
+)
+from server.recommend.ranker import RankerModel, load_or_default
+from server.recommend.reasons import ReasonInfo, reasons_for
+from server.recommend.refresh import Refresher
+from server.recommend.settings import RecommendSettings
+from server.recommend.state import DerivedState, LiveCounters, build_state
+from server.recommend.texts import TextEmbedder, parse_interests
+from server.recommend.types import (
+    EngagementStore,
+    Event,
+    ForgetReport,
+    RecFilter,
+    RecItem,
+    RecRequest,
+    RecResponse,
+    ServedItem,
+    Surface,
+)
+from server.store import MediaPoint, SearchFilter, VectorStore, schema
+
+logger = logging.getLogger(__name__)
+
+SOURCE_ORDER = {name: i for i, name in enumerate(src.SOURCES)}
+
+
+@dataclass
+class _CachedProfile:
+    profile: UserProfile
+    built_monotonic: float
+
+
+class Recommender:
+    """Thread-safe; one per server. ``close()`` stops the background refresh."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: VectorStore,
+        engagement: EngagementStore,
+        settings: RecommendSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self._store = store
+        self._engagement = engagement
+        self._settings = settings
+        self._clock = clock
+        self._texts = TextEmbedder(encoder)
+        self._profiles = ProfileBuilder(store, self._texts, settings)
+        self._profile_cache: dict[str, _CachedProfile] = {}
+        self._profile_lock = threading.Lock()
+        self._state = DerivedState()
+        self._live = LiveCounters(settings)
+        self._rankings = RankingCache(settings.page_cache_ttl_s, settings.page_cache_max_entries)
+        self._ranker = load_or_default(settings.ranker_path)
+        self._seeds = np.random.SeedSequence(seed)
+        self._rng_lock = threading.Lock()
+        self._refresher = Refresher(self._rebuild, settings)
+        self._refresher.request()  # the first snapshot builds in the background
+
+    # ---------------------------------------------------------------- public API
+
+    @property
+    def state(self) -> DerivedState:
+        return self._state
+
+    @property
+    def ranker(self) -> RankerModel:
+        return self._ranker
+
+    def recommend(self, request: RecRequest) -> RecResponse:
+        """One page of recommendations; logs the served items via ``engagement.log_served``."""
+        k = self._check_k(request.k)
+        if not request.user_id:
+            raise InvalidArgumentError("user_id", "a user id is required")
+        now = request.now if request.now is not None else self._clock()
+        if request.cursor:
+            ranking, offset = self._rankings.get(request.cursor, request.user_id)
+        else:
+            ranking, offset = self._rank(request, k, now), 0
+            self._rankings.put(ranking)
+        return self._page(ranking, offset, k, now)
+
+    def similar(self, media_id: str, user_id: str, k: int, filter: RecFilter) -> list[RecItem]:
+        """Items like ``media_id``: content similarity blended with co-engagement."""
+        k = self._check_k(k)
+        now = self._clock()
+        anchor = self._store.get([media_id], with_vectors=True).get(media_id)
+        vector = item_vector(anchor)
+        if anchor is None or vector is None:
+            raise NotFoundError(f"media_id {media_id!r} is not indexed")
+        hidden: frozenset[str] = frozenset()
+        if user_id:
+            hidden = self._profile(user_id, now).summary.hidden_creators
+        request = RecRequest(user_id=user_id or "-", k=k, filter=filter, now=now)
+        sf = src.store_filter(request, _empty_profile(user_id, now), now, [media_id])
+        sf = replace(sf, exclude_creator_ids=tuple(sorted(hidden)))
+        state = self._state
+        hits = self._store.search(schema.VISUAL, vector, 3 * k + 10, sf)
+        co_ids, co_scores = state.coengagement.scores({media_id: 1.0}).top(3 * k, {media_id})
+        proposals: dict[str, dict[str, float]] = {}
+        for h in hits:
+            proposals.setdefault(h.media_id, {})[src.CONTENT] = h.score
+        for m, score in zip(co_ids, co_scores, strict=True):
+            proposals.setdefault(m, {})[src.COENGAGEMENT] = float(score)
+        cands = self._candidates(proposals, sf, set())
+        if not len(cands):
+            return []
+        x = np.zeros((len(cands), len(b.FEATURES)))
+        x[:, b.FEATURE_INDEX[b.CONTENT]] = b.scale_unit(cands.visual @ vector)
+        co = np.array([s.get(src.COENGAGEMENT, 0.0) for s in cands.sources])
+        x[:, b.FEATURE_INDEX[b.COENGAGEMENT]] = b.scale_max(co)
+        item_conf = b.item_confidence(
+            self._live.engagements(state, cands.ids), self._settings.item_prior
+        )
+        scores, contrib = self._ranker.score(x, 0.5, item_conf, Surface.EXPLORE)
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        # The anchor's own near-duplicates are the anchor, not "similar" items.
+        same = self._settings.near_duplicate_cosine
+        order = [i for i in order if float(cands.visual[i] @ vector) < same]
+        collapsed = collapse_near_duplicates(
+            order, cands.visual, self._settings.near_duplicate_cosine, _dup_groups(cands)
+        )
+        out = []
+        for i in collapsed.keep[:k]:
+            breakdown = b.breakdown_of(contrib[i], self._ranker.bias)
+            reasons = []
+            if breakdown.get(b.CONTENT, 0.0) > 0:
+                reasons.append("looks like this post")
+            if breakdown.get(b.COENGAGEMENT, 0.0) > 0:
+                reasons.append("people who liked this post also liked it")
+            out.append(
+                RecItem(
+                    media_id=cands.ids[i],
+                    score=float(scores[i]),
+                    breakdown=breakdown,
+                    sources=_ordered_sources(cands.sources[i]),
+                    reasons=tuple(reasons) or ("looks like this post",),
+                    collapsed=tuple(cands.ids[j] for j in collapsed.folded.get(i, ())),
+                )
+            )
+        return out
+
+    def set_interests(self, user_id: str, text: str, now: float | None = None) -> list[str]:
+        """Parse "hiking, street food, cats", embed each through the text tower, store them."""
+        if not user_id:
+            raise InvalidArgumentError("user_id", "a user id is required")
+        interests = parse_interests(text, self._settings.max_interests)
+        if not interests:
+            raise InvalidArgumentError("text", "no interests found; send e.g. 'hiking, cats'")
+        self._texts.embed(interests)  # fails clearly for a model without a text tower
+        now = now if now is not None else self._clock()
+        self._engagement.set_interests(user_id, ", ".join(interests), now)
+        self._invalidate(user_id)
+        return interests
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        """Cheap incremental updates after ``events`` were stored; may schedule a rebuild."""
+        if not events:
+            return
+        self._live.add_events(events)
+        for user_id in {e.user_id for e in events}:
+            self._invalidate(user_id)
+        self._refresher.notify(len(events))
+
+    def refresh(self) -> None:
+        """Rebuild derived state now, synchronously (tests, benchmarks, after a bulk import)."""
+        self._refresher.run_now()
+        with self._profile_lock:
+            self._profile_cache.clear()
+
+    def forget_user(self, user_id: str) -> ForgetReport:
+        """Delete the user's stored data and every derived in-memory state of theirs."""
+        if not user_id:
+            raise InvalidArgumentError("user_id", "a user id is required")
+        report = self._engagement.forget_user(user_id)
+        derived = self._live.forget_user(user_id, self._state)
+        derived += self._rankings.forget_user(user_id)
+        with self._profile_lock:
+            derived += 1 if self._profile_cache.pop(user_id, None) is not None else 0
+        # Aggregates (co-engagement, trending, cohorts) lose the user's part at the next
+        # rebuild, which starts now.
+        self._refresher.request()
+        return replace(report, other=report.other + derived)
+
+    def reload_ranker(self) -> bool:
+        """Load the ranker file again (after `mediarec train-ranker`); True if one is in use."""
+        self._ranker = load_or_default(self._settings.ranker_path)
+        return self._ranker.trained
+
+    def wait_for_refresh(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild in flight (tests); False on timeout."""
+        return self._refresher.wait(timeout)
+
+    def close(self) -> None:
+        self._refresher.close()
+
+    # ---------------------------------------------------------------- ranking
+
+    def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
+        s = self._settings
+        profile = self._profile(request.user_id, now)
+        state = self._state
+        queries, seed_vector = self._queries(request, profile)
+        user_impressions = self._user_impressions(profile, state)
+        excluded = self._excluded(request, profile, user_impressions)
+        sf = src.store_filter(request, profile, now, sorted(excluded))
+        ctx = src.SourceContext(
+            request=request, profile=profile, state=state, live=self._live, store=self._store,
+            settings=s, now=now, search_filter=sf, queries=tuple(queries),
+            seed_id=request.seed_media_id,
+        )
+        cands = self._candidates(src.gather(ctx), sf, excluded)
+        request_id = uuid.uuid4().hex
+        if not len(cands):
+            return Ranking(request_id, request.user_id, [])
+        positives = dict(profile.summary.positives)
+        if request.seed_media_id:
+            positives[request.seed_media_id] = positives.get(request.seed_media_id, 0.0) + max(
+                positives.values(), default=1.0
+            )
+        table = compute_features(
+            cands, profile, queries, seed_vector, state.coengagement.scores(positives), state,
+            engagements=self._live.engagements(state, cands.ids),
+            impressions=self._live.impressions(state, cands.ids),
+            user_impressions=np.array([user_impressions.get(m, 0) for m in cands.ids], float),
+            social_counts=src.social_counts(ctx),
+            context=request.context, settings=s, now=now,
+        )
+        scores, contrib = self._ranker.score(
+            table.x, profile.confidence, table.item_conf, request.surface
+        )
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        collapsed = collapse_near_duplicates(
+            order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
+        )
+        final, explored = self._select(cands, table, scores, collapsed.keep, profile, k, queries)
+        match_vectors = {f"c{i}": c.vector for i, c in enumerate(profile.clusters)}
+        texts = [q for q in queries if q.kind not in ("cluster", "seed")]
+        match_vectors |= {f"t{j}": q.vector for j, q in enumerate(texts)}
+        if seed_vector is not None:
+            match_vectors["seed"] = seed_vector
+        texts = self._text_queries(profile, request)
+        entries = [
+            self._entry(i, cands, table, scores, contrib, profile, request, now, explored,
+                        collapsed.folded.get(i, ()), texts)
+            for i in final
+        ]
+        return Ranking(request_id, request.user_id, entries, match_vectors)
+
+    def _select(
+        self,
+        cands: Candidates,
+        table: FeatureTable,
+        scores: np.ndarray,
+        kept: list[int],
+        profile: UserProfile,
+        k: int,
+        queries: Sequence[src.QueryVector],
+    ) -> tuple[list[int], dict[int, float]]:
+        """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
+
+        The exploration pool is fixed before any random draw (low-exposure items outside the
+        top of the ranking), and exploitation never sees it, so an exploited item's presence
+        does not depend on the draw and an explored item's propensity is exactly its Thompson
+        inclusion probability. Returns candidate indices in order and {index: propensity} of
+        the explored ones.
+        """
+        s = self._settings
+        depth = s.rank_depth
+        slots = bandit.exploration_slots(
+            k, s.explore_fraction, s.explore_max_slots, s.explore_min_k
+        )
+        pages = math.ceil(depth / k)
+        top = set(kept[:depth])
+        pool = [
+            i for i in kept
+            if i not in top
+            and table.item_conf[i] < 0.5
+            and table.impressions[i] < s.explore_max_impressions
+        ]
+        col = b.FEATURE_INDEX
+        has_vectors = any(q.kind != "seed" for q in queries) or bool(profile.clusters)
+        if has_vectors:
+            match = table.x[:, [col[b.CONTENT], col[b.INTEREST], col[b.SEED]]].max(axis=1)
+        else:
+            match = table.x[:, col[b.POPULARITY]]
+        prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
+        pool = sorted(pool, key=lambda i: (-prior[i], i))[: s.explore_pool_size]
+        total = min(slots * pages, len(pool))
+        pool_set = set(pool)
+        exploit = [i for i in kept if i not in pool_set]
+        lam = s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
+        creators = cands.creators()
+        ranked = mmr_rank(
+            scores[exploit],
+            cands.visual[exploit],
+            depth - total,
+            lam,
+            [creators[i] for i in exploit],
+            s.creator_cap,
+            max(1, k - slots),
+        )
+        exploited = [exploit[j] for j in ranked]
+        if total == 0:
+            return exploited, {}
+        arms = bandit.posterior(
+            prior[pool], s.explore_prior_strength,
+            table.engagements[pool], table.impressions[pool],
+        )
+        rng = self._rng()
+        picks = [pool[j] for j in bandit.thompson_select(arms, total, rng)]
+        propensities = bandit.selection_propensities(arms, total, s.propensity_samples, rng)
+        explored = {pool[j]: float(propensities[j]) for j in range(len(pool)) if pool[j] in picks}
+        positions = [p * k + off for p in range(pages) for off in bandit.slot_positions(k, slots)]
+        slot_set = set(positions[: len(picks)])
+        final: list[int] = []
+        exploit_iter, pick_iter = iter(exploited), iter(picks)
+        while True:
+            source = pick_iter if len(final) in slot_set else exploit_iter
+            nxt = next(source, None)
+            if nxt is None:
+                nxt = next(exploit_iter if source is pick_iter else pick_iter, None)
+            if nxt is None:
+                break
+            final.append(nxt)
+        return final, explored
+
+    def _entry(
+        self,
+        i: int,
+        cands: Candidates,
+        table: FeatureTable,
+        scores: np.ndarray,
+        contrib: np.ndarray,
+        profile: UserProfile,
+        request: RecRequest,
+        now: float,
+        explored: Mapping[int, float],
+        folded: Sequence[int],
+        texts: Sequence[tuple[str, str]],
+    ) -> RankedEntry:
+        s = self._settings
+        breakdown = b.breakdown_of(contrib[i], self._ranker.bias)
+        payload = cands.payloads[i]
+        creator = str(payload.get(schema.CREATOR_ID, "") or "")
+        q = int(table.best_query[i])
+        c = int(table.best_cluster[i])
+        created = payload.get(schema.CREATED_AT)
+        info = ReasonInfo(
+            explored=i in explored,
+            new_creator=bool(creator)
+            and creator not in profile.follows
+            and creator not in profile.engaged_creators
+            and profile.summary.creator_affinity.get(creator, 0.0) == 0.0,
+            cluster_size=len(profile.clusters[c].media_ids) if c >= 0 else 0,
+            query_kind=texts[q][0] if 0 <= q < len(texts) else "",
+            query_text=texts[q][1] if 0 <= q < len(texts) else "",
+            coeng_count=int(table.coeng_counts[i]),
+            popular_in=table.popular_in[i],
+            local_hour=request.context.local_hour,
+            device=request.context.device,
+            recent=created is not None and now - float(created) <= s.fresh_window_s,
+            topic=_liked_topic(payload, profile),
+        )
+        features = {name: float(v) for name, v in zip(b.FEATURES, table.x[i], strict=True)}
+        features |= {
+            "user_confidence": profile.confidence,
+            "item_confidence": float(table.item_conf[i]),
+            "feed": 1.0 if request.surface is Surface.FEED else 0.0,
+            "explored": 1.0 if i in explored else 0.0,
+        }
+        content = breakdown.get(b.CONTENT, 0.0)
+        interest = breakdown.get(b.INTEREST, 0.0)
+        if breakdown.get(b.SEED, 0.0) > max(content, interest):
+            match_key = "seed"
+        elif q >= 0 and interest >= content:
+            match_key = f"t{q}"
+        else:
+            match_key = f"c{c}" if c >= 0 else ""
+        item = RecItem(
+            media_id=cands.ids[i],
+            score=float(scores[i]),
+            breakdown=breakdown,
+            sources=_ordered_sources(cands.sources[i]),
+            reasons=reasons_for(breakdown, info),
+            propensity=explored.get(i, 1.0),
+            explored=i in explored,
+            collapsed=tuple(cands.ids[j] for j in folded),
+        )
+        video = payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO
+        return RankedEntry(item, features, match_key, video)
+
+    def _page(self, ranking: Ranking, offset: int, k: int, now: float) -> RecResponse:
+        entries = list(ranking.entries[offset : offset + k])
+        items = self._with_frames(entries, ranking.match_vectors)
+        end = offset + len(entries)
+        next_cursor = make_cursor(ranking.request_id, end) if end < len(ranking.entries) else ""
+        served = [
+            ServedItem(
+                request_id=ranking.request_id,
+                user_id=ranking.user_id,
+                media_id=item.media_id,
+                position=offset + n,
+                score=item.score,
+                propensity=item.propensity,
+                sources=item.sources,
+                features=entry.features,
+                timestamp=now,
+            )
+            for n, (entry, item) in enumerate(zip(entries, items, strict=True))
+        ]
+        if served:
+            self._engagement.log_served(served)
+            self._live.add_served(served)
+        return RecResponse(ranking.request_id, tuple(items), next_cursor)
+
+    def _with_frames(
+        self, entries: Sequence[RankedEntry], vectors: Mapping[str, np.ndarray]
+    ) -> list[RecItem]:
+        """Items with the best-matching frame of each video, per the vector it matched."""
+        by_key: dict[str, list[str]] = {}
+        for e in entries:
+            if e.video and e.match_key in vectors:
+                by_key.setdefault(e.match_key, []).append(e.item.media_id)
+        frames = {}
+        for key, media_ids in by_key.items():
+            for media_id, match in self._store.search_frames(vectors[key], media_ids).items():
+                frames[media_id] = match.timestamp_s
+        return [
+            replace(e.item, matched_frame_timestamp_s=frames[e.item.media_id])
+            if e.item.media_id in frames else e.item
+            for e in entries
+        ]
+
+    # ---------------------------------------------------------------- inputs
+
+    def _profile(self, user_id: str, now: float) -> UserProfile:
+        ttl = self._settings.profile_cache_ttl_s
+        with self._profile_lock:
+            cached = self._profile_cache.get(user_id)
+        if (
+            cached is not None
+            and time.monotonic() - cached.built_monotonic <= ttl
+            and abs(now - cached.profile.built_at) <= ttl
+        ):
+            return cached.profile
+        profile = self._profiles.build(user_id, self._engagement, now)
+        with self._profile_lock:
+            self._profile_cache[user_id] = _CachedProfile(profile, time.monotonic())
+        return profile
+
+    def _invalidate(self, user_id: str) -> None:
+        with self._profile_lock:
+            self._profile_cache.pop(user_id, None)
+
+    def _text_queries(self, profile: UserProfile, request: RecRequest) -> list[tuple[str, str]]:
+        """(kind, text) of the text query vectors, in the order ``_queries`` builds them."""
+        texts = [(t.kind, t.text) for t in profile.interests]
+        if request.steering_text.strip():
+            texts.append((STEERING, request.steering_text.strip()))
+        return texts
+
+    def _queries(
+        self, request: RecRequest, profile: UserProfile
+    ) -> tuple[list[src.QueryVector], np.ndarray | None]:
+        queries = [
+            src.QueryVector("cluster", str(i), c.importance, c.vector)
+            for i, c in enumerate(profile.clusters)
+        ]
+        queries += [src.QueryVector(t.kind, t.text, t.weight, t.vector) for t in profile.interests]
+        steering = request.steering_text.strip()
+        if steering:
+            vector = self._texts.embed([steering])[0]
+            queries.append(src.QueryVector(STEERING, steering, 1.0, vector))
+        seed_vector = None
+        if request.seed_media_id:
+            point = self._store.get([request.seed_media_id], with_vectors=True).get(
+                request.seed_media_id
+            )
+            seed_vector = item_vector(point)
+            if seed_vector is None:
+                raise NotFoundError(f"seed_media_id {request.seed_media_id!r} is not indexed")
+            queries.append(src.QueryVector("seed", request.seed_media_id, 1.0, seed_vector))
+        return queries, seed_vector
+
+    def _user_impressions(self, profile: UserProfile, state: DerivedState) -> dict[str, int]:
+        keys = dict(self._live.served_keys(state, profile.user_id))
+        for media_id, more in profile.summary.impressions.items():
+            keys[media_id] = keys.get(media_id, frozenset()) | more
+        return {m: len(v) for m, v in keys.items()}
+
+    def _excluded(
+        self, request: RecRequest, profile: UserProfile, impressions: Mapping[str, int]
+    ) -> set[str]:
+        excluded: set[str] = set()
+        if request.exclude_seen:
+            excluded |= profile.summary.seen
+        engaged = profile.summary.seen | set(profile.summary.positives)
+        excluded |= {
+            m for m, n in impressions.items()
+            if n >= self._settings.max_impressions and m not in engaged
+        }
+        if request.seed_media_id:
+            excluded.add(request.seed_media_id)
+        return excluded
+
+    def _candidates(
+        self, proposals: Mapping[str, Mapping[str, float]], sf: SearchFilter, excluded: set[str]
+    ) -> Candidates:
+        ids = [m for m in proposals if m not in excluded]
+        points = self._store.get(ids, with_vectors=True) if ids else {}
+        kept: list[tuple[str, MediaPoint, np.ndarray]] = []
+        for media_id in ids:
+            point = points.get(media_id)  # absent: deleted since it was proposed
+            vector = item_vector(point)
+            if point is None or vector is None or not src.passes(point.payload, sf):
+                continue
+            kept.append((media_id, point, vector))
+        dim = self._texts.dim
+        caption = np.zeros((len(kept), dim), dtype=np.float32)
+        has_caption = np.zeros(len(kept), dtype=bool)
+        for n, (_, point, _) in enumerate(kept):
+            vector = point.vectors.get(schema.CAPTION)
+            if vector is not None:
+                caption[n], has_caption[n] = vector, True
+        return Candidates(
+            ids=[m for m, _, _ in kept],
+            payloads=[p.payload for _, p, _ in kept],
+            visual=np.stack([v for _, _, v in kept]) if kept else np.zeros((0, dim), np.float32),
+            caption=caption,
+            has_caption=has_caption,
+            sources=[dict(proposals[m]) for m, _, _ in kept],
+        )
+
+    def _check_k(self, k: int) -> int:
+        s = self._settings
+        if k == 0:
+            return s.default_k
+        if k < 0:
+            raise InvalidArgumentError("k", f"k must be positive, got {k}")
+        if k > s.max_k:
+            raise ResourceLimitError("k", f"k = {k} is over the limit of {s.max_k}")
+        return k
+
+    def _rng(self) -> np.random.Generator:
+        with self._rng_lock:
+            child = self._seeds.spawn(1)[0]
+        return np.random.default_rng(child)
+
+    def _rebuild(self) -> None:
+        started = time.monotonic()
+        self._live.start_rebuild()
+        try:
+            state = build_state(self._engagement, self._store, self._settings, self._clock())
+        except BaseException:
+            self._live.finish_rebuild(False, started)
+            raise
+        self._state = state
+        self._live.finish_rebuild(True, started)
+
+
+def _ordered_sources(scores: Mapping[str, float]) -> tuple[str, ...]:
+    return tuple(sorted(scores, key=lambda name: SOURCE_ORDER.get(name, len(SOURCE_ORDER))))
+
+
+def _dup_groups(cands: Candidates) -> list[str]:
+    """Items indexed as near-duplicates of one root collapse with it (and with each other)."""
+    return [
+        str(payload.get(NEAR_DUPLICATE_OF, "") or media_id)
+        for media_id, payload in zip(cands.ids, cands.payloads, strict=True)
+    ]
+
+
+def _liked_topic(payload: Mapping[str, object], profile: UserProfile) -> str:
+    topics = [str(t) for t in payload.get(schema.TOPICS, ()) or ()]  # type: ignore[union-attr]
+    liked = [t for t in topics if t in profile.liked_topics]
+    if not liked:
+        declared = {t.text for t in profile.interests}
+        liked = [t for t in topics if t in declared]
+    return max(liked, key=lambda t: profile.liked_topics.get(t, 0.0)) if liked else ""
+
+
+def _empty_profile(user_id: str, now: float) -> UserProfile:
+    from server.recommend.profile import EngagementSummary
+
+    return UserProfile(
+        user_id=user_id, summary=EngagementSummary(), clusters=(), interests=(),
+        follows=frozenset(), negative_vectors=np.zeros((0, 0)), negative_weights=np.zeros(0),
+        positive_vectors={}, liked_topics={}, liked_tags={}, engaged_creators=frozenset(),
+        confidence=0.0, taste=None, built_at=now,
+    )
+

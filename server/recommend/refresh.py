@@ -1,0 +1,103 @@
+"""Rebuilds derived state off the request path: in a background thread, one at a time.
+
+``notify(n)`` counts new events and starts a background rebuild once enough have arrived
+(``refresh_min_events``, at most one per ``refresh_min_interval_s``, and at least one per
+``refresh_max_interval_s`` while events keep coming). ``run_now()`` rebuilds synchronously,
+after any rebuild in flight. Requests never wait on either.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from server.recommend.settings import RecommendSettings
+
+logger = logging.getLogger(__name__)
+
+
+class Refresher:
+    def __init__(
+        self,
+        rebuild: Callable[[], None],
+        settings: RecommendSettings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rebuild = rebuild
+        self._settings = settings
+        self._monotonic = monotonic
+        self._build_lock = threading.Lock()  # one rebuild at a time
+        self._lock = threading.Lock()  # guards the fields below
+        self._pending_events = 0
+        self._last_started = float("-inf")
+        self._thread: threading.Thread | None = None
+        self._again = False
+        self._running = False
+        self._closed = False
+
+    def notify(self, events: int) -> None:
+        """``events`` new events were logged; maybe start a background rebuild."""
+        with self._lock:
+            self._pending_events += events
+            since = self._monotonic() - self._last_started
+            s = self._settings
+            due = (
+                self._pending_events >= s.refresh_min_events and since >= s.refresh_min_interval_s
+            ) or (self._pending_events > 0 and since >= s.refresh_max_interval_s)
+        if due:
+            self.request()
+
+    def request(self) -> None:
+        """Start a background rebuild now (or once more after the one in flight)."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+            self._thread = threading.Thread(
+                target=self._loop, name="recommend-refresh", daemon=True
+            )
+            self._thread.start()
+
+    def run_now(self) -> None:
+        """Rebuild synchronously (waits for a rebuild in flight first)."""
+        with self._build_lock:
+            self._run_once()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background rebuild in flight, if any; False on timeout."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        with self._lock:
+            self._closed = True
+            self._again = False
+        self.wait(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._build_lock:
+                try:
+                    self._run_once()
+                except Exception:  # a failed rebuild keeps the old snapshot; log and go on
+                    logger.exception("rebuilding the recommender's derived state failed")
+            with self._lock:
+                if not self._again or self._closed:
+                    self._running = False
+                    return
+                self._again = False
+
+    def _run_once(self) -> None:
+        with self._lock:
+            self._pending_events = 0
+            self._last_started = self._monotonic()
+        self._rebuild()

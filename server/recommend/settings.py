@@ -1,0 +1,109 @@
+"""Every knob of the recommender, with its default. docs/recommend.md explains each group.
+
+``RecommendSettings`` is a plain frozen dataclass so the logic does not depend on the config
+layer; server/config.py exposes the fields as ``recommend.*`` keys and builds one in ``main()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class RecommendSettings:
+    # -- responses and paging ---------------------------------------------------------------
+    default_k: int = 20  # items per page when a request asks for k = 0
+    max_k: int = 200  # largest page a request may ask for
+    rank_depth: int = 100  # items ranked once per request_id; later pages slice this ranking
+    page_cache_ttl_s: float = 600.0  # how long a cursor stays valid
+    page_cache_max_entries: int = 10_000  # rankings kept for paging (least recent evicted)
+
+    # -- what counts as engagement ------------------------------------------------------------
+    long_view_watch_fraction: float = 0.8  # a video view this complete counts as positive
+    long_view_dwell_ms: int = 8_000  # a view this long counts as positive
+    max_impressions: int = 3  # impressions without engagement before an item is dropped
+
+    # -- the user profile ---------------------------------------------------------------------
+    max_clusters: int = 5  # interest clusters (taste vectors) per user
+    # Clusters merge while their centroids are more alike than the user's liked posts are on
+    # average, by this share of the way to identical (adapts to the embedding space).
+    cluster_merge_margin: float = 0.15
+    profile_max_items: int = 200  # most important positive items a profile clusters
+    positive_half_life_s: float = 60 * DAY_S  # weight of a like halves after this long
+    negative_half_life_s: float = 14 * DAY_S  # skip/hide push-down halves after this long
+    search_half_life_s: float = 2 * DAY_S  # search queries and hashtags fade fast
+    interest_half_life_s: float = 180 * DAY_S  # declared interests fade slowly
+    affinity_half_life_s: float = 30 * DAY_S  # creator affinity (visits, engagement)
+    user_prior: float = 5.0  # user_confidence = positives / (positives + user_prior)
+    item_prior: float = 10.0  # item_confidence = engagements / (engagements + item_prior)
+    max_interests: int = 20  # declared interests kept per SetInterests text
+    profile_cache_ttl_s: float = 60.0  # a cached profile is rebuilt at least this often
+
+    # -- candidate sources: how many candidates each proposes -------------------------------
+    content_candidates: int = 120
+    coengagement_candidates: int = 150
+    following_candidates: int = 60
+    social_candidates: int = 40
+    trending_candidates: int = 80
+    cohort_candidates: int = 80
+    fresh_candidates: int = 60
+    interest_candidates: int = 80
+    following_window_s: float = 14 * DAY_S  # "recent posts" of followed creators
+    fresh_window_s: float = 3 * DAY_S  # posts younger than this are "fresh"
+    freshness_half_life_s: float = 1 * DAY_S  # the freshness feature halves after this long
+
+    # -- derived state: co-engagement, trending, cohorts ---------------------------------------
+    coeng_neighbours: int = 100  # neighbours kept per item
+    coeng_shrinkage: float = 5.0  # cosine shrinkage: few co-engagements count for less
+    coeng_max_user_items: int = 200  # most recent positives per user in the co-occurrence count
+    trending_half_life_s: float = 2 * DAY_S
+    trending_top_n: int = 300  # items kept per trending key (global, context, hashtag)
+    cohorts: int = 16  # taste cohorts users are clustered into
+    cohort_top_n: int = 300  # favourites kept per cohort
+    cohort_half_life_s: float = 14 * DAY_S
+    social_recent_per_user: int = 50  # recent positives remembered per user for "liked by"
+
+    # -- exploration ----------------------------------------------------------------------------
+    explore_fraction: float = 0.1  # share of each page reserved for exploration
+    explore_max_slots: int = 2  # at most this many exploration slots per page
+    explore_min_k: int = 5  # pages smaller than this get no exploration slot
+    explore_max_impressions: int = 200  # items shown more often than this are not explored
+    explore_pool_size: int = 30  # best-prior candidates the bandit samples from
+    explore_prior_strength: float = 20.0  # pseudo-impressions of the content-based prior
+    explore_prior_base: float = 0.02  # prior engagement rate of an unmatched item
+    explore_prior_gain: float = 0.2  # added to the prior rate for a perfect content match
+    propensity_samples: int = 400  # policy re-samples that estimate a propensity
+
+    # -- diversity ------------------------------------------------------------------------------
+    mmr_lambda: float = 0.8  # relevance vs novelty for a well-known user (1 = no diversity)
+    mmr_lambda_cold: float = 0.55  # the same for a user with no history
+    creator_cap: int = 2  # items per creator in each page
+    near_duplicate_cosine: float = 0.95  # items this similar collapse into one
+
+    # -- the trained ranker ---------------------------------------------------------------------
+    ranker_path: str = ""  # JSON model from `mediarec train-ranker`; empty: default weights
+
+    # -- background refresh of derived state -----------------------------------------------------
+    refresh_min_events: int = 200  # new events that trigger a background rebuild
+    refresh_min_interval_s: float = 30.0  # at most one rebuild per this many seconds
+    refresh_max_interval_s: float = 900.0  # rebuild at least this often while events arrive
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"recommend.{f.name} must be >= 0, got {value}")
+        for name in ("mmr_lambda", "mmr_lambda_cold", "explore_fraction", "near_duplicate_cosine",
+                     "cluster_merge_margin", "long_view_watch_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"recommend.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("default_k", "max_k", "rank_depth", "max_clusters", "max_impressions",
+                     "user_prior", "item_prior", "propensity_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"recommend.{name} must be > 0, got {getattr(self, name)}")
+        if self.default_k > self.max_k:
+            raise ValueError(
+                f"recommend.default_k ({self.default_k}) is over recommend.max_k ({self.max_k})"
+            )

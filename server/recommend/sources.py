@@ -1,0 +1,277 @@
+"""Candidate sources: each proposes media ids with a score and its own name.
+
+Sources only *propose*; every candidate then gets the same features (``features.py``), so
+where an item came from never decides its score by itself. Vector sources share batched
+Qdrant searches (one per named vector); the others read the derived state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from server.recommend.profile import STEERING, UserProfile
+from server.recommend.settings import RecommendSettings
+from server.recommend.state import GLOBAL, DerivedState, LiveCounters, context_keys, tag_key
+from server.recommend.types import RecRequest, Surface
+from server.store import SearchFilter, SearchHit, VectorStore, schema
+
+CONTENT = "content"
+COENGAGEMENT = "coengagement"
+FOLLOWING = "following"
+SOCIAL = "social"
+TRENDING = "trending"
+COHORT = "cohort"
+FRESH = "fresh"
+INTERESTS = "interests"
+SEED = "seed"
+
+SOURCES: tuple[str, ...] = (
+    CONTENT, COENGAGEMENT, FOLLOWING, SOCIAL, TRENDING, COHORT, FRESH, INTERESTS, SEED,
+)
+MAX_EXCLUDED_IN_FILTER = 2000  # more seen items than this are filtered after retrieval
+
+
+@dataclass(frozen=True)
+class Proposal:
+    media_id: str
+    source: str
+    score: float
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """A vector that stands for one of the user's tastes or intents."""
+
+    kind: str  # "cluster", a TextInterest kind, or "seed"
+    label: str  # cluster index as text, the interest text, or the seed media id
+    weight: float
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    request: RecRequest
+    profile: UserProfile
+    state: DerivedState
+    live: LiveCounters
+    store: VectorStore
+    settings: RecommendSettings
+    now: float
+    search_filter: SearchFilter  # the request's filter, surface and exclusions, for the store
+    queries: tuple[QueryVector, ...]  # clusters, then text interests and steering, then seed
+    seed_id: str = ""
+
+
+def store_filter(
+    request: RecRequest,
+    profile: UserProfile,
+    now: float,
+    excluded_media: Sequence[str],
+) -> SearchFilter:
+    """The request's filter plus surface rules and exclusions, as a vector-store filter."""
+    f = request.filter
+    media_types = tuple(f.media_types)
+    if request.surface is Surface.REELS:
+        media_types = (schema.MEDIA_TYPE_VIDEO,)
+        if f.media_types and schema.MEDIA_TYPE_VIDEO not in f.media_types:
+            media_types = ("__none__",)  # REELS asked for non-videos: nothing matches
+    excluded_creators = set(profile.summary.hidden_creators) | {request.user_id}
+    if request.surface is Surface.EXPLORE:
+        excluded_creators |= profile.follows
+    created_from = int(now - f.max_age_s) if f.max_age_s is not None else None
+    return SearchFilter(
+        media_types=media_types,
+        creator_ids=tuple(f.creator_ids),
+        tags=tuple(f.tags),
+        created_at_from=created_from,
+        exclude_media_ids=tuple(excluded_media)[:MAX_EXCLUDED_IN_FILTER],
+        exclude_creator_ids=tuple(sorted(c for c in excluded_creators if c)),
+    )
+
+
+def passes(payload: Mapping[str, Any], f: SearchFilter) -> bool:
+    """Whether a payload matches ``f`` (the in-memory twin of the store's filtering)."""
+    if f.media_types and payload.get(schema.MEDIA_TYPE) not in f.media_types:
+        return False
+    creator = payload.get(schema.CREATOR_ID, "")
+    if f.creator_ids and creator not in f.creator_ids:
+        return False
+    if creator and creator in f.exclude_creator_ids:
+        return False
+    if f.tags and not set(payload.get(schema.TAGS, ()) or ()) & set(f.tags):
+        return False
+    created = payload.get(schema.CREATED_AT)
+    return not (f.created_at_from is not None and (created is None or created < f.created_at_from))
+
+
+def nearest(ctx: SourceContext) -> list[Proposal]:
+    """content (clusters), interests (texts, steering) and seed: two batched searches."""
+    queries = ctx.queries
+    if not queries:
+        return []
+    s = ctx.settings
+    per_query = [_budget(q, ctx) for q in queries]
+    k = max(per_query)
+    visual = ctx.store.search_batch(
+        schema.VISUAL, [q.vector for q in queries], k, ctx.search_filter
+    )
+    proposals = []
+    for q, hits, budget in zip(queries, visual, per_query, strict=True):
+        proposals += _from_hits(hits[:budget], _source_of(q))
+    texts = [q for q in queries if q.kind not in ("cluster", SEED)]
+    if texts:
+        k_text = max(1, s.interest_candidates // max(1, len(texts)))
+        caption = ctx.store.search_batch(
+            schema.CAPTION, [q.vector for q in texts], k_text, ctx.search_filter
+        )
+        for hits in caption:
+            proposals += _from_hits(hits, INTERESTS)
+    return proposals
+
+
+def _source_of(q: QueryVector) -> str:
+    if q.kind == "cluster":
+        return CONTENT
+    return SEED if q.kind == SEED else INTERESTS
+
+
+def _budget(q: QueryVector, ctx: SourceContext) -> int:
+    s = ctx.settings
+    if q.kind == "cluster":  # clusters share the content budget by importance
+        return max(10, int(round(s.content_candidates * q.weight)))
+    if q.kind == SEED:
+        return s.content_candidates
+    texts = sum(1 for x in ctx.queries if x.kind not in ("cluster", SEED))
+    boost = 2 if q.kind == STEERING else 1
+    return max(10, boost * s.interest_candidates // max(1, texts))
+
+
+def _from_hits(hits: Sequence[SearchHit], source: str) -> list[Proposal]:
+    return [Proposal(h.media_id, source, float(h.score)) for h in hits]
+
+
+def coengagement(ctx: SourceContext) -> list[Proposal]:
+    positives = dict(ctx.profile.summary.positives)
+    if ctx.seed_id:
+        top = max(positives.values(), default=1.0)
+        positives[ctx.seed_id] = positives.get(ctx.seed_id, 0.0) + 2.0 * top
+    ids, scores = ctx.state.coengagement.scores(positives).top(
+        ctx.settings.coengagement_candidates, exclude=positives
+    )
+    return [Proposal(m, COENGAGEMENT, float(s)) for m, s in zip(ids, scores, strict=True)]
+
+
+def following(ctx: SourceContext) -> list[Proposal]:
+    follows = ctx.profile.follows
+    if not follows or ctx.request.surface is Surface.EXPLORE:
+        return []
+    f = ctx.search_filter
+    allowed = tuple(sorted(c for c in follows if not f.creator_ids or c in f.creator_ids))
+    if not allowed:
+        return []
+    since = int(ctx.now - ctx.settings.following_window_s)
+    if f.created_at_from is not None:
+        since = max(since, f.created_at_from)
+    points = ctx.store.list_media(
+        replace(f, creator_ids=allowed, created_at_from=since),
+        limit=ctx.settings.following_candidates,
+    )
+    return [
+        Proposal(p.media_id, FOLLOWING, _recency(p.payload, ctx)) for p in points
+    ]
+
+
+def social_counts(ctx: SourceContext) -> dict[str, float]:
+    """media -> how many followed people recently liked it (more recent likes count more)."""
+    counts: dict[str, float] = {}
+    for followee in ctx.profile.follows:
+        for rank, media_id in enumerate(ctx.live.recent_positives(ctx.state, followee)):
+            counts[media_id] = counts.get(media_id, 0.0) + 1.0 / (1.0 + 0.1 * rank)
+    return counts
+
+
+def social(ctx: SourceContext) -> list[Proposal]:
+    """Liked by people you follow (a followed creator is also a user who likes things)."""
+    counts = social_counts(ctx)
+    best = sorted(counts, key=lambda m: -counts[m])[: ctx.settings.social_candidates]
+    return [Proposal(m, SOCIAL, counts[m]) for m in best]
+
+
+def trending_keys(ctx: SourceContext) -> dict[str, str]:
+    """Trending keys that apply to this request, by kind (global, context kinds, hashtags)."""
+    c = ctx.request.context
+    keys = {"global": GLOBAL, **context_keys(c.device, c.local_hour, c.location)}
+    for i, tag in enumerate(ctx.profile.hashtags[:5]):
+        keys[f"tag{i}"] = tag_key(tag)
+    return keys
+
+
+def trending(ctx: SourceContext) -> list[Proposal]:
+    keys = list(trending_keys(ctx).values())
+    per_key = max(10, ctx.settings.trending_candidates // max(1, len(keys)))
+    out = []
+    for key in keys:
+        ranked = ctx.state.trending_list(key)
+        out += [Proposal(m, TRENDING, ranked.level(m)) for m in ranked.ids[:per_key]]
+    return out
+
+
+def cohort(ctx: SourceContext) -> list[Proposal]:
+    c = ctx.state.cohorts.assign(ctx.profile.taste)
+    if c is None:
+        return []
+    ranked = ctx.state.cohorts.favourites[c]
+    return [
+        Proposal(m, COHORT, ranked.level(m)) for m in ranked.ids[: ctx.settings.cohort_candidates]
+    ]
+
+
+def fresh(ctx: SourceContext) -> list[Proposal]:
+    """New posts: nearest to the user's tastes when known, else simply the newest."""
+    s = ctx.settings
+    since = int(ctx.now - s.fresh_window_s)
+    f = ctx.search_filter
+    if f.created_at_from is not None:
+        since = max(since, f.created_at_from)
+    window = replace(f, created_at_from=since)
+    queries = [q for q in ctx.queries if q.kind != SEED]
+    if queries:
+        k = max(5, s.fresh_candidates // len(queries))
+        batches = ctx.store.search_batch(schema.VISUAL, [q.vector for q in queries], k, window)
+        return [p for hits in batches for p in _from_hits(hits, FRESH)]
+    # Nothing known about the user: simply the newest posts (however old the newest are).
+    points = ctx.store.list_media(f, limit=s.fresh_candidates)
+    return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]
+
+
+def _recency(payload: Mapping[str, Any], ctx: SourceContext) -> float:
+    created = payload.get(schema.CREATED_AT)
+    if created is None:
+        return 0.0
+    return float(0.5 ** (max(0.0, ctx.now - float(created)) / ctx.settings.freshness_half_life_s))
+
+
+# The named chain, in order. Each entry is cheap or one batched store call.
+SOURCE_CHAIN: tuple[tuple[str, Callable[[SourceContext], list[Proposal]]], ...] = (
+    ("nearest", nearest),
+    (COENGAGEMENT, coengagement),
+    (FOLLOWING, following),
+    (SOCIAL, social),
+    (TRENDING, trending),
+    (COHORT, cohort),
+    (FRESH, fresh),
+)
+
+
+def gather(ctx: SourceContext) -> dict[str, dict[str, float]]:
+    """media_id -> {source: best score}, sources in chain order."""
+    merged: dict[str, dict[str, float]] = {}
+    for _, source in SOURCE_CHAIN:
+        for p in source(ctx):
+            scores = merged.setdefault(p.media_id, {})
+            scores[p.source] = max(scores.get(p.source, float("-inf")), p.score)
+    return merged

@@ -1,0 +1,545 @@
+"""Derived state: co-engagement neighbours, trending lists, cohorts, exposure and social memory.
+
+``build_state`` reads the whole engagement log (and the payloads and vectors of engaged media)
+and returns an immutable :class:`DerivedState`. It runs off the request path (a background
+thread, or ``Recommender.refresh()``); requests read whichever snapshot is current and never
+wait. Between rebuilds :class:`LiveCounters` adds the cheap per-event updates (engagement and
+exposure counts, recent likes for "liked by people you follow").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from encoders import l2_normalize
+from server.recommend.profile import decay, item_vector, positive_weight
+from server.recommend.settings import RecommendSettings
+from server.recommend.types import EngagementStore, Event, EventKind, ServedItem
+from server.store import VectorStore, schema
+
+logger = logging.getLogger(__name__)
+
+GLOBAL = "global"
+_GET_BATCH = 256
+_KMEANS_ITERATIONS = 15
+_MIN_USERS_PER_COHORT = 10
+
+
+def hour_bucket(local_hour: int | None) -> str:
+    """"night" (0-5), "morning" (6-11), "afternoon" (12-17), "evening" (18-23), or ""."""
+    if local_hour is None or not 0 <= local_hour <= 23:
+        return ""
+    return ("night", "morning", "afternoon", "evening")[local_hour // 6]
+
+
+def context_keys(device: str, local_hour: int | None, location: str) -> dict[str, str]:
+    """Trending keys of a context by kind: hour, location, device and location+hour."""
+    keys = {}
+    bucket = hour_bucket(local_hour)
+    if bucket:
+        keys["hour"] = f"hour:{bucket}"
+    if location:
+        keys["location"] = f"loc:{location}"
+        if bucket:
+            keys["location_hour"] = f"loc+hour:{location}|{bucket}"
+    if device:
+        keys["device"] = f"dev:{device}"
+    return keys
+
+
+def tag_key(tag: str) -> str:
+    return f"tag:{tag.lower()}"
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """Items by descending score; ``level(m)`` is m's score divided by the best score."""
+
+    ids: tuple[str, ...]
+    scores: np.ndarray
+    levels: Mapping[str, float] = field(default_factory=dict)
+
+    def level(self, media_id: str) -> float:
+        return self.levels.get(media_id, 0.0)
+
+
+def top_items(scores: Mapping[str, float], n: int) -> RankedList:
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    top = ranked[0][1] if ranked and ranked[0][1] > 0 else 0.0
+    levels = {m: s / top for m, s in ranked} if top > 0 else {}
+    return RankedList(tuple(m for m, _ in ranked), np.array([s for _, s in ranked]), levels)
+
+
+EMPTY_LIST = RankedList((), np.zeros(0))
+
+
+@dataclass(frozen=True)
+class CoEngagement:
+    """Item-to-item neighbours (cosine of co-engagement, shrunk), top-M per item, CSR layout."""
+
+    ids: tuple[str, ...] = ()
+    index: Mapping[str, int] = field(default_factory=dict)
+    indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    neighbours: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    similarities: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def neighbours_of(self, media_id: str) -> tuple[np.ndarray, np.ndarray]:
+        i = self.index.get(media_id)
+        if i is None:
+            return self.neighbours[:0], self.similarities[:0]
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        return self.neighbours[lo:hi], self.similarities[lo:hi]
+
+    def scores(self, positives: Mapping[str, float]) -> CoScores:
+        """Item-kNN: score_j = sum_i w_i * sim(i, j) over the user's positive items i."""
+        parts_idx, parts_score = [], []
+        for media_id, weight in positives.items():
+            idx, sims = self.neighbours_of(media_id)
+            if idx.size:
+                parts_idx.append(idx)
+                parts_score.append(sims * weight)
+        if not parts_idx:
+            return CoScores(self, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+        unique, inverse, counts = np.unique(
+            np.concatenate(parts_idx), return_inverse=True, return_counts=True
+        )
+        totals = np.bincount(inverse, weights=np.concatenate(parts_score))
+        return CoScores(self, unique, totals, counts)
+
+
+@dataclass(frozen=True)
+class CoScores:
+    """One user's co-engagement scores over the items that neighbour their positives."""
+
+    graph: CoEngagement
+    items: np.ndarray  # sorted item indices
+    totals: np.ndarray
+    counts: np.ndarray  # how many of the user's positives each item neighbours
+
+    def lookup(self, media_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and neighbour counts of ``media_ids`` (0 where an item has none)."""
+        scores = np.zeros(len(media_ids))
+        counts = np.zeros(len(media_ids), dtype=np.int64)
+        if self.items.size == 0:
+            return scores, counts
+        for k, media_id in enumerate(media_ids):
+            i = self.graph.index.get(media_id)
+            if i is None:
+                continue
+            pos = int(np.searchsorted(self.items, i))
+            if pos < self.items.size and self.items[pos] == i:
+                scores[k], counts[k] = self.totals[pos], self.counts[pos]
+        return scores, counts
+
+    def top(
+        self, limit: int, exclude: Mapping[str, float] | set[str]
+    ) -> tuple[list[str], np.ndarray]:
+        """The best ``limit`` items, leaving out ``exclude`` (e.g. the positives themselves)."""
+        skip = {self.graph.index[m] for m in exclude if m in self.graph.index}
+        ranked = np.argsort(-self.totals, kind="stable")
+        order = [j for j in ranked if int(self.items[j]) not in skip][:limit]
+        return [self.graph.ids[int(self.items[j])] for j in order], self.totals[order]
+
+
+def build_coengagement(
+    user_items: Iterable[Sequence[str]], neighbours: int, shrinkage: float, max_user_items: int
+) -> CoEngagement:
+    """Item-item cosine over users' positive sets, each user weighted 1/log2(2 + n_items).
+
+    ``sim(i, j) = c_ij / (sqrt(n_i * n_j) + shrinkage)`` where ``c_ij`` sums the weights of
+    users who engaged with both and ``n_i`` those of users who engaged with ``i``; shrinkage
+    damps pairs seen only a few times. Each user's most recent ``max_user_items`` count.
+    """
+    index: dict[str, int] = {}
+    pair_i, pair_j, pair_w = [], [], []
+    item_weight: list[float] = []
+    for items in user_items:
+        unique = list(dict.fromkeys(items))[:max_user_items]
+        if not unique:
+            continue
+        w = 1.0 / math.log2(2.0 + len(unique))
+        idx = np.empty(len(unique), dtype=np.int64)
+        for k, media_id in enumerate(unique):
+            if media_id not in index:
+                index[media_id] = len(index)
+                item_weight.append(0.0)
+            idx[k] = index[media_id]
+            item_weight[idx[k]] += w
+        if len(idx) < 2:
+            continue
+        a = np.repeat(idx, len(idx))
+        b = np.tile(idx, len(idx))
+        keep = a != b
+        pair_i.append(a[keep])
+        pair_j.append(b[keep])
+        pair_w.append(np.full(int(keep.sum()), w))
+    ids = tuple(index)
+    if not pair_i:
+        return CoEngagement(ids=ids, index=index, indptr=np.zeros(len(ids) + 1, dtype=np.int64))
+    n = len(ids)
+    keys = np.concatenate(pair_i) * n + np.concatenate(pair_j)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate(pair_w))
+    left, right = unique // n, unique % n
+    norms = np.sqrt(np.asarray(item_weight))
+    sims = counts / (norms[left] * norms[right] + shrinkage)
+    order = np.lexsort((-sims, left))
+    left, right, sims = left[order], right[order], sims[order]
+    starts = np.searchsorted(left, np.arange(n))
+    rank = np.arange(left.shape[0]) - starts[left]
+    keep = rank < neighbours
+    left, right, sims = left[keep], right[keep], sims[keep]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(indptr, left + 1, 1)
+    return CoEngagement(ids, index, np.cumsum(indptr), right, sims)
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """Users clustered by taste (spherical k-means); each cohort's favourite items."""
+
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    favourites: tuple[RankedList, ...] = ()
+
+    def assign(self, taste: np.ndarray | None) -> int | None:
+        if taste is None or self.centroids.shape[0] == 0:
+            return None
+        if self.centroids.shape[1] != taste.shape[0]:
+            return None
+        return int(np.argmax(self.centroids @ taste))
+
+
+def spherical_kmeans(
+    x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = _KMEANS_ITERATIONS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids ``(k, d)`` and labels ``(n,)`` of unit rows ``x`` (k-means++ seeding)."""
+    n = x.shape[0]
+    k = min(k, n)
+    centroids = [x[int(rng.integers(n))]]
+    for _ in range(1, k):
+        dist = 1.0 - np.max(x @ np.stack(centroids).T, axis=1)
+        dist = np.maximum(dist, 0.0)
+        total = float(dist.sum())
+        pick = int(rng.choice(n, p=dist / total)) if total > 0 else int(rng.integers(n))
+        centroids.append(x[pick])
+    c = np.stack(centroids)
+    labels = np.zeros(n, dtype=np.int64)
+    for _ in range(iterations):
+        labels = np.argmax(x @ c.T, axis=1)
+        sums = np.zeros_like(c)
+        np.add.at(sums, labels, x)
+        empty = np.linalg.norm(sums, axis=1) < 1e-9
+        sums[empty] = c[empty]
+        c = l2_normalize(sums)
+    return c.astype(np.float32), labels
+
+
+@dataclass(frozen=True)
+class DerivedState:
+    built_at: float = 0.0
+    reference_time: float = 0.0  # decayed scores are relative to this time
+    events: int = 0
+    coengagement: CoEngagement = field(default_factory=CoEngagement)
+    trending: Mapping[str, RankedList] = field(default_factory=dict)
+    cohorts: Cohorts = field(default_factory=Cohorts)
+    item_engagements: Mapping[str, float] = field(default_factory=dict)  # positive events
+    item_impressions: Mapping[str, int] = field(default_factory=dict)  # exposure
+    recent_positives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # newest first
+    served: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+
+    def trending_list(self, key: str) -> RankedList:
+        return self.trending.get(key, EMPTY_LIST)
+
+
+@dataclass
+class _Accumulator:
+    """Per-event aggregation of one pass over the log."""
+
+    settings: RecommendSettings
+    events: int = 0
+    max_ts: float = 0.0
+    user_items: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    item_engagements: dict[str, float] = field(default_factory=dict)
+    item_impressions: dict[str, int] = field(default_factory=dict)
+    positive_rows: list[tuple[str, str, float, float, tuple[str, ...]]] = field(
+        default_factory=list
+    )  # (user, media, ts, weight, context keys)
+    served: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def add_event(self, e: Event) -> None:
+        self.events += 1
+        self.max_ts = max(self.max_ts, e.timestamp)
+        weight = positive_weight(e, self.settings)
+        if weight > 0 and e.media_id:
+            self.user_items.setdefault(e.user_id, []).append((e.timestamp, e.media_id))
+            self.item_engagements[e.media_id] = self.item_engagements.get(e.media_id, 0.0) + 1.0
+            ctx = e.context
+            keys = tuple(context_keys(ctx.device, ctx.local_hour, ctx.location).values())
+            self.positive_rows.append((e.user_id, e.media_id, e.timestamp, weight, keys))
+        elif e.kind is EventKind.IMPRESSION and e.media_id and not e.request_id:
+            self.item_impressions[e.media_id] = self.item_impressions.get(e.media_id, 0) + 1
+
+    def add_served(self, item: ServedItem) -> None:
+        self.max_ts = max(self.max_ts, item.timestamp)
+        self.item_impressions[item.media_id] = self.item_impressions.get(item.media_id, 0) + 1
+        per_user = self.served.setdefault(item.user_id, {})
+        per_user.setdefault(item.media_id, set()).add(f"request:{item.request_id}")
+
+
+def build_state(
+    engagement: EngagementStore, store: VectorStore, settings: RecommendSettings, now: float
+) -> DerivedState:
+    """Rebuild every derived structure from the engagement log (slow; off the request path)."""
+    started = time.monotonic()
+    acc = _Accumulator(settings)
+    for event in engagement.iter_events():
+        acc.add_event(event)
+    for served in engagement.iter_served():
+        acc.add_served(served)
+    engaged = list(acc.item_engagements)
+    meta = _fetch_meta(store, engaged)  # deleted media drop out here
+    reference = max(acc.max_ts, 0.0) or now
+    user_items = {
+        user: [m for _, m in sorted(items, reverse=True) if m in meta]
+        for user, items in acc.user_items.items()
+    }
+    coeng = build_coengagement(
+        user_items.values(),
+        settings.coeng_neighbours,
+        settings.coeng_shrinkage,
+        settings.coeng_max_user_items,
+    )
+    trending = _trending(acc.positive_rows, meta, settings, reference)
+    cohorts = _cohorts(user_items, acc.positive_rows, meta, settings, reference)
+    state = DerivedState(
+        built_at=now,
+        reference_time=reference,
+        events=acc.events,
+        coengagement=coeng,
+        trending=trending,
+        cohorts=cohorts,
+        item_engagements={m: c for m, c in acc.item_engagements.items() if m in meta},
+        item_impressions=acc.item_impressions,
+        recent_positives={
+            u: tuple(items[: settings.social_recent_per_user]) for u, items in user_items.items()
+        },
+        served={u: {m: frozenset(k) for m, k in per.items()} for u, per in acc.served.items()},
+    )
+    logger.info(
+        "derived state rebuilt in %.2fs: %d events, %d engaged items, %d users, %d cohorts",
+        time.monotonic() - started, acc.events, len(meta), len(user_items),
+        cohorts.centroids.shape[0],
+    )
+    return state
+
+
+@dataclass(frozen=True)
+class _Meta:
+    creator_id: str
+    tags: tuple[str, ...]
+    vector: np.ndarray | None
+
+
+def _fetch_meta(store: VectorStore, media_ids: Sequence[str]) -> dict[str, _Meta]:
+    meta: dict[str, _Meta] = {}
+    for start in range(0, len(media_ids), _GET_BATCH):
+        points = store.get(media_ids[start : start + _GET_BATCH], with_vectors=True)
+        for media_id, point in points.items():
+            meta[media_id] = _Meta(
+                creator_id=str(point.payload.get(schema.CREATOR_ID, "") or ""),
+                tags=tuple(str(t).lower() for t in point.payload.get(schema.TAGS, ()) or ()),
+                vector=item_vector(point),
+            )
+    return meta
+
+
+def _trending(
+    rows: Sequence[tuple[str, str, float, float, tuple[str, ...]]],
+    meta: Mapping[str, _Meta],
+    settings: RecommendSettings,
+    reference: float,
+) -> dict[str, RankedList]:
+    scores: dict[str, dict[str, float]] = {}
+    for _, media_id, ts, weight, keys in rows:
+        item = meta.get(media_id)
+        if item is None:
+            continue
+        w = weight * decay(reference - ts, settings.trending_half_life_s)
+        for key in (GLOBAL, *keys, *(tag_key(t) for t in item.tags)):
+            bucket = scores.setdefault(key, {})
+            bucket[media_id] = bucket.get(media_id, 0.0) + w
+    return {key: top_items(s, settings.trending_top_n) for key, s in scores.items()}
+
+
+def _cohorts(
+    user_items: Mapping[str, Sequence[str]],
+    rows: Sequence[tuple[str, str, float, float, tuple[str, ...]]],
+    meta: Mapping[str, _Meta],
+    settings: RecommendSettings,
+    reference: float,
+) -> Cohorts:
+    users, tastes = [], []
+    for user, items in user_items.items():
+        vectors = [meta[m].vector for m in items if meta[m].vector is not None]
+        if vectors:
+            users.append(user)
+            tastes.append(np.mean(vectors, axis=0))
+    k = min(settings.cohorts, len(users) // _MIN_USERS_PER_COHORT)
+    if k < 2:
+        return Cohorts()
+    rng = np.random.default_rng(0)  # fixed: cohorts stay stable across identical rebuilds
+    centroids, labels = spherical_kmeans(l2_normalize(np.stack(tastes)), k, rng)
+    cohort_of = dict(zip(users, labels.tolist(), strict=True))
+    scores: list[dict[str, float]] = [{} for _ in range(k)]
+    for user, media_id, ts, weight, _ in rows:
+        c = cohort_of.get(user)
+        if c is None or media_id not in meta:
+            continue
+        scores[c][media_id] = scores[c].get(media_id, 0.0) + weight * decay(
+            reference - ts, settings.cohort_half_life_s
+        )
+    return Cohorts(centroids, tuple(top_items(s, settings.cohort_top_n) for s in scores))
+
+
+class LiveCounters:
+    """Cheap updates between rebuilds: engagement and exposure deltas, recent likes, and the
+    per-user served log (impressions, for fatigue). Thread-safe.
+
+    A rebuild takes the current deltas over (``start_rebuild``); they stay readable until the
+    new snapshot replaces the old one (``finish_rebuild``), so no count dips meanwhile.
+    """
+
+    def __init__(self, settings: RecommendSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._current = _Deltas()
+        self._handed_over = _Deltas()
+        self._served: dict[str, dict[str, set[str]]] = {}
+        self._events = 0
+        # Users forgotten since the current snapshot was built: the snapshot's per-user
+        # entries are ignored for them until a rebuild that started after the forget.
+        self._forgotten: dict[str, float] = {}
+
+    @property
+    def events_since_rebuild(self) -> int:
+        return self._events
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            for e in events:
+                self._events += 1
+                if not e.media_id:
+                    continue
+                if positive_weight(e, self._settings) > 0:
+                    self._current.engagements[e.media_id] = (
+                        self._current.engagements.get(e.media_id, 0.0) + 1.0
+                    )
+                    recent = self._current.recent.setdefault(
+                        e.user_id, deque(maxlen=self._settings.social_recent_per_user)
+                    )
+                    recent.appendleft(e.media_id)
+                elif e.kind is EventKind.IMPRESSION and not e.request_id:
+                    self._current.impressions[e.media_id] = (
+                        self._current.impressions.get(e.media_id, 0) + 1
+                    )
+
+    def add_served(self, items: Sequence[ServedItem]) -> None:
+        with self._lock:
+            for item in items:
+                self._current.impressions[item.media_id] = (
+                    self._current.impressions.get(item.media_id, 0) + 1
+                )
+                per_user = self._served.setdefault(item.user_id, {})
+                per_user.setdefault(item.media_id, set()).add(f"request:{item.request_id}")
+
+    def start_rebuild(self) -> None:
+        """A rebuild that will read every event logged so far is starting."""
+        with self._lock:
+            self._handed_over.merge(self._current)
+            self._current = _Deltas()
+            self._events = 0
+
+    def finish_rebuild(self, succeeded: bool, build_started: float) -> None:
+        """The rebuild's snapshot is current (or the rebuild failed and nothing changed)."""
+        with self._lock:
+            if succeeded:
+                self._handed_over = _Deltas()
+                self._forgotten = {
+                    u: t for u, t in self._forgotten.items() if t >= build_started
+                }
+            else:
+                self._handed_over.merge(self._current)
+                self._current, self._handed_over = self._handed_over, _Deltas()
+
+    def engagements(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            deltas = (self._current.engagements, self._handed_over.engagements)
+            return np.array(
+                [state.item_engagements.get(m, 0.0) + sum(d.get(m, 0.0) for d in deltas)
+                 for m in media_ids]
+            )
+
+    def impressions(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            deltas = (self._current.impressions, self._handed_over.impressions)
+            return np.array(
+                [state.item_impressions.get(m, 0) + sum(d.get(m, 0) for d in deltas)
+                 for m in media_ids],
+                dtype=np.float64,
+            )
+
+    def recent_positives(self, state: DerivedState, user_id: str) -> list[str]:
+        with self._lock:
+            live = list(self._current.recent.get(user_id, ()))
+            live += list(self._handed_over.recent.get(user_id, ()))
+            forgotten = user_id in self._forgotten
+        built = [] if forgotten else list(state.recent_positives.get(user_id, ()))
+        return list(dict.fromkeys(live + built))[: self._settings.social_recent_per_user]
+
+    def served_keys(self, state: DerivedState, user_id: str) -> dict[str, frozenset[str]]:
+        with self._lock:
+            live = {m: frozenset(k) for m, k in self._served.get(user_id, {}).items()}
+            forgotten = user_id in self._forgotten
+        merged = {} if forgotten else dict(state.served.get(user_id, {}))
+        for m, keys in live.items():
+            merged[m] = merged.get(m, frozenset()) | keys
+        return merged
+
+    def forget_user(self, user_id: str, state: DerivedState) -> int:
+        """Drop the user's per-user entries (live, and masked in ``state``); returns how many."""
+        with self._lock:
+            removed = len(self._served.pop(user_id, {}))
+            for deltas in (self._current, self._handed_over):
+                removed += len(deltas.recent.pop(user_id, ()))
+            self._forgotten[user_id] = time.monotonic()
+        removed += len(state.served.get(user_id, {}))
+        removed += len(state.recent_positives.get(user_id, ()))
+        return removed
+
+
+@dataclass
+class _Deltas:
+    engagements: dict[str, float] = field(default_factory=dict)
+    impressions: dict[str, int] = field(default_factory=dict)
+    recent: dict[str, deque[str]] = field(default_factory=dict)
+
+    def merge(self, other: _Deltas) -> None:
+        for m, c in other.engagements.items():
+            self.engagements[m] = self.engagements.get(m, 0.0) + c
+        for m, n in other.impressions.items():
+            self.impressions[m] = self.impressions.get(m, 0) + n
+        for u, recent in other.recent.items():
+            mine = self.recent.get(u)
+            if mine is None:
+                self.recent[u] = recent
+            else:  # other is newer: its items go in front
+                merged = deque(dict.fromkeys([*recent, *mine]), maxlen=recent.maxlen)
+                self.recent[u] = merged

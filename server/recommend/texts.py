@@ -1,0 +1,68 @@
+"""Short texts (interests, searches, steering) through the CLIP text tower, with a small cache.
+
+The same few interest phrases and queries come back on every request of a user, so their
+vectors are kept in a bounded LRU instead of re-running the text tower.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from encoders import Encoder, l2_normalize
+
+_SPLIT = re.compile(r"[,;\n\r\t|]+|\s+(?:and|&)\s+")
+MAX_INTEREST_CHARS = 100
+
+
+class TextEmbedder:
+    """``embed(texts)`` -> unit rows ``(n, dim)``; thread-safe, cached by exact text."""
+
+    def __init__(self, encoder: Encoder, max_entries: int = 4096) -> None:
+        self._encoder = encoder
+        self._max_entries = max_entries
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Raises the encoder's EmbeddingUnsupportedError for a vectors-only model."""
+        if not texts:
+            return np.zeros((0, self._encoder.dim), dtype=np.float32)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                if text in self._cache:
+                    self._cache.move_to_end(text)
+                    found[text] = self._cache[text]
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vectors = l2_normalize(self._encoder.embed_texts(missing))
+            with self._lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    found[text] = vector
+                    self._cache[text] = vector
+                while len(self._cache) > self._max_entries:
+                    self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+
+def parse_interests(text: str, limit: int) -> list[str]:
+    """"hiking, street food and cats" -> ["hiking", "street food", "cats"] (lowercased, unique).
+
+    Separators are commas, semicolons, newlines, tabs, pipes and the words "and" / "&";
+    a leading "#" is dropped; phrases are cut at 100 characters.
+    """
+    phrases = []
+    for part in _SPLIT.split(text or ""):
+        phrase = " ".join(part.strip().lstrip("#").split()).lower()[:MAX_INTEREST_CHARS]
+        if phrase and phrase not in phrases:
+            phrases.append(phrase)
+    return phrases[:limit]

@@ -1,0 +1,74 @@
+"""Near-duplicate collapsing, MMR and the per-creator cap."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from server.recommend.diversity import collapse_near_duplicates, mmr_rank
+
+
+def unit(rows) -> np.ndarray:
+    x = np.asarray(rows, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_near_duplicates_fold_into_the_best_scored_copy() -> None:
+    v = unit([[1, 0, 0], [0.999, 0.01, 0], [0, 1, 0], [0, 0, 1]])
+    result = collapse_near_duplicates([1, 0, 2, 3], v, threshold=0.95)
+    assert result.keep == [1, 2, 3]
+    assert result.folded == {1: [0]}
+
+
+def test_declared_duplicate_groups_fold_even_when_vectors_differ() -> None:
+    v = unit([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    result = collapse_near_duplicates([0, 1, 2], v, 0.95, groups=["a", "b", "a"])
+    assert result.keep == [0, 1]
+    assert result.folded == {0: [2]}
+
+
+def test_lambda_one_is_plain_relevance_order() -> None:
+    v = unit(np.random.default_rng(0).normal(size=(6, 4)))
+    rel = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.2])
+    assert mmr_rank(rel, v, 6, 1.0, [""] * 6, 0, 6) == [1, 3, 2, 4, 5, 0]
+
+
+def test_mmr_interleaves_two_topics_instead_of_stacking_one() -> None:
+    a = unit([[1, 0.02 * i, 0] for i in range(4)])
+    b = unit([[0, 1, 0.02 * i] for i in range(4)])
+    weak = unit([[0, 0, 1]])  # a poor candidate anchors the relevance scale
+    v = np.vstack([a, b, weak])
+    rel = np.array([1.0, 0.98, 0.96, 0.94, 0.9, 0.88, 0.86, 0.84, 0.0])
+    plain = mmr_rank(rel, v, 4, 1.0, [""] * 9, 0, 9)
+    diverse = mmr_rank(rel, v, 4, 0.6, [""] * 9, 0, 9)
+    assert all(i < 4 for i in plain)
+    assert {i < 4 for i in diverse[:2]} == {True, False}  # one of each topic first
+
+
+def test_creator_cap_limits_each_page() -> None:
+    v = unit(np.random.default_rng(1).normal(size=(13, 8)))
+    rel = np.linspace(1.0, 0.1, 13)
+    creators = ["alice"] * 5 + [f"other{i}" for i in range(8)]
+    ranking = mmr_rank(rel, v, 10, 1.0, creators, 2, 5)
+    assert len(ranking) == 10
+    for page in (ranking[:5], ranking[5:]):
+        assert sum(creators[i] == "alice" for i in page) == 2
+    assert ranking[:2] == [0, 1]  # the cap demotes, it does not reorder the allowed
+
+
+def test_creator_cap_yields_when_only_capped_creators_are_left() -> None:
+    v = unit(np.random.default_rng(2).normal(size=(4, 8)))
+    ranking = mmr_rank(np.ones(4), v, 4, 1.0, ["alice"] * 4, 1, 4)
+    assert sorted(ranking) == [0, 1, 2, 3]
+
+
+def test_fixed_positions_are_kept_and_never_repeated() -> None:
+    v = unit(np.random.default_rng(3).normal(size=(6, 8)))
+    rel = np.linspace(1.0, 0.5, 6)
+    ranking = mmr_rank(rel, v, 6, 1.0, [""] * 6, 0, 6, fixed={2: 5})
+    assert ranking[2] == 5
+    assert sorted(ranking) == list(range(6))
+
+
+def test_empty_input() -> None:
+    assert mmr_rank(np.zeros(0), np.zeros((0, 3)), 5, 0.7, [], 2, 5) == []
+    assert collapse_near_duplicates([], np.zeros((0, 3)), 0.9).keep == []

@@ -1,0 +1,179 @@
+"""The trained ranker: file format, training from a logged history, the CLI, metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.engagement import open_engagement_store
+from server.recommend import blend as b
+from server.recommend.ranker import (
+    DEFAULT_RANKER,
+    RankerFileError,
+    RankerModel,
+    load_or_default,
+    load_ranker,
+    save_ranker,
+)
+from server.recommend.train import (
+    TrainConfig,
+    auc,
+    fit_logistic,
+    main,
+    mean_ndcg,
+    train_ranker,
+)
+from server.recommend.types import Event, EventKind, ServedItem
+
+T0 = 1_750_000_000.0
+
+
+def log_history(store, requests: int, seed: int = 0) -> None:
+    """Served lists where engagement follows the *social* feature, not content.
+
+    The default blend weighs content over social, so a trained model must learn better.
+    """
+    rng = np.random.default_rng(seed)
+    served, events = [], []
+    for r in range(requests):
+        user = f"u{r % 40}"
+        t = T0 + 60.0 * r
+        for pos in range(10):
+            media = f"m{r}-{pos}"
+            content, social = float(rng.uniform()), float(rng.uniform())
+            features = {name: 0.0 for name in b.FEATURES}
+            features |= {b.CONTENT: content, b.SOCIAL: social, "user_confidence": 0.5,
+                         "item_confidence": 0.0, "feed": 1.0, "explored": 0.0}
+            served.append(ServedItem(f"r{r}", user, media, pos, content, 1.0, ("content",),
+                                     features, t))
+            if rng.uniform() < 0.05 + 0.6 * social**2:
+                events.append(Event(f"e{r}-{pos}", user, EventKind.LIKE, t + 30.0,
+                                    media_id=media))
+    store.log_served(served)
+    results = store.log_events(events)
+    assert all(result.accepted for result in results)
+
+
+@pytest.fixture
+def engagement(tmp_path: Path):
+    store = open_engagement_store(tmp_path, clock=lambda: T0 + 10 * 86_400)
+    yield store
+    store.close()
+
+
+def test_model_file_round_trips(tmp_path: Path) -> None:
+    model = RankerModel(weights={b.CONTENT: 0.5, b.SOCIAL: 2.0}, bias=-1.5, trained=True,
+                        info={"examples": 10})
+    path = tmp_path / "ranker.json"
+    save_ranker(model, path)
+    loaded = load_ranker(path)
+    assert loaded.trained
+    assert loaded.bias == -1.5
+    assert loaded.weights[b.SOCIAL] == 2.0 and loaded.weights[b.COHORT] == 0.0
+    assert loaded.info["examples"] == 10
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        json.dumps({"format": "something-else"}),
+        json.dumps({"format": "mediarec-ranker", "version": 99, "weights": {}}),
+        json.dumps({"format": "mediarec-ranker", "version": 1, "weights": {"vibes": 1.0}}),
+        json.dumps({"format": "mediarec-ranker", "version": 1, "weights": {"content": "x"}}),
+    ],
+)
+def test_a_broken_ranker_file_is_an_error_not_a_silent_fallback(tmp_path: Path, content) -> None:
+    path = tmp_path / "ranker.json"
+    path.write_text(content)
+    with pytest.raises(RankerFileError):
+        load_or_default(path)
+
+
+def test_a_missing_file_means_the_default_weights(tmp_path: Path) -> None:
+    assert load_or_default(tmp_path / "absent.json") is DEFAULT_RANKER
+    assert load_or_default("") is DEFAULT_RANKER
+    assert dict(DEFAULT_RANKER.weights) == dict(b.DEFAULT_WEIGHTS)
+
+
+def test_empty_log_says_so_and_keeps_the_defaults(engagement, tmp_path: Path) -> None:
+    out = tmp_path / "ranker.json"
+    report = train_ranker(engagement, out_path=out)
+    assert not report.trained
+    assert "too little training data" in report.message
+    assert "keeping the default" in report.message
+    assert not out.exists()
+
+
+def test_tiny_log_says_so_and_keeps_the_defaults(engagement, tmp_path: Path) -> None:
+    log_history(engagement, 3)
+    out = tmp_path / "ranker.json"
+    report = train_ranker(engagement, out_path=out)
+    assert not report.trained and report.examples == 30
+    assert not out.exists()
+
+
+def test_training_learns_what_predicts_engagement(engagement, tmp_path: Path) -> None:
+    log_history(engagement, 150)
+    out = tmp_path / "ranker.json"
+    report = train_ranker(engagement, out_path=out, config=TrainConfig(min_examples=100))
+    assert report.trained
+    assert report.before is not None and report.after is not None
+    assert report.after.auc > report.before.auc + 0.1
+    assert report.after.ndcg > report.before.ndcg
+    assert report.after.logloss < report.before.logloss
+    model = load_ranker(out)
+    assert model.weights[b.SOCIAL] > model.weights[b.CONTENT]
+    assert model.info["metrics"]["after"]["auc"] == pytest.approx(report.after.auc)
+
+
+def test_cli_prints_before_and_after_and_saves(tmp_path: Path, capsys) -> None:
+    store = open_engagement_store(tmp_path, clock=lambda: T0 + 10 * 86_400)
+    log_history(store, 150)
+    store.close()
+    assert main(["--data-dir", str(tmp_path), "--min-examples", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "before" in printed and "after" in printed and "AUC" in printed
+    assert load_ranker(tmp_path / "ranker.json").trained
+
+
+def test_cli_on_an_empty_log_keeps_defaults(tmp_path: Path, capsys) -> None:
+    open_engagement_store(tmp_path).close()
+    assert main(["--data-dir", str(tmp_path)]) == 0
+    assert "too little training data" in capsys.readouterr().out
+    assert not (tmp_path / "ranker.json").exists()
+
+
+def test_cli_rejects_a_missing_data_dir(tmp_path: Path, capsys) -> None:
+    assert main(["--data-dir", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "expected"),
+    [([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.75), ([1, 2, 3], [0, 1, 1], 1.0),
+     ([1, 1, 1, 1], [0, 1, 0, 1], 0.5)],
+)
+def test_auc(scores, labels, expected) -> None:
+    assert auc(np.array(scores, float), np.array(labels, float)) == pytest.approx(expected)
+
+
+def test_ndcg_is_one_when_positives_lead_each_list() -> None:
+    scores = np.array([3.0, 2.0, 1.0, 1.0, 2.0])
+    labels = np.array([1.0, 0.0, 0.0, 0.0, 1.0])
+    requests = np.array([0, 0, 0, 1, 1])
+    assert mean_ndcg(scores, labels, requests) == pytest.approx(1.0)
+    assert mean_ndcg(-scores, labels, requests) < 1.0
+
+
+def test_logistic_fit_recovers_a_known_model() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4000, 2))
+    y = (rng.uniform(size=4000) < 1 / (1 + np.exp(-(2.0 * x[:, 0] - 1.0 * x[:, 1] + 0.5)))) * 1.0
+    w, bias = fit_logistic(x, y, np.ones(4000), l2=0.0)
+    assert w == pytest.approx([2.0, -1.0], abs=0.2)
+    assert bias == pytest.approx(0.5, abs=0.15)
