@@ -647,8 +647,8 @@ def validate(settings: Settings) -> None:
     try:
         recommend_settings(settings.recommend)
     except ValueError as error:  # the recommender's own cross-checks
-        key = re.match(r"^(recommend\.\w+)", str(error))
-        raise ConfigError(key.group(1) if key else "recommend", str(error)) from None
+        named = re.match(r"^(recommend\.\w+)", str(error))
+        raise ConfigError(named.group(1) if named else "recommend", str(error)) from None
 
 
 # -- argparse helpers ------------------------------------------------------------------------

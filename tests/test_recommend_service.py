@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,8 +49,15 @@ from client import (
 from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
 from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
 from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
+from server.config import (
+    ConfigError,
+    RecommendConfig,
+    Settings,
+    load_settings,
+    recommend_settings,
+)
 from server.engagement import DATABASE_NAME
+from server.recommend.settings import RecommendSettings
 from server.runtime import ServiceDeps, ServiceState, open_deps
 
 MODEL_ID = __import__("os").environ.get("DEVMODEL", "mediarec-demo")  # DEV-ONLY
@@ -247,17 +254,19 @@ def world(service: Service) -> World:
     shuffled = rng.sample(images, len(images))
     evening_hits, morning_hits = frozenset(shuffled[:10]), frozenset(shuffled[10:20])
     events: list[Event] = []
+    colours = ATTRIBUTE_FAMILIES["colour"]
     for u in range(BACKGROUND_USERS):
         user = f"bg-{u:02d}"
+        # Context group and taste are independent: each colour has fans in both groups.
         context, hits = (EVENING, evening_hits) if u % 2 == 0 else (MORNING, morning_hits)
-        for media_id in rng.sample(sorted(hits), 6):
+        for media_id in rng.sample(sorted(hits), 4):
             events.append(event(user, EventKind.VIEW, media_id=media_id, context=context,
                                 dwell_ms=9000))
             events.append(event(user, EventKind.LIKE, media_id=media_id, context=context))
-        favourite = ATTRIBUTE_FAMILIES["colour"][u % len(ATTRIBUTE_FAMILIES["colour"])]
+        favourite = colours[(u // 2) % len(colours)]
         liked = [m for m in images if posts[m].attributes.colour == favourite]
-        for media_id in rng.sample(liked, min(4, len(liked))):
-            events.append(event(user, EventKind.LIKE, media_id=media_id, context=context))
+        for media_id in rng.sample(liked, min(6, len(liked))):
+            events.append(event(user, EventKind.LIKE, media_id=media_id))
     log_all(service, events)
     service.deps.recommender.refresh()
     return World(posts, evening_hits, morning_hits)
@@ -275,6 +284,27 @@ def ids(page: RecommendPage) -> list[str]:
 
 def share(media_ids: Sequence[str], wanted: set[str] | frozenset[str]) -> float:
     return sum(m in wanted for m in media_ids) / max(len(media_ids), 1)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_every_recommend_config_key_reaches_the_recommender() -> None:
+    logic = {f.name: f.default for f in fields(RecommendSettings)}
+    servicer_only = {"max_events_per_batch"}
+    for f in fields(RecommendConfig):
+        if f.name in servicer_only:
+            continue
+        assert f.name in logic, f"recommend.{f.name} names no RecommendSettings field"
+        if f.name != "ranker_path":
+            assert f.default == logic[f.name], f.name
+    configured = load_settings({"creator_cap": "4", "explore_fraction": "0.25"}, {}, None)
+    built = recommend_settings(configured.recommend)
+    assert (built.creator_cap, built.explore_fraction) == (4, 0.25)
+    assert recommend_settings(Settings().recommend) == RecommendSettings()
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"rec_default_k": "50", "rec_max_k": "10"}, {}, None)
+    assert caught.value.key == "recommend.default_k"
 
 
 # -- cold start ------------------------------------------------------------------------------
@@ -569,7 +599,6 @@ def test_exclude_seen_unset_means_true_on_the_wire(service: Service, world: Worl
 # -- persistence (last: it restarts the module's server) ---------------------------------------
 
 
-@pytest.mark.slow
 def test_recommendations_survive_a_restart(service: Service, world: World) -> None:
     user = "survivor"
     red = set(world.with_attribute("colour", "red"))
