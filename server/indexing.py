@@ -66,13 +66,19 @@ class PreparedItem:
     existing_type: MediaType | None = None
 
 
-def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
-    if not MEDIA_ID_PATTERN.match(metadata.media_id or ""):
+def validate_media_id(media_id: str, field_name: str) -> str:
+    """``media_id`` if it is one IndexMedia accepts, else INVALID_ARGUMENT naming the field."""
+    if not MEDIA_ID_PATTERN.match(media_id or ""):
         raise InvalidArgumentError(
-            "metadata.media_id",
+            field_name,
             "media_id must be 1-256 characters of letters, digits and ._:/@+=- "
             "starting with a letter or digit",
         )
+    return media_id
+
+
+def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
+    validate_media_id(metadata.media_id, "metadata.media_id")
     if len(metadata.creator_id) > MAX_CREATOR_ID_CHARS:
         raise InvalidArgumentError("metadata.creator_id", "creator_id is over 256 characters")
     if len(metadata.caption) > limits.max_caption_chars:
@@ -234,8 +240,11 @@ class MediaIndexer:
             raise InvalidArgumentError(
                 "embeddings.frames", "frame timestamps must be non-negative and increasing"
             )
-        visual_vector = check_vector(visual, dim, "embeddings.visual") if visual else None
-        caption_vector = check_vector(caption, dim, "embeddings.caption") if caption else None
+        # A vector that is present but empty is a wrong dimension, not an absent vector.
+        visual_vector = None if visual is None else check_vector(visual, dim, "embeddings.visual")
+        caption_vector = (
+            None if caption is None else check_vector(caption, dim, "embeddings.caption")
+        )
         if visual_vector is None and vectors:
             visual_vector = l2_normalize(np.mean(vectors, axis=0)[None, :])[0]
         if visual_vector is None and caption_vector is None and not metadata.caption.strip():
@@ -270,7 +279,9 @@ class MediaIndexer:
         item.existing_type = stored.media_type
         same_model = stored.model_id == self._encoder.model_id
         if existing.payload.get(FINGERPRINT) == fingerprint and same_model:
-            item.unchanged = unchanged_result(stored, self._encoder.dim, self._duplicate_of(sha))
+            # The stored item has this very hash; only *another* item makes it a duplicate.
+            twin = self._duplicate_of(sha, exclude=metadata.media_id)
+            item.unchanged = unchanged_result(stored, self._encoder.dim, twin)
         return item
 
     def _duplicate_of(self, sha: str, exclude: str = "") -> str:

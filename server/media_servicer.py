@@ -20,6 +20,7 @@ import grpc
 from mediarec.v1 import media_pb2, media_pb2_grpc
 from server import convert
 from server.errors import InvalidArgumentError, ResourceLimitError
+from server.indexing import validate_media_id, validate_metadata
 from server.runtime import ServiceState
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgumentError("header", "the first upload message must be the header")
         header = first.header
         metadata = convert.metadata_from_proto(header.metadata)
+        # Refuse bad metadata before the client streams what may be hundreds of megabytes.
+        validate_metadata(metadata, deps.indexer.limits)
         limit = deps.settings.server.max_upload_bytes
         if header.total_size_bytes <= 0:
             raise InvalidArgumentError("header.total_size_bytes", "the upload is empty")
@@ -168,6 +171,5 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 
 
 def _media_id(media_id: str) -> str:
-    if not media_id:
-        raise InvalidArgumentError("media_id", "media_id is required")
-    return media_id
+    # An id that IndexMedia would refuse can never be stored: malformed, not merely unknown.
+    return validate_media_id(media_id, "media_id")

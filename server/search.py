@@ -9,7 +9,7 @@ import numpy as np
 
 from encoders import Encoder
 from encoders.images import decode_image
-from encoders.media_errors import MediaDecodeError
+from encoders.media_errors import DecodeFailure, MediaDecodeError
 from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
@@ -67,6 +67,9 @@ class MediaSearch:
         try:
             image = decode_image(data, max_pixels=self._max_image_pixels)
         except MediaDecodeError as exc:
+            # Over the pixel cap is over a limit, like at indexing; anything else is bad input.
+            if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
+                raise ResourceLimitError("image", str(exc)) from exc
             raise InvalidArgumentError("image", str(exc)) from exc
         query = self._encoder.embed_images([image])[0]
         return self.by_vector(query, k, filter)
