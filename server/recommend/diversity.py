@@ -27,30 +27,35 @@ def collapse_near_duplicates(
     """Walk candidates best first; fold each into an earlier kept one it nearly duplicates.
 
     Two candidates are near-duplicates when their cosine is at least ``threshold`` or when they
-    share a non-empty ``groups`` key (e.g. the same content hash or a declared
-    ``near_duplicate_of`` root).
+    share a non-empty ``groups`` key (e.g. the same ``near_duplicate_of`` root). One matrix
+    product finds every candidate pair; only candidates that have a partner are walked.
     """
+    order = list(order)
+    if not order:
+        return Collapsed([], {})
+    x = vectors[order]
+    close = (x @ x.T) >= threshold if threshold <= 1.0 else np.zeros((len(order),) * 2, bool)
+    if groups is not None:
+        keys = [groups[i] for i in order]
+        codes = {k: n for n, k in enumerate(dict.fromkeys(keys))}
+        g = np.array([codes[k] for k in keys])
+        close |= (g[:, None] == g[None, :]) & np.array([bool(k) for k in keys])[:, None]
+    np.fill_diagonal(close, False)
     keep: list[int] = []
     folded: dict[int, list[int]] = {}
-    group_owner: dict[str, int] = {}
-    kept_vectors = np.zeros((len(order), vectors.shape[1] if vectors.ndim == 2 else 0))
-    for i in order:
-        owner = -1
-        key = groups[i] if groups is not None else ""
-        if key and key in group_owner:
-            owner = group_owner[key]
-        elif keep and threshold <= 1.0:
-            sims = kept_vectors[: len(keep)] @ vectors[i]
-            best = int(np.argmax(sims))
-            if sims[best] >= threshold:
-                owner = keep[best]
-        if owner >= 0:
-            folded.setdefault(owner, []).append(i)
-            continue
-        kept_vectors[len(keep)] = vectors[i]
+    owner_of = np.full(len(order), -1)  # position -> position of the kept item it folded into
+    has_partner = close.any(axis=1)
+    for pos, i in enumerate(order):
+        if has_partner[pos]:
+            earlier = np.flatnonzero(close[pos, :pos])
+            kept_earlier = [e for e in earlier if owner_of[e] == e]
+            if kept_earlier:
+                owner = kept_earlier[0]
+                owner_of[pos] = owner
+                folded.setdefault(order[owner], []).append(i)
+                continue
+        owner_of[pos] = pos
         keep.append(i)
-        if key:
-            group_owner[key] = i
     return Collapsed(keep, folded)
 
 

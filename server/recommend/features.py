@@ -11,17 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from server.recommend import blend as b
+from server.recommend.items import ItemInfo
 from server.recommend.profile import UserProfile
 from server.recommend.settings import RecommendSettings
 from server.recommend.sources import QueryVector
 from server.recommend.state import CoScores, DerivedState, context_keys
 from server.recommend.types import Context
-from server.store import schema
 
 # How much each kind of context counts in "popularity in context".
 POPULARITY_KEY_WEIGHTS: Mapping[str, float] = {
@@ -42,20 +41,34 @@ def pop_scale(level: np.ndarray | float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Candidates:
-    """The candidates that survived filtering, with what the store holds about them."""
+    """The candidates that survived filtering, with what ranking needs about each."""
 
+    items: list[ItemInfo]
     ids: list[str]
-    payloads: list[Mapping[str, Any]]
     visual: np.ndarray  # (n, d) unit rows: the item's visual vector, else its caption's
     caption: np.ndarray  # (n, d) caption vectors, zero rows where the item has none
     has_caption: np.ndarray  # (n,) bool
     sources: list[dict[str, float]]
 
+    @classmethod
+    def build(cls, items: Sequence[ItemInfo], sources: Sequence[dict[str, float]], dim: int
+              ) -> Candidates:
+        n = len(items)
+        visual = np.zeros((n, dim), dtype=np.float32)
+        caption = np.zeros((n, dim), dtype=np.float32)
+        has_caption = np.zeros(n, dtype=bool)
+        for i, item in enumerate(items):
+            visual[i] = item.vector16
+            if item.caption16 is not None:
+                caption[i], has_caption[i] = item.caption16, True
+        ids = [item.media_id for item in items]
+        return cls(list(items), ids, visual, caption, has_caption, list(sources))
+
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.items)
 
     def creators(self) -> list[str]:
-        return [str(p.get(schema.CREATOR_ID, "") or "") for p in self.payloads]
+        return [item.creator_id for item in self.items]
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ def compute_features(
         x[:, col[b.COHORT]] = pop_scale(np.array([fav.level(m) for m in cands.ids]))
 
     creators = cands.creators()
-    recency = _recency(cands.payloads, now, settings.freshness_half_life_s)
+    recency = _recency(cands.items, now, settings.freshness_half_life_s)
     follows = profile.follows
     x[:, col[b.FOLLOWING]] = [
         0.5 + 0.5 * r if c in follows else 0.0 for c, r in zip(creators, recency, strict=True)
@@ -178,10 +191,9 @@ def _popular_in(levels: Mapping[str, np.ndarray], n: int) -> list[str]:
     return out
 
 
-def _recency(payloads: Sequence[Mapping[str, Any]], now: float, half_life_s: float) -> np.ndarray:
+def _recency(items: Sequence[ItemInfo], now: float, half_life_s: float) -> np.ndarray:
     created = np.array(
-        [float(p.get(schema.CREATED_AT)) if p.get(schema.CREATED_AT) is not None else -np.inf
-         for p in payloads]
+        [float(i.created_at) if i.created_at is not None else -np.inf for i in items]
     )
     age = np.maximum(now - created, 0.0)
     return np.where(np.isfinite(created), np.power(0.5, age / half_life_s), 0.0)

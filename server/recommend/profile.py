@@ -18,10 +18,11 @@ import numpy as np
 
 from encoders import EmbeddingUnsupportedError, l2_normalize
 from server.recommend.blend import user_confidence
+from server.recommend.items import ItemCache
 from server.recommend.settings import RecommendSettings
 from server.recommend.texts import TextEmbedder, parse_interests
 from server.recommend.types import SEEN_KINDS, EngagementStore, Event, EventKind
-from server.store import MediaPoint, VectorStore, schema
+from server.store import MediaPoint, schema
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class EngagementSummary:
     positive_items: int = 0  # distinct positively engaged media (all time)
     negatives: Mapping[str, float] = field(default_factory=dict)  # media -> decayed weight
     seen: frozenset[str] = frozenset()
+    recent_seen: tuple[str, ...] = ()  # seen media, most recent first
     impressions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # media -> keys
     hidden_creators: frozenset[str] = frozenset()
     creator_affinity: Mapping[str, float] = field(default_factory=dict)
@@ -91,7 +93,7 @@ def summarize_events(
     """Reduce one user's events: positives, negatives, seen, impressions, hides, affinity."""
     positives: dict[str, float] = {}
     negatives: dict[str, float] = {}
-    seen: set[str] = set()
+    seen: dict[str, float] = {}  # media -> last time seen
     impressions: dict[str, set[str]] = {}
     hidden: set[str] = set()
     affinity: dict[str, float] = {}
@@ -99,7 +101,7 @@ def summarize_events(
     for e in events:
         age = now - e.timestamp
         if e.media_id and e.kind in SEEN_KINDS:
-            seen.add(e.media_id)
+            seen[e.media_id] = max(seen.get(e.media_id, e.timestamp), e.timestamp)
         weight = positive_weight(e, settings)
         if weight > 0 and e.media_id:
             # (Engagement raises creator affinity too; ProfileBuilder adds that from payloads.)
@@ -136,6 +138,7 @@ def summarize_events(
         positive_items=len(positives),
         negatives={m: w for m, w in negatives.items() if m not in positives},
         seen=frozenset(seen),
+        recent_seen=tuple(sorted(seen, key=lambda m: -seen[m])),
         impressions={m: frozenset(keys) for m, keys in impressions.items()},
         hidden_creators=frozenset(hidden),
         creator_affinity=affinity,
@@ -273,9 +276,9 @@ class ProfileBuilder:
     tower. Called on a profile-cache miss only."""
 
     def __init__(
-        self, store: VectorStore, texts: TextEmbedder, settings: RecommendSettings
+        self, items: ItemCache, texts: TextEmbedder, settings: RecommendSettings
     ) -> None:
-        self._store = store
+        self._items = items
         self._texts = texts
         self._settings = settings
 
@@ -285,31 +288,32 @@ class ProfileBuilder:
         top_positive = sorted(summary.positives, key=lambda m: -summary.positives[m])
         top_positive = top_positive[: s.profile_max_items]
         negatives = sorted(summary.negatives, key=lambda m: -summary.negatives[m])[:100]
-        points = self._store.get(top_positive + negatives, with_vectors=True)
-        pos_ids = [m for m in top_positive if item_vector(points.get(m)) is not None]
-        pos_vectors = np.stack([item_vector(points[m]) for m in pos_ids]) if pos_ids else None
+        infos = self._items.get(top_positive + negatives)  # deleted media drop out here
+        pos_ids = [m for m in top_positive if m in infos]
+        pos_vectors = np.stack([infos[m].vector for m in pos_ids]) if pos_ids else None
         clusters: tuple[InterestCluster, ...] = ()
         if pos_vectors is not None:
             weights = np.array([summary.positives[m] for m in pos_ids])
             clusters = cluster_interests(
                 pos_ids, pos_vectors, weights, s.max_clusters, s.cluster_merge_margin
             )
-        neg_ids = [m for m in negatives if item_vector(points.get(m)) is not None]
+        neg_ids = [m for m in negatives if m in infos]
         liked_topics: dict[str, float] = {}
         liked_tags: dict[str, float] = {}
         creators: set[str] = set()
         affinity = dict(summary.creator_affinity)
         for m in pos_ids:
-            payload = points[m].payload
+            info = infos[m]
             w = summary.positives[m]
-            for topic in payload.get(schema.TOPICS, ()) or ():
+            for topic in info.topics:
                 liked_topics[topic] = liked_topics.get(topic, 0.0) + w
-            for tag in payload.get(schema.TAGS, ()) or ():
+            for tag in info.tags:
                 liked_tags[tag] = liked_tags.get(tag, 0.0) + w
-            creator = payload.get(schema.CREATOR_ID, "")
-            if creator:
-                creators.add(creator)
-                affinity[creator] = affinity.get(creator, 0.0) + ENGAGEMENT_AFFINITY * w
+            if info.creator_id:
+                creators.add(info.creator_id)
+                affinity[info.creator_id] = (
+                    affinity.get(info.creator_id, 0.0) + ENGAGEMENT_AFFINITY * w
+                )
         summary = _with_affinity(summary, affinity)
         interests = self._text_interests(user_id, engagement, summary, now)
         dim = self._texts.dim
@@ -320,7 +324,7 @@ class ProfileBuilder:
             interests=interests,
             follows=frozenset(engagement.follows(user_id)),
             negative_vectors=(
-                np.stack([item_vector(points[m]) for m in neg_ids])
+                np.stack([infos[m].vector for m in neg_ids])
                 if neg_ids else np.zeros((0, dim), dtype=np.float32)
             ),
             negative_weights=np.array([summary.negatives[m] for m in neg_ids]),
@@ -369,6 +373,7 @@ def _with_affinity(summary: EngagementSummary, affinity: dict[str, float]) -> En
         positive_items=summary.positive_items,
         negatives=summary.negatives,
         seen=summary.seen,
+        recent_seen=summary.recent_seen,
         impressions=summary.impressions,
         hidden_creators=summary.hidden_creators,
         creator_affinity=affinity,

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -21,12 +22,12 @@ import numpy as np
 
 from encoders import Encoder
 from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
-from server.payload import NEAR_DUPLICATE_OF
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
 from server.recommend.diversity import collapse_near_duplicates, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
+from server.recommend.items import ItemCache, matches
 from server.recommend.paging import (
     RankedEntry,
     Ranking,
@@ -37,12 +38,12 @@ from server.recommend.profile import (
     STEERING,
     ProfileBuilder,
     UserProfile,
-    item_vector,
 )
 from server.recommend.ranker import RankerModel, load_or_default
-from server.recommend.reasons import ReasonInfo, reasons_for
 from server.recommend.refresh import Refresher
+from server.recommend.servedlog import ServedLogWriter
 from server.recommend.settings import RecommendSettings
+from server.recommend.slate import Slate, ordered_sources
 from server.recommend.state import DerivedState, LiveCounters, build_state
 from server.recommend.texts import TextEmbedder, parse_interests
 from server.recommend.types import (
@@ -56,11 +57,10 @@ from server.recommend.types import (
     ServedItem,
     Surface,
 )
-from server.store import MediaPoint, SearchFilter, VectorStore, schema
+from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
 
-SOURCE_ORDER = {name: i for i, name in enumerate(src.SOURCES)}
 
 
 @dataclass
@@ -87,7 +87,8 @@ class Recommender:
         self._settings = settings
         self._clock = clock
         self._texts = TextEmbedder(encoder)
-        self._profiles = ProfileBuilder(store, self._texts, settings)
+        self._items = ItemCache(store, settings.item_cache_entries, settings.item_cache_ttl_s)
+        self._profiles = ProfileBuilder(self._items, self._texts, settings)
         self._profile_cache: dict[str, _CachedProfile] = {}
         self._profile_lock = threading.Lock()
         self._state = DerivedState()
@@ -96,6 +97,7 @@ class Recommender:
         self._ranker = load_or_default(settings.ranker_path)
         self._seeds = np.random.SeedSequence(seed)
         self._rng_lock = threading.Lock()
+        self._served_log = ServedLogWriter(engagement)
         self._refresher = Refresher(self._rebuild, settings)
         self._refresher.request()  # the first snapshot builds in the background
 
@@ -110,7 +112,8 @@ class Recommender:
         return self._ranker
 
     def recommend(self, request: RecRequest) -> RecResponse:
-        """One page of recommendations; logs the served items via ``engagement.log_served``."""
+        """One page of recommendations; its items are logged via ``engagement.log_served``
+        (from a background thread: ``flush_served()`` waits for it)."""
         k = self._check_k(request.k)
         if not request.user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
@@ -126,10 +129,10 @@ class Recommender:
         """Items like ``media_id``: content similarity blended with co-engagement."""
         k = self._check_k(k)
         now = self._clock()
-        anchor = self._store.get([media_id], with_vectors=True).get(media_id)
-        vector = item_vector(anchor)
-        if anchor is None or vector is None:
+        anchor = self._items.get([media_id]).get(media_id)
+        if anchor is None or media_id not in self._items.existing([media_id]):
             raise NotFoundError(f"media_id {media_id!r} is not indexed")
+        vector = anchor.vector
         hidden: frozenset[str] = frozenset()
         if user_id:
             hidden = self._profile(user_id, now).summary.hidden_creators
@@ -137,7 +140,7 @@ class Recommender:
         sf = src.store_filter(request, _empty_profile(user_id, now), now, [media_id])
         sf = replace(sf, exclude_creator_ids=tuple(sorted(hidden)))
         state = self._state
-        hits = self._store.search(schema.VISUAL, vector, 3 * k + 10, sf)
+        hits = self._store.search(schema.VISUAL, vector, 3 * k + 10, sf, with_payload=False)
         co_ids, co_scores = state.coengagement.scores({media_id: 1.0}).top(3 * k, {media_id})
         proposals: dict[str, dict[str, float]] = {}
         for h in hits:
@@ -162,8 +165,9 @@ class Recommender:
         collapsed = collapse_near_duplicates(
             order, cands.visual, self._settings.near_duplicate_cosine, _dup_groups(cands)
         )
+        alive = self._items.existing([cands.ids[i] for i in collapsed.keep[: k + 5]])
         out = []
-        for i in collapsed.keep[:k]:
+        for i in [i for i in collapsed.keep[: k + 5] if cands.ids[i] in alive][:k]:
             breakdown = b.breakdown_of(contrib[i], self._ranker.bias)
             reasons = []
             if breakdown.get(b.CONTENT, 0.0) > 0:
@@ -175,7 +179,7 @@ class Recommender:
                     media_id=cands.ids[i],
                     score=float(scores[i]),
                     breakdown=breakdown,
-                    sources=_ordered_sources(cands.sources[i]),
+                    sources=ordered_sources(cands.sources[i]),
                     reasons=tuple(reasons) or ("looks like this post",),
                     collapsed=tuple(cands.ids[j] for j in collapsed.folded.get(i, ())),
                 )
@@ -214,6 +218,7 @@ class Recommender:
         """Delete the user's stored data and every derived in-memory state of theirs."""
         if not user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
+        self._served_log.flush()  # no impression of theirs may land after the delete
         report = self._engagement.forget_user(user_id)
         derived = self._live.forget_user(user_id, self._state)
         derived += self._rankings.forget_user(user_id)
@@ -233,8 +238,14 @@ class Recommender:
         """Wait for a background rebuild in flight (tests); False on timeout."""
         return self._refresher.wait(timeout)
 
+    def flush_served(self) -> None:
+        """Wait until every served item so far is in the engagement store."""
+        self._served_log.flush()
+
     def close(self) -> None:
+        """Stop background work: pending served items are stored, a rebuild in flight ends."""
         self._refresher.close()
+        self._served_log.close()
 
     # ---------------------------------------------------------------- ranking
 
@@ -245,7 +256,9 @@ class Recommender:
         queries, seed_vector = self._queries(request, profile)
         user_impressions = self._user_impressions(profile, state)
         excluded = self._excluded(request, profile, user_impressions)
-        sf = src.store_filter(request, profile, now, sorted(excluded))
+        recent = [m for m in profile.summary.recent_seen if m in excluded]
+        ordered = recent + sorted(excluded.difference(recent))
+        sf = src.store_filter(request, profile, now, ordered)
         ctx = src.SourceContext(
             request=request, profile=profile, state=state, live=self._live, store=self._store,
             settings=s, now=now, search_filter=sf, queries=tuple(queries),
@@ -281,13 +294,29 @@ class Recommender:
         match_vectors |= {f"t{j}": q.vector for j, q in enumerate(texts)}
         if seed_vector is not None:
             match_vectors["seed"] = seed_vector
-        texts = self._text_queries(profile, request)
-        entries = [
-            self._entry(i, cands, table, scores, contrib, profile, request, now, explored,
-                        collapsed.folded.get(i, ()), texts)
-            for i in final
-        ]
-        return Ranking(request_id, request.user_id, entries, match_vectors)
+        ids = cands.ids
+        slate = Slate(
+            items=[cands.items[i] for i in final],
+            sources=[cands.sources[i] for i in final],
+            x=table.x[final].astype(np.float32),
+            contributions=contrib[final].astype(np.float32),
+            scores=scores[final],
+            item_conf=table.item_conf[final],
+            best_cluster=table.best_cluster[final],
+            best_query=table.best_query[final],
+            coeng_counts=table.coeng_counts[final],
+            popular_in=[table.popular_in[i] for i in final],
+            propensity=np.array([explored.get(i, 1.0) for i in final]),
+            explored=np.array([i in explored for i in final], dtype=bool),
+            folded=[tuple(ids[j] for j in collapsed.folded.get(i, ())) for i in final],
+            profile=profile,
+            request=request,
+            now=now,
+            bias=self._ranker.bias,
+            fresh_window_s=s.fresh_window_s,
+            texts=self._text_queries(profile, request),
+        )
+        return Ranking(request_id, request.user_id, slate, match_vectors)
 
     def _select(
         self,
@@ -301,11 +330,12 @@ class Recommender:
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
-        The exploration pool is fixed before any random draw (low-exposure items outside the
-        top of the ranking), and exploitation never sees it, so an exploited item's presence
-        does not depend on the draw and an explored item's propensity is exactly its Thompson
-        inclusion probability. Returns candidate indices in order and {index: propensity} of
-        the explored ones.
+        The exploration pool is fixed before any random draw: low-exposure, little-known items
+        outside the first page's best, minus creators the exploitation list already shows at
+        the cap. Exploitation never sees the pool, so an exploited item's presence does not
+        depend on the draw, and an explored item's propensity is exactly its Thompson inclusion
+        probability. Pool items the draw passes over wait for a later request. Returns
+        candidate indices in order and {index: propensity} of the explored ones.
         """
         s = self._settings
         depth = s.rank_depth
@@ -313,7 +343,7 @@ class Recommender:
             k, s.explore_fraction, s.explore_max_slots, s.explore_min_k
         )
         pages = math.ceil(depth / k)
-        top = set(kept[:depth])
+        top = set(kept[:k])  # the first page's best are never gambled on
         pool = [
             i for i in kept
             if i not in top
@@ -327,22 +357,31 @@ class Recommender:
         else:
             match = table.x[:, col[b.POPULARITY]]
         prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
-        pool = sorted(pool, key=lambda i: (-prior[i], i))[: s.explore_pool_size]
-        total = min(slots * pages, len(pool))
-        pool_set = set(pool)
-        exploit = [i for i in kept if i not in pool_set]
+        pool = sorted(pool, key=lambda i: (-prior[i], i))
+        pool0 = set(pool)
+        # MMR walks the best few times the depth: lower-scored items would never be picked.
+        exploit = [i for i in kept if i not in pool0][: 3 * depth]
         lam = s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
         creators = cands.creators()
+        budget = min(slots * pages, len(pool))
         ranked = mmr_rank(
             scores[exploit],
             cands.visual[exploit],
-            depth - total,
+            depth - budget,
             lam,
             [creators[i] for i in exploit],
             s.creator_cap,
             max(1, k - slots),
         )
         exploited = [exploit[j] for j in ranked]
+        if s.creator_cap > 0:  # an explored item must not break the cap on any page either
+            per_page = Counter(
+                (n // max(1, k - slots), creators[i]) for n, i in enumerate(exploited)
+            )
+            capped = {c for (_, c), n in per_page.items() if c and n >= s.creator_cap}
+            pool = [i for i in pool if creators[i] not in capped]
+        pool = pool[: s.explore_pool_size]
+        total = min(slots * pages, len(pool))
         if total == 0:
             return exploited, {}
         arms = bandit.posterior(
@@ -367,93 +406,34 @@ class Recommender:
             final.append(nxt)
         return final, explored
 
-    def _entry(
-        self,
-        i: int,
-        cands: Candidates,
-        table: FeatureTable,
-        scores: np.ndarray,
-        contrib: np.ndarray,
-        profile: UserProfile,
-        request: RecRequest,
-        now: float,
-        explored: Mapping[int, float],
-        folded: Sequence[int],
-        texts: Sequence[tuple[str, str]],
-    ) -> RankedEntry:
-        s = self._settings
-        breakdown = b.breakdown_of(contrib[i], self._ranker.bias)
-        payload = cands.payloads[i]
-        creator = str(payload.get(schema.CREATOR_ID, "") or "")
-        q = int(table.best_query[i])
-        c = int(table.best_cluster[i])
-        created = payload.get(schema.CREATED_AT)
-        info = ReasonInfo(
-            explored=i in explored,
-            new_creator=bool(creator)
-            and creator not in profile.follows
-            and creator not in profile.engaged_creators
-            and profile.summary.creator_affinity.get(creator, 0.0) == 0.0,
-            cluster_size=len(profile.clusters[c].media_ids) if c >= 0 else 0,
-            query_kind=texts[q][0] if 0 <= q < len(texts) else "",
-            query_text=texts[q][1] if 0 <= q < len(texts) else "",
-            coeng_count=int(table.coeng_counts[i]),
-            popular_in=table.popular_in[i],
-            local_hour=request.context.local_hour,
-            device=request.context.device,
-            recent=created is not None and now - float(created) <= s.fresh_window_s,
-            topic=_liked_topic(payload, profile),
-        )
-        features = {name: float(v) for name, v in zip(b.FEATURES, table.x[i], strict=True)}
-        features |= {
-            "user_confidence": profile.confidence,
-            "item_confidence": float(table.item_conf[i]),
-            "feed": 1.0 if request.surface is Surface.FEED else 0.0,
-            "explored": 1.0 if i in explored else 0.0,
-        }
-        content = breakdown.get(b.CONTENT, 0.0)
-        interest = breakdown.get(b.INTEREST, 0.0)
-        if breakdown.get(b.SEED, 0.0) > max(content, interest):
-            match_key = "seed"
-        elif q >= 0 and interest >= content:
-            match_key = f"t{q}"
-        else:
-            match_key = f"c{c}" if c >= 0 else ""
-        item = RecItem(
-            media_id=cands.ids[i],
-            score=float(scores[i]),
-            breakdown=breakdown,
-            sources=_ordered_sources(cands.sources[i]),
-            reasons=reasons_for(breakdown, info),
-            propensity=explored.get(i, 1.0),
-            explored=i in explored,
-            collapsed=tuple(cands.ids[j] for j in folded),
-        )
-        video = payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO
-        return RankedEntry(item, features, match_key, video)
-
     def _page(self, ranking: Ranking, offset: int, k: int, now: float) -> RecResponse:
-        entries = list(ranking.entries[offset : offset + k])
-        items = self._with_frames(entries, ranking.match_vectors)
-        end = offset + len(entries)
-        next_cursor = make_cursor(ranking.request_id, end) if end < len(ranking.entries) else ""
+        """The next ``k`` entries from ``offset`` that still exist; logs them as served."""
+        page: list[tuple[int, RankedEntry]] = []
+        pos = offset
+        while len(page) < k and pos < len(ranking.entries):
+            chunk = list(enumerate(ranking.entries[pos : pos + k - len(page)], start=pos))
+            alive = self._items.existing([e.item.media_id for _, e in chunk])
+            page += [(n, e) for n, e in chunk if e.item.media_id in alive]
+            pos += len(chunk)
+        items = self._with_frames([e for _, e in page], ranking.match_vectors)
+        next_cursor = make_cursor(ranking.request_id, pos) if pos < len(ranking.entries) else ""
         served = [
             ServedItem(
                 request_id=ranking.request_id,
                 user_id=ranking.user_id,
                 media_id=item.media_id,
-                position=offset + n,
+                position=n,
                 score=item.score,
                 propensity=item.propensity,
                 sources=item.sources,
                 features=entry.features,
                 timestamp=now,
             )
-            for n, (entry, item) in enumerate(zip(entries, items, strict=True))
+            for (n, entry), item in zip(page, items, strict=True)
         ]
         if served:
-            self._engagement.log_served(served)
             self._live.add_served(served)
+            self._served_log.submit(served)
         return RecResponse(ranking.request_id, tuple(items), next_cursor)
 
     def _with_frames(
@@ -516,12 +496,10 @@ class Recommender:
             queries.append(src.QueryVector(STEERING, steering, 1.0, vector))
         seed_vector = None
         if request.seed_media_id:
-            point = self._store.get([request.seed_media_id], with_vectors=True).get(
-                request.seed_media_id
-            )
-            seed_vector = item_vector(point)
-            if seed_vector is None:
+            seed = self._items.get([request.seed_media_id]).get(request.seed_media_id)
+            if seed is None:
                 raise NotFoundError(f"seed_media_id {request.seed_media_id!r} is not indexed")
+            seed_vector = seed.vector
             queries.append(src.QueryVector("seed", request.seed_media_id, 1.0, seed_vector))
         return queries, seed_vector
 
@@ -550,28 +528,10 @@ class Recommender:
         self, proposals: Mapping[str, Mapping[str, float]], sf: SearchFilter, excluded: set[str]
     ) -> Candidates:
         ids = [m for m in proposals if m not in excluded]
-        points = self._store.get(ids, with_vectors=True) if ids else {}
-        kept: list[tuple[str, MediaPoint, np.ndarray]] = []
-        for media_id in ids:
-            point = points.get(media_id)  # absent: deleted since it was proposed
-            vector = item_vector(point)
-            if point is None or vector is None or not src.passes(point.payload, sf):
-                continue
-            kept.append((media_id, point, vector))
-        dim = self._texts.dim
-        caption = np.zeros((len(kept), dim), dtype=np.float32)
-        has_caption = np.zeros(len(kept), dtype=bool)
-        for n, (_, point, _) in enumerate(kept):
-            vector = point.vectors.get(schema.CAPTION)
-            if vector is not None:
-                caption[n], has_caption[n] = vector, True
-        return Candidates(
-            ids=[m for m, _, _ in kept],
-            payloads=[p.payload for _, p, _ in kept],
-            visual=np.stack([v for _, _, v in kept]) if kept else np.zeros((0, dim), np.float32),
-            caption=caption,
-            has_caption=has_caption,
-            sources=[dict(proposals[m]) for m, _, _ in kept],
+        infos = self._items.get(ids)  # absent: deleted since it was proposed
+        kept = [infos[m] for m in ids if m in infos and matches(infos[m], sf)]
+        return Candidates.build(
+            kept, [dict(proposals[i.media_id]) for i in kept], self._texts.dim
         )
 
     def _check_k(self, k: int) -> int:
@@ -601,25 +561,9 @@ class Recommender:
         self._live.finish_rebuild(True, started)
 
 
-def _ordered_sources(scores: Mapping[str, float]) -> tuple[str, ...]:
-    return tuple(sorted(scores, key=lambda name: SOURCE_ORDER.get(name, len(SOURCE_ORDER))))
-
-
 def _dup_groups(cands: Candidates) -> list[str]:
     """Items indexed as near-duplicates of one root collapse with it (and with each other)."""
-    return [
-        str(payload.get(NEAR_DUPLICATE_OF, "") or media_id)
-        for media_id, payload in zip(cands.ids, cands.payloads, strict=True)
-    ]
-
-
-def _liked_topic(payload: Mapping[str, object], profile: UserProfile) -> str:
-    topics = [str(t) for t in payload.get(schema.TOPICS, ()) or ()]  # type: ignore[union-attr]
-    liked = [t for t in topics if t in profile.liked_topics]
-    if not liked:
-        declared = {t.text for t in profile.interests}
-        liked = [t for t in topics if t in declared]
-    return max(liked, key=lambda t: profile.liked_topics.get(t, 0.0)) if liked else ""
+    return [item.duplicate_root for item in cands.items]
 
 
 def _empty_profile(user_id: str, now: float) -> UserProfile:

@@ -18,7 +18,7 @@ class RecommendSettings:
     max_k: int = 200  # largest page a request may ask for
     rank_depth: int = 100  # items ranked once per request_id; later pages slice this ranking
     page_cache_ttl_s: float = 600.0  # how long a cursor stays valid
-    page_cache_max_entries: int = 10_000  # rankings kept for paging (least recent evicted)
+    page_cache_max_entries: int = 5_000  # rankings kept for paging (least recent evicted)
 
     # -- what counts as engagement ------------------------------------------------------------
     long_view_watch_fraction: float = 0.8  # a video view this complete counts as positive
@@ -30,7 +30,7 @@ class RecommendSettings:
     # Clusters merge while their centroids are more alike than the user's liked posts are on
     # average, by this share of the way to identical (adapts to the embedding space).
     cluster_merge_margin: float = 0.15
-    profile_max_items: int = 200  # most important positive items a profile clusters
+    profile_max_items: int = 100  # most important positive items a profile clusters
     positive_half_life_s: float = 60 * DAY_S  # weight of a like halves after this long
     negative_half_life_s: float = 14 * DAY_S  # skip/hide push-down halves after this long
     search_half_life_s: float = 2 * DAY_S  # search queries and hashtags fade fast
@@ -55,8 +55,9 @@ class RecommendSettings:
     freshness_half_life_s: float = 1 * DAY_S  # the freshness feature halves after this long
 
     # -- derived state: co-engagement, trending, cohorts ---------------------------------------
-    coeng_neighbours: int = 100  # neighbours kept per item
-    coeng_shrinkage: float = 5.0  # cosine shrinkage: few co-engagements count for less
+    coeng_neighbours: int = 200  # neighbours kept per item
+    coeng_shrinkage: float = 2.0  # similarity shrinkage: few co-engagements count for less
+    coeng_alpha: float = 0.5  # 0.5: cosine; lower discounts popular neighbours more
     coeng_max_user_items: int = 200  # most recent positives per user in the co-occurrence count
     trending_half_life_s: float = 2 * DAY_S
     trending_top_n: int = 300  # items kept per trending key (global, context, hashtag)
@@ -81,6 +82,10 @@ class RecommendSettings:
     mmr_lambda_cold: float = 0.55  # the same for a user with no history
     creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
+
+    # -- in-memory item cache (vectors and ranking fields of recently seen candidates) ------------
+    item_cache_entries: int = 200_000
+    item_cache_ttl_s: float = 300.0
 
     # -- the trained ranker ---------------------------------------------------------------------
     ranker_path: str = ""  # JSON model from `mediarec train-ranker`; empty: default weights

@@ -32,7 +32,9 @@ SEED = "seed"
 SOURCES: tuple[str, ...] = (
     CONTENT, COENGAGEMENT, FOLLOWING, SOCIAL, TRENDING, COHORT, FRESH, INTERESTS, SEED,
 )
-MAX_EXCLUDED_IN_FILTER = 2000  # more seen items than this are filtered after retrieval
+# Excluding ids in a search costs time per id; beyond the most recent ones, seen items are
+# filtered after retrieval instead.
+MAX_EXCLUDED_IN_FILTER = 256
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,11 @@ def store_filter(
     now: float,
     excluded_media: Sequence[str],
 ) -> SearchFilter:
-    """The request's filter plus surface rules and exclusions, as a vector-store filter."""
+    """The request's filter plus surface rules and exclusions, as a vector-store filter.
+
+    ``excluded_media`` should come most important first (e.g. most recently seen): only the
+    first ``MAX_EXCLUDED_IN_FILTER`` go into the store filter.
+    """
     f = request.filter
     media_types = tuple(f.media_types)
     if request.surface is Surface.REELS:
@@ -93,21 +99,6 @@ def store_filter(
     )
 
 
-def passes(payload: Mapping[str, Any], f: SearchFilter) -> bool:
-    """Whether a payload matches ``f`` (the in-memory twin of the store's filtering)."""
-    if f.media_types and payload.get(schema.MEDIA_TYPE) not in f.media_types:
-        return False
-    creator = payload.get(schema.CREATOR_ID, "")
-    if f.creator_ids and creator not in f.creator_ids:
-        return False
-    if creator and creator in f.exclude_creator_ids:
-        return False
-    if f.tags and not set(payload.get(schema.TAGS, ()) or ()) & set(f.tags):
-        return False
-    created = payload.get(schema.CREATED_AT)
-    return not (f.created_at_from is not None and (created is None or created < f.created_at_from))
-
-
 def nearest(ctx: SourceContext) -> list[Proposal]:
     """content (clusters), interests (texts, steering) and seed: two batched searches."""
     queries = ctx.queries
@@ -117,7 +108,7 @@ def nearest(ctx: SourceContext) -> list[Proposal]:
     per_query = [_budget(q, ctx) for q in queries]
     k = max(per_query)
     visual = ctx.store.search_batch(
-        schema.VISUAL, [q.vector for q in queries], k, ctx.search_filter
+        schema.VISUAL, [q.vector for q in queries], k, ctx.search_filter, with_payload=False
     )
     proposals = []
     for q, hits, budget in zip(queries, visual, per_query, strict=True):
@@ -126,7 +117,8 @@ def nearest(ctx: SourceContext) -> list[Proposal]:
     if texts:
         k_text = max(1, s.interest_candidates // max(1, len(texts)))
         caption = ctx.store.search_batch(
-            schema.CAPTION, [q.vector for q in texts], k_text, ctx.search_filter
+            schema.CAPTION, [q.vector for q in texts], k_text, ctx.search_filter,
+            with_payload=False,
         )
         for hits in caption:
             proposals += _from_hits(hits, INTERESTS)
@@ -241,7 +233,9 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     queries = [q for q in ctx.queries if q.kind != SEED]
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
-        batches = ctx.store.search_batch(schema.VISUAL, [q.vector for q in queries], k, window)
+        batches = ctx.store.search_batch(
+            schema.VISUAL, [q.vector for q in queries], k, window, with_payload=False
+        )
         return [p for hits in batches for p in _from_hits(hits, FRESH)]
     # Nothing known about the user: simply the newest posts (however old the newest are).
     points = ctx.store.list_media(f, limit=s.fresh_candidates)

@@ -150,12 +150,17 @@ class CoScores:
 
 
 def build_coengagement(
-    user_items: Iterable[Sequence[str]], neighbours: int, shrinkage: float, max_user_items: int
+    user_items: Iterable[Sequence[str]],
+    neighbours: int,
+    shrinkage: float,
+    max_user_items: int,
+    alpha: float = 0.5,
 ) -> CoEngagement:
-    """Item-item cosine over users' positive sets, each user weighted 1/log2(2 + n_items).
+    """Item-item similarity over users' positive sets, each user weighted 1/log2(2 + n_items).
 
-    ``sim(i, j) = c_ij / (sqrt(n_i * n_j) + shrinkage)`` where ``c_ij`` sums the weights of
-    users who engaged with both and ``n_i`` those of users who engaged with ``i``; shrinkage
+    ``sim(i, j) = c_ij / (n_i^alpha * n_j^(1 - alpha) + shrinkage)`` where ``c_ij`` sums the
+    weights of users who engaged with both and ``n_i`` those of users who engaged with ``i``
+    (alpha = 0.5 is cosine; lower alpha discounts popular neighbours ``j`` more). Shrinkage
     damps pairs seen only a few times. Each user's most recent ``max_user_items`` count.
     """
     index: dict[str, int] = {}
@@ -189,8 +194,8 @@ def build_coengagement(
     unique, inverse = np.unique(keys, return_inverse=True)
     counts = np.bincount(inverse, weights=np.concatenate(pair_w))
     left, right = unique // n, unique % n
-    norms = np.sqrt(np.asarray(item_weight))
-    sims = counts / (norms[left] * norms[right] + shrinkage)
+    mass = np.asarray(item_weight)
+    sims = counts / (mass[left] ** alpha * mass[right] ** (1.0 - alpha) + shrinkage)
     order = np.lexsort((-sims, left))
     left, right, sims = left[order], right[order], sims[order]
     starts = np.searchsorted(left, np.arange(n))
@@ -316,6 +321,7 @@ def build_state(
         settings.coeng_neighbours,
         settings.coeng_shrinkage,
         settings.coeng_max_user_items,
+        settings.coeng_alpha,
     )
     trending = _trending(acc.positive_rows, meta, settings, reference)
     cohorts = _cohorts(user_items, acc.positive_rows, meta, settings, reference)

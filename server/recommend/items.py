@@ -1,0 +1,150 @@
+"""What ranking needs to know about a media item, cached in memory.
+
+Fetching points from the vector store costs about 20 us each, and a request looks at a few
+hundred candidates, mostly the same popular ones again and again. ``ItemCache`` keeps their
+vectors (float16) and the few payload fields ranking reads, bounded in size and age. A stale
+entry is harmless for ranking; the page actually returned is checked against the store
+(``existing``), so a deleted post never reaches a client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from server.payload import NEAR_DUPLICATE_OF
+from server.store import SearchFilter, VectorStore, schema
+
+_FETCH_BATCH = 512
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    media_id: str
+    creator_id: str
+    media_type: str
+    tags: tuple[str, ...]
+    topics: tuple[str, ...]
+    created_at: int | None
+    duplicate_root: str  # the item it was indexed as a near-duplicate of, else its own id
+    vector16: np.ndarray  # visual vector, else the caption's (float16)
+    caption16: np.ndarray | None  # caption vector (float16), None without a caption
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self.vector16.astype(np.float32)
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type == schema.MEDIA_TYPE_VIDEO
+
+
+def item_info(
+    media_id: str, payload: Mapping[str, Any], vectors: Mapping[str, Any]
+) -> ItemInfo | None:
+    """An ItemInfo from a stored point, or None when it has no vector to rank by."""
+    visual = vectors.get(schema.VISUAL)
+    caption = vectors.get(schema.CAPTION)
+    main = visual if visual is not None else caption
+    if main is None:
+        return None
+    created = payload.get(schema.CREATED_AT)
+    return ItemInfo(
+        media_id=media_id,
+        creator_id=str(payload.get(schema.CREATOR_ID, "") or ""),
+        media_type=str(payload.get(schema.MEDIA_TYPE, "") or ""),
+        tags=tuple(str(t) for t in payload.get(schema.TAGS, ()) or ()),
+        topics=tuple(str(t) for t in payload.get(schema.TOPICS, ()) or ()),
+        created_at=None if created is None else int(created),
+        duplicate_root=str(payload.get(NEAR_DUPLICATE_OF, "") or media_id),
+        vector16=np.asarray(main, dtype=np.float16),
+        caption16=None if caption is None else np.asarray(caption, dtype=np.float16),
+    )
+
+
+def matches(item: ItemInfo, f: SearchFilter) -> bool:
+    """Whether an item passes ``f`` (the in-memory twin of the store's filtering)."""
+    if f.media_types and item.media_type not in f.media_types:
+        return False
+    if f.creator_ids and item.creator_id not in f.creator_ids:
+        return False
+    if item.creator_id and item.creator_id in f.exclude_creator_ids:
+        return False
+    if f.tags and not set(item.tags) & set(f.tags):
+        return False
+    if f.topics and not set(item.topics) & set(f.topics):
+        return False
+    created = item.created_at
+    if f.created_at_from is not None and (created is None or created < f.created_at_from):
+        return False
+    return not (f.created_at_to is not None and (created is None or created > f.created_at_to))
+
+
+class ItemCache:
+    """Bounded, time-limited cache of :class:`ItemInfo` in front of the vector store."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        max_entries: int,
+        ttl_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, ItemInfo]] = OrderedDict()
+
+    def get(self, media_ids: Sequence[str]) -> dict[str, ItemInfo]:
+        """Infos of the ids that exist (as of when they were cached); misses are fetched."""
+        now = self._monotonic()
+        found: dict[str, ItemInfo] = {}
+        with self._lock:
+            for media_id in media_ids:
+                entry = self._entries.get(media_id)
+                if entry is not None and now - entry[0] <= self._ttl_s:
+                    self._entries.move_to_end(media_id)
+                    found[media_id] = entry[1]
+        missing = [m for m in dict.fromkeys(media_ids) if m not in found]
+        for start in range(0, len(missing), _FETCH_BATCH):
+            batch = missing[start : start + _FETCH_BATCH]
+            points = self._store.get(batch, with_vectors=True)
+            fetched = {}
+            for media_id, point in points.items():
+                info = item_info(media_id, point.payload, point.vectors)
+                if info is not None:
+                    fetched[media_id] = info
+            found |= fetched
+            self._put(fetched, now)
+        return found
+
+    def existing(self, media_ids: Sequence[str]) -> set[str]:
+        """The ids the store holds right now (authoritative; drops stale cache entries)."""
+        if not media_ids:
+            return set()
+        present = set(self._store.get(media_ids, with_vectors=False))
+        gone = [m for m in media_ids if m not in present]
+        if gone:
+            with self._lock:
+                for media_id in gone:
+                    self._entries.pop(media_id, None)
+        return present
+
+    def _put(self, infos: Mapping[str, ItemInfo], now: float) -> None:
+        if not infos or self._max_entries <= 0:
+            return
+        with self._lock:
+            for media_id, info in infos.items():
+                self._entries[media_id] = (now, info)
+                self._entries.move_to_end(media_id)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)

@@ -1,0 +1,131 @@
+"""A ranking kept compactly (arrays per position); entries are built only for pages served.
+
+Building an item's breakdown, reasons and training features costs ~0.1 ms; a ranking is
+``rank_depth`` deep but most clients read one page, so only the pages asked for pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.recommend import blend as b
+from server.recommend.items import ItemInfo
+from server.recommend.paging import RankedEntry
+from server.recommend.profile import UserProfile
+from server.recommend.reasons import ReasonInfo, reasons_for
+from server.recommend.sources import SOURCES
+from server.recommend.types import RecItem, RecRequest, Surface
+
+_SOURCE_ORDER = {name: i for i, name in enumerate(SOURCES)}
+
+
+@dataclass
+class Slate(Sequence[RankedEntry]):
+    """Positions 0..n-1 of one ranking; ``slate[i]`` builds (and keeps) entry i."""
+
+    items: list[ItemInfo]
+    sources: list[Mapping[str, float]]
+    x: np.ndarray  # (n, F) features
+    contributions: np.ndarray  # (n, F)
+    scores: np.ndarray  # (n,)
+    item_conf: np.ndarray  # (n,)
+    best_cluster: np.ndarray  # (n,)
+    best_query: np.ndarray  # (n,)
+    coeng_counts: np.ndarray  # (n,)
+    popular_in: list[str]
+    propensity: np.ndarray  # (n,) 1 for exploited items
+    explored: np.ndarray  # (n,) bool
+    folded: list[tuple[str, ...]]
+    profile: UserProfile
+    request: RecRequest
+    now: float
+    bias: float
+    fresh_window_s: float
+    texts: Sequence[tuple[str, str]]  # (kind, text) of the text queries, by query index
+    _built: dict[int, RankedEntry] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        entry = self._built.get(index)
+        if entry is None:
+            entry = self._build(index)
+            self._built[index] = entry
+        return entry
+
+    def __iter__(self) -> Iterator[RankedEntry]:
+        return (self[i] for i in range(len(self)))
+
+    def _build(self, n: int) -> RankedEntry:
+        item = self.items[n]
+        profile = self.profile
+        breakdown = b.breakdown_of(self.contributions[n], self.bias)
+        q, c = int(self.best_query[n]), int(self.best_cluster[n])
+        creator = item.creator_id
+        explored = bool(self.explored[n])
+        info = ReasonInfo(
+            explored=explored,
+            new_creator=bool(creator)
+            and creator not in profile.follows
+            and creator not in profile.engaged_creators
+            and profile.summary.creator_affinity.get(creator, 0.0) == 0.0,
+            cluster_size=len(profile.clusters[c].media_ids) if c >= 0 else 0,
+            query_kind=self.texts[q][0] if 0 <= q < len(self.texts) else "",
+            query_text=self.texts[q][1] if 0 <= q < len(self.texts) else "",
+            coeng_count=int(self.coeng_counts[n]),
+            popular_in=self.popular_in[n],
+            local_hour=self.request.context.local_hour,
+            device=self.request.context.device,
+            recent=item.created_at is not None
+            and self.now - float(item.created_at) <= self.fresh_window_s,
+            topic=liked_topic(item.topics, profile),
+        )
+        features = {name: float(v) for name, v in zip(b.FEATURES, self.x[n], strict=True)}
+        features |= {
+            "user_confidence": float(profile.confidence),
+            "item_confidence": float(self.item_conf[n]),
+            "feed": 1.0 if self.request.surface is Surface.FEED else 0.0,
+            "explored": 1.0 if explored else 0.0,
+        }
+        content = breakdown.get(b.CONTENT, 0.0)
+        interest = breakdown.get(b.INTEREST, 0.0)
+        if breakdown.get(b.SEED, 0.0) > max(content, interest):
+            match_key = "seed"
+        elif q >= 0 and interest >= content:
+            match_key = f"t{q}"
+        else:
+            match_key = f"c{c}" if c >= 0 else ""
+        rec = RecItem(
+            media_id=item.media_id,
+            score=float(self.scores[n]),
+            breakdown=breakdown,
+            sources=ordered_sources(self.sources[n]),
+            reasons=reasons_for(breakdown, info),
+            propensity=float(self.propensity[n]),
+            explored=explored,
+            collapsed=self.folded[n],
+        )
+        return RankedEntry(rec, features, match_key, item.is_video)
+
+
+def ordered_sources(scores: Mapping[str, float]) -> tuple[str, ...]:
+    return tuple(sorted(scores, key=lambda name: _SOURCE_ORDER.get(name, len(_SOURCE_ORDER))))
+
+
+def liked_topic(topics: Sequence[str], profile: UserProfile) -> str:
+    """The item's topic the user likes most (from liked posts, else declared interests)."""
+    liked = [t for t in topics if t in profile.liked_topics]
+    if not liked:
+        declared = {t.text for t in profile.interests}
+        liked = [t for t in topics if t in declared]
+    return max(liked, key=lambda t: profile.liked_topics.get(t, 0.0)) if liked else ""

@@ -1,0 +1,491 @@
+"""The Recommender over the real stores: Qdrant Edge, SQLite and the bundled demo CLIP.
+
+Posts come from the demo model's synthetic world, so each has known latent attributes. Creators
+have shape styles while colours are spread over every creator; background users each love one
+colour and engage in one of two contexts (evening in FR, morning in US) with disjoint posts.
+Engagement is simulated from those latent attributes, never from the recommender's vectors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from encoders import Encoder, load_encoder
+from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
+from server.engagement import open_engagement_store
+from server.errors import InvalidArgumentError, NotFoundError, PreconditionError
+from server.indexing import IndexLimits, MediaIndexer
+from server.media import ItemMetadata
+from server.recommend import blend as b
+from server.recommend.ranker import RankerModel, save_ranker
+from server.recommend.recommender import Recommender
+from server.recommend.settings import DAY_S, RecommendSettings
+from server.recommend.types import (
+    Context,
+    Event,
+    EventKind,
+    RecFilter,
+    RecItem,
+    RecRequest,
+    Surface,
+)
+from server.store import VectorStore, open_store, schema
+from server.topics import TopicLabeler, demo_world_prompts
+
+MODEL_ID = os.environ.get("MEDIAREC_TEST_RECOMMEND_MODEL", "mediarec-demo")
+WORLD_SEED = 777
+IMAGE_SIZE = 64
+CREATORS = 10
+POSTS_PER_CREATOR = 14
+VIDEO_CREATORS = 3  # creators 0..2 also post two videos each
+BACKGROUND_USERS = 32
+EVENING = Context(device="ios", local_hour=21, location="FR")
+MORNING = Context(device="android", local_hour=8, location="US")
+COLOURS = ("red", "blue", "green", "yellow")
+NOW = float(int(time.time()))
+
+
+@dataclass
+class World:
+    store: VectorStore
+    engagement: object
+    encoder: Encoder
+    indexer: MediaIndexer
+    generator: WorldGenerator
+    attributes: dict[str, Attributes] = field(default_factory=dict)
+    creator: dict[str, str] = field(default_factory=dict)
+    videos: set[str] = field(default_factory=set)
+    evening_hits: set[str] = field(default_factory=set)
+    morning_hits: set[str] = field(default_factory=set)
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def with_colour(self, colour: str) -> list[str]:
+        return sorted(m for m, a in self.attributes.items() if a.colour == colour)
+
+    def index(
+        self,
+        items: Sequence[tuple[str, str, Attributes, float, bool]],
+    ) -> None:
+        """(media_id, creator_id, attributes, created_at, is_video) through the real indexer."""
+        posts = [self.generator.post(attrs) for _, _, attrs, _, _ in items]
+        images = [p.image for p in posts]
+        extra = [self.generator.render(attrs) for _, _, attrs, _, video in items if video]
+        vectors = self.encoder.embed_images(images + extra)
+        extra_vectors = iter(vectors[len(images):])
+        prepared = []
+        for (media_id, creator, attrs, created, video), post, vector in zip(
+            items, posts, vectors[: len(images)], strict=True
+        ):
+            metadata = ItemMetadata(
+                media_id=media_id, creator_id=creator, caption=post.caption,
+                tags=(attrs.colour, attrs.shape), created_at=int(created),
+            )
+            frames = [(0.0, vector), (2.0, next(extra_vectors))] if video else []
+            prepared.append(
+                self.indexer.prepare_vectors(
+                    metadata, model_id=self.encoder.model_id,
+                    visual=None if video else vector, caption=None, frames=frames,
+                )
+            )
+            self.attributes[media_id] = attrs
+            self.creator[media_id] = creator
+            if video:
+                self.videos.add(media_id)
+        self.indexer.commit(prepared)
+
+    def log(self, recommender: Recommender | None, events: Sequence[Event]) -> None:
+        results = self.engagement.log_events(events)  # type: ignore[attr-defined]
+        assert all(r.accepted for r in results), [r.error for r in results if not r.accepted]
+        if recommender is not None:
+            recommender.on_events(events)
+
+    def event(self, user: str, kind: EventKind, t: float = NOW, **kw) -> Event:
+        return Event(f"ev{next(self.counter)}", user, kind, t, **kw)
+
+
+def creator_style(index: int) -> dict[str, dict[str, float]]:
+    shapes = ATTRIBUTE_FAMILIES["shape"]
+    return {
+        "shape": {shapes[index % len(shapes)]: 3.0, shapes[(index + 3) % len(shapes)]: 1.0},
+        "colour": {c: 1.0 for c in COLOURS},
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir = tmp_path_factory.mktemp("recommender")
+    encoder = load_encoder(MODEL_ID)
+    store = open_store(data_dir)
+    store.ensure_collection(encoder.model_id, {schema.VISUAL: encoder.dim,
+                                                schema.CAPTION: encoder.dim})
+    engagement = open_engagement_store(data_dir)
+    labeler = TopicLabeler(encoder, demo_world_prompts(per_topic=2))
+    indexer = MediaIndexer(encoder, store, labeler, IndexLimits())
+    generator = WorldGenerator(WORLD_SEED, image_size=IMAGE_SIZE)
+    w = World(store, engagement, encoder, indexer, generator)
+    rng = random.Random(WORLD_SEED)
+    items = []
+    for c in range(CREATORS):
+        for p in range(POSTS_PER_CREATOR):
+            attrs = generator.sample_attributes(creator_style(c))
+            created = NOW - rng.uniform(1, 20) * DAY_S
+            items.append((f"c{c}-p{p}", f"creator{c}", attrs, created, False))
+        if c < VIDEO_CREATORS:
+            for v in range(2):
+                attrs = generator.sample_attributes(creator_style(c))
+                items.append((f"c{c}-v{v}", f"creator{c}", attrs, NOW - 2 * DAY_S, True))
+    w.index(items)
+    simulate_background(w, rng)
+    try:
+        yield w
+    finally:
+        engagement.close()
+        store.close()
+
+
+def simulate_background(w: World, rng: random.Random) -> None:
+    """Each background user loves one colour and likes posts of it, in one context."""
+    posts = sorted(w.attributes)
+    evening_pool = set(rng.sample(posts, len(posts) // 2))
+    events = []
+    for u in range(BACKGROUND_USERS):
+        user = f"bg{u}"
+        colour = COLOURS[u % len(COLOURS)]
+        evening = u % 2 == 0
+        context = EVENING if evening else MORNING
+        pool = [m for m in posts if (m in evening_pool) == evening]
+        loved = [m for m in pool if w.attributes[m].colour == colour]
+        liked = rng.sample(loved, min(len(loved), 8)) + rng.sample(pool, 2)  # plus noise
+        for m in liked:
+            t = NOW - rng.uniform(0.1, 3) * DAY_S
+            events.append(w.event(user, EventKind.LIKE, t, media_id=m, context=context))
+            (w.evening_hits if evening else w.morning_hits).add(m)
+    w.log(None, events)
+
+
+def make_recommender(w: World, **overrides) -> Recommender:
+    settings = RecommendSettings(**{"refresh_min_events": 10_000, **overrides})
+    r = Recommender(w.encoder, w.store, w.engagement, settings, clock=lambda: NOW, seed=5)
+    r.refresh()
+    return r
+
+
+@pytest.fixture
+def rec(world: World) -> Iterator[Recommender]:
+    r = make_recommender(world)
+    yield r
+    r.close()
+
+
+def unused_attributes(w: World, **fixed: str) -> Attributes:
+    """Attributes no indexed post has (so the new post is nobody's near-duplicate)."""
+    taken = set(w.attributes.values())
+    rng = random.Random(len(taken))
+    while True:
+        values = {f: rng.choice(v) for f, v in ATTRIBUTE_FAMILIES.items()} | fixed
+        attrs = Attributes(**values)
+        if all(sum(getattr(attrs, f) == getattr(t, f) for f in values) <= 3 for t in taken):
+            return attrs
+
+
+def ids(items: Sequence[RecItem]) -> list[str]:
+    return [i.media_id for i in items]
+
+
+def colour_share(w: World, items: Sequence[RecItem], colour: str) -> float:
+    return sum(w.attributes[i.media_id].colour == colour for i in items) / max(1, len(items))
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+def test_cold_start_slate_is_non_empty_diverse_and_popular_in_context(world, rec) -> None:
+    slate = rec.recommend(RecRequest("newcomer", k=12, context=EVENING)).items
+    assert len(slate) == 12
+    creators = Counter(world.creator[m] for m in ids(slate))
+    assert len(creators) >= 6 and max(creators.values()) <= 2
+    assert len({world.attributes[m].colour for m in ids(slate)}) >= 3
+    evening = sum(m in world.evening_hits for m in ids(slate))
+    morning = sum(m in world.morning_hits and m not in world.evening_hits for m in ids(slate))
+    assert evening > morning
+    assert any("popular near you this evening" in i.reasons for i in slate)
+
+
+def test_likes_shift_the_slate_toward_the_liked_colour(world, rec) -> None:
+    before = rec.recommend(RecRequest("convert", k=12, context=EVENING)).items
+    reds = [m for m in world.with_colour("red") if m not in ids(before)][:4]
+    world.log(rec, [world.event("convert", EventKind.LIKE, media_id=m) for m in reds])
+    after = rec.recommend(RecRequest("convert", k=12, context=EVENING)).items
+    assert colour_share(world, after, "red") >= colour_share(world, before, "red") + 0.25
+    assert colour_share(world, after, "red") >= 0.5
+    assert not set(reds) & set(ids(after))  # liked posts are seen
+    assert any(r.startswith("similar to") for i in after for r in i.reasons)
+
+
+def test_a_brand_new_matching_post_reaches_an_interested_user(world, rec) -> None:
+    reds = world.with_colour("red")[:5]
+    world.log(rec, [world.event("red-fan", EventKind.LIKE, media_id=m) for m in reds])
+    attrs = unused_attributes(world, colour="red")
+    world.index([("brand-new-red", "creator9", attrs, NOW - 60, False)])
+    slate = rec.recommend(RecRequest("red-fan", k=20)).items
+    assert "brand-new-red" in ids(slate)
+    item = next(i for i in slate if i.media_id == "brand-new-red")
+    assert item.breakdown.get(b.CONTENT, 0.0) > 0
+    assert b.COENGAGEMENT not in item.breakdown  # nobody engaged with it yet
+
+
+def test_declared_interests_seed_a_new_user(world, rec) -> None:
+    assert rec.set_interests("declarer", "blue things, #blue") == ["blue things", "blue"]
+    slate = rec.recommend(RecRequest("declarer", k=12)).items
+    assert colour_share(world, slate, "blue") >= 0.5
+    assert any(r.startswith("matches your interest in") or r == "because you like #blue"
+               for i in slate for r in i.reasons)
+
+
+def test_set_interests_without_any_interest_is_invalid(rec) -> None:
+    with pytest.raises(InvalidArgumentError):
+        rec.set_interests("someone", " , ; ")
+
+
+def test_steering_text_steers_one_request(world, rec) -> None:
+    slate = rec.recommend(RecRequest("steerer", k=12, steering_text="green")).items
+    assert colour_share(world, slate, "green") >= 0.5
+
+
+# -- feedback and filtering --------------------------------------------------------------------
+
+
+def test_hiding_a_creator_removes_the_creator(world, rec) -> None:
+    first = rec.recommend(RecRequest("hider", k=20, context=EVENING)).items
+    victim = world.creator[first[0].media_id]
+    world.log(rec, [world.event("hider", EventKind.HIDE, creator_id=victim)])
+    for surface in Surface:
+        slate = rec.recommend(RecRequest("hider", k=40, surface=surface)).items
+        assert victim not in {world.creator[m] for m in ids(slate)}
+
+
+def test_seen_items_do_not_come_back(world, rec) -> None:
+    first = rec.recommend(RecRequest("viewer", k=10)).items
+    world.log(rec, [world.event("viewer", EventKind.VIEW, media_id=m, dwell_ms=1200)
+                    for m in ids(first)])
+    again = rec.recommend(RecRequest("viewer", k=40)).items
+    assert not set(ids(first)) & set(ids(again))
+    everything = rec.recommend(RecRequest("viewer", k=40, exclude_seen=False)).items
+    assert set(ids(first)) & set(ids(everything))
+
+
+def test_impressions_add_fatigue_and_drop_an_item_after_three(world, rec) -> None:
+    def slate() -> dict[str, RecItem]:
+        items = rec.recommend(RecRequest("scroller", k=100, context=EVENING)).items
+        return {i.media_id: i for i in items}
+
+    target = next(iter(slate()))
+    for n in range(1, 4):
+        world.log(rec, [world.event("scroller", EventKind.IMPRESSION, media_id=target,
+                                    request_id=f"elsewhere-{n}")])
+        shown = slate()
+        if n < 3:  # impressions never make an item seen; they only demote it
+            assert shown[target].breakdown[b.FATIGUE] < 0
+    assert target not in shown
+    assert target not in ids(rec.recommend(RecRequest("scroller", k=100)).items)
+
+
+def test_served_pages_count_as_impressions(world) -> None:
+    r = make_recommender(world, explore_fraction=0.0, page_cache_ttl_s=600.0)
+    try:
+        first = r.recommend(RecRequest("repeat-viewer", k=5)).items
+        second = r.recommend(RecRequest("repeat-viewer", k=100)).items
+        again = [i for i in second if i.media_id in ids(first)]
+        assert again and all(i.breakdown[b.FATIGUE] < 0 for i in again)
+    finally:
+        r.close()
+
+
+def test_skips_push_down_similar_content(world, rec) -> None:
+    greens = world.with_colour("green")
+    before = rec.recommend(RecRequest("skipper", k=20)).items
+    world.log(rec, [world.event("skipper", EventKind.SKIP, media_id=m) for m in greens[:6]])
+    after = rec.recommend(RecRequest("skipper", k=20)).items
+    assert colour_share(world, after, "green") < colour_share(world, before, "green")
+    assert any(i.breakdown.get(b.NEGATIVE, 0.0) < 0 for i in after)
+
+
+def test_own_posts_are_never_recommended(world, rec) -> None:
+    slate = rec.recommend(RecRequest("creator3", k=60)).items
+    assert "creator3" not in {world.creator[m] for m in ids(slate)}
+
+
+def test_deleted_posts_disappear(world, rec) -> None:
+    world.index([("doomed", "creator8", unused_attributes(world), NOW - 30, False)])
+    slate = rec.recommend(RecRequest("mourner", k=60, filter=RecFilter(creator_ids=("creator8",))))
+    assert "doomed" in ids(slate.items)
+    world.store.delete(["doomed"])
+    slate = rec.recommend(RecRequest("mourner", k=60, filter=RecFilter(creator_ids=("creator8",))))
+    assert "doomed" not in ids(slate.items)
+
+
+def test_filters_constrain_every_source(world, rec) -> None:
+    request = RecRequest("filterer", k=30, context=EVENING,
+                         filter=RecFilter(tags=("red",), max_age_s=10 * DAY_S))
+    slate = rec.recommend(request).items
+    assert slate
+    for item in slate:
+        assert world.attributes[item.media_id].colour == "red"
+    for point in world.store.get(ids(slate)).values():
+        assert point.payload[schema.CREATED_AT] >= NOW - 10 * DAY_S
+
+
+# -- surfaces --------------------------------------------------------------------------------
+
+
+def test_surfaces(world, rec) -> None:
+    follows = ["creator1", "creator2"]
+    world.log(rec, [world.event("fan", EventKind.FOLLOW, creator_id=c) for c in follows])
+    feed = rec.recommend(RecRequest("fan", k=12, surface=Surface.FEED)).items
+    explore = rec.recommend(RecRequest("fan", k=40, surface=Surface.EXPLORE)).items
+    reels = rec.recommend(RecRequest("fan", k=40, surface=Surface.REELS)).items
+    followed_in_feed = sum(world.creator[m] in follows for m in ids(feed))
+    assert followed_in_feed >= 3  # favoured (each creator is capped at 2 per page)
+    assert any("from a creator you follow" in r for i in feed for r in i.reasons)
+    assert explore and not {world.creator[m] for m in ids(explore)} & set(follows)
+    assert reels and set(ids(reels)) <= world.videos
+
+
+def test_video_items_carry_their_best_matching_frame(world, rec) -> None:
+    video = sorted(world.videos)[0]
+    colour = world.attributes[video].colour
+    liked = [m for m in world.with_colour(colour) if m not in world.videos][:4]
+    world.log(rec, [world.event("watcher", EventKind.LIKE, media_id=m) for m in liked])
+    reels = rec.recommend(RecRequest("watcher", k=10, surface=Surface.REELS)).items
+    assert reels
+    assert all(i.matched_frame_timestamp_s in (0.0, 2.0) for i in reels)
+
+
+# -- paging, provenance, logging ----------------------------------------------------------------
+
+
+def test_pages_continue_one_ranking_without_repeats(world, rec) -> None:
+    pages, cursor, request_ids = [], "", set()
+    for _ in range(4):
+        response = rec.recommend(RecRequest("pager", k=8, cursor=cursor, context=MORNING))
+        pages.append(ids(response.items))
+        request_ids.add(response.request_id)
+        cursor = response.next_cursor
+        if not cursor:
+            break
+    flat = [m for page in pages for m in page]
+    assert len(pages) == 4 and all(len(p) == 8 for p in pages)
+    assert len(flat) == len(set(flat))
+    assert len(request_ids) == 1  # one ranking, one request id
+
+
+def test_cursor_errors(world, rec) -> None:
+    response = rec.recommend(RecRequest("pager2", k=5))
+    with pytest.raises(InvalidArgumentError):
+        rec.recommend(RecRequest("pager2", k=5, cursor="garbage"))
+    with pytest.raises(PreconditionError):  # someone else's cursor looks expired
+        rec.recommend(RecRequest("intruder", k=5, cursor=response.next_cursor))
+    with pytest.raises(PreconditionError):
+        rec.recommend(RecRequest("pager2", k=5, cursor="0" * 32 + ".5"))
+
+
+def test_every_item_explains_its_score(world, rec) -> None:
+    reds = world.with_colour("red")[:3]
+    world.log(rec, [world.event("curious", EventKind.LIKE, media_id=m) for m in reds])
+    response = rec.recommend(RecRequest("curious", k=20, context=EVENING))
+    assert response.request_id
+    for item in response.items:
+        assert sum(item.breakdown.values()) == pytest.approx(item.score, abs=1e-9)
+        assert item.sources and item.reasons and len(item.reasons) <= 3
+        assert 0 < item.propensity <= 1
+    explored = [i for i in response.items if i.explored]
+    assert 1 <= len(explored) <= 2  # the exploration budget of a 20-item page
+    assert all(i.propensity < 1 for i in explored)
+    assert all(i.reasons[0] in ("exploring a new creator", "trying something new")
+               for i in explored)
+
+
+def test_served_items_are_logged_for_training(world, rec) -> None:
+    response = rec.recommend(RecRequest("logged", k=6, context=EVENING))
+    rec.flush_served()
+    served = [s for s in world.engagement.iter_served() if s.request_id == response.request_id]
+    assert [s.media_id for s in sorted(served, key=lambda s: s.position)] == ids(response.items)
+    for s, item in zip(sorted(served, key=lambda s: s.position), response.items, strict=True):
+        assert s.propensity == pytest.approx(item.propensity)
+        assert set(b.FEATURES) <= set(s.features)
+        assert "user_confidence" in s.features and "item_confidence" in s.features
+
+
+def test_k_limits(rec) -> None:
+    assert len(rec.recommend(RecRequest("k-user", k=0)).items) == 20  # default_k
+    with pytest.raises(InvalidArgumentError):
+        rec.recommend(RecRequest("k-user", k=-1))
+    with pytest.raises(Exception, match="over the limit"):
+        rec.recommend(RecRequest("k-user", k=10_000))
+
+
+# -- similar media, forgetting, derived state, ranker ---------------------------------------------
+
+
+def test_similar_media_blends_content_and_coengagement(world, rec) -> None:
+    anchor = world.with_colour("red")[0]
+    items = rec.similar(anchor, "", 8, RecFilter())
+    assert items and anchor not in ids(items)
+    assert colour_share(world, items, "red") >= 0.5
+    assert any(b.COENGAGEMENT in i.breakdown for i in items)
+    with pytest.raises(NotFoundError):
+        rec.similar("no-such-post", "", 5, RecFilter())
+
+
+def test_forget_user_leaves_no_trace(world, rec) -> None:
+    reds = world.with_colour("red")[:4]
+    world.log(rec, [world.event("leaver", EventKind.LIKE, media_id=m) for m in reds])
+    world.log(rec, [world.event("leaver", EventKind.FOLLOW, creator_id="creator4")])
+    rec.set_interests("leaver", "blue")
+    rec.recommend(RecRequest("leaver", k=5))
+    report = rec.forget_user("leaver")
+    assert report.events == 5 and report.interests == 1 and report.impressions == 5
+    assert report.other >= 1  # derived in-memory state
+    assert world.engagement.user_events("leaver") == []
+    assert not [s for s in world.engagement.iter_served() if s.user_id == "leaver"]
+    rec.refresh()
+    assert "leaver" not in rec.state.recent_positives and "leaver" not in rec.state.served
+    slate = rec.recommend(RecRequest("leaver", k=10)).items
+    assert not any(r.startswith(("similar to", "matches your interest")) for i in slate
+                   for r in i.reasons)
+
+
+def test_events_trigger_a_background_rebuild(world) -> None:
+    r = make_recommender(world, refresh_min_events=3, refresh_min_interval_s=0.0)
+    try:
+        before = r.state.events
+        world.log(r, [world.event("busy", EventKind.LIKE, media_id=m)
+                      for m in world.with_colour("yellow")[:3]])
+        assert r.wait_for_refresh(30)
+        assert r.state.events >= before + 3
+    finally:
+        r.close()
+
+
+def test_reload_ranker_swaps_the_weights(world, tmp_path: Path) -> None:
+    path = tmp_path / "ranker.json"
+    r = make_recommender(world, ranker_path=str(path))
+    try:
+        assert not r.ranker.trained and r.reload_ranker() is False
+        weights = {name: 0.0 for name in b.FEATURES} | {b.POPULARITY: 1.0}
+        save_ranker(RankerModel(weights=weights, bias=-2.0, trained=True), path)
+        assert r.reload_ranker() is True
+        item = r.recommend(RecRequest("ranked", k=3, context=EVENING)).items[0]
+        assert set(item.breakdown) <= {b.POPULARITY, b.BIAS}
+        assert item.breakdown[b.BIAS] == -2.0
+    finally:
+        r.close()
