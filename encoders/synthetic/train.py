@@ -1,0 +1,352 @@
+"""Train the bundled demo CLIP (``mediarec-demo``) on the synthetic world, from scratch, on CPU.
+
+``python -m encoders.synthetic.train`` (``make train-demo-model``) writes an open_clip
+"local-dir" checkpoint: ``open_clip_config.json`` plus fp16 ``open_clip_model.safetensors``,
+loadable with ``open_clip.create_model_and_transforms('local-dir:' + out_dir)``.
+
+Recipe: every step draws a fresh batch of posts from a seeded world (no picture is seen twice),
+and optimises a CLIP contrastive loss in which each picture also meets one caption per attribute
+family that is wrong in exactly that family (NegCLIP-style hard negatives, worded in the same
+template and synonyms as the true caption so that only the attribute word tells them apart).
+Small linear attribute heads on both towers add direct supervision; they are dropped when
+saving, so the checkpoint is a plain open_clip CLIP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from encoders.synthetic.evaluate import EVALUATION_SEEDS, VALIDATION_SEED, evaluate
+from encoders.synthetic.world import (
+    ATTRIBUTE_FAMILIES,
+    Attributes,
+    WorldGenerator,
+    format_caption,
+    hard_negative_captions,
+    random_caption_style,
+)
+
+if TYPE_CHECKING:
+    from open_clip.model import CLIP
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OUT_DIR = Path(__file__).resolve().parent.parent / "weights" / "mediarec-demo"
+
+MODEL_CFG: dict = {
+    "embed_dim": 128,
+    # Mean-pooled patch tokens (not a CLS token): counting objects becomes nearly linear.
+    "vision_cfg": {
+        "image_size": 64,
+        "layers": 4,
+        "width": 128,
+        "patch_size": 8,
+        "head_width": 32,
+        "pool_type": "avg",
+    },
+    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4},
+}
+PREPROCESS_CFG: dict = {
+    "size": 64,
+    "mean": [0.48145466, 0.4578275, 0.40821073],
+    "std": [0.26862954, 0.26130258, 0.27577711],
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
+RENDER_SIZE = 128  # what the world draws; resized to the model's 64 px exactly as at inference
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: Path = DEFAULT_OUT_DIR
+    steps: int = 800
+    batch_size: int = 96
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    aux_weight: float = 0.5
+    seed: int = 1
+    threads: int = 2
+    validate_every: int = 200
+    validate_n: int = 300
+
+
+@dataclass
+class Batch:
+    pixels: torch.Tensor  # (B, 3, 64, 64) normalised
+    positives: torch.Tensor  # (B, context) tokens of the true captions
+    negatives: torch.Tensor  # (B * families, context) tokens, image-major
+    labels: torch.Tensor  # (B, families) value index per family
+
+
+class BatchMaker:
+    """Fresh posts, their paraphrased captions and same-style hard negatives, as tensors."""
+
+    def __init__(self, seed: int, batch_size: int) -> None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self._world = WorldGenerator(seed, image_size=RENDER_SIZE)
+        self._rng = random.Random(seed + 1)
+        self._batch_size = batch_size
+        self._tokenizer = SimpleTokenizer(context_length=MODEL_CFG["text_cfg"]["context_length"])
+        self._mean = torch.tensor(PREPROCESS_CFG["mean"]).view(1, 3, 1, 1)
+        self._std = torch.tensor(PREPROCESS_CFG["std"]).view(1, 3, 1, 1)
+
+    def next(self) -> Batch:
+        attrs = [self._world.sample_attributes() for _ in range(self._batch_size)]
+        images = [self._world.render(a) for a in attrs]
+        positives: list[str] = []
+        negatives: list[str] = []
+        for a in attrs:
+            style = random_caption_style(self._rng)
+            positives.append(format_caption(a, style))
+            negatives.extend(hard_negative_captions(a, self._rng, style).values())
+        return Batch(
+            pixels=self.pixels(images),
+            positives=self._tokenizer(positives),
+            negatives=self._tokenizer(negatives),
+            labels=torch.tensor([_value_indices(a) for a in attrs]),
+        )
+
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        size = PREPROCESS_CFG["size"]
+        arrays = np.stack(
+            [np.asarray(img.resize((size, size), Image.Resampling.BICUBIC)) for img in images]
+        )
+        batch = torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - self._mean) / self._std
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tokenizer(list(texts))
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches made in a worker process, so drawing overlaps the optimiser step."""
+
+    def __init__(self, seed: int, batch_size: int) -> None:
+        super().__init__()
+        self._seed = seed
+        self._batch_size = batch_size
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        maker = BatchMaker(self._seed, self._batch_size)
+        while True:
+            yield maker.next()
+
+
+def batch_stream(seed: int, batch_size: int) -> torch.utils.data.DataLoader:
+    # One worker keeps the batch order, and so the run, deterministic.
+    return torch.utils.data.DataLoader(
+        _BatchStream(seed, batch_size), batch_size=None, num_workers=1, prefetch_factor=4
+    )
+
+
+def _value_indices(attrs: Attributes) -> list[int]:
+    return [values.index(getattr(attrs, f)) for f, values in ATTRIBUTE_FAMILIES.items()]
+
+
+class AttributeHeads(nn.Module):
+    """Linear probes from an embedding to every family's values (training aid only)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(dim, len(v)) for v in ATTRIBUTE_FAMILIES.values())
+
+    def loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        losses = [F.cross_entropy(h(features), labels[:, k]) for k, h in enumerate(self.heads)]
+        return torch.stack(losses).mean()
+
+
+def contrastive_loss(
+    images: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """CLIP loss whose image->text side also ranks every batch's hard-negative captions."""
+    target = torch.arange(images.shape[0])
+    image_to_text = scale * images @ torch.cat([positives, negatives]).T
+    text_to_image = scale * positives @ images.T
+    return (F.cross_entropy(image_to_text, target) + F.cross_entropy(text_to_image, target)) / 2
+
+
+class InMemoryEncoder:
+    """The model under training behind the evaluation's encoder protocol."""
+
+    def __init__(self, model: CLIP, batches: BatchMaker) -> None:
+        self._model = model
+        self._batches = batches
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        features = self._model.encode_image(self._batches.pixels(images), normalize=True)
+        return features.numpy()
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        features = self._model.encode_text(self._batches.tokenize(texts), normalize=True)
+        return features.numpy()
+
+
+def build_model(seed: int) -> CLIP:
+    import open_clip
+
+    torch.manual_seed(seed)
+    return open_clip.model.CLIP(**MODEL_CFG)
+
+
+def _param_groups(modules: Sequence[nn.Module], weight_decay: float) -> list[dict]:
+    # Gains, biases and the temperature are not decayed (as in open_clip's own training).
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for module in modules:
+        for name, p in module.named_parameters():
+            no_wd = p.ndim < 2 or "logit_scale" in name or "positional_embedding" in name
+            (no_decay if no_wd else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(cfg: TrainConfig) -> dict[str, float | int]:
+    """Train, save the checkpoint into ``cfg.out_dir`` and return the final validation result."""
+    used = {cfg.seed, cfg.seed + 1}
+    if used & (EVALUATION_SEEDS | {VALIDATION_SEED, VALIDATION_SEED + 1}):
+        raise ValueError(f"training seed {cfg.seed} collides with an evaluation or validation seed")
+    torch.set_num_threads(cfg.threads)
+    model = build_model(cfg.seed)
+    image_heads = AttributeHeads(MODEL_CFG["embed_dim"])
+    text_heads = AttributeHeads(MODEL_CFG["embed_dim"])
+    optimizer = torch.optim.AdamW(
+        _param_groups([model, image_heads, text_heads], cfg.weight_decay),
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    validation_batches = BatchMaker(cfg.seed, 1)  # only its pixels()/tokenize() are used
+    started = time.perf_counter()
+    cpu_started = time.process_time()  # with the wall time, shows how contended the run was
+    result: dict[str, float | int] = {}
+    stream = iter(batch_stream(cfg.seed, cfg.batch_size))
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        batch = next(stream)
+        model.train()
+        images = model.encode_image(batch.pixels)
+        positives = model.encode_text(batch.positives)
+        negatives = model.encode_text(batch.negatives)
+        scale = model.logit_scale.exp().clamp(max=100)
+        clip = contrastive_loss(
+            F.normalize(images, dim=-1),
+            F.normalize(positives, dim=-1),
+            F.normalize(negatives, dim=-1),
+            scale,
+        )
+        aux = image_heads.loss(images, batch.labels) + text_heads.loss(positives, batch.labels)
+        loss = clip + cfg.aux_weight * aux
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 25 == 0 or step == cfg.steps - 1:
+            elapsed = time.perf_counter() - started
+            logger.info(
+                "step %d/%d loss %.3f (clip %.3f aux %.3f) scale %.1f lr %.2e %.0fs (cpu %.0fs)",
+                step,
+                cfg.steps,
+                loss.item(),
+                clip.item(),
+                aux.item(),
+                scale.item(),
+                _lr_at(step, cfg),
+                elapsed,
+                time.process_time() - cpu_started,
+            )
+        last = step == cfg.steps - 1
+        if last or (cfg.validate_every and (step + 1) % cfg.validate_every == 0):
+            model.eval()
+            result = evaluate(
+                InMemoryEncoder(model, validation_batches), n=cfg.validate_n, seed=VALIDATION_SEED
+            )
+            logger.info("validation after %d steps: %s", step + 1, json.dumps(result))
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    save_checkpoint(model, cfg.out_dir)
+    logger.info(
+        "trained %d steps in %.0f s wall, %.0f s cpu; saved to %s",
+        cfg.steps,
+        wall,
+        cpu,
+        cfg.out_dir,
+    )
+    return {**result, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+
+
+def save_checkpoint(model: CLIP, out_dir: Path) -> None:
+    """fp16 safetensors + open_clip_config.json: an open_clip ``local-dir:`` checkpoint."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    save_file(state, str(out_dir / "open_clip_model.safetensors"))
+    config = {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}
+    (out_dir / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description="Train the bundled mediarec-demo CLIP model.")
+    parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--validate-every", type=int, default=defaults.validate_every)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig(
+        out_dir=args.out_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        aux_weight=args.aux_weight,
+        seed=args.seed,
+        threads=args.threads,
+        validate_every=args.validate_every,
+    )
+    logger.info("config: %s", {k: str(v) for k, v in asdict(cfg).items()})
+    result = train(cfg)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
