@@ -111,10 +111,18 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        state.set_ready(open_deps(settings))
+        deps = open_deps(settings)
     except BaseException:
         running.server.stop(0)
         raise
+    state.set_ready(deps)
+
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        # SIGHUP: pick up a ranker written by `mediarec train-ranker` without a restart.
+        loaded = deps.recommender.reload_ranker()
+        logger.info("SIGHUP: ranker %s", "reloaded" if loaded else "absent; default weights")
+
+    signal.signal(signal.SIGHUP, on_reload)
     running.set_serving()
     print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
     stop.wait()

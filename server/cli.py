@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--server", metavar="HOST:PORT", help="search through a running server")
     search.add_argument("--api-key", default=None, help="API key for --server")
     add_arguments(search, sections=("storage", "model", "topics", "search", "log"))
+
+    # train-ranker has its own flags (server/recommend/train.py); they are passed through.
+    commands.add_parser(
+        "train-ranker",
+        help="fit the ranking weights from logged impressions (see: train-ranker --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -59,7 +66,13 @@ def _configure_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["train-ranker"]:
+        from server.recommend.train import main as train_ranker
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return train_ranker(arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         settings = settings_from_args(args)
     except ConfigError as exc:
