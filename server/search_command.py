@@ -1,0 +1,156 @@
+"""``mediarec search``: text, image or "more like this" queries, printed as a table.
+
+Runs in-process against the embedded store, or through a running server with ``--server``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from server.folder_index import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+
+if TYPE_CHECKING:
+    from server.config import Settings
+
+logger = logging.getLogger(__name__)
+
+MIN_CAPTION_WIDTH = 20
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One search result as the table shows it, whichever side produced it."""
+
+    score: float
+    media_id: str
+    media_type: str
+    frame_s: float | None
+    caption: str
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str | None = None
+    image: bytes | None = None
+    similar: str | None = None
+
+
+def run_search(
+    settings: Settings,
+    *,
+    text: str | None = None,
+    image: Path | None = None,
+    similar: str | None = None,
+    k: int = 10,
+    server: str | None = None,
+    api_key: str | None = None,
+) -> int:
+    """Run one query and print the results; 0 on success, 1 on an error, 2 if the store is
+    locked by a running server."""
+    try:
+        query = Query(text=text, image=_read_image(image) if image else None, similar=similar)
+        rows = (
+            _search_server(server, api_key, query, k)
+            if server
+            else _search_local(settings, query, k)
+        )
+    except CommandError as exc:
+        print(f"mediarec search: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        message = f"cannot read the query image {path}: {exc.strerror}"
+        raise CommandError(message, EXIT_FAILED) from exc
+
+
+def _search_local(settings: Settings, query: Query, k: int) -> list[ResultRow]:
+    from encoders.base import EncoderError
+    from server.errors import ServiceError
+    from server.store import SearchFilter
+
+    # Searching labels nothing, so the topic vocabulary need not be embedded at startup.
+    deps = open_local_deps(replace(settings, topics=replace(settings.topics, top_k=0)))
+    try:
+        search, everything = deps.search, SearchFilter()
+        k = search.resolve_k(k)
+        if query.text is not None:
+            hits = search.by_text(query.text, k, everything)
+        elif query.image is not None:
+            hits = search.by_image(query.image, k, everything)
+        else:
+            hits = search.similar_to(query.similar or "", k, everything)
+    except (ServiceError, EncoderError) as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from exc
+    finally:
+        deps.close()
+    return [
+        ResultRow(
+            hit.score,
+            hit.item.metadata.media_id,
+            hit.item.media_type.value,
+            hit.matched_frame_timestamp_s,
+            hit.item.metadata.caption,
+        )
+        for hit in hits
+    ]
+
+
+def _search_server(server: str, api_key: str | None, query: Query, k: int) -> list[ResultRow]:
+    from client import MediarecClient, MediarecError
+
+    with MediarecClient(server, api_key=api_key) as client:
+        try:
+            if query.text is not None:
+                hits = client.search_text(query.text, k=k)
+            elif query.image is not None:
+                hits = client.search_image(query.image, k=k)
+            else:
+                hits = client.search_similar(query.similar or "", k=k)
+        except MediarecError as exc:
+            raise CommandError(f"{server}: {exc}", EXIT_FAILED) from exc
+    return [
+        ResultRow(
+            hit.score,
+            hit.item.media_id,
+            hit.item.metadata.media_type.name.lower(),
+            hit.matched_frame_timestamp_s,
+            hit.item.metadata.caption,
+        )
+        for hit in hits
+    ]
+
+
+def print_table(rows: Sequence[ResultRow], out: TextIO, width: int | None = None) -> None:
+    """rank, score, type, media_id, matched frame time (videos) and the caption, truncated."""
+    if not rows:
+        print("no results", file=out)
+        return
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    id_width = max(8, *(len(r.media_id) for r in rows))
+    header = f"{'rank':>4}  {'score':>6}  {'type':<5}  {'media_id':<{id_width}}  {'frame':>6}  "
+    caption_width = max(MIN_CAPTION_WIDTH, width - len(header))
+    print(f"{header}caption", file=out)
+    for rank, row in enumerate(rows, start=1):
+        frame = f"{row.frame_s:.1f}s" if row.frame_s is not None else ""
+        print(
+            f"{rank:>4}  {row.score:>6.3f}  {row.media_type:<5}  {row.media_id:<{id_width}}  "
+            f"{frame:>6}  {_truncate(row.caption, caption_width)}",
+            file=out,
+        )
+
+
+def _truncate(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

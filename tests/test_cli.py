@@ -1,0 +1,149 @@
+"""``mediarec index`` and ``mediarec search`` through ``server.cli.main``, end to end in-process.
+
+One module fixture indexes a small sample folder into an embedded store with the CLI; the
+search tests then query that store in-process, or through a real server on 127.0.0.1:0.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from server.cli import main
+from server.config import load_settings
+from server.demo_media import SampleItem, write_sample_folder
+from server.folder_index import DEFAULT_REPORT_NAME
+from server.runtime import ServiceState, open_deps
+
+
+@dataclass(frozen=True)
+class Indexed:
+    folder: Path
+    items: list[SampleItem]
+    flags: list[str]  # model and store flags every local command needs
+
+    def media_id(self, item: SampleItem) -> str:
+        return item.path.relative_to(self.folder).as_posix()
+
+
+@dataclass(frozen=True)
+class Served:
+    target: str
+    local_flags: list[str]  # flags that would open the server's store in-process
+
+
+@pytest.fixture(scope="module")
+def model_id() -> str:
+    if not (BUNDLED_WEIGHTS_DIR / DEMO_MODEL_ID / "open_clip_model.safetensors").is_file():
+        pytest.skip("the bundled demo model's weights are missing")
+    return DEMO_MODEL_ID
+
+
+@pytest.fixture(scope="module")
+def indexed(model_id: str, tmp_path_factory: pytest.TempPathFactory) -> Indexed:
+    folder = tmp_path_factory.mktemp("media")
+    items = write_sample_folder(folder, n_photos=6)
+    data_dir = tmp_path_factory.mktemp("data")
+    flags = ["--model-id", model_id, "--data-dir", str(data_dir)]
+    no_topics = ["--topics-top-k", "0"]  # embedding the topic vocabulary costs seconds
+    assert main(["index", str(folder), "--no-progress", *no_topics, *flags]) == 0
+    return Indexed(folder, items, flags)
+
+
+def test_index_writes_a_report_naming_every_file(indexed: Indexed) -> None:
+    report = json.loads((indexed.folder / DEFAULT_REPORT_NAME).read_text())
+    assert report["counts"]["created"] == len(indexed.items)
+    assert report["counts"]["failed"] == 0
+    assert sorted(r["media_id"] for r in report["results"]) == sorted(
+        indexed.media_id(i) for i in indexed.items
+    )
+
+
+def test_index_of_a_missing_folder_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["index", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def _table_ids(out: str) -> list[str]:
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["rank", "score", "type", "media_id"]
+    return [line.split()[3] for line in lines[1:]]
+
+
+def test_search_text_prints_a_ranked_table(
+    indexed: Indexed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = next(i for i in indexed.items if i.kind == "video")
+    assert main(["search", video.caption, "-k", "3", *indexed.flags]) == 0
+    ids = _table_ids(capsys.readouterr().out)
+    assert len(ids) == 3
+    assert set(ids) <= {indexed.media_id(i) for i in indexed.items}
+
+
+def test_search_for_an_unknown_id_is_one_sentence_and_exit_1(
+    indexed: Indexed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "--similar", "no/such.jpg", *indexed.flags]) == 1
+    captured = capsys.readouterr()
+    assert "no/such.jpg" in captured.err and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def server(indexed: Indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real server on 127.0.0.1:0 over a copy of the indexed store, which it holds locked."""
+    from server.app import build_server
+
+    model_id = indexed.flags[1]
+    data_dir = tmp_path_factory.mktemp("served") / "data"
+    shutil.copytree(indexed.flags[3], data_dir)
+    overrides = {"model_id": model_id, "data_dir": str(data_dir), "host": "127.0.0.1", "port": 0}
+    settings = load_settings(overrides, {}, None)
+    running = build_server(settings, ServiceState(open_deps(settings)))
+    try:
+        local_flags = ["--model-id", model_id, "--data-dir", str(data_dir)]
+        yield Served(f"127.0.0.1:{running.port}", local_flags)
+    finally:
+        running.stop(0)
+
+
+def test_search_by_image_through_a_server_finds_that_image_first(
+    indexed: Indexed, server: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = indexed.items[2]
+    args = ["search", "--image", str(photo.path), "-k", "2", "--server", server.target]
+    assert main(args) == 0
+    assert _table_ids(capsys.readouterr().out)[0] == indexed.media_id(photo)
+
+
+def test_search_similar_through_a_server_leaves_the_seed_out(
+    indexed: Indexed, server: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = indexed.media_id(indexed.items[0])
+    assert main(["search", "--similar", seed, "-k", "4", "--server", server.target]) == 0
+    ids = _table_ids(capsys.readouterr().out)
+    assert len(ids) == 4 and seed not in ids
+
+
+def test_server_errors_are_one_sentence_and_exit_1(
+    server: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "--similar", "no/such.jpg", "--server", server.target]) == 1
+    captured = capsys.readouterr()
+    assert "NOT_FOUND" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_local_search_on_a_store_held_by_a_server_says_so(
+    server: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "anything", *server.local_flags]) == 2
+    err = capsys.readouterr().err
+    assert "in use by a running server" in err and "--server" in err
