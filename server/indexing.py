@@ -109,6 +109,13 @@ def check_vector(vector: Sequence[float] | np.ndarray, dim: int, field_name: str
     return l2_normalize(array[None, :])[0]
 
 
+def jpeg_draft_size(encoder: Encoder) -> tuple[int, int] | None:
+    """The size JPEGs are draft-decoded to: the model's input size (quality holds, decode gets
+    cheap). Indexing and image queries must both use it, or one picture embeds two ways."""
+    preprocess = getattr(encoder, "preprocess_spec", None)
+    return (preprocess.size, preprocess.size) if preprocess else None
+
+
 def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -> str:
     doc = {
         "content": content_sha256,
@@ -146,9 +153,7 @@ class MediaIndexer:
         self._limits = limits
         # Writes are serialised: "unchanged"/"duplicate" checks and the upsert must not interleave.
         self.write_lock = threading.Lock()
-        preprocess = getattr(encoder, "preprocess_spec", None)
-        # JPEG draft decoding down to the model's input size: quality holds, decode gets cheap.
-        self._draft_size = (preprocess.size, preprocess.size) if preprocess else None
+        self._draft_size = jpeg_draft_size(encoder)
 
     @property
     def limits(self) -> IndexLimits:

@@ -11,6 +11,7 @@ from encoders import Encoder
 from encoders.images import decode_image
 from encoders.media_errors import DecodeFailure, MediaDecodeError
 from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from server.indexing import jpeg_draft_size
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
 from server.store import SearchFilter, SearchHit, VectorStore, schema
@@ -33,6 +34,7 @@ class MediaSearch:
         self._default_k = default_k
         self._max_k = max_k
         self._max_image_pixels = max_image_pixels
+        self._draft_size = jpeg_draft_size(encoder)
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, media_id: str) -> StoredItem:
@@ -65,7 +67,9 @@ class MediaSearch:
 
     def by_image(self, data: bytes, k: int, filter: SearchFilter) -> list[MediaHit]:
         try:
-            image = decode_image(data, max_pixels=self._max_image_pixels)
+            image = decode_image(
+                data, max_pixels=self._max_image_pixels, draft_size=self._draft_size
+            )
         except MediaDecodeError as exc:
             # Over the pixel cap is over a limit, like at indexing; anything else is bad input.
             if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
