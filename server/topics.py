@@ -47,10 +47,14 @@ class TopicLabeler:
         if not prompts:
             raise ValueError("the topic vocabulary is empty")
         self.labels: tuple[str, ...] = tuple(prompts)
-        vectors = []
+        # One call for every prompt: the encoder batches them, instead of a call per label.
+        texts = [text for label in self.labels for text in prompts[label]]
+        embedded = encoder.embed_texts(texts)
+        vectors, start = [], 0
         for label in self.labels:
-            embedded = encoder.embed_texts(list(prompts[label]))
-            vectors.append(embedded.mean(axis=0))
+            count = len(prompts[label])
+            vectors.append(embedded[start : start + count].mean(axis=0))
+            start += count
         self._matrix = l2_normalize(np.stack(vectors))
         logger.info("topic vocabulary ready: %d labels", len(self.labels))
 
