@@ -60,7 +60,7 @@ from server.engagement import DATABASE_NAME
 from server.recommend.settings import RecommendSettings
 from server.runtime import ServiceDeps, ServiceState, open_deps
 
-MODEL_ID = __import__("os").environ.get("DEVMODEL", "mediarec-demo")  # DEV-ONLY
+MODEL_ID = "mediarec-demo"
 WORLD_SEED = 4242
 IMAGE_SIZE = 96
 CREATORS = 12
