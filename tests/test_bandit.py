@@ -32,6 +32,21 @@ def test_logged_propensity_matches_empirical_selection_frequency(slots: int) -> 
     assert np.max(np.abs(empirical - precise)) < 0.02
 
 
+def test_page_propensities_match_where_the_policy_puts_each_arm() -> None:
+    arms = _arms()
+    slots, pages = 2, 2
+    logged = bandit.block_propensities(arms, slots, pages, 400, np.random.default_rng(3))
+    draws = 20_000
+    landed = np.zeros((len(arms), pages))
+    for seed in np.random.SeedSequence(7).spawn(draws):
+        order = bandit.thompson_select(arms, slots * pages, np.random.default_rng(seed))
+        for n, arm in enumerate(order):
+            landed[arm, n // slots] += 1
+    assert np.max(np.abs(landed / draws - logged)) < 0.08
+    total = bandit.selection_propensities(arms, slots * pages, 20_000, np.random.default_rng(4))
+    assert logged.sum(axis=1) == pytest.approx(total, abs=0.06)
+
+
 def test_every_arm_wins_when_slots_cover_the_pool() -> None:
     arms = _arms()
     assert bandit.selection_propensities(arms, 6, 100, np.random.default_rng(0)) == (

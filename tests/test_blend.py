@@ -14,8 +14,8 @@ W = b.DEFAULT_WEIGHTS
 
 # (case, features, user_confidence, item_confidence, surface, expected breakdown)
 CASES = [
-    ("new item: content counts fully", {b.CONTENT: 1.0}, 0.8, 0.0, Surface.FEED,
-     {b.CONTENT: W[b.CONTENT]}),
+    ("new item: content also stands in for co-engagement", {b.CONTENT: 1.0}, 0.8, 0.0,
+     Surface.FEED, {b.CONTENT: 1.8 * W[b.CONTENT]}),
     ("well-known item: content fades to 40 %", {b.CONTENT: 1.0}, 0.8, 1.0, Surface.FEED,
      {b.CONTENT: 0.4 * W[b.CONTENT]}),
     ("new item: co-engagement is gated off", {b.COENGAGEMENT: 1.0}, 0.8, 0.0, Surface.FEED, {}),
@@ -35,8 +35,8 @@ CASES = [
     ("REELS does not boost them", {b.FOLLOWING: 1.0}, 0.5, 0.5, Surface.REELS,
      {b.FOLLOWING: W[b.FOLLOWING]}),
     ("freshness only for unknown items", {b.FRESHNESS: 1.0}, 0.5, 1.0, Surface.FEED, {}),
-    ("negative feedback subtracts", {b.CONTENT: 1.0, b.NEGATIVE: 1.0}, 0.5, 0.0, Surface.FEED,
-     {b.CONTENT: W[b.CONTENT], b.NEGATIVE: W[b.NEGATIVE]}),
+    ("negative feedback subtracts", {b.CONTENT: 1.0, b.NEGATIVE: 1.0}, 0.5, 1.0, Surface.FEED,
+     {b.CONTENT: 0.4 * W[b.CONTENT], b.NEGATIVE: W[b.NEGATIVE]}),
     ("fatigue subtracts", {b.FATIGUE: 0.5}, 0.5, 0.0, Surface.FEED,
      {b.FATIGUE: 0.5 * W[b.FATIGUE]}),
     ("nothing known, nothing scored", {}, 0.0, 0.0, Surface.FEED, {}),
@@ -76,6 +76,12 @@ def test_who_dominates_depends_on_user_and_item_knowledge(
 ) -> None:
     result = b.blend({winner: 1.0, loser: 1.0}, user_conf, item_conf)
     assert result.breakdown.get(winner, 0.0) > result.breakdown.get(loser, 0.0)
+
+
+def test_an_unknown_item_can_match_a_known_one_on_content_alone() -> None:
+    new = b.blend({b.CONTENT: 1.0}, 0.8, 0.0)
+    known = b.blend({b.CONTENT: 1.0, b.COENGAGEMENT: 1.0}, 0.8, 0.9)
+    assert new.score == pytest.approx(known.score, rel=0.25)
 
 
 def test_breakdown_adds_up_to_the_score_with_a_bias() -> None:

@@ -4,7 +4,8 @@ Pure functions only. A candidate's features are each in [0, 1] (scaled within th
 Each feature's *gate* depends on how much is known about the user (``user_confidence``) and the
 item (``item_confidence``); that is the cold-start awareness:
 
-- content dominates for new items (its gate shrinks as the item becomes known),
+- content dominates for new items (its gate shrinks as the item becomes known, and for an
+  unknown item it also stands in for the co-engagement signal the item cannot have yet),
 - co-engagement takes over for well-known items (its gate grows with item knowledge),
 - popularity in context and cohort favourites carry users with no history.
 
@@ -90,11 +91,13 @@ def item_confidence(engagements: np.ndarray | float, prior: float) -> np.ndarray
 
 
 def gates(user_conf: float, item_conf: np.ndarray, surface: Surface = Surface.FEED) -> np.ndarray:
-    """Per-candidate, per-feature gate in [0, 1.5]: shape ``(n, len(FEATURES))``."""
+    """Per-candidate, per-feature gate in [0, 1.8]: shape ``(n, len(FEATURES))``."""
     v = np.clip(np.asarray(item_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
     u = float(np.clip(user_conf, 0.0, 1.0))
     g = np.ones((v.shape[0], len(FEATURES)), dtype=np.float64)
-    g[:, FEATURE_INDEX[CONTENT]] = 1.0 - 0.6 * v
+    # Content stands in for the co-engagement an unknown item cannot have yet, so a new post
+    # that matches as well as a known one can score as high: 1.8 when unknown, 0.4 when known.
+    g[:, FEATURE_INDEX[CONTENT]] = 0.4 + 1.4 * (1.0 - v)
     g[:, FEATURE_INDEX[COENGAGEMENT]] = v
     g[:, FEATURE_INDEX[POPULARITY]] = 0.25 + 0.75 * (1.0 - u)
     g[:, FEATURE_INDEX[COHORT]] = 1.0 - u

@@ -35,8 +35,8 @@ def collapse_near_duplicates(
         return Collapsed([], {})
     x = vectors[order]
     close = (x @ x.T) >= threshold if threshold <= 1.0 else np.zeros((len(order),) * 2, bool)
-    if groups is not None:
-        keys = [groups[i] for i in order]
+    keys = [groups[i] for i in order] if groups is not None else []
+    if keys and len(set(keys)) < len(keys):
         codes = {k: n for n, k in enumerate(dict.fromkeys(keys))}
         g = np.array([codes[k] for k in keys])
         close |= (g[:, None] == g[None, :]) & np.array([bool(k) for k in keys])[:, None]
@@ -79,51 +79,54 @@ def mmr_rank(
     """
     n = relevance.shape[0]
     fixed = dict(fixed or {})
-    fixed_items = set(fixed.values())
     if n == 0 or depth <= 0:
         return []
     rel = np.asarray(relevance, dtype=np.float64)
     lo, hi = float(rel.min()), float(rel.max())
     rel = (rel - lo) / (hi - lo) if hi - lo > 1e-12 else np.ones(n)
-    max_sim = np.full(n, -1.0)
+    relevance_term = lam * rel
+    novelty = np.zeros(n)  # max similarity to anything ranked so far (0 before the first)
     available = np.ones(n, dtype=bool)
-    for i in fixed_items:
+    for i in fixed.values():
         available[i] = False
-    # Creators as integer codes ("" = unknown creator, never capped).
+    # Creators as integer codes; "" (unknown creator) is never capped.
     names = {c: i for i, c in enumerate(dict.fromkeys(creators))}
     codes = np.fromiter((names[c] for c in creators), dtype=np.int64, count=n)
     uncapped = names.get("", -1)
     page_counts: dict[int, int] = {}
+    blocked = np.zeros(n, dtype=bool)  # capped on the current page
     current_page = 0
     ranking: list[int] = []
+    first = True
     while len(ranking) < depth:
         position = len(ranking)
         page = position // max(page_size, 1)
         if page != current_page:
             page_counts, current_page = {}, page
+            blocked[:] = False
         if position in fixed:
             pick = fixed.pop(position)
         else:
-            eligible = available.copy()
-            if creator_cap > 0:
-                full = [c for c, count in page_counts.items() if count >= creator_cap]
-                if full:
-                    eligible &= ~np.isin(codes, full)
+            eligible = available & ~blocked
             if not eligible.any():
                 # The cap yields when only capped creators are left: a short page helps nobody.
-                eligible = available.copy()
+                eligible = available
             if not eligible.any():
                 ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
                 break
-            novelty = np.where(max_sim > -1.0, max_sim, 0.0)
-            value = lam * rel - (1.0 - lam) * novelty
+            value = relevance_term - (1.0 - lam) * novelty
             value[~eligible] = -np.inf
             pick = int(np.argmax(value))
             available[pick] = False
         ranking.append(pick)
         code = int(codes[pick])
-        if code != uncapped:
+        if code != uncapped and creator_cap > 0:
             page_counts[code] = page_counts.get(code, 0) + 1
-        np.maximum(max_sim, vectors @ vectors[pick], out=max_sim)
+            if page_counts[code] >= creator_cap:
+                blocked |= codes == code
+        sims = vectors @ vectors[pick]
+        if first:
+            novelty, first = sims.astype(np.float64), False
+        else:
+            np.maximum(novelty, sims, out=novelty)
     return ranking
-

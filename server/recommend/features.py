@@ -137,8 +137,7 @@ def compute_features(
         "global": "global", **context_keys(context.device, context.local_hour, context.location)
     }
     levels = {
-        kind: np.array([state.trending_list(key).level(m) for m in cands.ids])
-        for kind, key in keys.items()
+        kind: _levels(state.trending_list(key).levels, cands.ids) for kind, key in keys.items()
     }
     total_w = sum(POPULARITY_KEY_WEIGHTS[k] for k in keys)
     pop = sum(POPULARITY_KEY_WEIGHTS[k] * pop_scale(levels[k]) for k in keys) / total_w
@@ -148,7 +147,7 @@ def compute_features(
     cohort = state.cohorts.assign(profile.taste)
     if cohort is not None:
         fav = state.cohorts.favourites[cohort]
-        x[:, col[b.COHORT]] = pop_scale(np.array([fav.level(m) for m in cands.ids]))
+        x[:, col[b.COHORT]] = pop_scale(_levels(fav.levels, cands.ids))
 
     creators = cands.creators()
     recency = _recency(cands.items, now, settings.freshness_half_life_s)
@@ -179,6 +178,11 @@ def compute_features(
         popular_in=popular_in,
         user_impressions=user_impressions,
     )
+
+
+def _levels(levels: Mapping[str, float], ids: Sequence[str]) -> np.ndarray:
+    get = levels.get
+    return np.fromiter((get(m, 0.0) for m in ids), dtype=np.float64, count=len(ids))
 
 
 def _popular_in(levels: Mapping[str, np.ndarray], n: int) -> list[str]:

@@ -123,7 +123,7 @@ class Recommender:
         else:
             ranking, offset = self._rank(request, k, now), 0
             self._rankings.put(ranking)
-        return self._page(ranking, offset, k, now)
+        return self._page(ranking, offset, k, now, log=not request.dry_run)
 
     def similar(self, media_id: str, user_id: str, k: int, filter: RecFilter) -> list[RecItem]:
         """Items like ``media_id``: content similarity blended with co-engagement."""
@@ -299,7 +299,7 @@ class Recommender:
             items=[cands.items[i] for i in final],
             sources=[cands.sources[i] for i in final],
             x=table.x[final].astype(np.float32),
-            contributions=contrib[final].astype(np.float32),
+            contributions=contrib[final],
             scores=scores[final],
             item_conf=table.item_conf[final],
             best_cluster=table.best_cluster[final],
@@ -330,12 +330,14 @@ class Recommender:
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
-        The exploration pool is fixed before any random draw: low-exposure, little-known items
-        outside the first page's best, minus creators the exploitation list already shows at
-        the cap. Exploitation never sees the pool, so an exploited item's presence does not
-        depend on the draw, and an explored item's propensity is exactly its Thompson inclusion
-        probability. Pool items the draw passes over wait for a later request. Returns
-        candidate indices in order and {index: propensity} of the explored ones.
+        The exploration pool is fixed before any random draw: the best-prior low-exposure,
+        little-known items outside the first page's best, minus creators the exploitation
+        list already shows at the cap on the first page (later pages may exceed the cap by an
+        explored item). Exploitation never sees the pool, so an exploited item's presence does
+        not depend on the draw. The n-th best draw fills page n // slots, and an explored
+        item's propensity is the probability of its draw ranking among that page's slots.
+        Pool items the draw passes over wait for a later request. Returns candidate indices in
+        order and {index: propensity} of the explored ones.
         """
         s = self._settings
         depth = s.rank_depth
@@ -357,7 +359,7 @@ class Recommender:
         else:
             match = table.x[:, col[b.POPULARITY]]
         prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
-        pool = sorted(pool, key=lambda i: (-prior[i], i))
+        pool = sorted(pool, key=lambda i: (-prior[i], i))[: s.explore_pool_size]
         pool0 = set(pool)
         # MMR walks the best few times the depth: lower-scored items would never be picked.
         exploit = [i for i in kept if i not in pool0][: 3 * depth]
@@ -374,13 +376,10 @@ class Recommender:
             max(1, k - slots),
         )
         exploited = [exploit[j] for j in ranked]
-        if s.creator_cap > 0:  # an explored item must not break the cap on any page either
-            per_page = Counter(
-                (n // max(1, k - slots), creators[i]) for n, i in enumerate(exploited)
-            )
-            capped = {c for (_, c), n in per_page.items() if c and n >= s.creator_cap}
+        if s.creator_cap > 0:  # an explored item must not break the cap on the first page
+            first_page = Counter(creators[i] for i in exploited[: max(1, k - slots)])
+            capped = {c for c, n in first_page.items() if c and n >= s.creator_cap}
             pool = [i for i in pool if creators[i] not in capped]
-        pool = pool[: s.explore_pool_size]
         total = min(slots * pages, len(pool))
         if total == 0:
             return exploited, {}
@@ -389,9 +388,13 @@ class Recommender:
             table.engagements[pool], table.impressions[pool],
         )
         rng = self._rng()
-        picks = [pool[j] for j in bandit.thompson_select(arms, total, rng)]
-        propensities = bandit.selection_propensities(arms, total, s.propensity_samples, rng)
-        explored = {pool[j]: float(propensities[j]) for j in range(len(pool)) if pool[j] in picks}
+        order = bandit.thompson_select(arms, total, rng)
+        picks = [pool[j] for j in order]
+        # The n-th draw fills page n // slots: its propensity is the chance of landing there.
+        by_page = bandit.block_propensities(
+            arms, slots, math.ceil(total / slots), s.propensity_samples, rng
+        )
+        explored = {pool[j]: float(by_page[j, n // slots]) for n, j in enumerate(order)}
         positions = [p * k + off for p in range(pages) for off in bandit.slot_positions(k, slots)]
         slot_set = set(positions[: len(picks)])
         final: list[int] = []
@@ -406,7 +409,9 @@ class Recommender:
             final.append(nxt)
         return final, explored
 
-    def _page(self, ranking: Ranking, offset: int, k: int, now: float) -> RecResponse:
+    def _page(
+        self, ranking: Ranking, offset: int, k: int, now: float, *, log: bool = True
+    ) -> RecResponse:
         """The next ``k`` entries from ``offset`` that still exist; logs them as served."""
         page: list[tuple[int, RankedEntry]] = []
         pos = offset
@@ -431,7 +436,7 @@ class Recommender:
             )
             for (n, entry), item in zip(page, items, strict=True)
         ]
-        if served:
+        if served and log:
             self._live.add_served(served)
             self._served_log.submit(served)
         return RecResponse(ranking.request_id, tuple(items), next_cursor)

@@ -78,8 +78,8 @@ class RecommendSettings:
     propensity_samples: int = 400  # policy re-samples that estimate a propensity
 
     # -- diversity ------------------------------------------------------------------------------
-    mmr_lambda: float = 0.8  # relevance vs novelty for a well-known user (1 = no diversity)
-    mmr_lambda_cold: float = 0.55  # the same for a user with no history
+    mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
+    mmr_lambda_cold: float = 0.7  # the same for a user with no history
     creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
 

@@ -143,6 +143,8 @@ class RecRequest:
     exclude_seen: bool = True
     cursor: str = ""
     now: float | None = None  # unix seconds; None = wall clock (benchmarks replay time)
+    # Offline evaluation: rank and return, but log no impressions and count no fatigue.
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
