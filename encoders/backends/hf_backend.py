@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,12 +19,13 @@ class HfClipEncoder(TorchClipEncoder):
 
         location = self._spec.weights.location
         cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
-        model = CLIPModel.from_pretrained(location, cache_dir=cache_dir, dtype=self._dtype)
-        model.to(self._device).eval()
+        model: Any = CLIPModel.from_pretrained(location, cache_dir=cache_dir, dtype=self._dtype)
+        model = model.to(self._device).eval()
         self._model = model
         self._tokenizer = AutoTokenizer.from_pretrained(location, cache_dir=cache_dir)
-        self._max_length = int(model.config.text_config.max_position_embeddings)
-        return int(model.config.projection_dim), self._preprocess(location, cache_dir)
+        config: Any = model.config
+        self._max_length = int(config.text_config.max_position_embeddings)
+        return int(config.projection_dim), self._preprocess(location, cache_dir)
 
     def _preprocess(self, location: str, cache_dir: str | None) -> PreprocessSpec:
         """Read the checkpoint's own image-processor settings; CLIP defaults if it has none."""
