@@ -25,11 +25,13 @@ from client.types import IndexResult
 from server.demo_media import SampleItem, write_sample_folder
 
 DEMO_MODEL = "mediarec-demo"
+# Worded like the demo world's captions; the demo model knows colours, textures and scenes
+# best and shapes least (see model_cards/mediarec-demo.md).
 DEMO_QUERIES = (
-    "red circles",
-    "two stars in the snow",
-    "striped squares on a city street",
-    "a heart under the night sky",
+    "red shapes",
+    "striped shapes in a snowy field",
+    "yellow shapes under a night sky",
+    "dotted blue shapes on a city street",
 )
 SERVER_START_TIMEOUT_S = 180
 
