@@ -15,8 +15,11 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 from PIL import Image, ImageChops, ImageDraw
+
+T = TypeVar("T")
 
 # Values are ordered; the first synonym of each value is its canonical wording.
 ATTRIBUTE_FAMILIES: Mapping[str, tuple[str, ...]] = {
@@ -166,20 +169,20 @@ def random_caption_style(rng: random.Random) -> CaptionStyle:
     return CaptionStyle(rng.randrange(len(_TEMPLATES)), synonyms)  # type: ignore[arg-type]
 
 
+def _pick(options: Sequence[T], index: int) -> T:
+    return options[index % len(options)]  # values with fewer synonyms wrap around
+
+
 def format_caption(attrs: Attributes, style: CaptionStyle = CANONICAL_STYLE) -> str:
-    """The caption of ``attrs`` in ``style`` (a synonym index wraps around short lists)."""
+    """The caption of ``attrs`` worded in ``style``."""
     syn = dict(zip(ATTRIBUTE_FAMILIES, style.synonyms, strict=True))
     plural = attrs.count != "one"
-
-    def pick(options: Sequence, family: str):  # type: ignore[no-untyped-def]
-        return options[syn[family] % len(options)]
-
-    singular_noun, plural_noun = pick(_SHAPE_WORDS[attrs.shape], "shape")
-    prep, scene = pick(_SCENE_WORDS[attrs.scene], "scene")
+    singular_noun, plural_noun = _pick(_SHAPE_WORDS[attrs.shape], syn["shape"])
+    prep, scene = _pick(_SCENE_WORDS[attrs.scene], syn["scene"])
     return _TEMPLATES[style.template].format(
-        count=pick(_COUNT_WORDS[attrs.count], "count"),
-        colour=pick(_COLOUR_WORDS[attrs.colour], "colour"),
-        texture=pick(_TEXTURE_WORDS[attrs.texture], "texture"),
+        count=_pick(_COUNT_WORDS[attrs.count], syn["count"]),
+        colour=_pick(_COLOUR_WORDS[attrs.colour], syn["colour"]),
+        texture=_pick(_TEXTURE_WORDS[attrs.texture], syn["texture"]),
         shape=plural_noun if plural else singular_noun,
         prep=prep,
         scene=scene,
