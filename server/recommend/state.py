@@ -10,7 +10,6 @@ exposure counts, recent likes for "liked by people you follow").
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -155,6 +154,8 @@ def build_coengagement(
     shrinkage: float,
     max_user_items: int,
     alpha: float = 0.5,
+    pair_budget: int = 2_000_000,
+    dense_cells: int = 8_000_000,
 ) -> CoEngagement:
     """Item-item similarity over users' positive sets, each user weighted 1/log2(2 + n_items).
 
@@ -162,49 +163,98 @@ def build_coengagement(
     weights of users who engaged with both and ``n_i`` those of users who engaged with ``i``
     (alpha = 0.5 is cosine; lower alpha discounts popular neighbours ``j`` more). Shrinkage
     damps pairs seen only a few times. Each user's most recent ``max_user_items`` count.
+
+    The co-occurrences of a block of items at a time are counted (into a dense block of at
+    most ``dense_cells`` counters) and pruned to the best ``neighbours`` before the next
+    block, so memory stays bounded however many pairs the whole log has (the sum over users
+    of n_items squared).
     """
     index: dict[str, int] = {}
-    pair_i, pair_j, pair_w = [], [], []
-    item_weight: list[float] = []
+    rows: list[list[int]] = []
     for items in user_items:
         unique = list(dict.fromkeys(items))[:max_user_items]
-        if not unique:
-            continue
-        w = 1.0 / math.log2(2.0 + len(unique))
-        idx = np.empty(len(unique), dtype=np.int64)
-        for k, media_id in enumerate(unique):
-            if media_id not in index:
-                index[media_id] = len(index)
-                item_weight.append(0.0)
-            idx[k] = index[media_id]
-            item_weight[idx[k]] += w
-        if len(idx) < 2:
-            continue
-        a = np.repeat(idx, len(idx))
-        b = np.tile(idx, len(idx))
-        keep = a != b
-        pair_i.append(a[keep])
-        pair_j.append(b[keep])
-        pair_w.append(np.full(int(keep.sum()), w))
+        if unique:
+            rows.append([index.setdefault(m, len(index)) for m in unique])
     ids = tuple(index)
-    if not pair_i:
-        return CoEngagement(ids=ids, index=index, indptr=np.zeros(len(ids) + 1, dtype=np.int64))
     n = len(ids)
-    keys = np.concatenate(pair_i) * n + np.concatenate(pair_j)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    counts = np.bincount(inverse, weights=np.concatenate(pair_w))
-    left, right = unique // n, unique % n
-    mass = np.asarray(item_weight)
-    sims = counts / (mass[left] ** alpha * mass[right] ** (1.0 - alpha) + shrinkage)
-    order = np.lexsort((-sims, left))
-    left, right, sims = left[order], right[order], sims[order]
-    starts = np.searchsorted(left, np.arange(n))
-    rank = np.arange(left.shape[0]) - starts[left]
-    keep = rank < neighbours
-    left, right, sims = left[keep], right[keep], sims[keep]
+    if not rows:
+        return CoEngagement(ids=ids, index=index, indptr=np.zeros(n + 1, dtype=np.int64))
+    lens = np.array([len(r) for r in rows], dtype=np.int64)
+    uptr = np.concatenate([[0], np.cumsum(lens)])
+    uitems = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(uptr[-1]))
+    uweight = 1.0 / np.log2(2.0 + lens)
+    entry_user = np.repeat(np.arange(len(rows)), lens)
+    mass = np.bincount(uitems, weights=uweight[entry_user], minlength=n)
+    # Item -> users, and the pairs each item's row costs (the items of all its users).
+    by_item = np.argsort(uitems, kind="stable")
+    item_users = entry_user[by_item]
+    iptr = np.searchsorted(uitems[by_item], np.arange(n + 1))
+    work = np.bincount(uitems, weights=lens[entry_user], minlength=n)
+    parts_left, parts_right, parts_sim = [], [], []
+    max_rows = max(1, dense_cells // max(n, 1))
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        budget = work[lo]
+        while hi < n and hi - lo < max_rows and budget + work[hi] <= pair_budget:
+            budget += work[hi]
+            hi += 1
+        left, right, sims = _block_neighbours(
+            lo, hi, n, iptr, item_users, uptr, lens, uitems, uweight, mass, alpha, shrinkage,
+            neighbours,
+        )
+        parts_left.append(left)
+        parts_right.append(right)
+        parts_sim.append(sims)
+        lo = hi
+    left = np.concatenate(parts_left)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.add.at(indptr, left + 1, 1)
-    return CoEngagement(ids, index, np.cumsum(indptr), right, sims)
+    return CoEngagement(
+        ids, index, np.cumsum(indptr), np.concatenate(parts_right), np.concatenate(parts_sim)
+    )
+
+
+def _block_neighbours(
+    lo: int,
+    hi: int,
+    n: int,
+    iptr: np.ndarray,
+    item_users: np.ndarray,
+    uptr: np.ndarray,
+    lens: np.ndarray,
+    uitems: np.ndarray,
+    uweight: np.ndarray,
+    mass: np.ndarray,
+    alpha: float,
+    shrinkage: float,
+    neighbours: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best ``neighbours`` of items lo..hi-1, sorted by item then similarity."""
+    users = item_users[iptr[lo] : iptr[hi]]
+    owner = np.repeat(np.arange(lo, hi), np.diff(iptr[lo : hi + 1]))  # the item of each user
+    counts = lens[users]
+    total = int(counts.sum())
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    # Every item of every user of the block (ranges of uitems, gathered without a loop).
+    starts = np.repeat(uptr[users] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    right = uitems[starts + np.arange(total)]
+    left = np.repeat(owner, counts)
+    weight = np.repeat(uweight[users], counts)
+    keep = left != right
+    cells = np.bincount((left[keep] - lo) * n + right[keep], weights=weight[keep],
+                        minlength=(hi - lo) * n)
+    unique = np.flatnonzero(cells)
+    cooc = cells[unique]
+    left, right = unique // n + lo, unique % n
+    sims = cooc / (mass[left] ** alpha * mass[right] ** (1.0 - alpha) + shrinkage)
+    order = np.lexsort((-sims, left))
+    left, right, sims = left[order], right[order], sims[order]
+    first = np.searchsorted(left, left)  # start of each item's run
+    best = np.arange(left.shape[0]) - first < neighbours
+    return left[best], right[best], sims[best]
 
 
 @dataclass(frozen=True)
