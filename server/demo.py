@@ -20,8 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import MediaMetadata, MediarecClient, SearchHit
+from client import MediaMetadata, MediarecClient, Recommendation, SearchHit
 from client.types import IndexResult
+from server.demo_engagement import (
+    INTERESTS_TEXT,
+    INTERESTS_USER,
+    NEW_USER,
+    WARM_USER,
+    creator_of,
+    replay,
+)
 from server.demo_media import SampleItem, write_sample_folder
 
 DEMO_MODEL = "mediarec-demo"
@@ -86,8 +94,12 @@ def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[S
             process.wait()
 
 
-def metadata_for(item: SampleItem, root: Path) -> MediaMetadata:
-    return MediaMetadata(media_id=item.path.relative_to(root).as_posix(), caption=item.caption)
+def metadata_for(item: SampleItem, root: Path, index: int) -> MediaMetadata:
+    return MediaMetadata(
+        media_id=item.path.relative_to(root).as_posix(),
+        caption=item.caption,
+        creator_id=creator_of(index),
+    )
 
 
 def index_sample(
@@ -95,8 +107,8 @@ def index_sample(
 ) -> list[IndexResult]:
     """Photos go inline (IndexMedia); videos are streamed in chunks (UploadMedia)."""
     results = []
-    for item in items:
-        metadata = metadata_for(item, root)
+    for index, item in enumerate(items):
+        metadata = metadata_for(item, root, index)
         if item.kind == "video":
             results.append(client.index_file(item.path, metadata))
         else:
@@ -116,6 +128,36 @@ def _table(title: str, hits: Sequence[SearchHit]) -> str:
             f"  {caption}"
         )
     return "\n".join(lines)
+
+
+def _recommendation_table(title: str, items: Sequence[Recommendation]) -> str:
+    lines = [title, f"  {'#':>2}  {'score':>6}  {'media':<22} {'creator':<10} reasons"]
+    for rank, rec in enumerate(items, 1):
+        reasons = "; ".join(rec.reasons) or ", ".join(rec.sources)
+        lines.append(
+            f"  {rank:>2}  {rec.score:6.3f}  {rec.media_id:<22} "
+            f"{rec.item.metadata.creator_id:<10} {reasons}"
+        )
+    return "\n".join(lines)
+
+
+def show_recommendations(client: MediarecClient, items: Sequence[SampleItem], root: Path) -> None:
+    summary = replay(client, items, root)
+    print(
+        f"Replayed {summary.events} engagement events ({summary.accepted} accepted): "
+        f"{WARM_USER} liked {len(summary.warm_liked)} {summary.warm_colour} posts, "
+        "skipped two others and followed a creator.\n"
+    )
+    interests = client.set_interests(INTERESTS_USER, INTERESTS_TEXT)
+    slates = (
+        (f"For you, {WARM_USER} (warm: likes {summary.warm_colour})", WARM_USER),
+        (f"For you, {NEW_USER} (brand-new user, no history)", NEW_USER),
+        (f"For you, {INTERESTS_USER} (just set interests: {', '.join(interests)})",
+         INTERESTS_USER),
+    )
+    for title, user in slates:
+        page = client.recommend(user, k=6)
+        print(_recommendation_table(title, page.items) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed_caption = client.get_media(seed).metadata.caption
             similar = client.search_similar(seed, k=5)
             print(_table(f"More like {seed} ({seed_caption!r})", similar) + "\n")
+            show_recommendations(client, items, sample_dir)
         code = server.stop()
     print(f"Server stopped cleanly (exit {code}).")
     return 0 if code == 0 else 1

@@ -7,6 +7,7 @@ hashes and decodes (CPU work without the model, safe in worker threads), and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -64,6 +65,7 @@ class PreparedItem:
     fingerprint: str = ""
     existed: bool = False
     existing_type: MediaType | None = None
+    existing_created_at: int | None = None
 
 
 def validate_media_id(media_id: str, field_name: str) -> str:
@@ -282,6 +284,7 @@ class MediaIndexer:
         item.existed = True
         stored = stored_item(metadata.media_id, existing.payload)
         item.existing_type = stored.media_type
+        item.existing_created_at = stored.metadata.created_at
         same_model = stored.model_id == self._encoder.model_id
         if existing.payload.get(FINGERPRINT) == fingerprint and same_model:
             # The stored item has this very hash; only *another* item makes it a duplicate.
@@ -360,12 +363,19 @@ class MediaIndexer:
             vectors[schema.VISUAL] = item.visual
         if item.caption_vector is not None:
             vectors[schema.CAPTION] = item.caption_vector
+        indexed_at = int(time.time())
+        metadata = item.metadata
+        if metadata.created_at is None:
+            # A post without a creation time counts as created when first indexed, so recency
+            # (fresh posts, max-age filters, newest-first listings) applies to it too.
+            created_at = item.existing_created_at or indexed_at
+            metadata = dataclasses.replace(metadata, created_at=created_at)
         payload = build_payload(
             result,
-            item.metadata,
+            metadata,
             fingerprint=item.fingerprint,
             duration_s=item.duration_s,
-            indexed_at=int(time.time()),
+            indexed_at=indexed_at,
         )
         if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
             # A video replaced by a non-video: its old frames must not survive. (An upsert
