@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ DEMO_QUERIES = (
     "dotted blue shapes on a city street",
 )
 SERVER_START_TIMEOUT_S = 180
+# The demo's log is small: let the server rebuild trending/co-engagement after a few events
+# instead of the production default of 200.
+DEMO_SERVER_ARGS = ("--refresh-min-events", "20", "--refresh-min-interval-s", "1")
+REFRESH_WAIT_S = 3.0
 
 
 @dataclass
@@ -148,6 +153,7 @@ def show_recommendations(client: MediarecClient, items: Sequence[SampleItem], ro
         f"{WARM_USER} liked {len(summary.warm_liked)} {summary.warm_colour} posts, "
         "skipped two others and followed a creator.\n"
     )
+    time.sleep(REFRESH_WAIT_S)  # the background rebuild of popularity and co-engagement
     interests = client.set_interests(INTERESTS_USER, INTERESTS_TEXT)
     slates = (
         (f"For you, {WARM_USER} (warm: likes {summary.warm_colour})", WARM_USER),
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample_dir = root / "sample"
     items = write_sample_folder(sample_dir, n_photos=args.photos)
     print(f"Generated {len(items)} sample media in {sample_dir} (synthetic photos + 2 videos)")
-    with running_server(root / "store") as server:
+    with running_server(root / "store", DEMO_SERVER_ARGS) as server:
         print(f"Server up at {server.target} with model {DEMO_MODEL} (embedded Qdrant Edge)\n")
         with MediarecClient(server.target) as client:
             results = index_sample(client, items, sample_dir)

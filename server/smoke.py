@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from client import IndexOutcome, MediarecClient, NotFound, ServingStatus
-from server.demo import DEMO_MODEL, index_sample, running_server
+from server.demo import DEMO_MODEL, DEMO_SERVER_ARGS, index_sample, running_server
+from server.demo_engagement import NEW_USER, WARM_USER, replay
 from server.demo_media import write_sample_folder
 
 
@@ -19,7 +20,7 @@ def check(condition: bool, what: str) -> None:
 
 def run(root: Path) -> None:
     items = write_sample_folder(root / "sample", n_photos=16)
-    with running_server(root / "store") as server:
+    with running_server(root / "store", DEMO_SERVER_ARGS) as server:
         with MediarecClient(server.target) as client:
             check(client.health() == ServingStatus.SERVING, "health is SERVING")
             info = client.server_info()
@@ -47,6 +48,17 @@ def run(root: Path) -> None:
                 bool(similar) and all(h.item.metadata.media_id != seed for h in similar),
                 "more-like-this excludes its seed",
             )
+            summary = replay(client, items, root / "sample")
+            check(summary.accepted == summary.events > 0, f"logged {summary.events} events")
+            again_log = replay(client, items, root / "sample")
+            check(again_log.accepted == 0, "re-sent event ids are not counted twice")
+            cold = client.recommend(NEW_USER, k=6)
+            check(len(cold.items) == 6 and bool(cold.request_id), "a new user gets a full slate")
+            warm = client.recommend(WARM_USER, k=6)
+            warm_ids = {rec.media_id for rec in warm.items}
+            check(len(warm.items) == 6, "a warm user gets a full slate")
+            check(not warm_ids & set(summary.warm_liked), "liked (seen) items do not come back")
+            check(all(rec.reasons for rec in warm.items), "every recommendation has reasons")
             check(client.get_media(seed).metadata.media_id == seed, "get returns the item")
             check(client.delete_media(seed), "delete removes the item")
             try:
