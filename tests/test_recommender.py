@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encoders import Encoder, load_encoder
@@ -29,6 +30,7 @@ from server.recommend import blend as b
 from server.recommend.ranker import RankerModel, save_ranker
 from server.recommend.recommender import Recommender
 from server.recommend.settings import DAY_S, RecommendSettings
+from server.recommend.state import build_coengagement
 from server.recommend.types import (
     Context,
     Event,
@@ -500,3 +502,39 @@ def test_reload_ranker_swaps_the_weights(world, tmp_path: Path) -> None:
         assert item.breakdown[b.BIAS] == -2.0
     finally:
         r.close()
+
+
+# -- co-engagement (pure) -----------------------------------------------------------------------
+
+
+def test_coengagement_neighbours_match_a_brute_force_count() -> None:
+    rng = random.Random(3)
+    users = [[f"i{rng.randrange(40)}" for _ in range(rng.randrange(1, 12))] for _ in range(60)]
+    graph = build_coengagement(users, 5, 2.0, 50, 0.5, pair_budget=7, dense_cells=90)
+    sets = [list(dict.fromkeys(u)) for u in users]
+    weight = [1 / np.log2(2 + len(s)) for s in sets]
+    mass = Counter()
+    for s, w in zip(sets, weight, strict=True):
+        for m in s:
+            mass[m] += w
+    for item in ("i1", "i7", "i30"):
+        cooc = Counter()
+        for s, w in zip(sets, weight, strict=True):
+            if item in s:
+                for m in s:
+                    if m != item:
+                        cooc[m] += w
+        expected = sorted(
+            (c / (np.sqrt(mass[item] * mass[m]) + 2.0) for m, c in cooc.items()), reverse=True
+        )[:5]
+        idx, sims = graph.neighbours_of(item)
+        assert sims == pytest.approx(expected)
+
+
+def test_items_liked_together_become_neighbours() -> None:
+    users = [["a", "b", "x"], ["a", "b"], ["a", "b", "y"], ["c", "d"], ["c", "d", "a"]]
+    graph = build_coengagement(users, 2, 0.0, 10)
+    idx, _ = graph.neighbours_of("a")
+    assert graph.ids[int(idx[0])] == "b"
+    ids, scores = graph.scores({"c": 1.0}).top(3, {"c"})
+    assert ids[0] == "d"

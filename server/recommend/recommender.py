@@ -219,11 +219,15 @@ class Recommender:
         if not user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
         self._served_log.flush()  # no impression of theirs may land after the delete
+        # Their interest and search texts may sit in the text-vector cache: evict them too.
+        texts = [t.text for t in self._profiles.build(user_id, self._engagement, self._clock())
+                 .interests]
         report = self._engagement.forget_user(user_id)
         derived = self._live.forget_user(user_id, self._state)
         derived += self._rankings.forget_user(user_id)
         with self._profile_lock:
             derived += 1 if self._profile_cache.pop(user_id, None) is not None else 0
+        derived += self._texts.forget(texts)
         # Aggregates (co-engagement, trending, cohorts) lose the user's part at the next
         # rebuild, which starts now.
         self._refresher.request()
@@ -284,7 +288,8 @@ class Recommender:
         scores, contrib = self._ranker.score(
             table.x, profile.confidence, table.item_conf, request.surface
         )
-        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        # Only the best few times the depth can reach the ranking or the exploration pool.
+        order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
@@ -361,8 +366,7 @@ class Recommender:
         prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
         pool = sorted(pool, key=lambda i: (-prior[i], i))[: s.explore_pool_size]
         pool0 = set(pool)
-        # MMR walks the best few times the depth: lower-scored items would never be picked.
-        exploit = [i for i in kept if i not in pool0][: 3 * depth]
+        exploit = [i for i in kept if i not in pool0]
         lam = s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
         creators = cands.creators()
         budget = min(slots * pages, len(pool))
@@ -497,7 +501,7 @@ class Recommender:
         queries += [src.QueryVector(t.kind, t.text, t.weight, t.vector) for t in profile.interests]
         steering = request.steering_text.strip()
         if steering:
-            vector = self._texts.embed([steering])[0]
+            vector = self._texts.embed([steering], cache=False)[0]  # request-scoped text
             queries.append(src.QueryVector(STEERING, steering, 1.0, vector))
         seed_vector = None
         if request.seed_media_id:

@@ -32,8 +32,15 @@ class TextEmbedder:
     def dim(self) -> int:
         return self._encoder.dim
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Raises the encoder's EmbeddingUnsupportedError for a vectors-only model."""
+    def embed(self, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
+        """Raises the encoder's EmbeddingUnsupportedError for a vectors-only model.
+
+        ``cache=False`` neither reads nor keeps cached vectors (one-off, request-scoped text).
+        """
+        if not cache:
+            if not texts:
+                return np.zeros((0, self._encoder.dim), dtype=np.float32)
+            return l2_normalize(self._encoder.embed_texts(list(texts)))
         if not texts:
             return np.zeros((0, self._encoder.dim), dtype=np.float32)
         found: dict[str, np.ndarray] = {}
@@ -52,6 +59,12 @@ class TextEmbedder:
                 while len(self._cache) > self._max_entries:
                     self._cache.popitem(last=False)
         return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+
+    def forget(self, texts: Sequence[str]) -> int:
+        """Drop cached vectors of ``texts`` (a forgotten user's interests and searches)."""
+        with self._lock:
+            return sum(self._cache.pop(text, None) is not None for text in set(texts))
 
 
 def parse_interests(text: str, limit: int) -> list[str]:
