@@ -469,7 +469,8 @@ def _same_metadata(stored: MediaMetadata, wanted: MediaMetadata) -> bool:
         stored.creator_id == wanted.creator_id
         and stored.caption == wanted.caption
         and tuple(stored.tags) == tuple(wanted.tags)
-        and stamp(stored.created_at) == stamp(wanted.created_at)
+        # No created_at of our own: the server stamped the first indexing time; keep it.
+        and (wanted.created_at is None or stamp(stored.created_at) == stamp(wanted.created_at))
         and (stored.location or empty) == (wanted.location or empty)
     )
 
