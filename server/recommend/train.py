@@ -3,10 +3,11 @@
 Every served item (``EngagementStore.iter_served``) is one example: its logged blend features,
 gated exactly as the server gates them, and a label that is 1 when the same user engaged with
 the same media positively (like, comment, share, save or a long view) within
-``label_window_s`` after it was served. A logistic regression (L2, Newton steps) is fitted
-on the older 80 % of requests and evaluated on the newest 20 % against the default weights:
-AUC, log loss (the default blend is Platt-calibrated on the training part so its log loss is
-comparable) and NDCG of each served list re-ranked by the model. The saved model is then
+``label_window_s`` after it was served. A logistic regression (Newton steps) is fitted on the
+older 80 % of requests and evaluated on the newest 20 % against the default weights: AUC, log
+loss (the default blend is Platt-calibrated on the training part so its log loss is
+comparable) and NDCG of each served list re-ranked by the model. The weights are shrunk
+toward the calibrated default weights, so a small log moves them little. The saved model is then
 refitted on every example. Explored items are weighted by 1 / propensity (clipped) so the
 model learns from the exploration policy without its selection bias.
 """
@@ -39,7 +40,7 @@ DAY_S = 86_400.0
 class TrainConfig:
     since: float | None = None  # only impressions served at or after this time
     label_window_s: float = DAY_S  # engagement within this long after serving is a positive
-    l2: float = 1.0  # ridge penalty on the weights (not the bias)
+    l2: float = 5.0  # ridge penalty pulling the weights toward the (calibrated) defaults
     min_examples: int = 200  # fewer served items: keep the defaults
     min_positives: int = 20  # fewer positive labels: keep the defaults
     test_fraction: float = 0.2  # newest requests held out for the before/after metrics
@@ -77,13 +78,14 @@ class Examples:
     weight: np.ndarray  # (n,) inverse-propensity weights
     request: np.ndarray  # (n,) request index, for per-list metrics
     time: np.ndarray  # (n,) served timestamp
+    position: np.ndarray  # (n,) position in the ranking (a training-only debiasing input)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, mask: np.ndarray) -> Examples:
         return Examples(self.x[mask], self.y[mask], self.weight[mask], self.request[mask],
-                        self.time[mask])
+                        self.time[mask], self.position[mask])
 
 
 def build_examples(
@@ -96,7 +98,7 @@ def build_examples(
     for e in engagement.iter_events(since=since):
         if e.media_id and positive_weight(e, settings) > 0:
             positives.setdefault((e.user_id, e.media_id), []).append(e.timestamp)
-    rows, labels, weights, requests, times = [], [], [], [], []
+    rows, labels, weights, requests, times, positions = [], [], [], [], [], []
     request_index: dict[str, int] = {}
     for item in served:
         f = item.features
@@ -118,6 +120,7 @@ def build_examples(
         weights.append(1.0 / p if f.get("explored", 0.0) >= 0.5 else 1.0)
         requests.append(request_index.setdefault(item.request_id, len(request_index)))
         times.append(item.timestamp)
+        positions.append(item.position)
     n_features = len(b.FEATURES)
     return Examples(
         x=np.array(rows).reshape(-1, n_features),
@@ -125,21 +128,36 @@ def build_examples(
         weight=np.array(weights),
         request=np.array(requests, dtype=np.int64),
         time=np.array(times),
+        position=np.array(positions, dtype=np.float64),
     )
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float, iterations: int = 50
+    x: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    l2: float,
+    iterations: int = 50,
+    *,
+    centre: np.ndarray | None = None,
+    free: int = 0,
 ) -> tuple[np.ndarray, float]:
-    """Weighted L2-regularised logistic regression by Newton's method: (weights, bias)."""
+    """Weighted logistic regression by Newton's method: (weights, bias).
+
+    The weights are shrunk (L2) toward ``centre`` (0 by default); the last ``free`` columns
+    and the bias are not shrunk.
+    """
     n, d = x.shape
     design = np.hstack([x, np.ones((n, 1))])
-    theta = np.zeros(d + 1)
+    target = np.zeros(d + 1)
+    if centre is not None:
+        target[: centre.shape[0]] = centre
+    theta = target.copy()
     penalty = np.full(d + 1, l2)
-    penalty[-1] = 0.0  # the bias is not shrunk
+    penalty[d - free :] = 0.0  # the free columns and the bias
     for _ in range(iterations):
         p = _sigmoid(design @ theta)
-        grad = design.T @ (weight * (p - y)) + penalty * theta
+        grad = design.T @ (weight * (p - y)) + penalty * (theta - target)
         hess = (design * (weight * p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hess, grad)
         theta -= step
@@ -226,10 +244,12 @@ def train_ranker(
     a, c = fit_logistic((train.x @ default)[:, None], train.y, train.weight, 0.0)
     default_scores = test.x @ default
     before = evaluate(_sigmoid(default_scores * a[0] + c), default_scores, test)
-    weights, bias = fit_logistic(train.x, train.y, train.weight, config.l2, config.iterations)
+    # After: weights shrunk toward the calibrated defaults, so little data keeps them close.
+    centre = max(float(a[0]), 0.0) * default
+    weights, bias = _fit(train, centre, config)
     test_logits = test.x @ weights + bias
     after = evaluate(_sigmoid(test_logits), test_logits, test)
-    final_w, final_bias = fit_logistic(ex.x, ex.y, ex.weight, config.l2, config.iterations)
+    final_w, final_bias = _fit(ex, centre, config)
     info = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time())),
         "window": {"from": window[0], "to": window[1]},
@@ -255,6 +275,12 @@ def train_ranker(
         True, "trained", examples=n, positives=positives, window=window, before=before,
         after=after, model=model, info=info,
     )
+
+
+def _fit(ex: Examples, centre: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, float]:
+    # No position term: a served position is a function of the very features being weighed,
+    # so a position input would soak up their effect instead of the position bias.
+    return fit_logistic(ex.x, ex.y, ex.weight, config.l2, config.iterations, centre=centre)
 
 
 def _split_by_time(ex: Examples, test_fraction: float) -> tuple[Examples, Examples]:
@@ -302,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only impressions of the last N days (default: all)")
     parser.add_argument("--label-window-hours", type=float, default=24.0,
                         help="engagement this soon after serving counts as positive")
-    parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the weights")
+    parser.add_argument("--l2", type=float, default=5.0,
+                        help="L2 penalty pulling the weights toward the default blend")
     parser.add_argument("--min-examples", type=int, default=200)
     parser.add_argument("--min-positives", type=int, default=20)
     args = parser.parse_args(argv)
