@@ -34,7 +34,9 @@ def collapse_near_duplicates(
     if not order:
         return Collapsed([], {})
     x = vectors[order]
-    close = (x @ x.T) >= threshold if threshold <= 1.0 else np.zeros((len(order),) * 2, bool)
+    close: np.ndarray = (
+        (x @ x.T) >= threshold if threshold <= 1.0 else np.zeros((len(order),) * 2, bool)
+    )
     keys = [groups[i] for i in order] if groups is not None else []
     if keys and len(set(keys)) < len(keys):
         codes = {k: n for n, k in enumerate(dict.fromkeys(keys))}
@@ -44,7 +46,7 @@ def collapse_near_duplicates(
     keep: list[int] = []
     folded: dict[int, list[int]] = {}
     owner_of = np.full(len(order), -1)  # position -> position of the kept item it folded into
-    has_partner = close.any(axis=1)
+    has_partner = np.asarray(close.any(axis=1), dtype=bool)
     for pos, i in enumerate(order):
         if has_partner[pos]:
             earlier = np.flatnonzero(close[pos, :pos])

@@ -328,7 +328,9 @@ class ProfileBuilder:
                 if neg_ids else np.zeros((0, dim), dtype=np.float32)
             ),
             negative_weights=np.array([summary.negatives[m] for m in neg_ids]),
-            positive_vectors=dict(zip(pos_ids, pos_vectors, strict=True)) if pos_ids else {},
+            positive_vectors=(
+                dict(zip(pos_ids, pos_vectors, strict=True)) if pos_vectors is not None else {}
+            ),
             liked_topics=liked_topics,
             liked_tags=liked_tags,
             engaged_creators=frozenset(creators),

@@ -444,7 +444,7 @@ def _cohorts(
 ) -> Cohorts:
     users, tastes = [], []
     for user, items in user_items.items():
-        vectors = [meta[m].vector for m in items if meta[m].vector is not None]
+        vectors = [v for v in (meta[m].vector for m in items) if v is not None]
         if vectors:
             users.append(user)
             tastes.append(np.mean(vectors, axis=0))
