@@ -47,15 +47,6 @@ def test_page_propensities_match_where_the_policy_puts_each_arm() -> None:
     assert logged.sum(axis=1) == pytest.approx(total, abs=0.06)
 
 
-def test_an_offset_shifts_draws_to_later_pages() -> None:
-    arms = _arms()
-    shifted = bandit.block_propensities(arms, 2, 2, 4000, np.random.default_rng(5), offset=1)
-    plain = bandit.block_propensities(arms, 2, 2, 4000, np.random.default_rng(5))
-    # With slot 0 taken, only the best draw still lands on page 0.
-    assert shifted[:, 0].sum() == pytest.approx(1.0, abs=0.01)
-    assert plain[:, 0].sum() == pytest.approx(2.0, abs=0.01)
-
-
 def test_every_arm_wins_when_slots_cover_the_pool() -> None:
     arms = _arms()
     assert bandit.selection_propensities(arms, 6, 100, np.random.default_rng(0)) == (

@@ -78,28 +78,20 @@ def selection_propensities(
 
 
 def block_propensities(
-    arms: BetaArms,
-    block_size: int,
-    blocks: int,
-    samples: int,
-    rng: np.random.Generator,
-    offset: int = 0,
+    arms: BetaArms, block_size: int, blocks: int, samples: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``P[i, p]``: probability that arm i's Thompson draw fills a slot of block p, where the
-    draw ranked r takes slot ``offset + r`` and block p holds slots
-    ``p * block_size .. (p + 1) * block_size - 1`` (block p: page p's exploration slots;
-    ``offset`` slots are already taken by a deterministic pick).
+    """``P[i, p]``: probability that arm i's Thompson draw ranks in block p, i.e. among draws
+    ``p * block_size .. (p + 1) * block_size - 1`` (block p fills page p's exploration slots).
 
-    Estimated from ``samples`` re-samples of the policy; floored at ``1 / samples``. With no
-    offset, summed over the blocks it is :func:`selection_propensities` for
-    ``block_size * blocks`` slots.
+    Estimated from ``samples`` re-samples of the policy; floored at ``1 / samples``. Summed
+    over the blocks it is :func:`selection_propensities` for ``block_size * blocks`` slots.
     """
     n = len(arms)
     if n == 0 or block_size <= 0 or blocks <= 0:
         return np.zeros((n, max(blocks, 0)))
     draws = rng.beta(arms.alpha, arms.beta, size=(samples, n))
     ranks = np.argsort(np.argsort(-draws, axis=1, kind="stable"), axis=1, kind="stable")
-    block = (ranks + offset) // block_size  # (samples, n); >= blocks: not picked
+    block = ranks // block_size  # (samples, n); >= blocks: not picked
     counts = np.zeros((n, blocks))
     for p in range(blocks):
         counts[:, p] = (block == p).sum(axis=0)

@@ -57,7 +57,7 @@ BIAS = "bias"
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     CONTENT: 1.0,
     COENGAGEMENT: 1.4,
-    POPULARITY: 1.2,
+    POPULARITY: 0.6,
     COHORT: 0.5,
     INTEREST: 0.9,
     SEED: 1.5,
@@ -95,12 +95,10 @@ def gates(user_conf: float, item_conf: np.ndarray, surface: Surface = Surface.FE
     v = np.clip(np.asarray(item_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
     u = float(np.clip(user_conf, 0.0, 1.0))
     g = np.ones((v.shape[0], len(FEATURES)), dtype=np.float64)
-    # Personal signals count as far as the user is known: a few likes say little yet.
-    personal = 0.2 + 0.8 * u
     # Content stands in for the co-engagement an unknown item cannot have yet, so a new post
     # that matches as well as a known one can score as high: 1.8 when unknown, 0.4 when known.
-    g[:, FEATURE_INDEX[CONTENT]] = 0.4 + 1.4 * (1.0 - v) * personal
-    g[:, FEATURE_INDEX[COENGAGEMENT]] = v * personal
+    g[:, FEATURE_INDEX[CONTENT]] = 0.4 + 1.4 * (1.0 - v)
+    g[:, FEATURE_INDEX[COENGAGEMENT]] = v
     g[:, FEATURE_INDEX[POPULARITY]] = 0.25 + 0.75 * (1.0 - u)
     g[:, FEATURE_INDEX[COHORT]] = 1.0 - u
     g[:, FEATURE_INDEX[INTEREST]] = 1.0 - 0.5 * u

@@ -22,17 +22,15 @@ from server.recommend.sources import QueryVector
 from server.recommend.state import CoScores, DerivedState, context_keys
 from server.recommend.types import Context
 
-# How much each kind of context counts in "popularity in context". Context lists rest on fewer
-# events than the global one, so they tilt it rather than replace it.
+# How much each kind of context counts in "popularity in context".
 POPULARITY_KEY_WEIGHTS: Mapping[str, float] = {
-    "global": 0.7,
-    "hour": 0.05,
-    "location": 0.1,
-    "location_hour": 0.1,
-    "device": 0.05,
+    "global": 0.3,
+    "hour": 0.15,
+    "location": 0.2,
+    "location_hour": 0.2,
+    "device": 0.15,
 }
 _POP_SCALE = 99.0
-ITEM_MATCH_DISCOUNT = 0.9  # a single liked post speaks for a taste less than a cluster does
 
 
 def pop_scale(level: np.ndarray | float) -> np.ndarray:
@@ -117,13 +115,7 @@ def compute_features(
         imp = np.array([c.importance for c in clusters])
         sims = (v @ cvec.T) * (0.75 + 0.25 * imp / imp.max())[None, :]
         best_cluster = np.argmax(sims, axis=1)
-        content = sims.max(axis=1)
-        if profile.positive_vectors:
-            # A post very like one single liked post counts even where no cluster centroid
-            # sits near it (a cluster mixes several posts).
-            liked = np.stack(list(profile.positive_vectors.values()))
-            content = np.maximum(content, ITEM_MATCH_DISCOUNT * (v @ liked.T).max(axis=1))
-        x[:, col[b.CONTENT]] = b.scale_unit(content)
+        x[:, col[b.CONTENT]] = b.scale_unit(sims.max(axis=1))
 
     texts = [q for q in queries if q.kind not in ("cluster", "seed")]
     if texts:
@@ -152,7 +144,7 @@ def compute_features(
     x[:, col[b.POPULARITY]] = pop
     popular_in = _popular_in(levels, n)
 
-    cohort = state.cohorts.assign(profile.cohort_vector)
+    cohort = state.cohorts.assign(profile.taste)
     if cohort is not None:
         fav = state.cohorts.favourites[cohort]
         x[:, col[b.COHORT]] = pop_scale(_levels(fav.levels, cands.ids))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -257,8 +256,7 @@ class UserProfile:
     liked_tags: Mapping[str, float]
     engaged_creators: frozenset[str]
     confidence: float  # user_confidence in [0, 1)
-    taste: np.ndarray | None  # one unit vector of content taste; None: nothing known
-    cohort_vector: np.ndarray | None  # content taste + creators engaged with (for cohorts)
+    taste: np.ndarray | None  # one unit vector for cohort assignment; None: nothing known
     built_at: float
 
     @property
@@ -303,7 +301,6 @@ class ProfileBuilder:
         liked_topics: dict[str, float] = {}
         liked_tags: dict[str, float] = {}
         creators: set[str] = set()
-        creator_mass: dict[str, float] = {}
         affinity = dict(summary.creator_affinity)
         for m in pos_ids:
             info = infos[m]
@@ -314,21 +311,18 @@ class ProfileBuilder:
                 liked_tags[tag] = liked_tags.get(tag, 0.0) + w
             if info.creator_id:
                 creators.add(info.creator_id)
-                creator_mass[info.creator_id] = creator_mass.get(info.creator_id, 0.0) + 1.0
                 affinity[info.creator_id] = (
                     affinity.get(info.creator_id, 0.0) + ENGAGEMENT_AFFINITY * w
                 )
         summary = _with_affinity(summary, affinity)
         interests = self._text_interests(user_id, engagement, summary, now)
-        follows = frozenset(engagement.follows(user_id))
         dim = self._texts.dim
-        taste = _taste(clusters, interests)
         return UserProfile(
             user_id=user_id,
             summary=summary,
             clusters=clusters,
             interests=interests,
-            follows=follows,
+            follows=frozenset(engagement.follows(user_id)),
             negative_vectors=(
                 np.stack([infos[m].vector for m in neg_ids])
                 if neg_ids else np.zeros((0, dim), dtype=np.float32)
@@ -341,8 +335,7 @@ class ProfileBuilder:
             liked_tags=liked_tags,
             engaged_creators=frozenset(creators),
             confidence=user_confidence(summary.positive_items, s.user_prior),
-            taste=taste,
-            cohort_vector=cohort_vector(taste, creator_mass, dim),
+            taste=_taste(clusters, interests),
             built_at=now,
         )
 
@@ -398,28 +391,6 @@ def item_vector(point: MediaPoint | None) -> np.ndarray | None:
     if vector is None:
         vector = point.vectors.get(schema.CAPTION)
     return None if vector is None else np.asarray(vector, dtype=np.float32)
-
-
-CREATOR_BUCKETS = 256
-
-
-def cohort_vector(
-    taste: np.ndarray | None, creators: Mapping[str, float], dim: int
-) -> np.ndarray | None:
-    """A user's position for taste cohorts: what they like (content) and whom (creators).
-
-    Both halves are unit vectors weighted equally; creators are hashed into a fixed number of
-    buckets (crc32, stable across processes). None when nothing is known about the user.
-    """
-    content = np.zeros(dim) if taste is None else np.asarray(taste, dtype=np.float64)
-    hashed = np.zeros(CREATOR_BUCKETS)
-    for creator, weight in creators.items():
-        hashed[zlib.crc32(creator.encode("utf-8")) % CREATOR_BUCKETS] += weight
-    parts = [content, hashed]
-    if not any(float(np.linalg.norm(p)) > 0 for p in parts):
-        return None
-    unit = [p / n if (n := float(np.linalg.norm(p))) > 0 else p for p in parts]
-    return l2_normalize(np.concatenate(unit)[None, :])[0]
 
 
 def _taste(

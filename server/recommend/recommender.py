@@ -25,7 +25,7 @@ from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitErro
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
-from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
+from server.recommend.diversity import collapse_near_duplicates, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
 from server.recommend.items import ItemCache, matches
 from server.recommend.paging import (
@@ -293,9 +293,7 @@ class Recommender:
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
-        final, explored = self._select(
-            cands, table, scores, collapsed.keep, profile, k, queries, now
-        )
+        final, explored = self._select(cands, table, scores, collapsed.keep, profile, k, queries)
         match_vectors = {f"c{i}": c.vector for i, c in enumerate(profile.clusters)}
         texts = [q for q in queries if q.kind not in ("cluster", "seed")]
         match_vectors |= {f"t{j}": q.vector for j, q in enumerate(texts)}
@@ -334,7 +332,6 @@ class Recommender:
         profile: UserProfile,
         k: int,
         queries: Sequence[src.QueryVector],
-        now: float,
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
@@ -342,10 +339,9 @@ class Recommender:
         little-known items outside the first page's best, minus creators the exploitation
         list already shows at the cap on the first page (later pages may exceed the cap by an
         explored item). Exploitation never sees the pool, so an exploited item's presence does
-        not depend on the draw. The first slot goes to the best-prior fresh post nobody has
-        been shown (deterministic, propensity 1); Thompson draws fill the rest in order, page
-        by page, and a drawn item's propensity is the probability that its draw lands on that
-        page. Pool items passed over wait for a later request. Returns candidate indices in
+        not depend on the draw. The n-th best draw fills page n // slots, and an explored
+        item's propensity is the probability of its draw ranking among that page's slots.
+        Pool items the draw passes over wait for a later request. Returns candidate indices in
         order and {index: propensity} of the explored ones.
         """
         s = self._settings
@@ -391,35 +387,30 @@ class Recommender:
         total = min(slots * pages, len(pool))
         if total == 0:
             return exploited, {}
-        # The best-matching post nobody has been shown yet is always tried first: with no
-        # observation at all, its content prior is all there is to go on.
-        greedy = [
-            i for i in pool
-            if table.impressions[i] == 0 and table.engagements[i] == 0
-            and now - (cands.items[i].created_at or -np.inf) <= s.fresh_window_s
-        ][:1]
-        rest = [i for i in pool if i not in greedy]
-        draws = total - len(greedy)
         arms = bandit.posterior(
-            prior[rest], s.explore_prior_strength,
-            table.engagements[rest], table.impressions[rest],
+            prior[pool], s.explore_prior_strength,
+            table.engagements[pool], table.impressions[pool],
         )
         rng = self._rng()
-        order = bandit.thompson_select(arms, draws, rng)
-        picks = greedy + [rest[j] for j in order]
-        explored = {i: 1.0 for i in greedy}
-        if draws > 0:
-            # The n-th draw fills slot len(greedy) + n, on page (len(greedy) + n) // slots:
-            # its propensity is the chance of its draw ranking among that page's draws.
-            by_page = bandit.block_propensities(
-                arms, slots, math.ceil(total / slots), s.propensity_samples, rng, len(greedy)
-            )
-            for n, j in enumerate(order):
-                explored[rest[j]] = float(by_page[j, (len(greedy) + n) // slots])
-        positions = [p * k + off for p in range(pages) for off in bandit.slot_positions(k, slots)]
-        final = merge_pages(
-            exploited, picks, set(positions[: len(picks)]), creators, s.creator_cap, k
+        order = bandit.thompson_select(arms, total, rng)
+        picks = [pool[j] for j in order]
+        # The n-th draw fills page n // slots: its propensity is the chance of landing there.
+        by_page = bandit.block_propensities(
+            arms, slots, math.ceil(total / slots), s.propensity_samples, rng
         )
+        explored = {pool[j]: float(by_page[j, n // slots]) for n, j in enumerate(order)}
+        positions = [p * k + off for p in range(pages) for off in bandit.slot_positions(k, slots)]
+        slot_set = set(positions[: len(picks)])
+        final: list[int] = []
+        exploit_iter, pick_iter = iter(exploited), iter(picks)
+        while True:
+            source = pick_iter if len(final) in slot_set else exploit_iter
+            nxt = next(source, None)
+            if nxt is None:
+                nxt = next(exploit_iter if source is pick_iter else pick_iter, None)
+            if nxt is None:
+                break
+            final.append(nxt)
         return final, explored
 
     def _page(
@@ -591,6 +582,6 @@ def _empty_profile(user_id: str, now: float) -> UserProfile:
         user_id=user_id, summary=EngagementSummary(), clusters=(), interests=(),
         follows=frozenset(), negative_vectors=np.zeros((0, 0)), negative_weights=np.zeros(0),
         positive_vectors={}, liked_topics={}, liked_tags={}, engaged_creators=frozenset(),
-        confidence=0.0, taste=None, cohort_vector=None, built_at=now,
+        confidence=0.0, taste=None, built_at=now,
     )
 

@@ -36,7 +36,7 @@ class RecommendSettings:
     search_half_life_s: float = 2 * DAY_S  # search queries and hashtags fade fast
     interest_half_life_s: float = 180 * DAY_S  # declared interests fade slowly
     affinity_half_life_s: float = 30 * DAY_S  # creator affinity (visits, engagement)
-    user_prior: float = 10.0  # user_confidence = positives / (positives + user_prior)
+    user_prior: float = 5.0  # user_confidence = positives / (positives + user_prior)
     item_prior: float = 10.0  # item_confidence = engagements / (engagements + item_prior)
     max_interests: int = 20  # declared interests kept per SetInterests text
     profile_cache_ttl_s: float = 60.0  # a cached profile is rebuilt at least this often
@@ -59,11 +59,11 @@ class RecommendSettings:
     coeng_shrinkage: float = 2.0  # similarity shrinkage: few co-engagements count for less
     coeng_alpha: float = 0.5  # 0.5: cosine; lower discounts popular neighbours more
     coeng_max_user_items: int = 200  # most recent positives per user in the co-occurrence count
-    trending_half_life_s: float = 1 * DAY_S
+    trending_half_life_s: float = 2 * DAY_S
     trending_top_n: int = 300  # items kept per trending key (global, context, hashtag)
     cohorts: int = 16  # taste cohorts users are clustered into
     cohort_top_n: int = 300  # favourites kept per cohort
-    cohort_half_life_s: float = 1 * DAY_S
+    cohort_half_life_s: float = 14 * DAY_S
     social_recent_per_user: int = 50  # recent positives remembered per user for "liked by"
 
     # -- exploration ----------------------------------------------------------------------------
@@ -78,9 +78,9 @@ class RecommendSettings:
     propensity_samples: int = 400  # policy re-samples that estimate a propensity
 
     # -- diversity ------------------------------------------------------------------------------
-    mmr_lambda: float = 0.95  # relevance vs novelty for a well-known user (1 = no diversity)
-    mmr_lambda_cold: float = 0.9  # the same for a user with no history
-    creator_cap: int = 3  # items per creator in each page
+    mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
+    mmr_lambda_cold: float = 0.7  # the same for a user with no history
+    creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
 
     # -- in-memory item cache (vectors and ranking fields of recently seen candidates) ------------

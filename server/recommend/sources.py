@@ -213,7 +213,7 @@ def trending(ctx: SourceContext) -> list[Proposal]:
 
 
 def cohort(ctx: SourceContext) -> list[Proposal]:
-    c = ctx.state.cohorts.assign(ctx.profile.cohort_vector)
+    c = ctx.state.cohorts.assign(ctx.profile.taste)
     if c is None:
         return []
     ranked = ctx.state.cohorts.favourites[c]

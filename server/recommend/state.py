@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders import l2_normalize
-from server.recommend.profile import cohort_vector, decay, item_vector, positive_weight
+from server.recommend.profile import decay, item_vector, positive_weight
 from server.recommend.settings import RecommendSettings
 from server.recommend.types import EngagementStore, Event, EventKind, ServedItem
 from server.store import VectorStore, schema
@@ -259,18 +259,17 @@ def _block_neighbours(
 
 @dataclass(frozen=True)
 class Cohorts:
-    """Users clustered by taste (spherical k-means over ``profile.cohort_vector``: content
-    taste and the creators they engage with); each cohort's favourite items."""
+    """Users clustered by taste (spherical k-means); each cohort's favourite items."""
 
     centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     favourites: tuple[RankedList, ...] = ()
 
-    def assign(self, point: np.ndarray | None) -> int | None:
-        if point is None or self.centroids.shape[0] == 0:
+    def assign(self, taste: np.ndarray | None) -> int | None:
+        if taste is None or self.centroids.shape[0] == 0:
             return None
-        if self.centroids.shape[1] != point.shape[0]:
+        if self.centroids.shape[1] != taste.shape[0]:
             return None
-        return int(np.argmax(self.centroids @ point))
+        return int(np.argmax(self.centroids @ taste))
 
 
 def spherical_kmeans(
@@ -443,24 +442,17 @@ def _cohorts(
     settings: RecommendSettings,
     reference: float,
 ) -> Cohorts:
-    users, points = [], []
-    dim = next((m.vector.shape[0] for m in meta.values() if m.vector is not None), 0)
+    users, tastes = [], []
     for user, items in user_items.items():
         vectors = [v for v in (meta[m].vector for m in items) if v is not None]
-        taste = l2_normalize(np.mean(vectors, axis=0)[None, :])[0] if vectors else None
-        creators: dict[str, float] = {}
-        for m in items:
-            if meta[m].creator_id:
-                creators[meta[m].creator_id] = creators.get(meta[m].creator_id, 0.0) + 1.0
-        point = cohort_vector(taste, creators, dim)
-        if point is not None:
+        if vectors:
             users.append(user)
-            points.append(point)
+            tastes.append(np.mean(vectors, axis=0))
     k = min(settings.cohorts, len(users) // _MIN_USERS_PER_COHORT)
     if k < 2:
         return Cohorts()
     rng = np.random.default_rng(0)  # fixed: cohorts stay stable across identical rebuilds
-    centroids, labels = spherical_kmeans(np.stack(points), k, rng)
+    centroids, labels = spherical_kmeans(l2_normalize(np.stack(tastes)), k, rng)
     cohort_of = dict(zip(users, labels.tolist(), strict=True))
     scores: list[dict[str, float]] = [{} for _ in range(k)]
     for user, media_id, ts, weight, _ in rows:
