@@ -226,6 +226,23 @@ def _machine() -> str:
     return f"{model}, {cores} cores"
 
 
+def _code_version() -> str:
+    """The commit measured, and whether code the benchmark runs had uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server", "encoders", "bench"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "code version unknown (not a git checkout)"
+    changed = sorted({line[3:] for line in dirty if line.strip()})
+    if not changed:
+        return f"commit {sha}"
+    return f"commit {sha} plus uncommitted changes in {', '.join(changed)}"
+
+
 def _versions() -> str:
     names = ("numpy", "torch", "open_clip_torch", "qdrant-edge-py")
     found = []
@@ -248,7 +265,9 @@ def docs_section(
         "",
         "Command: `make bench-quality` (`python -m bench.quality"
         + (f" --seeds {seeds}" if seeds != "1 2" else "") + "`).",
-        f"Machine: {_machine()}; {_versions()}. Date: {time.strftime('%Y-%m-%d')}. "
+        f"Code: {_code_version()}. "
+        f"Machine: {_machine()}; {_versions()}. "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Runtime: {seconds / 60:.1f} min (world seeds {seeds}"
         + (f", {args.jobs} in parallel" if args.jobs > 1 else "") + ").",
         "",
