@@ -135,7 +135,7 @@ def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def _decode_failure(exc: MediaDecodeError, field_name: str) -> Exception:
+def decode_failure(exc: MediaDecodeError, field_name: str) -> Exception:
     if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
         return ResourceLimitError(field_name, str(exc))
     return InvalidArgumentError(field_name, str(exc))
@@ -201,7 +201,7 @@ class MediaIndexer:
                 item.frame_timestamps_s = tuple(frame.timestamp_s for frame in frames)
                 item.duration_s = info.duration_s
         except MediaDecodeError as exc:
-            raise _decode_failure(exc, "data") from exc
+            raise decode_failure(exc, "data") from exc
         return item
 
     def prepare_caption_only(self, metadata: ItemMetadata) -> PreparedItem:

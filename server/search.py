@@ -9,9 +9,9 @@ import numpy as np
 
 from encoders import Encoder
 from encoders.images import decode_image
-from encoders.media_errors import DecodeFailure, MediaDecodeError
+from encoders.media_errors import MediaDecodeError
 from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
-from server.indexing import jpeg_draft_size
+from server.indexing import decode_failure, jpeg_draft_size
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
 from server.store import SearchFilter, SearchHit, VectorStore, schema
@@ -71,10 +71,8 @@ class MediaSearch:
                 data, max_pixels=self._max_image_pixels, draft_size=self._draft_size
             )
         except MediaDecodeError as exc:
-            # Over the pixel cap is over a limit, like at indexing; anything else is bad input.
-            if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
-                raise ResourceLimitError("image", str(exc)) from exc
-            raise InvalidArgumentError("image", str(exc)) from exc
+            # Same mapping as at indexing: over the pixel cap is over a limit, else bad input.
+            raise decode_failure(exc, "image") from exc
         query = self._encoder.embed_images([image])[0]
         return self.by_vector(query, k, filter)
 
