@@ -177,3 +177,30 @@ def test_logistic_fit_recovers_a_known_model() -> None:
     w, bias = fit_logistic(x, y, np.ones(4000), l2=0.0)
     assert w == pytest.approx([2.0, -1.0], abs=0.2)
     assert bias == pytest.approx(0.5, abs=0.15)
+
+
+def test_logistic_fit_stays_finite_on_separable_data_with_large_features() -> None:
+    # Plain Newton steps overshoot here (the Platt fit once ended with a bias of -3e12).
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.uniform(0, 50, 300), rng.uniform(60, 400, 40)])[:, None]
+    y = (x[:, 0] > 55).astype(float)
+    w, bias = fit_logistic(x, y, np.ones(len(y)), l2=0.0)
+    assert np.all(np.isfinite(w)) and np.isfinite(bias)
+    assert abs(bias) < 1e4
+    scores = x[:, 0] * w[0] + bias
+    assert scores[y == 1].min() > scores[y == 0].max()  # still separates the classes
+
+
+def test_logistic_fit_never_increases_the_penalised_loss_from_its_start() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 3)) * np.array([1.0, 100.0, 0.01])
+    y = (rng.uniform(size=500) < 0.1) * 1.0
+    centre = np.array([5.0, -5.0, 50.0])
+    w, bias = fit_logistic(x, y, np.ones(500), l2=5.0, centre=centre)
+
+    def penalised(weights: np.ndarray, b: float) -> float:
+        z = x @ weights + b
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 2.5 * np.sum((weights - centre) ** 2))
+
+    assert penalised(w, bias) < penalised(centre, 0.0)
+    assert np.all(np.isfinite(w))
