@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.recommend.diversity import collapse_near_duplicates, mmr_rank
+from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 
 
 def unit(rows) -> np.ndarray:
@@ -72,3 +72,20 @@ def test_fixed_positions_are_kept_and_never_repeated() -> None:
 def test_empty_input() -> None:
     assert mmr_rank(np.zeros(0), np.zeros((0, 3)), 5, 0.7, [], 2, 5) == []
     assert collapse_near_duplicates([], np.zeros((0, 3)), 0.9).keep == []
+
+
+def test_merge_puts_explored_items_in_their_slots_and_keeps_the_cap() -> None:
+    creators = ["a", "a", "a", "b", "c", "d", "x", "y"]
+    exploited = [0, 1, 2, 3, 4, 5]
+    final = merge_pages(exploited, [6, 7], {1, 4}, creators, creator_cap=2, page_size=4)
+    assert final[1] == 6 and final[4] == 7
+    assert sorted(final) == list(range(8))
+    for page in (final[:4], final[4:]):
+        assert max(sum(creators[i] == c for i in page) for c in "abcd") <= 2
+    assert final[:4] == [0, 6, 1, 3]  # the third "a" waits for the next page
+
+
+def test_merge_fills_missing_slots_from_the_exploited_items() -> None:
+    final = merge_pages([0, 1, 2], [], {1}, ["a", "b", "c"], 0, 3)
+    assert final == [0, 1, 2]
+    assert merge_pages([], [5, 6], {0}, [""] * 7, 2, 3) == [5, 6]

@@ -132,3 +132,42 @@ def mmr_rank(
         else:
             np.maximum(novelty, sims, out=novelty)
     return ranking
+
+
+def merge_pages(
+    exploited: Sequence[int],
+    explored: Sequence[int],
+    slots: set[int],
+    creators: Sequence[str],
+    creator_cap: int,
+    page_size: int,
+) -> list[int]:
+    """One list: ``explored`` items at the positions in ``slots`` (in order), ``exploited``
+    items everywhere else, taking for each position the first one whose creator is not yet at
+    ``creator_cap`` on that page (the cap yields only when every one left is capped).
+
+    A slot with no explored item left is filled from ``exploited``; once ``exploited`` runs
+    out, the remaining explored items follow.
+    """
+    final: list[int] = []
+    waiting = list(exploited)
+    picks = list(explored)
+    counts: dict[str, int] = {}
+    while waiting or picks:
+        position = len(final)
+        if position % max(page_size, 1) == 0:
+            counts = {}
+        if picks and (position in slots or not waiting):
+            item = picks.pop(0)
+        else:
+            at = next(
+                (n for n, i in enumerate(waiting)
+                 if creator_cap <= 0 or not creators[i]
+                 or counts.get(creators[i], 0) < creator_cap),
+                0,
+            )
+            item = waiting.pop(at)
+        final.append(item)
+        if creators[item]:
+            counts[creators[item]] = counts.get(creators[item], 0) + 1
+    return final

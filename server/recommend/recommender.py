@@ -25,7 +25,7 @@ from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitErro
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
-from server.recommend.diversity import collapse_near_duplicates, mmr_rank
+from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
 from server.recommend.items import ItemCache, matches
 from server.recommend.paging import (
@@ -400,17 +400,9 @@ class Recommender:
         )
         explored = {pool[j]: float(by_page[j, n // slots]) for n, j in enumerate(order)}
         positions = [p * k + off for p in range(pages) for off in bandit.slot_positions(k, slots)]
-        slot_set = set(positions[: len(picks)])
-        final: list[int] = []
-        exploit_iter, pick_iter = iter(exploited), iter(picks)
-        while True:
-            source = pick_iter if len(final) in slot_set else exploit_iter
-            nxt = next(source, None)
-            if nxt is None:
-                nxt = next(exploit_iter if source is pick_iter else pick_iter, None)
-            if nxt is None:
-                break
-            final.append(nxt)
+        final = merge_pages(
+            exploited, picks, set(positions[: len(picks)]), creators, s.creator_cap, k
+        )
         return final, explored
 
     def _page(
