@@ -161,6 +161,30 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class BatchingSettings:
+    enabled: bool = setting(
+        True,
+        "batching",
+        "Gather concurrent requests' encoder work (queries, interests, indexing) into shared "
+        "forward passes; search and interests run ahead of indexing.",
+    )
+    max_items: int = setting(
+        32,
+        "batching_max_items",
+        "Most texts or images one gathered forward pass holds; a larger request runs alone.",
+        minimum=1,
+        maximum=4096,
+    )
+    max_wait_ms: float = setting(
+        3.0,
+        "batching_max_wait_ms",
+        "Longest wait for more work after the first request of a batch arrives.",
+        minimum=0,
+        maximum=1000,
+    )
+
+
+@dataclass(frozen=True)
 class MediaSettings:
     video_frames: int = setting(
         8, "video_frames", "Frames sampled (and stored) per video.", minimum=1, maximum=256
@@ -378,6 +402,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     topics: TopicsSettings = field(default_factory=TopicsSettings)
     search: SearchSettings = field(default_factory=SearchSettings)

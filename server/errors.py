@@ -60,6 +60,10 @@ class UnavailableError(ServiceError):
     """The service cannot serve right now but may later (e.g. still loading, shutting down)."""
 
 
+class DeadlineExceededError(ServiceError):
+    """The caller's deadline passed before the work ran, so it was dropped unrun."""
+
+
 StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusCode]
 
 
@@ -87,6 +91,7 @@ def default_status_table() -> dict[type[BaseException], StatusRule]:
         PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
         UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
         UnavailableError: grpc.StatusCode.UNAVAILABLE,
+        DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
         # Embeddings sent for another model, or a model id that names no model.
         ModelIdError: grpc.StatusCode.INVALID_ARGUMENT,
         # Retrying cannot help until an operator provides the weights.

@@ -19,6 +19,7 @@ import grpc
 
 from mediarec.v1 import media_pb2, media_pb2_grpc
 from server import convert
+from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.indexing import validate_media_id, validate_metadata
 from server.runtime import ServiceState
@@ -32,6 +33,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self._state = state
 
+    @embeds(Priority.BULK)
     def IndexMedia(  # noqa: N802 (gRPC method names are fixed by the proto)
         self, request: media_pb2.IndexMediaRequest, context: grpc.ServicerContext
     ) -> media_pb2.IndexMediaResponse:
@@ -54,6 +56,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         result = deps.indexer.index(item)
         return media_pb2.IndexMediaResponse(result=convert.index_result_to_proto(result))
 
+    @embeds(Priority.BULK)
     def UploadMedia(  # noqa: N802
         self,
         request_iterator: Iterator[media_pb2.UploadMediaRequest],
@@ -144,6 +147,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             deleted = deps.search.delete(media_id, allow_missing=request.allow_missing)
         return media_pb2.DeleteMediaResponse(media_id=media_id, deleted=deleted)
 
+    @embeds(Priority.INTERACTIVE)
     def SearchMedia(  # noqa: N802
         self, request: media_pb2.SearchMediaRequest, context: grpc.ServicerContext
     ) -> media_pb2.SearchMediaResponse:

@@ -14,6 +14,7 @@ import grpc
 
 from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
 from server import recommend_convert as convert
+from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
 from server.payload import stored_item
@@ -27,6 +28,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
     def __init__(self, state: ServiceState) -> None:
         self._state = state
 
+    @embeds(Priority.INTERACTIVE)
     def LogEvents(  # noqa: N802 (gRPC method names are fixed by the proto)
         self, request: recommend_pb2.LogEventsRequest, context: grpc.ServicerContext
     ) -> recommend_pb2.LogEventsResponse:
@@ -44,6 +46,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
             deps.recommender.on_events(accepted)
         return convert.log_events_response(_in_request_order(converted, stored))
 
+    @embeds(Priority.INTERACTIVE)
     def Recommend(  # noqa: N802
         self, request: recommend_pb2.RecommendRequest, context: grpc.ServicerContext
     ) -> recommend_pb2.RecommendResponse:
@@ -76,6 +79,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         )
         return recommend_pb2.SimilarMediaResponse(items=_to_proto(deps, items))
 
+    @embeds(Priority.INTERACTIVE)
     def SetInterests(  # noqa: N802
         self, request: recommend_pb2.SetInterestsRequest, context: grpc.ServicerContext
     ) -> recommend_pb2.SetInterestsResponse:

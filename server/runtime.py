@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from encoders import Encoder, EncoderOptions, create_encoder
 from mediarec.v1 import media_pb2
 from server.config import Settings, recommend_settings
+from server.embed_batcher import BatchingEncoder
 from server.engagement import open_engagement_store
 from server.errors import UnavailableError
 from server.indexing import IndexLimits, MediaIndexer
@@ -37,16 +38,21 @@ class ServiceDeps:
     spool_dir: Path
     engagement: EngagementStore
     recommender: Recommender
+    batcher: BatchingEncoder | None = None  # the encoder's batching worker, when batching is on
 
     def close(self) -> None:
-        """Stop the recommender's background work first: it reads both stores."""
+        """Stop the recommender's background work first: it reads both stores and the encoder."""
         try:
             self.recommender.close()
         finally:
             try:
-                self.engagement.close()
+                if self.batcher is not None:
+                    self.batcher.close()
             finally:
-                self.store.close()
+                try:
+                    self.engagement.close()
+                finally:
+                    self.store.close()
 
 
 def encoder_options(settings: Settings) -> EncoderOptions:
@@ -65,6 +71,28 @@ def open_deps(settings: Settings, encoder: Encoder | None = None) -> ServiceDeps
     started = time.monotonic()
     encoder = encoder or create_encoder(settings.model.id, encoder_options(settings))
     encoder.load()
+    batcher = batching_encoder(settings, encoder)
+    try:
+        return _open_deps(settings, batcher or encoder, batcher, started)
+    except BaseException:
+        if batcher is not None:
+            batcher.close()
+        raise
+
+
+def batching_encoder(settings: Settings, encoder: Encoder) -> BatchingEncoder | None:
+    """``encoder`` behind a cross-request batching queue, or None when batching is off."""
+    batching = settings.batching
+    if not batching.enabled:
+        return None
+    return BatchingEncoder(
+        encoder, max_items=batching.max_items, max_wait_s=batching.max_wait_ms / 1000.0
+    )
+
+
+def _open_deps(
+    settings: Settings, encoder: Encoder, batcher: BatchingEncoder | None, started: float
+) -> ServiceDeps:
     data_dir = Path(settings.storage.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(
@@ -118,6 +146,7 @@ def open_deps(settings: Settings, encoder: Encoder | None = None) -> ServiceDeps
         spool_dir=spool_dir,
         engagement=engagement,
         recommender=recommender,
+        batcher=batcher,
     )
     logger.info(
         "service ready in %.1fs: model %s (%d-d), store %s",

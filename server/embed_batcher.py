@@ -1,0 +1,407 @@
+"""Cross-request dynamic batching: concurrent RPCs that need the encoder share forward passes.
+
+One forward pass over 16 texts costs far less than 16 passes over one text, so the server
+puts a :class:`BatchingEncoder` between its domain code and the model. It satisfies the same
+:class:`encoders.Encoder` protocol; each ``embed_texts`` / ``embed_images`` call becomes one
+*job* in a queue, and a single worker thread runs the model:
+
+* it takes the most urgent job, then waits at most ``max_wait_s`` (counted from that job's
+  arrival) for more jobs of the same modality and priority, up to ``max_items`` items;
+* the items of the chosen jobs go through one ``embed_*`` call of the wrapped encoder and every
+  job gets its own rows back, in order (a job larger than ``max_items`` runs alone, whole);
+* interactive work (search queries, interests) is served ahead of bulk indexing;
+* a job whose deadline has passed when it would run is dropped with
+  :class:`~server.errors.DeadlineExceededError`;
+* if a merged pass fails, each job is rerun alone, so one request's bad input cannot fail the
+  others; each job then gets its own result or its own exception.
+
+Images are decoded by the caller before they get here and, for encoders with ``embed_pixels``,
+resized and normalised in the caller's thread too: the worker only runs the model.
+
+Priority and deadline travel with the calling thread in a context variable: servicer methods
+are decorated with :func:`embeds`, which reads the RPC's deadline from its context.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from encoders import Encoder
+from server.errors import DeadlineExceededError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+# gRPC reports "no deadline" as a remaining time of decades; anything this long is none.
+_NO_DEADLINE_S = 365 * 24 * 3600.0
+_JOIN_TIMEOUT_S = 60.0
+
+
+class Priority(IntEnum):
+    """Lower runs first."""
+
+    INTERACTIVE = 0  # a person is waiting: search queries, interests, steering text
+    BULK = 1  # indexing: throughput matters more than the latency of one item
+
+
+class Modality(Enum):
+    TEXT = "text"
+    IMAGE = "image"  # PIL images, for encoders that preprocess inside ``embed_images``
+    PIXELS = "pixels"  # (3, size, size) tensors the caller's thread already preprocessed
+
+
+@dataclass(frozen=True)
+class EmbedScope:
+    """How urgent the calling request's encoder work is, and until when it is worth doing."""
+
+    priority: Priority = Priority.INTERACTIVE
+    deadline: float | None = None  # a time.monotonic() instant; None: no deadline
+
+
+_UNSCOPED = EmbedScope()  # work outside any RPC: interactive, no deadline
+# Per-request, not global: every thread and task sees its own value (None outside a scope).
+_SCOPE: ContextVar[EmbedScope | None] = ContextVar("mediarec_embed_scope", default=None)
+
+
+@contextmanager
+def embed_scope(priority: Priority, deadline: float | None = None) -> Iterator[EmbedScope]:
+    """Encoder calls made inside the block carry ``priority`` and ``deadline``."""
+    scope = EmbedScope(priority, deadline)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def current_scope() -> EmbedScope:
+    return _SCOPE.get() or _UNSCOPED
+
+
+class HasTimeRemaining(Protocol):
+    """The part of ``grpc.ServicerContext`` the deadline needs."""
+
+    def time_remaining(self) -> float | None: ...
+
+
+def rpc_deadline(
+    context: HasTimeRemaining, clock: Callable[[], float] = time.monotonic
+) -> float | None:
+    """The RPC's deadline as a ``clock`` instant, or None when the client set none."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_S:
+        return None
+    return clock() + remaining
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def embeds(priority: Priority) -> Callable[[_Method], _Method]:
+    """Decorate a unary-response servicer method ``(self, request, context)``: its encoder
+    work runs at ``priority`` and is dropped once the RPC's deadline has passed."""
+
+    def decorate(method: _Method) -> _Method:
+        if inspect.isgeneratorfunction(method):
+            raise TypeError("embeds() wraps unary-response methods only")
+
+        @functools.wraps(method)
+        def wrapper(self: Any, request: Any, context: Any) -> Any:
+            with embed_scope(priority, rpc_deadline(context)):
+                return method(self, request, context)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+@dataclass(eq=False)
+class _Job:
+    """One caller's items, waiting for their rows."""
+
+    modality: Modality
+    items: Sequence[Any]
+    priority: Priority
+    deadline: float | None
+    sequence: int  # arrival order, the tie-break within a priority
+    arrived: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (int(self.priority), self.sequence)
+
+    def succeed(self, rows: np.ndarray) -> None:
+        self.result = rows
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+    def wait(self) -> np.ndarray:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@dataclass(frozen=True)
+class BatcherStats:
+    forward_passes: int  # calls into the wrapped encoder, including reruns after a failure
+    items: int  # items sent to the wrapped encoder (texts plus images, reruns included)
+    jobs: int  # caller requests served, successfully or not
+    dropped_expired: int  # jobs dropped because their deadline had passed
+    queued: int  # jobs waiting now
+
+
+class BatchingEncoder:
+    """An :class:`encoders.Encoder` that gathers concurrent calls into shared forward passes.
+
+    Thread-safe. The worker thread starts on the first call; :meth:`close` stops it and fails
+    queued work with :class:`~server.errors.UnavailableError`.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        max_items: int = 32,
+        max_wait_s: float = 0.003,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+        self._encoder = encoder
+        self._max_items = max_items
+        self._max_wait_s = max_wait_s
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._pending: list[_Job] = []
+        self._sequence = 0
+        self._closed = False
+        self._worker: threading.Thread | None = None
+        self._forward_passes = 0
+        self._items = 0
+        self._jobs = 0
+        self._dropped_expired = 0
+
+    # -- the Encoder protocol -----------------------------------------------------------------
+    @property
+    def inner(self) -> Encoder:
+        return self._encoder
+
+    @property
+    def model_id(self) -> str:
+        return self._encoder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim
+
+    @property
+    def preprocess_spec(self) -> Any:
+        """The wrapped encoder's preprocessing (JPEG draft size), None for vectors-only models."""
+        return getattr(self._encoder, "preprocess_spec", None)
+
+    def load(self) -> None:
+        self._encoder.load()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._submit(Modality.TEXT, [str(text) for text in texts])
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        spec = self.preprocess_spec
+        if not images or spec is None or not hasattr(self._encoder, "embed_pixels"):
+            return self._submit(Modality.IMAGE, list(images))
+        from encoders.preprocess import images_to_tensor
+
+        # Resize and normalise here, in the caller's thread, so the one worker thread that
+        # runs the model does nothing else; the rows are those embed_images would give.
+        return self._submit(Modality.PIXELS, list(images_to_tensor(images, spec)))
+
+    # -- life-cycle ---------------------------------------------------------------------------
+    def stats(self) -> BatcherStats:
+        with self._changed:
+            return BatcherStats(
+                forward_passes=self._forward_passes,
+                items=self._items,
+                jobs=self._jobs,
+                dropped_expired=self._dropped_expired,
+                queued=len(self._pending),
+            )
+
+    def close(self) -> None:
+        """Fail queued work, let a running forward pass finish, stop the worker. Idempotent."""
+        with self._changed:
+            self._closed = True
+            for job in self._pending:
+                job.fail(UnavailableError("The server is shutting down; retry elsewhere."))
+            self._pending.clear()
+            self._changed.notify_all()
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(_JOIN_TIMEOUT_S)
+            if worker.is_alive():
+                logger.warning("embed batcher worker still busy after %.0fs", _JOIN_TIMEOUT_S)
+
+    def __enter__(self) -> BatchingEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- callers ------------------------------------------------------------------------------
+    def _submit(self, modality: Modality, items: list[Any]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        scope = current_scope()
+        with self._changed:
+            if self._closed:
+                raise UnavailableError("The server is shutting down; retry elsewhere.")
+            self._sequence += 1
+            job = _Job(
+                modality, items, scope.priority, scope.deadline, self._sequence, self._clock()
+            )
+            self._pending.append(job)
+            self._start_worker()
+            self._changed.notify_all()
+        return job.wait()
+
+    def _start_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():  # never queue for a dead worker
+            self._worker = threading.Thread(target=self._work, name="embed-batcher", daemon=True)
+            self._worker.start()
+
+    # -- the worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._run(batch)
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The next jobs to run together ([] when all were expired); None once closed."""
+        with self._changed:
+            while not self._pending and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return None
+            first = min(self._pending, key=lambda job: job.order)
+            gather_until = first.arrived + self._max_wait_s
+            while not self._closed and self._fellow_items(first) < self._max_items:
+                left = gather_until - self._clock()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            if self._closed:
+                return None
+            self._drop_expired()
+            return self._take_batch()
+
+    def _fellow_items(self, first: _Job) -> int:
+        """Items queued that could share a pass with ``first`` (itself included)."""
+        return sum(len(job.items) for job in self._pending if _compatible(job, first))
+
+    def _drop_expired(self) -> None:
+        now = self._clock()
+        expired = [job for job in self._pending if job.deadline is not None and job.deadline <= now]
+        for job in expired:
+            self._pending.remove(job)
+            job.fail(DeadlineExceededError("The request's deadline passed before it was embedded."))
+        self._dropped_expired += len(expired)
+        self._jobs += len(expired)
+
+    def _take_batch(self) -> list[_Job]:
+        """The most urgent job plus compatible ones, in urgency order, within ``max_items``."""
+        ordered = sorted(self._pending, key=lambda job: job.order)
+        if not ordered:
+            return []
+        batch, size = [ordered[0]], len(ordered[0].items)
+        for job in ordered[1:]:
+            if _compatible(job, batch[0]) and size + len(job.items) <= self._max_items:
+                batch.append(job)
+                size += len(job.items)
+        for job in batch:
+            self._pending.remove(job)
+        return batch
+
+    def _run(self, batch: list[_Job]) -> None:
+        try:
+            try:
+                rows = self._forward(batch[0].modality, [i for job in batch for i in job.items])
+            except Exception as error:
+                if len(batch) == 1:
+                    batch[0].fail(error)
+                    return
+                # Find out whose items failed: rerun each job alone, each gets its own outcome.
+                logger.info("merged pass of %d jobs failed (%s); rerunning each", len(batch), error)
+                for job in batch:
+                    self._run_alone(job)
+                return
+            offset = 0
+            for job in batch:
+                job.succeed(rows[offset : offset + len(job.items)])
+                offset += len(job.items)
+        finally:
+            with self._changed:
+                self._jobs += len(batch)
+            for job in batch:  # never leave a caller waiting, whatever went wrong above
+                if not job.done.is_set():
+                    job.fail(UnavailableError("The encoder worker stopped unexpectedly."))
+
+    def _run_alone(self, job: _Job) -> None:
+        try:
+            job.succeed(self._forward(job.modality, job.items))
+        except Exception as error:
+            job.fail(error)
+
+    def _forward(self, modality: Modality, items: Sequence[Any]) -> np.ndarray:
+        with self._changed:
+            self._forward_passes += 1
+            self._items += len(items)
+        if modality is Modality.TEXT:
+            rows = self._encoder.embed_texts(items)
+        elif modality is Modality.IMAGE:
+            rows = self._encoder.embed_images(items)
+        else:
+            rows = self._embed_pixels(items)
+        if len(rows) != len(items):
+            raise RuntimeError(f"the encoder returned {len(rows)} rows for {len(items)} items")
+        return rows
+
+    def _embed_pixels(self, pixels: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        embed = self._encoder.embed_pixels  # type: ignore[attr-defined]
+        step = self._max_items  # only a single larger job exceeds it; it still runs in chunks
+        parts = [
+            embed(torch.stack(list(pixels[start : start + step])))
+            for start in range(0, len(pixels), step)
+        ]
+        return np.concatenate(parts, axis=0)
+
+
+def _compatible(job: _Job, first: _Job) -> bool:
+    """Jobs share a pass only with the same modality and priority: a search query must not
+    wait behind 31 indexing images."""
+    return job.modality is first.modality and job.priority is first.priority
