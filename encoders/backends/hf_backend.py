@@ -69,6 +69,10 @@ class HfClipEncoder(TorchClipEncoder):
         ).to(self._device)
         return _pooled(self._model.get_text_features(**batch))
 
+    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
+        ids = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)
+        return [len(row) for row in ids["input_ids"]]
+
 
 def _pooled(output: object) -> torch.Tensor:
     """transformers 5 returns a model output whose pooler_output is the projected vector."""

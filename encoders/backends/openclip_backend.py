@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
+from encoders.backends.openclip_text import TrimmedTextTower
 from encoders.backends.torch_base import TorchClipEncoder
 from encoders.registry import PreprocessSpec, WeightsKind
+
+logger = logging.getLogger(__name__)
 
 
 class OpenClipEncoder(TorchClipEncoder):
@@ -34,6 +38,9 @@ class OpenClipEncoder(TorchClipEncoder):
         model.eval()
         self._model = model
         self._tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
+        self._trimmed_text = TrimmedTextTower.of(model)
+        if self._trimmed_text is None:
+            logger.info("%s: text tower is not causal; texts run at full context", self.model_id)
         with torch.inference_mode():  # the text tower's output width is the embedding dim
             dim = int(self._text_features(["probe"]).shape[1])
         return dim, _preprocess_from_model(model)
@@ -43,7 +50,14 @@ class OpenClipEncoder(TorchClipEncoder):
 
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(list(texts)).to(self._device)
-        return self._model.encode_text(tokens)
+        if self._trimmed_text is None:
+            return self._model.encode_text(tokens)
+        return self._trimmed_text(tokens)
+
+    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
+        if self._trimmed_text is None:  # every text costs the full context anyway
+            return [0] * len(texts)
+        return self._trimmed_text.lengths(self._tokenizer(list(texts))).tolist()
 
 
 def _preprocess_from_model(model: torch.nn.Module) -> PreprocessSpec:

@@ -98,7 +98,12 @@ class TorchClipEncoder(ABC):
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor: ...
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised text vectors; a batch is padded only to its longest text."""
+
+    @abstractmethod
+    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text, the cost :meth:`embed_texts` groups batches by."""
 
     # -- embedding --------------------------------------------------------------------------
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -119,8 +124,15 @@ class TorchClipEncoder(ABC):
         return l2_normalize(out.float().cpu().numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts are batched in order of token length, so a short query is never padded to a
+        long caption; the rows come back in the caller's order."""
         self.load()
-        return self._batched([str(t) for t in texts], self._text_features)
+        strings = [str(t) for t in texts]
+        order = np.argsort(np.asarray(self._text_lengths(strings), dtype=np.int64), kind="stable")
+        vectors = self._batched([strings[i] for i in order], self._text_features)
+        restored = np.empty_like(vectors)
+        restored[order] = vectors
+        return restored
 
     def embed_video_frames(
         self, frames: Sequence[Image.Image], timestamps_s: Sequence[float]
