@@ -469,7 +469,7 @@ def test_topics_filter_search(service: Service, world: WorldCorpus) -> None:
 # -- search quality on the synthetic world ------------------------------------------------------
 
 # Single-attribute queries in the world's own wording, and the family they ask for. The demo
-# model tells colours, textures and most scenes apart well (measured p@10 0.9-1.0 below) ...
+# model tells colours, textures and scenes apart well (measured p@10 0.9-1.0 below) ...
 QUALITY_QUERIES = (
     ("red shapes", "colour", "red"),
     ("blue shapes", "colour", "blue"),
@@ -478,15 +478,16 @@ QUALITY_QUERIES = (
     ("dotted shapes", "texture", "dotted"),
     ("shapes in a snowy field", "scene", "snowy field"),
     ("shapes under a night sky", "scene", "night sky"),
+    ("shapes on a sandy beach", "scene", "beach"),
 )
-# ... but not shapes, nor beach from snow: the same pipeline measured p@10 = 0.3 / 0.5 / 0.0 /
-# 0.5 for these (identical on the raw PIL images, so the model, not decoding, is the limit).
-# Reported to the demo model's owner; non-strict so a retrained model can pass them.
+# ... but not every shape: shape is the demo model's weak family (its model card measures
+# single-shape precision@10 from 0.4 for triangles to 1.0 for squares on 1,000 posts), identical
+# on the raw PIL images, so the model, not decoding, is the limit. Non-strict, so a better
+# demo model passes them.
 WEAK_QUERIES = (
     ("a photo of circles", "shape", "circle"),
     ("a photo of stars", "shape", "star"),
     ("a photo of hearts", "shape", "heart"),
-    ("shapes on a sandy beach", "scene", "beach"),
 )
 
 

@@ -17,6 +17,8 @@ from encoders.synthetic.world import (
     format_caption,
     hard_negative_attributes,
     hard_negative_captions,
+    partial_caption,
+    partial_hard_negative_captions,
     random_caption_style,
     value_words,
 )
@@ -173,3 +175,38 @@ def test_rendering_is_fast_enough_for_training() -> None:
         world.render(a)
     per_image = (time.perf_counter() - started) / len(attrs)
     assert per_image < 0.005  # ~0.4 ms when the machine is idle; generous for shared CPUs
+
+
+def test_partial_captions_name_exactly_the_chosen_families() -> None:
+    attrs = Attributes("star", "red", "two", "beach", "striped")
+    assert partial_caption(attrs, ["shape"]) == "stars"
+    assert partial_caption(attrs, ["colour"]) == "red shapes"
+    assert partial_caption(attrs, ["scene"]) == "shapes on a sandy beach"
+    assert partial_caption(attrs, ["count", "shape"]) == "two stars"
+    assert partial_caption(attrs.replace("count", "one"), ["count", "shape"]) == "one star"
+    rng = random.Random(4)
+    for _ in range(200):
+        style = random_caption_style(rng)
+        families = rng.sample(list(ATTRIBUTE_FAMILIES), rng.randint(1, 3))
+        caption = partial_caption(attrs, families, style)
+        for family, value in attrs.as_dict().items():
+            named = any(word in caption for word in value_words(family, value))
+            # "two" and "2" never occur by accident; every other family word is distinctive too
+            assert named == (family in families), (caption, family)
+
+
+def test_partial_hard_negatives_change_one_named_family_each() -> None:
+    attrs = Attributes("heart", "blue", "three", "forest", "dotted")
+    negatives = partial_hard_negative_captions(attrs, ["shape", "colour"], random.Random(2))
+    assert set(negatives) == {"shape", "colour"}
+    for family, (caption, changed) in negatives.items():
+        assert getattr(changed, family) != getattr(attrs, family)
+        assert caption == partial_caption(changed, ["shape", "colour"])
+
+
+def test_partial_caption_rejects_unknown_or_empty_families() -> None:
+    attrs = Attributes("heart", "blue", "three", "forest", "dotted")
+    with pytest.raises(ValueError, match="families"):
+        partial_caption(attrs, [])
+    with pytest.raises(ValueError, match="families"):
+        partial_caption(attrs, ["mood"])

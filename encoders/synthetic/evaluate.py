@@ -8,7 +8,10 @@ path the service uses) and prints one JSON object as its last line:
   attributes are identical are skipped, because their captions are just as true), top-1 in both
   directions (text -> image and image -> text);
 * hard negatives: each picture's canonical caption against one canonical caption per attribute
-  family that differs from it in exactly that family; top-1 over those six captions.
+  family that differs from it in exactly that family; top-1 over those six captions;
+* single-attribute search: for every value of every family, a query that names only it
+  ("circles", "red shapes", "shapes on a sandy beach") ranks all ``n`` pictures; precision@10,
+  averaged per family, and its minimum over the 30 values.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from encoders.synthetic.world import (
     WorldGenerator,
     canonical_caption,
     hard_negative_captions,
+    partial_caption,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,28 @@ def evaluate(
     }
     for k, family in enumerate(families, start=1):
         result[f"hard_negative_pairwise/{family}"] = float(np.mean(scores[:, 0] > scores[:, k]))
+    result.update(_single_attribute_precision(encoder, posts, image_vectors))
+    return result
+
+
+def _single_attribute_precision(
+    encoder: TextImageEncoder, posts: Sequence, image_vectors: np.ndarray, k: int = 10
+) -> dict[str, float]:
+    """Precision@k of one query per attribute value over all pictures, per family and minimum."""
+    template = posts[0].attributes
+    queries = [
+        (family, value, partial_caption(template.replace(family, value), [family]))
+        for family, values in ATTRIBUTE_FAMILIES.items()
+        for value in values
+    ]
+    scores = encoder.embed_texts([q for _, _, q in queries]) @ image_vectors.T
+    precision: dict[str, list[float]] = {family: [] for family in ATTRIBUTE_FAMILIES}
+    for (family, value, _), row in zip(queries, scores, strict=True):
+        top = np.argsort(-row)[:k]
+        hits = sum(getattr(posts[i].attributes, family) == value for i in top)
+        precision[family].append(hits / k)
+    result = {f"single_attribute_p10/{f}": float(np.mean(p)) for f, p in precision.items()}
+    result["single_attribute_p10_min"] = float(min(min(p) for p in precision.values()))
     return result
 
 
@@ -125,9 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     encoder = load_encoder(args.model)
     result = evaluate(encoder, n=args.n, seed=args.seed)
-    for family in ATTRIBUTE_FAMILIES:
-        key = f"hard_negative_pairwise/{family}"
-        print(f"{key:38s} {result[key]:.3f}")
+    for key, value in result.items():
+        if "/" in key or key.endswith("_min"):
+            print(f"{key:38s} {value:.3f}")
     print(json.dumps(headline(result)))
     return 0
 

@@ -4,12 +4,14 @@
 "local-dir" checkpoint: ``open_clip_config.json`` plus fp16 ``open_clip_model.safetensors``,
 loadable with ``open_clip.create_model_and_transforms('local-dir:' + out_dir)``.
 
-Recipe: every step draws a fresh batch of posts from a seeded world (no picture is seen twice),
-and optimises a CLIP contrastive loss in which each picture also meets one caption per attribute
-family that is wrong in exactly that family (NegCLIP-style hard negatives, worded in the same
-template and synonyms as the true caption so that only the attribute word tells them apart).
-Small linear attribute heads on both towers add direct supervision; they are dropped when
-saving, so the checkpoint is a plain open_clip CLIP.
+Recipe: every step draws a fresh batch of posts from a seeded world (no picture is seen twice).
+Each picture gets its full caption and a partial one naming one to three families ("red
+shapes", "a photo of stars"); a multi-positive CLIP contrastive loss treats every caption as
+true of every batch picture with the values it names, so pictures that also fit "red shapes"
+are never pushed away from it. Each caption meets hard negatives that are wrong in exactly one
+named family (NegCLIP-style, worded in the same template and synonyms as the true caption so
+that only the attribute word tells them apart). Small linear attribute heads on both towers add
+direct supervision; they are dropped when saving, so the checkpoint is a plain open_clip CLIP.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from encoders.synthetic.world import (
     Attributes,
     WorldGenerator,
     format_caption,
-    hard_negative_captions,
+    hard_negative_attributes,
+    partial_caption,
+    partial_hard_negative_captions,
     random_caption_style,
 )
 
@@ -75,7 +79,7 @@ RENDER_SIZE = 128  # what the world draws; resized to the model's 64 px exactly 
 @dataclass(frozen=True)
 class TrainConfig:
     out_dir: Path = DEFAULT_OUT_DIR
-    steps: int = 800
+    steps: int = 1200
     batch_size: int = 96
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -90,13 +94,28 @@ class TrainConfig:
 @dataclass
 class Batch:
     pixels: torch.Tensor  # (B, 3, 64, 64) normalised
-    positives: torch.Tensor  # (B, context) tokens of the true captions
-    negatives: torch.Tensor  # (B * families, context) tokens, image-major
-    labels: torch.Tensor  # (B, families) value index per family
+    texts: torch.Tensor  # (T, context) tokens: B full captions, B partial ones, then negatives
+    constraints: torch.Tensor  # (T, families) value index each text names, UNCONSTRAINED if none
+    labels: torch.Tensor  # (B, families) value index per family of each picture
+
+    @property
+    def anchors(self) -> int:
+        """How many leading texts are true captions (full, then partial) of the pictures."""
+        return 2 * self.pixels.shape[0]
+
+    def matches(self) -> torch.Tensor:
+        """(B, T) bool: picture i satisfies every family that text j names."""
+        named = self.constraints[None, :, :]
+        return ((named == UNCONSTRAINED) | (named == self.labels[:, None, :])).all(dim=-1)
+
+
+UNCONSTRAINED = -1
+# How many families a partial caption names: mostly one, as in search queries.
+PARTIAL_FAMILY_COUNTS = (1, 1, 1, 2, 2, 3)
 
 
 class BatchMaker:
-    """Fresh posts, their paraphrased captions and same-style hard negatives, as tensors."""
+    """Fresh posts, their paraphrased full and partial captions and same-style hard negatives."""
 
     def __init__(self, seed: int, batch_size: int) -> None:
         from open_clip.tokenizer import SimpleTokenizer
@@ -111,16 +130,27 @@ class BatchMaker:
     def next(self) -> Batch:
         attrs = [self._world.sample_attributes() for _ in range(self._batch_size)]
         images = [self._world.render(a) for a in attrs]
-        positives: list[str] = []
-        negatives: list[str] = []
+        full: list[tuple[str, list[int]]] = []
+        partial: list[tuple[str, list[int]]] = []
+        negatives: list[tuple[str, list[int]]] = []
         for a in attrs:
             style = random_caption_style(self._rng)
-            positives.append(format_caption(a, style))
-            negatives.extend(hard_negative_captions(a, self._rng, style).values())
+            full.append((format_caption(a, style), _value_indices(a)))
+            for negative in hard_negative_attributes(a, self._rng).values():
+                negatives.append((format_caption(negative, style), _value_indices(negative)))
+            families = self._rng.sample(
+                list(ATTRIBUTE_FAMILIES), self._rng.choice(PARTIAL_FAMILY_COUNTS)
+            )
+            partial.append((partial_caption(a, families, style), _value_indices(a, families)))
+            for caption, negative in partial_hard_negative_captions(
+                a, families, self._rng, style
+            ).values():
+                negatives.append((caption, _value_indices(negative, families)))
+        texts = full + partial + negatives
         return Batch(
             pixels=self.pixels(images),
-            positives=self._tokenizer(positives),
-            negatives=self._tokenizer(negatives),
+            texts=self._tokenizer([t for t, _ in texts]),
+            constraints=torch.tensor([c for _, c in texts]),
             labels=torch.tensor([_value_indices(a) for a in attrs]),
         )
 
@@ -157,8 +187,12 @@ def batch_stream(seed: int, batch_size: int) -> torch.utils.data.DataLoader:
     )
 
 
-def _value_indices(attrs: Attributes) -> list[int]:
-    return [values.index(getattr(attrs, f)) for f, values in ATTRIBUTE_FAMILIES.items()]
+def _value_indices(attrs: Attributes, named: Sequence[str] | None = None) -> list[int]:
+    """Per family, the value index of ``attrs``, or UNCONSTRAINED where ``named`` omits it."""
+    return [
+        values.index(getattr(attrs, f)) if named is None or f in named else UNCONSTRAINED
+        for f, values in ATTRIBUTE_FAMILIES.items()
+    ]
 
 
 class AttributeHeads(nn.Module):
@@ -173,14 +207,36 @@ class AttributeHeads(nn.Module):
         return torch.stack(losses).mean()
 
 
+def multi_positive_loss(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """InfoNCE in which every positive of a row competes only with that row's negatives.
+
+    A partial caption such as "red shapes" is true of every red picture in the batch, so those
+    pictures must not be pushed away as negatives; with one positive per row this is exactly
+    the CLIP cross-entropy.
+    """
+    # A large finite fill instead of -inf keeps rows without negatives free of NaN gradients.
+    negatives_lse = torch.logsumexp(logits.masked_fill(positive, -1e4), dim=1, keepdim=True)
+    per_pair = F.softplus(negatives_lse - logits) * positive
+    per_row = per_pair.sum(dim=1) / positive.sum(dim=1).clamp(min=1)
+    return per_row[positive.any(dim=1)].mean()
+
+
 def contrastive_loss(
-    images: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, scale: torch.Tensor
+    images: torch.Tensor,
+    texts: torch.Tensor,
+    matches: torch.Tensor,
+    anchors: int,
+    scale: torch.Tensor,
 ) -> torch.Tensor:
-    """CLIP loss whose image->text side also ranks every batch's hard-negative captions."""
-    target = torch.arange(images.shape[0])
-    image_to_text = scale * images @ torch.cat([positives, negatives]).T
-    text_to_image = scale * positives @ images.T
-    return (F.cross_entropy(image_to_text, target) + F.cross_entropy(text_to_image, target)) / 2
+    """CLIP loss over full, partial and hard-negative captions, with every true pair positive.
+
+    Image -> text ranks all texts (hard negatives included); text -> image uses only the
+    ``anchors`` leading texts, the true full and partial captions.
+    """
+    similarity = scale * images @ texts.T
+    image_to_text = multi_positive_loss(similarity, matches)
+    text_to_image = multi_positive_loss(similarity[:, :anchors].T, matches[:, :anchors].T)
+    return (image_to_text + text_to_image) / 2
 
 
 class InMemoryEncoder:
@@ -255,16 +311,17 @@ def train(cfg: TrainConfig) -> dict[str, float | int]:
         batch = next(stream)
         model.train()
         images = model.encode_image(batch.pixels)
-        positives = model.encode_text(batch.positives)
-        negatives = model.encode_text(batch.negatives)
+        texts = model.encode_text(batch.texts)
         scale = model.logit_scale.exp().clamp(max=100)
         clip = contrastive_loss(
             F.normalize(images, dim=-1),
-            F.normalize(positives, dim=-1),
-            F.normalize(negatives, dim=-1),
+            F.normalize(texts, dim=-1),
+            batch.matches(),
+            batch.anchors,
             scale,
         )
-        aux = image_heads.loss(images, batch.labels) + text_heads.loss(positives, batch.labels)
+        full_captions = texts[: batch.pixels.shape[0]]
+        aux = image_heads.loss(images, batch.labels) + text_heads.loss(full_captions, batch.labels)
         loss = clip + cfg.aux_weight * aux
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

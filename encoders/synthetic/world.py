@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
@@ -212,6 +212,60 @@ def hard_negative_captions(
         family: format_caption(negative, style)
         for family, negative in hard_negative_attributes(attrs, rng).items()
     }
+
+
+# Partial captions name only some families, the way people search ("red shapes", "a photo of
+# stars", "shapes on a sandy beach"); a family left out is unconstrained.
+_PARTIAL_PREFIXES: tuple[str, ...] = ("", "a photo of ", "a picture of ", "pictures of ")
+_GENERIC_NOUNS: tuple[tuple[str, str], ...] = (
+    ("shape", "shapes"),
+    ("object", "objects"),
+    ("thing", "things"),
+)
+
+
+def partial_caption(
+    attrs: Attributes, families: Collection[str], style: CaptionStyle = CANONICAL_STYLE
+) -> str:
+    """A caption of ``attrs`` that names only ``families``, worded in ``style``.
+
+    The canonical style words single families as "circles", "red shapes", "two shapes",
+    "shapes on a sandy beach" and "striped shapes".
+    """
+    unknown = set(families) - set(ATTRIBUTE_FAMILIES)
+    if unknown or not families:
+        raise ValueError(
+            f"families must be a non-empty subset of {tuple(ATTRIBUTE_FAMILIES)}, got {families}"
+        )
+    syn = dict(zip(ATTRIBUTE_FAMILIES, style.synonyms, strict=True))
+    # Without a count the noun is a plural that covers any number ("circles").
+    plural = "count" not in families or attrs.count != "one"
+    if "shape" in families:
+        nouns = _pick(_SHAPE_WORDS[attrs.shape], syn["shape"])
+    else:
+        nouns = _GENERIC_NOUNS[(style.template // 4 + syn["shape"]) % len(_GENERIC_NOUNS)]
+    words = [_PARTIAL_PREFIXES[style.template % len(_PARTIAL_PREFIXES)].strip()]
+    if "count" in families:
+        words.append(_pick(_COUNT_WORDS[attrs.count], syn["count"]))
+    if "texture" in families:
+        words.append(_pick(_TEXTURE_WORDS[attrs.texture], syn["texture"]))
+    if "colour" in families:
+        words.append(_pick(_COLOUR_WORDS[attrs.colour], syn["colour"]))
+    words.append(nouns[1] if plural else nouns[0])
+    if "scene" in families:
+        words.extend(_pick(_SCENE_WORDS[attrs.scene], syn["scene"]))
+    return " ".join(w for w in words if w)
+
+
+def partial_hard_negative_captions(
+    attrs: Attributes,
+    families: Collection[str],
+    rng: random.Random,
+    style: CaptionStyle = CANONICAL_STYLE,
+) -> dict[str, tuple[str, Attributes]]:
+    """Per named family, the partial caption (and attributes) wrong in exactly that family."""
+    negatives = hard_negative_attributes(attrs, rng)
+    return {f: (partial_caption(negatives[f], families, style), negatives[f]) for f in families}
 
 
 def value_words(family: str, value: str) -> tuple[str, ...]:
