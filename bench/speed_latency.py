@@ -1,0 +1,308 @@
+"""bench-speed section "latency": Recommend and SearchMedia latency vs catalogue size (issue 5, 4).
+
+For each catalogue size a synthetic world (:mod:`bench.speed_latency_world`: posts with
+realistic payloads and clustered bring-your-own vectors, 1k users with histories in the SQLite
+engagement store) is copied into a fresh data dir, the real server is started on it in a
+process of its own (:mod:`bench.speed_latency_server`, the demo model, default settings), and
+a load generator in another process (:mod:`bench.speed_latency_load`, counted: it shares the
+cores) calls it over gRPC with the client:
+
+* every size: concurrency 1 for Recommend (users with history, new users), SearchMedia by
+  ``media_id`` and text SearchMedia (which includes a text-encoder pass);
+* the largest size also: an open loop at 50 req/s (latency from each call's scheduled send
+  time), closed loops at a few concurrencies for the peak req/s, the server's RSS, and a
+  per-stage time breakdown of Recommend (in the server process) with a cProfile summary.
+
+``recommend_*`` summary keys are users with history; ``search_*`` are by ``media_id``. Users are
+taken in rotation, so a user's profile is usually rebuilt (its 60 s cache has expired), as on a
+session's first request. The curve goes to ``docs/latency_vs_size.png`` and ``.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.speed import SectionResult, SpeedConfig
+from bench.speed_latency_load import (
+    REC_NEW,
+    REC_WARM,
+    SEARCH_ID,
+    SEARCH_TEXT,
+    Call,
+    Sample,
+    closed_loop,
+    open_loop,
+)
+from bench.speed_latency_report import markdown, peak, write_curve
+from bench.speed_latency_server import MODEL_ID, serve
+from bench.speed_latency_world import WorldInfo, WorldSpec, ensure_world
+from server.store.sparse_copy import copy_tree_sparse
+
+logger = logging.getLogger(__name__)
+
+WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID, SEARCH_TEXT)
+PEAK_WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID)
+DOCS_DIR = Path("docs")
+CURVE_NAME = "latency_vs_size"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big the run is; ``quick`` is a smoke run, not a result."""
+
+    sizes: tuple[int, ...]  # catalogue sizes; the last one gets the full treatment
+    requests: int  # timed calls per workload at concurrency 1, largest size
+    curve_requests: int  # ... at the smaller sizes
+    warmup: int  # untimed calls per workload before the first timed ones
+    rate: float  # open-loop offered load, req/s
+    open_loop_s: float
+    peak_concurrency: tuple[int, ...]
+    peak_s: float  # seconds per closed-loop peak measurement
+    profile_users: int  # users reserved for the breakdown (half timed, half cProfiled)
+
+
+FULL = Plan((1_000, 10_000, 100_000), 300, 150, 20, 50.0, 20.0, (4, 8), 8.0, 60)
+QUICK = Plan((1_000, 3_000), 60, 40, 5, 50.0, 4.0, (4,), 3.0, 10)
+
+
+@dataclass
+class Point:
+    """One measurement: a workload at one size under one load."""
+
+    size: int
+    workload: str
+    mode: str  # "c1", "open 50/s", "closed c4"
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    rps: float  # completed calls per second
+    aborted: bool = False
+    first_error: str = ""
+
+
+@dataclass
+class SizeResult:
+    size: int
+    world: WorldInfo
+    startup_s: float
+    rss_mb: float
+    peak_rss_mb: float
+    loadavg: tuple[str, str]  # /proc/loadavg (1-min) before and after
+    points: list[Point] = field(default_factory=list)
+    breakdown: dict[str, Any] | None = None
+
+    def point(self, workload: str, mode: str) -> Point | None:
+        return next((p for p in self.points if p.workload == workload and p.mode == mode), None)
+
+
+def to_point(size: int, workload: str, mode: str, sample: Sample) -> Point:
+    ms = np.asarray(sample.latencies_s) * 1000.0
+    if ms.size == 0:
+        raise RuntimeError(f"{workload} at {size} ({mode}): no call completed")
+    return Point(
+        size=size, workload=workload, mode=mode, requests=int(ms.size), errors=sample.errors,
+        p50_ms=float(np.percentile(ms, 50)), p99_ms=float(np.percentile(ms, 99)),
+        mean_ms=float(ms.mean()), rps=ms.size / sample.wall_s, aborted=sample.aborted,
+        first_error=sample.first_error,
+    )  # fmt: skip
+
+
+class CallSource:
+    """Calls of each workload, in rotation, so consecutive phases don't reuse a user at once."""
+
+    def __init__(self, world: WorldInfo, size: int, reserved_users: int, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        users = list(world.warm_users)
+        self.profile_users = users[len(users) - reserved_users :]
+        self._pools = {
+            REC_WARM: [users[i] for i in rng.permutation(len(users) - reserved_users)],
+            SEARCH_ID: [world.media_ids[i] for i in rng.permutation(len(world.media_ids))],
+            SEARCH_TEXT: [world.queries[i] for i in rng.permutation(len(world.queries))],
+        }
+        self._next = dict.fromkeys(WORKLOADS, 0)
+        self._size = size
+
+    def take(self, workload: str, n: int) -> list[Call]:
+        start = self._next[workload]
+        self._next[workload] += n
+        if workload == REC_NEW:  # a new user each call: nobody has a history or a cache entry
+            return [Call(workload, f"new-{self._size}-{i}") for i in range(start, start + n)]
+        pool = self._pools[workload]
+        return [Call(workload, pool[i % len(pool)]) for i in range(start, start + n)]
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    return int(fields["VmRSS"][0]) / 1024, int(fields["VmHWM"][0]) / 1024
+
+
+def load1() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+@dataclass
+class ServerHandle:
+    """The server process and its command pipe."""
+
+    process: Any
+    pipe: Any
+    hello: dict[str, Any] = field(default_factory=dict)
+
+    def receive(self, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while not self.pipe.poll(1.0):
+            if not self.process.is_alive():
+                raise RuntimeError(f"the server process died (exit code {self.process.exitcode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server did not answer within {timeout_s:.0f} s")
+        answer: dict[str, Any] = self.pipe.recv()
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def ask(self, command: str, argument: Any, timeout_s: float = 300.0) -> dict[str, Any]:
+        self.pipe.send((command, argument))
+        return self.receive(timeout_s)
+
+
+@contextmanager
+def running_server(data_dir: Path, context: Any) -> Iterator[ServerHandle]:
+    """The server in its own process on ``data_dir``, up and ready (store built, state built)."""
+    parent, child = context.Pipe()
+    process = context.Process(target=serve, args=(str(data_dir), child, {}), name="mediarec")
+    process.start()
+    server = ServerHandle(process, parent)
+    try:
+        server.hello = server.receive(600.0)
+        yield server
+        parent.send(("stop", None))
+    finally:
+        process.join(30)
+        if process.is_alive():  # our own child, stuck: end it
+            process.terminate()
+            process.join(10)
+    if process.exitcode != 0:
+        raise RuntimeError(f"the server process exited with {process.exitcode}")
+
+
+def measure_size(
+    size: int, plan: Plan, config: SpeedConfig, load: ProcessPoolExecutor, headline: bool
+) -> SizeResult:
+    data, world = ensure_world(config.work_dir, WorldSpec(posts=size), MODEL_ID)
+    run_dir = config.work_dir / "latency" / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    copy_tree_sparse(data, run_dir)  # the run writes (served log, rankings): never the cache
+    before = load1()
+    context = multiprocessing.get_context("spawn")
+    try:
+        with running_server(run_dir, context) as server:
+            hello = server.hello
+            target = f"127.0.0.1:{hello['port']}"
+            calls = CallSource(world, size, plan.profile_users if headline else 0)
+            result = SizeResult(size, world, hello["startup_s"], 0.0, 0.0, (before, ""))
+            n = plan.requests if headline else plan.curve_requests
+            for workload in WORKLOADS:
+                batch = calls.take(workload, plan.warmup + n)
+                sample = load.submit(closed_loop, target, batch, 1, warmup=plan.warmup).result()
+                result.points.append(_checked(to_point(size, workload, "c1", sample), sample))
+            if headline:
+                result.points += loaded_points(target, size, plan, calls, load)
+                result.breakdown = server.ask("profile", calls.profile_users)
+            result.rss_mb, result.peak_rss_mb = memory_mb(hello["pid"])
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    result.loadavg = (before, load1())
+    for p in result.points:
+        logger.info("%d %s %s: p50 %.1f ms, p99 %.1f ms, %.1f req/s, %d errors%s", size,
+                    p.workload, p.mode, p.p50_ms, p.p99_ms, p.rps, p.errors,
+                    " (aborted: overloaded)" if p.aborted else "")  # fmt: skip
+    return result
+
+
+def loaded_points(
+    target: str, size: int, plan: Plan, calls: CallSource, load: ProcessPoolExecutor
+) -> list[Point]:
+    points = []
+    count = int(plan.rate * plan.open_loop_s)
+    for workload in WORKLOADS:
+        sample = load.submit(open_loop, target, calls.take(workload, count), plan.rate).result()
+        points.append(to_point(size, workload, f"open {plan.rate:g}/s", sample))
+    for workload in PEAK_WORKLOADS:
+        for concurrency in plan.peak_concurrency:
+            batch = calls.take(workload, int(200 * plan.peak_s))  # more than any run completes
+            sample = load.submit(
+                closed_loop, target, batch, concurrency, max_seconds=plan.peak_s
+            ).result()
+            points.append(to_point(size, workload, f"closed c{concurrency}", sample))
+    return points
+
+
+def _checked(point: Point, sample: Sample) -> Point:
+    if sample.errors:  # unloaded calls must not fail: that is a broken setup, not a number
+        raise RuntimeError(f"{point.workload} at {point.size}: {sample.errors} errors, "
+                           f"e.g. {sample.first_error}")  # fmt: skip
+    return point
+
+
+# -- the section ------------------------------------------------------------------------------
+
+
+def summary(result: SizeResult, rate: float) -> dict[str, float | None]:
+    def value(workload: str, mode: str, attr: str) -> float | None:
+        p = result.point(workload, mode)
+        return None if p is None else round(getattr(p, attr), 2)
+
+    open_mode = f"open {rate:g}/s"
+    best = peak(result, REC_WARM)
+    return {
+        "recommend_p99_ms_100k_c1": value(REC_WARM, "c1", "p99_ms"),
+        "recommend_p99_ms_100k_50rps": value(REC_WARM, open_mode, "p99_ms"),
+        "recommend_peak_rps_100k": None if best is None else round(best.rps, 1),
+        "search_p99_ms_100k_c1": value(SEARCH_ID, "c1", "p99_ms"),
+        "search_p99_ms_100k_50rps": value(SEARCH_ID, open_mode, "p99_ms"),
+        "rss_mb_100k": round(result.rss_mb, 1),
+    }
+
+
+def run(config: SpeedConfig) -> SectionResult:
+    plan = QUICK if config.quick else FULL
+    started = time.monotonic()
+    results: list[SizeResult] = []
+    spawn = multiprocessing.get_context("spawn")  # no forked copy of this process's threads
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as load:
+        for size in plan.sizes:
+            results.append(measure_size(size, plan, config, load, size == plan.sizes[-1]))
+    out_dir = DOCS_DIR if not config.quick else config.work_dir / "latency"
+    csv_path, png_path = write_curve(results, out_dir / f"{CURVE_NAME}.csv",
+                                     out_dir / f"{CURVE_NAME}.png")  # fmt: skip
+    seconds = time.monotonic() - started
+    return SectionResult(
+        metrics=summary(results[-1], plan.rate),
+        report=markdown(plan, results, csv_path, png_path, seconds, config.quick),
+        extra={
+            "plan": asdict(plan),
+            "points": [asdict(p) for r in results for p in r.points],
+            "sizes": [
+                {k: v for k, v in asdict(r).items() if k not in ("points", "world")}
+                | {"build_s": r.world.build_s, "indexed_vectors": r.world.indexed_vectors}
+                for r in results
+            ],
+        },
+    )

@@ -1,0 +1,242 @@
+"""The latency section's outputs: the Markdown tables, the curve's CSV and its PNG plot."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.speed_latency_load import REC_NEW, REC_WARM, SEARCH_ID, SEARCH_TEXT
+
+if TYPE_CHECKING:
+    from bench.speed_latency import Plan, Point, SizeResult
+
+logger = logging.getLogger(__name__)
+
+# Issue 5's targets (ms) at 100k items: workload -> (concurrency 1, 50 req/s).
+TARGETS_MS = {REC_WARM: (30.0, 50.0), SEARCH_ID: (10.0, 20.0)}
+CURVE_WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID, SEARCH_TEXT)
+MILLION_NOTE = (
+    "1M items: not measured. The HNSW build alone did not finish in 28 minutes at 1M on this "
+    "machine (issue 5: 9.4 GiB RSS), beyond the 20-minute budget of `make bench-speed`."
+)
+
+
+def peak(result: SizeResult, workload: str) -> Point | None:
+    closed = [p for p in result.points if p.workload == workload and p.mode.startswith("closed")]
+    return max(closed, key=lambda p: p.rps) if closed else None
+
+
+# -- data and plot ----------------------------------------------------------------------------
+
+
+def write_curve(
+    results: Sequence[SizeResult], csv_path: Path, png_path: Path
+) -> tuple[Path, Path | None]:
+    """The curve's data (always) and its plot (None when matplotlib is not installed)."""
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([
+            "catalogue_size", "workload", "load", "requests", "errors", "p50_ms", "p99_ms",
+            "mean_ms", "completed_rps", "hnsw_build_s", "indexed_vectors", "server_rss_mb",
+        ])  # fmt: skip
+        for r in results:
+            for p in r.points:
+                writer.writerow([
+                    r.size, p.workload, p.mode, p.requests, p.errors, f"{p.p50_ms:.2f}",
+                    f"{p.p99_ms:.2f}", f"{p.mean_ms:.2f}", f"{p.rps:.1f}",
+                    f"{r.world.build_s:.1f}", r.world.indexed_vectors, f"{r.rss_mb:.0f}",
+                ])  # fmt: skip
+    try:
+        import matplotlib
+    except ImportError:
+        logger.warning("matplotlib is not installed (pip install -e '.[dev]'): no %s", png_path)
+        return csv_path, None
+    matplotlib.use("Agg")
+    plot_curve(results, png_path)
+    return csv_path, png_path
+
+
+def plot_curve(results: Sequence[SizeResult], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    sizes = [r.size for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for i, workload in enumerate(CURVE_WORKLOADS):
+        points = [r.point(workload, "c1") for r in results]
+        color = f"C{i}"
+        left.plot(sizes, [p.p99_ms if p else None for p in points], "o-", color=color,
+                  label=f"{workload} p99")  # fmt: skip
+        left.plot(sizes, [p.p50_ms if p else None for p in points], "o--", color=color,
+                  alpha=0.6, label=f"{workload} p50")  # fmt: skip
+    for (workload, (c1, _)), style in zip(TARGETS_MS.items(), (":", "-."), strict=True):
+        left.axhline(c1, color="grey", linestyle=style, linewidth=1,
+                     label=f"target p99, {workload.split(' (')[0]}: {c1:g} ms")  # fmt: skip
+    left.set(xscale="log", yscale="log", xlabel="catalogue size (items)",
+             ylabel="latency at concurrency 1 (ms)",
+             title="Latency vs catalogue size (gRPC, loopback, 2 cores)")  # fmt: skip
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    right.plot(sizes, [r.world.build_s for r in results], "s-", color="C4",
+               label="index build (s)")  # fmt: skip
+    right.set(xscale="log", xlabel="catalogue size (items)", ylabel="index build time (s)",
+              title="Index build time and server RSS")  # fmt: skip
+    right.grid(True, which="both", alpha=0.3)
+    twin = right.twinx()
+    twin.plot(sizes, [r.rss_mb for r in results], "^--", color="C5", label="server RSS (MiB)")
+    twin.set_ylabel("server RSS after load (MiB)")
+    handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    right.legend(handles=handles, fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def _ms(p: Point | None, attr: str) -> str:
+    if p is None:
+        return "-"
+    text = f"{getattr(p, attr):.1f}"
+    return text + (" (overloaded)" if p.aborted else "")
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 and n < 1_000_000 else f"{n:,}"
+
+
+def headline_table(r: SizeResult, plan: Plan) -> list[str]:
+    open_mode = f"open {plan.rate:g}/s"
+    lines = [
+        f"| {_size(r.size)} items | c1 p50 ms | c1 p99 ms | {plan.rate:g}/s p50 ms "
+        f"| {plan.rate:g}/s p99 ms | {plan.rate:g}/s errors | peak req/s (clients, p99 ms) "
+        "| target p99 c1 / 50/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload in CURVE_WORKLOADS:
+        c1, loaded, best = r.point(workload, "c1"), r.point(workload, open_mode), peak(r, workload)
+        peak_text = (
+            "-"
+            if best is None
+            else (f"{best.rps:.1f} ({best.mode.removeprefix('closed c')}, {best.p99_ms:.0f})")
+        )
+        target = TARGETS_MS.get(workload)
+        target_text = "-" if target is None else f"{target[0]:g} / {target[1]:g}"
+        errors = "-" if loaded is None else f"{loaded.errors}/{loaded.requests}"
+        lines.append(
+            f"| {workload} | {_ms(c1, 'p50_ms')} | {_ms(c1, 'p99_ms')} | {_ms(loaded, 'p50_ms')} "
+            f"| {_ms(loaded, 'p99_ms')} | {errors} | {peak_text} | {target_text} |"
+        )
+    return lines
+
+
+def curve_table(results: Sequence[SizeResult]) -> list[str]:
+    lines = [
+        "| items | index build s | HNSW vectors | server RSS MiB | startup s "
+        + "".join(f"| {w} p50 / p99 ms " for w in CURVE_WORKLOADS)
+        + "| load 1-min |",
+        "|---|---|---|---|---" + "|---" * len(CURVE_WORKLOADS) + "|---|",
+    ]
+    for r in results:
+        cells = "".join(
+            f"| {p.p50_ms:.1f} / {p.p99_ms:.1f} " if (p := r.point(w, "c1")) else "| - "
+            for w in CURVE_WORKLOADS
+        )
+        lines.append(
+            f"| {_size(r.size)} | {r.world.build_s:.1f} | {r.world.indexed_vectors:,} "
+            f"| {r.rss_mb:.0f} (peak {r.peak_rss_mb:.0f}) | {r.startup_s:.1f} {cells}"
+            f"| {r.loadavg[0]} -> {r.loadavg[1]} |"
+        )
+    return lines
+
+
+def breakdown_table(breakdown: dict[str, Any]) -> list[str]:
+    built, cached = breakdown["profile_built"], breakdown["profile_cached"]
+    lines = [
+        "| stage (inclusive; nested stages overlap) | ms/request, profile built "
+        "| ms/request, profile cached | calls/request |",
+        "|---|---|---|---|",
+    ]
+    for label in sorted(set(built) | set(cached)):
+        b, c = built.get(label), cached.get(label)
+        calls = (b or c or {}).get("calls", 0.0)
+        lines.append(
+            f"| {label} | {b['ms'] if b else 0:.2f} | {c['ms'] if c else 0:.2f} | {calls:.1f} |"
+        )
+    return lines
+
+
+def cprofile_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| function | calls/request | own ms/request | cumulative ms/request |",
+             "|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| `{row['function']}` | {row['calls']:.1f} | {row['own_ms']:.2f} "
+                     f"| {row['cumulative_ms']:.2f} |")  # fmt: skip
+    return lines
+
+
+def markdown(
+    plan: Plan,
+    results: Sequence[SizeResult],
+    csv_path: Path,
+    png_path: Path | None,
+    seconds: float,
+    quick: bool,
+) -> str:
+    head = results[-1]
+    plot = f"![latency vs catalogue size]({png_path.name}) " if png_path else ""
+    lines = [
+        "### Recommend and search latency" + (" (quick smoke run, not a result)" if quick else ""),
+        "",
+        "The real server (`build_server`, demo model, default settings, embedded Qdrant Edge and "
+        "SQLite) in a process of its own over a synthetic world: posts with the payload indexing "
+        "writes (creator, caption, tags, topics, created_at, location; 5 % videos with 8 frames, "
+        "2 % caption-only), 128-d bring-your-own vectors clustered around up to 300 centres, and "
+        f"{head.world.users} users with {head.world.events:,} events in the SQLite engagement "
+        "store (views, likes, skips, saves, follows, searches, hides; all in the past). A load "
+        "generator in a separate process (sharing the cores) calls it over gRPC with the client: "
+        f"concurrency 1 ({plan.requests} timed calls per workload at the largest size, "
+        f"{plan.curve_requests} at the others, after {plan.warmup} untimed), an open loop at "
+        f"{plan.rate:g} req/s for {plan.open_loop_s:g} s (latency from each call's scheduled "
+        "send time; 'overloaded' marks a run stopped once 64 calls were in flight), and closed "
+        f"loops of {', '.join(map(str, plan.peak_concurrency))} clients for {plan.peak_s:g} s "
+        "each (peak req/s). Recommend asks k = 20 with a context; users with history are taken "
+        "in rotation, so their profile (60 s cache) is usually rebuilt, as on a session's first "
+        "request; new users are a new id per call. Search by id asks k = 10 'more like this'; "
+        "text search includes a text-encoder pass. RSS is the server process's VmRSS after the "
+        f"load. Section runtime {seconds / 60:.1f} min.",
+        "",
+        *headline_table(head, plan),
+        "",
+        f"Latency vs catalogue size at concurrency 1 ({plot}data: `{csv_path}`). Index build: "
+        "the embedded store's background HNSW build of the whole catalogue (a child process), "
+        "from request to swap-in; below Edge's indexing threshold (about 20k vectors of 128-d) "
+        "no HNSW is built and search scans.",
+        "",
+        *curve_table(results),
+        "",
+        MILLION_NOTE,
+        "",
+    ]
+    if head.breakdown:
+        users = head.breakdown["users"]
+        lines += [
+            f"Where a Recommend call spends its time at {_size(head.size)} items (in the "
+            f"server process, no gRPC; mean over {users[0]} users with history, each asked "
+            "twice: first with its profile built, then cached):",
+            "",
+            *breakdown_table(head.breakdown),
+            "",
+            f"cProfile of {users[1]} more calls (profile built), by own time:",
+            "",
+            *cprofile_table(head.breakdown["cprofile"]),
+            "",
+        ]
+        if head.breakdown.get("missing"):
+            lines += [f"Stages not found (renamed?): {', '.join(head.breakdown['missing'])}.", ""]
+    return "\n".join(lines)
