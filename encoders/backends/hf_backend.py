@@ -10,10 +10,18 @@ from typing import Any
 import torch
 
 from encoders.backends.torch_base import TorchClipEncoder
-from encoders.registry import PreprocessSpec
+from encoders.options import EncoderOptions
+from encoders.registry import ModelSpec, PreprocessSpec
 
 
 class HfClipEncoder(TorchClipEncoder):
+    def __init__(self, spec: ModelSpec, options: EncoderOptions) -> None:
+        if options.precision == "int8":
+            raise ValueError(
+                f"precision 'int8' is available for open_clip models only, not {spec.model_id!r}"
+            )
+        super().__init__(spec, options)
+
     def _build(self) -> tuple[int, PreprocessSpec]:
         from transformers import AutoTokenizer, CLIPModel
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from encoders.backends.openclip_text import TrimmedTextTower
 from encoders.backends.torch_base import TorchClipEncoder
 from encoders.registry import PreprocessSpec, WeightsKind
+
+if TYPE_CHECKING:
+    from encoders.backends.onnx_int8 import OnnxInt8ImageTower
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ class OpenClipEncoder(TorchClipEncoder):
         import open_clip  # heavy import, deferred to load time
 
         source = self._spec.weights
-        precision = "pure_bf16" if self._options.precision == "bf16" else "fp32"
+        precision = "pure_bf16" if self._options.precision == "bf16" else "fp32"  # int8: fp32
         cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
         if source.kind is WeightsKind.LOCAL_DIR:
             name = f"local-dir:{source.location}"
@@ -37,15 +41,28 @@ class OpenClipEncoder(TorchClipEncoder):
         )
         model.eval()
         self._model = model
+        preprocess = _preprocess_from_model(model)
+        self._int8_images = self._int8_tower(model, preprocess.size)
         self._tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
         self._trimmed_text = TrimmedTextTower.of(model)
         if self._trimmed_text is None:
             logger.info("%s: text tower is not causal; texts run at full context", self.model_id)
         with torch.inference_mode():  # the text tower's output width is the embedding dim
             dim = int(self._text_features(["probe"]).shape[1])
-        return dim, _preprocess_from_model(model)
+        return dim, preprocess
+
+    def _int8_tower(self, model: Any, size: int) -> OnnxInt8ImageTower | None:
+        if self._options.precision != "int8":
+            return None
+        from encoders.backends.onnx_int8 import OnnxInt8ImageTower, default_cache_dir
+
+        cache = self._options.onnx_cache_dir or default_cache_dir()
+        threads = self._options.torch_threads
+        return OnnxInt8ImageTower.load_or_build(model.visual, size, cache, threads)
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._int8_images is not None:
+            return self._int8_images(pixels)
         return self._model.encode_image(pixels)
 
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
