@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_backends import hf_checkpoint as hf_checkpoint  # the tiny HF CLIP fixture
 
 from encoders import EncoderOptions, load_encoder, parse_model_id
 from encoders.backends.openclip_text import TrimmedTextTower
@@ -113,7 +114,8 @@ def test_grouped_path_equals_the_ungrouped_path(tiny_openclip) -> None:
     encoder = load_encoder(f"openclip-dir:{folder}", EncoderOptions(batch_size=3))
     grouped = encoder.embed_texts(TEXTS)
     with torch.inference_mode():
-        ungrouped = [encoder._text_features(TEXTS[i : i + 3]) for i in range(0, len(TEXTS), 3)]
+        tokens, _ = encoder._tokenize(TEXTS)
+        ungrouped = [encoder._text_features(tokens[i : i + 3]) for i in range(0, len(TEXTS), 3)]
     expected = l2_normalize(torch.cat(ungrouped).numpy())
     np.testing.assert_allclose(grouped, expected, atol=1e-5)
 
@@ -175,3 +177,24 @@ def test_real_captions_trim_exactly(test_media_dir: Path, tiny_openclip) -> None
     encoder = load_encoder(f"openclip-dir:{folder}", EncoderOptions(batch_size=32))
     vectors = encoder.embed_texts(captions)
     assert _min_cosine(vectors, _full_context(model, tokenizer, captions)) >= 0.9999
+
+
+# -- transformers: padding to the batch's longest text, grouped by length ----------------------
+
+
+def test_hf_texts_are_padded_to_their_batch_and_grouped(hf_checkpoint) -> None:
+    _, tokenizer, saved = hf_checkpoint
+    encoder = load_encoder(f"hf-dir:{saved}", EncoderOptions(batch_size=2))
+    widths: list[int] = []
+
+    def record(_module, args, kwargs) -> None:
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        widths.append(int(ids.shape[1]))
+
+    encoder._model.text_model.register_forward_pre_hook(record, with_kwargs=True)
+    caption = "a much longer caption about a city at night"
+    vectors = encoder.embed_texts(["x", caption, "y"])
+    caption_tokens = len(tokenizer(caption)["input_ids"])
+    assert sorted(widths) == [3, caption_tokens] and caption_tokens > 3
+    single = np.concatenate([encoder.embed_texts([t]) for t in ["x", caption, "y"]])
+    np.testing.assert_allclose(vectors, single, atol=1e-5)

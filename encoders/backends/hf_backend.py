@@ -65,21 +65,16 @@ class HfClipEncoder(TorchClipEncoder):
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return _pooled(self._model.get_image_features(pixel_values=pixels))
 
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        ids = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)
+        rows = [list(row) for row in ids["input_ids"]]
+        return rows, [len(row) for row in rows]
+
+    def _text_features(self, tokens: Sequence[list[int]]) -> torch.Tensor:
         # Padding to the batch's longest text is exact: CLIP's causal mask keeps the pooled
         # end-of-text token from seeing the padding after it.
-        batch = self._tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self._max_length,
-            return_tensors="pt",
-        ).to(self._device)
-        return _pooled(self._model.get_text_features(**batch))
-
-    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
-        ids = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)
-        return [len(row) for row in ids["input_ids"]]
+        batch = self._tokenizer.pad({"input_ids": list(tokens)}, return_tensors="pt")
+        return _pooled(self._model.get_text_features(**batch.to(self._device)))
 
 
 def _pooled(output: object) -> torch.Tensor:

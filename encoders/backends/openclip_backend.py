@@ -48,7 +48,7 @@ class OpenClipEncoder(TorchClipEncoder):
         if self._trimmed_text is None:
             logger.info("%s: text tower is not causal; texts run at full context", self.model_id)
         with torch.inference_mode():  # the text tower's output width is the embedding dim
-            dim = int(self._text_features(["probe"]).shape[1])
+            dim = int(self._text_features(self._tokenize(["probe"])[0]).shape[1])
         return dim, preprocess
 
     def _int8_tower(self, model: Any, size: int) -> OnnxInt8ImageTower | None:
@@ -65,16 +65,17 @@ class OpenClipEncoder(TorchClipEncoder):
             return self._int8_images(pixels)
         return self._model.encode_image(pixels)
 
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self._tokenizer(list(texts)).to(self._device)
-        if self._trimmed_text is None:
-            return self._model.encode_text(tokens)
-        return self._trimmed_text(tokens)
-
-    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[torch.Tensor], list[int]]:
+        tokens = self._tokenizer(list(texts))  # padded to the full context
         if self._trimmed_text is None:  # every text costs the full context anyway
-            return [0] * len(texts)
-        return self._trimmed_text.lengths(self._tokenizer(list(texts))).tolist()
+            return list(tokens), [tokens.shape[1]] * len(texts)
+        return list(tokens), self._trimmed_text.lengths(tokens).tolist()
+
+    def _text_features(self, tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+        batch = torch.stack(list(tokens)).to(self._device)
+        if self._trimmed_text is None:
+            return self._model.encode_text(batch)
+        return self._trimmed_text(batch)  # cut after the batch's last pooled position
 
 
 def _preprocess_from_model(model: torch.nn.Module) -> PreprocessSpec:

@@ -98,12 +98,13 @@ class TorchClipEncoder(ABC):
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        """Unnormalised text vectors; a batch is padded only to its longest text."""
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[Any], list[int]]:
+        """Each text's tokens, in the form :meth:`_text_features` takes, and how many of them
+        the model must run (the cost :meth:`embed_texts` groups batches by)."""
 
     @abstractmethod
-    def _text_lengths(self, texts: Sequence[str]) -> list[int]:
-        """Token count of each text, the cost :meth:`embed_texts` groups batches by."""
+    def _text_features(self, tokens: Sequence[Any]) -> torch.Tensor:
+        """Unnormalised vectors of tokenized texts; a batch runs only to its longest text."""
 
     # -- embedding --------------------------------------------------------------------------
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -127,9 +128,9 @@ class TorchClipEncoder(ABC):
         """Texts are batched in order of token length, so a short query is never padded to a
         long caption; the rows come back in the caller's order."""
         self.load()
-        strings = [str(t) for t in texts]
-        order = np.argsort(np.asarray(self._text_lengths(strings), dtype=np.int64), kind="stable")
-        vectors = self._batched([strings[i] for i in order], self._text_features)
+        tokens, lengths = self._tokenize([str(t) for t in texts])
+        order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+        vectors = self._batched([tokens[i] for i in order], self._text_features)
         restored = np.empty_like(vectors)
         restored[order] = vectors
         return restored
