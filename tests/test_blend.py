@@ -13,18 +13,23 @@ from server.recommend.types import Surface
 W = b.DEFAULT_WEIGHTS
 
 # (case, features, user_confidence, item_confidence, surface, expected breakdown)
+# Personal similarity signals (content, co-engagement) count 0.5 + 0.5 u for user confidence u.
 CASES = [
-    ("new item: content also stands in for co-engagement", {b.CONTENT: 1.0}, 0.8, 0.0,
+    ("new item: content also stands in for co-engagement", {b.CONTENT: 1.0}, 1.0, 0.0,
      Surface.FEED, {b.CONTENT: 1.8 * W[b.CONTENT]}),
-    ("well-known item: content fades to 40 %", {b.CONTENT: 1.0}, 0.8, 1.0, Surface.FEED,
+    ("well-known item: content fades to 40 %", {b.CONTENT: 1.0}, 1.0, 1.0, Surface.FEED,
      {b.CONTENT: 0.4 * W[b.CONTENT]}),
+    ("a user known halfway: personal signals at three quarters", {b.CONTENT: 1.0}, 0.5, 0.0,
+     Surface.FEED, {b.CONTENT: 0.75 * 1.8 * W[b.CONTENT]}),
+    ("no history: personal signals at half", {b.COENGAGEMENT: 1.0}, 0.0, 1.0, Surface.FEED,
+     {b.COENGAGEMENT: 0.5 * W[b.COENGAGEMENT]}),
     ("new item: co-engagement is gated off", {b.COENGAGEMENT: 1.0}, 0.8, 0.0, Surface.FEED, {}),
-    ("half-known item: co-engagement at half", {b.COENGAGEMENT: 1.0}, 0.8, 0.5, Surface.FEED,
+    ("half-known item: co-engagement at half", {b.COENGAGEMENT: 1.0}, 1.0, 0.5, Surface.FEED,
      {b.COENGAGEMENT: 0.5 * W[b.COENGAGEMENT]}),
     ("no history: popularity counts fully", {b.POPULARITY: 1.0}, 0.0, 0.3, Surface.FEED,
      {b.POPULARITY: W[b.POPULARITY]}),
-    ("known user: popularity at a quarter", {b.POPULARITY: 1.0}, 1.0, 0.3, Surface.FEED,
-     {b.POPULARITY: 0.25 * W[b.POPULARITY]}),
+    ("known user: popularity at half", {b.POPULARITY: 1.0}, 1.0, 0.3, Surface.FEED,
+     {b.POPULARITY: 0.5 * W[b.POPULARITY]}),
     ("few events: cohort counts", {b.COHORT: 0.5}, 0.2, 0.0, Surface.FEED,
      {b.COHORT: 0.8 * 0.5 * W[b.COHORT]}),
     ("known user: cohort gated off", {b.COHORT: 1.0}, 1.0, 0.0, Surface.FEED, {}),
@@ -35,7 +40,7 @@ CASES = [
     ("REELS does not boost them", {b.FOLLOWING: 1.0}, 0.5, 0.5, Surface.REELS,
      {b.FOLLOWING: W[b.FOLLOWING]}),
     ("freshness only for unknown items", {b.FRESHNESS: 1.0}, 0.5, 1.0, Surface.FEED, {}),
-    ("negative feedback subtracts", {b.CONTENT: 1.0, b.NEGATIVE: 1.0}, 0.5, 1.0, Surface.FEED,
+    ("negative feedback subtracts", {b.CONTENT: 1.0, b.NEGATIVE: 1.0}, 1.0, 1.0, Surface.FEED,
      {b.CONTENT: 0.4 * W[b.CONTENT], b.NEGATIVE: W[b.NEGATIVE]}),
     ("fatigue subtracts", {b.FATIGUE: 0.5}, 0.5, 0.0, Surface.FEED,
      {b.FATIGUE: 0.5 * W[b.FATIGUE]}),

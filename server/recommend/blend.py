@@ -57,7 +57,7 @@ BIAS = "bias"
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     CONTENT: 1.0,
     COENGAGEMENT: 1.4,
-    POPULARITY: 0.6,
+    POPULARITY: 0.8,
     COHORT: 0.5,
     INTEREST: 0.9,
     SEED: 1.5,
@@ -90,16 +90,31 @@ def item_confidence(engagements: np.ndarray | float, prior: float) -> np.ndarray
     return e / (e + prior)
 
 
-def gates(user_conf: float, item_conf: np.ndarray, surface: Surface = Surface.FEED) -> np.ndarray:
-    """Per-candidate, per-feature gate in [0, 1.8]: shape ``(n, len(FEATURES))``."""
+def gates(
+    user_conf: float,
+    item_conf: np.ndarray,
+    surface: Surface = Surface.FEED,
+    *,
+    personal_floor: float = 0.5,
+    popularity_known: float = 0.5,
+) -> np.ndarray:
+    """Per-candidate, per-feature gate in [0, 1.8]: shape ``(n, len(FEATURES))``.
+
+    ``personal_floor`` is how much the user's own similarity signals (content, co-engagement)
+    count for a user with no history, growing linearly to 1 as ``user_conf`` does: a few likes
+    say little yet, so popularity leads until the profile has evidence. ``popularity_known`` is
+    the popularity gate of a well-known user. The defaults were chosen on the quality
+    benchmark's validation window (``python -m bench.tune_blend``), never on its test window.
+    """
     v = np.clip(np.asarray(item_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
     u = float(np.clip(user_conf, 0.0, 1.0))
     g = np.ones((v.shape[0], len(FEATURES)), dtype=np.float64)
+    personal = personal_floor + (1.0 - personal_floor) * u
     # Content stands in for the co-engagement an unknown item cannot have yet, so a new post
     # that matches as well as a known one can score as high: 1.8 when unknown, 0.4 when known.
-    g[:, FEATURE_INDEX[CONTENT]] = 0.4 + 1.4 * (1.0 - v)
-    g[:, FEATURE_INDEX[COENGAGEMENT]] = v
-    g[:, FEATURE_INDEX[POPULARITY]] = 0.25 + 0.75 * (1.0 - u)
+    g[:, FEATURE_INDEX[CONTENT]] = (0.4 + 1.4 * (1.0 - v)) * personal
+    g[:, FEATURE_INDEX[COENGAGEMENT]] = v * personal
+    g[:, FEATURE_INDEX[POPULARITY]] = popularity_known + (1.0 - popularity_known) * (1.0 - u)
     g[:, FEATURE_INDEX[COHORT]] = 1.0 - u
     g[:, FEATURE_INDEX[INTEREST]] = 1.0 - 0.5 * u
     g[:, FEATURE_INDEX[FRESHNESS]] = 1.0 - v

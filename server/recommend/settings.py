@@ -79,7 +79,7 @@ class RecommendSettings:
 
     # -- diversity ------------------------------------------------------------------------------
     mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
-    mmr_lambda_cold: float = 0.7  # the same for a user with no history
+    mmr_lambda_cold: float = 0.9  # the same for a user with no history
     creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
 
