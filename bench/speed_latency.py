@@ -44,7 +44,7 @@ from bench.speed_latency_load import (
     closed_loop,
     open_loop,
 )
-from bench.speed_latency_report import markdown, peak, write_curve
+from bench.speed_latency_report import markdown, peak_point, write_curve
 from bench.speed_latency_server import MODEL_ID, serve
 from bench.speed_latency_world import WorldInfo, WorldSpec, ensure_world
 from server.store.sparse_copy import copy_tree_sparse
@@ -53,6 +53,13 @@ logger = logging.getLogger(__name__)
 
 WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID, SEARCH_TEXT)
 PEAK_WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID)
+DEFAULT_SERVER = "default"
+# The variant run at the largest size: numpy's OpenBLAS limited to one thread in the server.
+# Its small matrix products spin two threads on two shared cores (p99 of a 300x128 product:
+# 0.2 ms single-threaded, tens of ms on a busy machine).
+ONE_BLAS = "OPENBLAS_NUM_THREADS=1"
+VARIANT_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+VARIANT_WORKLOADS = (REC_WARM, SEARCH_ID)  # the open loop of the variant: the target keys
 DOCS_DIR = Path("docs")
 CURVE_NAME = "latency_vs_size"
 
@@ -70,10 +77,11 @@ class Plan:
     peak_concurrency: tuple[int, ...]
     peak_s: float  # seconds per closed-loop peak measurement
     profile_users: int  # users reserved for the breakdown (half timed, half cProfiled)
+    variant: bool  # also measure the largest size with one BLAS thread in the server
 
 
-FULL = Plan((1_000, 10_000, 100_000), 300, 150, 20, 50.0, 20.0, (4, 8), 8.0, 60)
-QUICK = Plan((1_000, 3_000), 60, 40, 5, 50.0, 4.0, (4,), 3.0, 10)
+FULL = Plan((1_000, 10_000, 100_000), 300, 150, 20, 50.0, 20.0, (4, 8), 8.0, 60, True)
+QUICK = Plan((1_000, 3_000), 60, 40, 5, 50.0, 4.0, (4,), 3.0, 10, True)
 
 
 @dataclass
@@ -91,21 +99,30 @@ class Point:
     rps: float  # completed calls per second
     aborted: bool = False
     first_error: str = ""
+    server: str = DEFAULT_SERVER  # which server variant answered
 
 
 @dataclass
 class SizeResult:
     size: int
     world: WorldInfo
-    startup_s: float
-    rss_mb: float
-    peak_rss_mb: float
-    loadavg: tuple[str, str]  # /proc/loadavg (1-min) before and after
+    loadavg: tuple[str, str] = ("", "")  # /proc/loadavg (1-min) before and after
+    startup_s: float = 0.0
+    ready_memory: dict[str, float] = field(default_factory=dict)  # MiB, see memory_mb
+    memory: dict[str, float] = field(default_factory=dict)  # MiB, after the load
     points: list[Point] = field(default_factory=list)
-    breakdown: dict[str, Any] | None = None
+    breakdowns: dict[str, dict[str, Any]] = field(default_factory=dict)  # server -> stages
 
-    def point(self, workload: str, mode: str) -> Point | None:
-        return next((p for p in self.points if p.workload == workload and p.mode == mode), None)
+    @property
+    def rss_mb(self) -> float:
+        return self.memory.get("rss", 0.0)
+
+    def point(self, workload: str, mode: str, server: str = "default") -> Point | None:
+        return next(
+            (p for p in self.points
+             if p.workload == workload and p.mode == mode and p.server == server),
+            None,
+        )  # fmt: skip
 
 
 def to_point(size: int, workload: str, mode: str, sample: Sample) -> Point:
@@ -144,13 +161,15 @@ class CallSource:
         return [Call(workload, pool[i % len(pool)]) for i in range(start, start + n)]
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MiB."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory in MiB: total (VmRSS), peak (VmHWM), anonymous (heap,
+    caches) and file-backed (shared libraries such as torch's, and the store's mmaps)."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.split()
-    return int(fields["VmRSS"][0]) / 1024, int(fields["VmHWM"][0]) / 1024
+    names = {"rss": "VmRSS", "peak": "VmHWM", "anon": "RssAnon", "file": "RssFile"}
+    return {name: int(fields[key][0]) / 1024 for name, key in names.items() if key in fields}
 
 
 def load1() -> str:
@@ -164,6 +183,10 @@ class ServerHandle:
     process: Any
     pipe: Any
     hello: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.hello['port']}"
 
     def receive(self, timeout_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -183,14 +206,16 @@ class ServerHandle:
 
 
 @contextmanager
-def running_server(data_dir: Path, context: Any) -> Iterator[ServerHandle]:
+def running_server(data_dir: Path, env: dict[str, str]) -> Iterator[ServerHandle]:
     """The server in its own process on ``data_dir``, up and ready (store built, state built)."""
+    context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads
     parent, child = context.Pipe()
-    process = context.Process(target=serve, args=(str(data_dir), child, {}), name="mediarec")
+    process = context.Process(target=serve, args=(str(data_dir), child, {}, env), name="mediarec")
     process.start()
     server = ServerHandle(process, parent)
     try:
         server.hello = server.receive(600.0)
+        server.hello["memory"] = memory_mb(server.hello["pid"])
         yield server
         parent.send(("stop", None))
     finally:
@@ -202,49 +227,81 @@ def running_server(data_dir: Path, context: Any) -> Iterator[ServerHandle]:
         raise RuntimeError(f"the server process exited with {process.exitcode}")
 
 
+@contextmanager
+def server_on_copy(data: Path, work_dir: Path, env: dict[str, str]) -> Iterator[ServerHandle]:
+    """A server on a fresh copy of ``data``: a run writes (served log, rankings), the cache
+    must stay as generated."""
+    run_dir = work_dir / "latency" / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    copy_tree_sparse(data, run_dir)
+    try:
+        with running_server(run_dir, env) as server:
+            yield server
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def measure_size(
     size: int, plan: Plan, config: SpeedConfig, load: ProcessPoolExecutor, headline: bool
 ) -> SizeResult:
     data, world = ensure_world(config.work_dir, WorldSpec(posts=size), MODEL_ID)
-    run_dir = config.work_dir / "latency" / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    copy_tree_sparse(data, run_dir)  # the run writes (served log, rankings): never the cache
-    before = load1()
-    context = multiprocessing.get_context("spawn")
-    try:
-        with running_server(run_dir, context) as server:
-            hello = server.hello
-            target = f"127.0.0.1:{hello['port']}"
-            calls = CallSource(world, size, plan.profile_users if headline else 0)
-            result = SizeResult(size, world, hello["startup_s"], 0.0, 0.0, (before, ""))
-            n = plan.requests if headline else plan.curve_requests
-            for workload in WORKLOADS:
-                batch = calls.take(workload, plan.warmup + n)
-                sample = load.submit(closed_loop, target, batch, 1, warmup=plan.warmup).result()
-                result.points.append(_checked(to_point(size, workload, "c1", sample), sample))
-            if headline:
-                result.points += loaded_points(target, size, plan, calls, load)
-                result.breakdown = server.ask("profile", calls.profile_users)
-            result.rss_mb, result.peak_rss_mb = memory_mb(hello["pid"])
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    result.loadavg = (before, load1())
+    result = SizeResult(size, world, loadavg=(load1(), ""))
+    with server_on_copy(data, config.work_dir, {}) as server:
+        result.startup_s = server.hello["startup_s"]
+        result.ready_memory = server.hello["memory"]
+        calls = CallSource(world, size, plan.profile_users if headline else 0)
+        n = plan.requests if headline else plan.curve_requests
+        result.points += c1_points(server.target, size, plan, calls, load, n)
+        if headline:
+            result.points += loaded_points(server.target, size, plan, calls, load)
+            result.breakdowns[DEFAULT_SERVER] = server.ask("profile", calls.profile_users)
+        result.memory = memory_mb(server.hello["pid"])
+    if headline and plan.variant:
+        with server_on_copy(data, config.work_dir, VARIANT_ENV) as server:
+            calls = CallSource(world, size, plan.profile_users)
+            variant = c1_points(server.target, size, plan, calls, load, plan.requests)
+            variant += loaded_points(
+                server.target, size, plan, calls, load, VARIANT_WORKLOADS, peak=False
+            )
+            result.breakdowns[ONE_BLAS] = server.ask("profile", calls.profile_users)
+        for p in variant:
+            p.server = ONE_BLAS
+        result.points += variant
+    result.loadavg = (result.loadavg[0], load1())
     for p in result.points:
-        logger.info("%d %s %s: p50 %.1f ms, p99 %.1f ms, %.1f req/s, %d errors%s", size,
-                    p.workload, p.mode, p.p50_ms, p.p99_ms, p.rps, p.errors,
+        logger.info("%d %s %s %s: p50 %.1f ms, p99 %.1f ms, %.1f req/s, %d errors%s", size,
+                    p.workload, p.mode, p.server, p.p50_ms, p.p99_ms, p.rps, p.errors,
                     " (aborted: overloaded)" if p.aborted else "")  # fmt: skip
     return result
 
 
+def c1_points(
+    target: str, size: int, plan: Plan, calls: CallSource, load: ProcessPoolExecutor, n: int
+) -> list[Point]:
+    points = []
+    for workload in WORKLOADS:
+        batch = calls.take(workload, plan.warmup + n)
+        sample = load.submit(closed_loop, target, batch, 1, warmup=plan.warmup).result()
+        points.append(_checked(to_point(size, workload, "c1", sample), sample))
+    return points
+
+
 def loaded_points(
-    target: str, size: int, plan: Plan, calls: CallSource, load: ProcessPoolExecutor
+    target: str,
+    size: int,
+    plan: Plan,
+    calls: CallSource,
+    load: ProcessPoolExecutor,
+    workloads: tuple[str, ...] = WORKLOADS,
+    *,
+    peak: bool = True,
 ) -> list[Point]:
     points = []
     count = int(plan.rate * plan.open_loop_s)
-    for workload in WORKLOADS:
+    for workload in workloads:
         sample = load.submit(open_loop, target, calls.take(workload, count), plan.rate).result()
         points.append(to_point(size, workload, f"open {plan.rate:g}/s", sample))
-    for workload in PEAK_WORKLOADS:
+    for workload in PEAK_WORKLOADS if peak else ():
         for concurrency in plan.peak_concurrency:
             batch = calls.take(workload, int(200 * plan.peak_s))  # more than any run completes
             sample = load.submit(
@@ -270,7 +327,7 @@ def summary(result: SizeResult, rate: float) -> dict[str, float | None]:
         return None if p is None else round(getattr(p, attr), 2)
 
     open_mode = f"open {rate:g}/s"
-    best = peak(result, REC_WARM)
+    best = peak_point(result, REC_WARM)
     return {
         "recommend_p99_ms_100k_c1": value(REC_WARM, "c1", "p99_ms"),
         "recommend_p99_ms_100k_50rps": value(REC_WARM, open_mode, "p99_ms"),
@@ -286,7 +343,7 @@ def run(config: SpeedConfig) -> SectionResult:
     started = time.monotonic()
     results: list[SizeResult] = []
     spawn = multiprocessing.get_context("spawn")  # no forked copy of this process's threads
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as load:
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as load:  # the load generator
         for size in plan.sizes:
             results.append(measure_size(size, plan, config, load, size == plan.sizes[-1]))
     out_dir = DOCS_DIR if not config.quick else config.work_dir / "latency"
@@ -299,8 +356,9 @@ def run(config: SpeedConfig) -> SectionResult:
         extra={
             "plan": asdict(plan),
             "points": [asdict(p) for r in results for p in r.points],
+            "breakdowns": {r.size: r.breakdowns for r in results if r.breakdowns},
             "sizes": [
-                {k: v for k, v in asdict(r).items() if k not in ("points", "world")}
+                {k: v for k, v in asdict(r).items() if k not in ("points", "world", "breakdowns")}
                 | {"build_s": r.world.build_s, "indexed_vectors": r.world.indexed_vectors}
                 for r in results
             ],

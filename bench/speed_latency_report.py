@@ -24,8 +24,11 @@ MILLION_NOTE = (
 )
 
 
-def peak(result: SizeResult, workload: str) -> Point | None:
-    closed = [p for p in result.points if p.workload == workload and p.mode.startswith("closed")]
+def peak_point(result: SizeResult, workload: str) -> Point | None:
+    closed = [
+        p for p in result.points
+        if p.workload == workload and p.mode.startswith("closed") and p.server == "default"
+    ]  # fmt: skip
     return max(closed, key=lambda p: p.rps) if closed else None
 
 
@@ -40,13 +43,14 @@ def write_curve(
     with open(csv_path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([
-            "catalogue_size", "workload", "load", "requests", "errors", "p50_ms", "p99_ms",
-            "mean_ms", "completed_rps", "hnsw_build_s", "indexed_vectors", "server_rss_mb",
+            "catalogue_size", "server", "workload", "load", "requests", "errors", "p50_ms",
+            "p99_ms", "mean_ms", "completed_rps", "hnsw_build_s", "indexed_vectors",
+            "server_rss_mb",
         ])  # fmt: skip
         for r in results:
             for p in r.points:
                 writer.writerow([
-                    r.size, p.workload, p.mode, p.requests, p.errors, f"{p.p50_ms:.2f}",
+                    r.size, p.server, p.workload, p.mode, p.requests, p.errors, f"{p.p50_ms:.2f}",
                     f"{p.p99_ms:.2f}", f"{p.mean_ms:.2f}", f"{p.rps:.1f}",
                     f"{r.world.build_s:.1f}", r.world.indexed_vectors, f"{r.rss_mb:.0f}",
                 ])  # fmt: skip
@@ -119,7 +123,11 @@ def headline_table(r: SizeResult, plan: Plan) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for workload in CURVE_WORKLOADS:
-        c1, loaded, best = r.point(workload, "c1"), r.point(workload, open_mode), peak(r, workload)
+        c1, loaded, best = (
+            r.point(workload, "c1"),
+            r.point(workload, open_mode),
+            peak_point(r, workload),
+        )
         peak_text = (
             "-"
             if best is None
@@ -137,7 +145,8 @@ def headline_table(r: SizeResult, plan: Plan) -> list[str]:
 
 def curve_table(results: Sequence[SizeResult]) -> list[str]:
     lines = [
-        "| items | index build s | HNSW vectors | server RSS MiB | startup s "
+        "| items | index build s | HNSW vectors "
+        "| server RSS MiB after load (anon + file; at ready) | startup s "
         + "".join(f"| {w} p50 / p99 ms " for w in CURVE_WORKLOADS)
         + "| load 1-min |",
         "|---|---|---|---|---" + "|---" * len(CURVE_WORKLOADS) + "|---|",
@@ -149,25 +158,54 @@ def curve_table(results: Sequence[SizeResult]) -> list[str]:
         )
         lines.append(
             f"| {_size(r.size)} | {r.world.build_s:.1f} | {r.world.indexed_vectors:,} "
-            f"| {r.rss_mb:.0f} (peak {r.peak_rss_mb:.0f}) | {r.startup_s:.1f} {cells}"
+            f"| {_memory(r)} | {r.startup_s:.1f} {cells}"
             f"| {r.loadavg[0]} -> {r.loadavg[1]} |"
         )
     return lines
 
 
-def breakdown_table(breakdown: dict[str, Any]) -> list[str]:
-    built, cached = breakdown["profile_built"], breakdown["profile_cached"]
+def _memory(r: SizeResult) -> str:
+    m = r.memory
+    if not m:
+        return "-"
+    ready = r.ready_memory.get("rss", 0.0)
+    return f"{m['rss']:.0f} ({m.get('anon', 0):.0f} + {m.get('file', 0):.0f}; {ready:.0f})"
+
+
+def variant_table(r: SizeResult) -> list[str]:
+    variants = [p for p in r.points if p.server != "default"]
+    if not variants:
+        return []
+    name = variants[0].server
     lines = [
-        "| stage (inclusive; nested stages overlap) | ms/request, profile built "
-        "| ms/request, profile cached | calls/request |",
+        f"| {_size(r.size)} items | load | default p50 / p99 ms | {name} p50 / p99 ms |",
         "|---|---|---|---|",
     ]
-    for label in sorted(set(built) | set(cached)):
-        b, c = built.get(label), cached.get(label)
-        calls = (b or c or {}).get("calls", 0.0)
+    for v in variants:
+        d = r.point(v.workload, v.mode)
+        default = "-" if d is None else f"{_ms(d, 'p50_ms')} / {_ms(d, 'p99_ms')}"
         lines.append(
-            f"| {label} | {b['ms'] if b else 0:.2f} | {c['ms'] if c else 0:.2f} | {calls:.1f} |"
+            f"| {v.workload} | {v.mode} | {default} | {_ms(v, 'p50_ms')} / {_ms(v, 'p99_ms')} |"
         )
+    return lines
+
+
+def breakdown_table(breakdowns: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per stage; per server, ms/request with the profile built and cached."""
+    columns = [
+        (server, case) for server in breakdowns for case in ("profile_built", "profile_cached")
+    ]
+    labels = sorted({label for server, case in columns for label in breakdowns[server][case]})
+    head = "".join(f"| {server}: {case.replace('_', ' ')} " for server, case in columns)
+    lines = [
+        f"| stage (ms/request; inclusive, nested stages overlap) {head}| calls/request |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for label in labels:
+        cells = [breakdowns[server][case].get(label) for server, case in columns]
+        calls = next((c["calls"] for c in cells if c), 0.0)
+        values = "".join(f"| {c['ms'] if c else 0:.2f} " for c in cells)
+        lines.append(f"| {label} {values}| {calls:.1f} |")
     return lines
 
 
@@ -223,20 +261,35 @@ def markdown(
         MILLION_NOTE,
         "",
     ]
-    if head.breakdown:
-        users = head.breakdown["users"]
+    variant = variant_table(head)
+    if variant:
         lines += [
-            f"Where a Recommend call spends its time at {_size(head.size)} items (in the "
-            f"server process, no gRPC; mean over {users[0]} users with history, each asked "
-            "twice: first with its profile built, then cached):",
+            "The same at the largest size on a second server (a fresh copy of the data) whose "
+            "numpy uses one OpenBLAS thread: the recommender's small matrix products otherwise "
+            "spread over two threads that fight for the two cores with the gRPC threads and the "
+            "load generator.",
             "",
-            *breakdown_table(head.breakdown),
-            "",
-            f"cProfile of {users[1]} more calls (profile built), by own time:",
-            "",
-            *cprofile_table(head.breakdown["cprofile"]),
+            *variant,
             "",
         ]
-        if head.breakdown.get("missing"):
-            lines += [f"Stages not found (renamed?): {', '.join(head.breakdown['missing'])}.", ""]
+    if head.breakdowns:
+        first = next(iter(head.breakdowns.values()))
+        users = first["users"]
+        lines += [
+            f"Where a Recommend call spends its time at {_size(head.size)} items (in the "
+            f"server process after the load, no gRPC; mean over {users[0]} users with history "
+            "not asked before, each asked twice: first with its profile built, then cached):",
+            "",
+            *breakdown_table(head.breakdowns),
+            "",
+        ]
+        for server, breakdown in head.breakdowns.items():
+            lines += [
+                f"cProfile of {users[1]} more calls (profile built), {server} server, by own time:",
+                "",
+                *cprofile_table(breakdown["cprofile"]),
+                "",
+            ]
+        if first.get("missing"):
+            lines += [f"Stages not found (renamed?): {', '.join(first['missing'])}.", ""]
     return "\n".join(lines)

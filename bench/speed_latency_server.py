@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import pstats
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,11 @@ logger = logging.getLogger(__name__)
 MODEL_ID = "mediarec-demo"
 
 
-def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
+def serve(data_dir: str, conn: Connection, overrides: dict[str, Any], env: dict[str, str]) -> None:
+    """The server process's main: ``env`` is set before numpy or torch is first imported."""
+    if env and {"numpy", "torch"} & set(sys.modules):
+        raise RuntimeError("numpy was imported before the server's environment was set")
+    os.environ.update(env)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s server %(name)s %(message)s")
     from server.app import build_server
     from server.config import load_settings
@@ -105,9 +110,9 @@ class Timers:
             return
         timed_chain = []
         for name, fn in chain:
-            holder = type("Holder", (), {"fn": staticmethod(fn)})
-            self.wrap(holder, "fn", f"source {name}")
-            timed_chain.append((name, holder.fn))
+            slot = _Slot(fn)
+            self.wrap(slot, "fn", f"source {name}")
+            timed_chain.append((name, slot.fn))
         sources.SOURCE_CHAIN = tuple(timed_chain)
         self._restore.append(lambda: setattr(sources, "SOURCE_CHAIN", chain))
 
@@ -119,6 +124,13 @@ class Timers:
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
+
+
+@dataclass
+class _Slot:
+    """Holds one function so that it can be wrapped like an attribute."""
+
+    fn: Callable[..., Any]
 
 
 def _set(owner: Any, name: str, value: Any) -> None:

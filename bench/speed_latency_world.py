@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -361,16 +361,15 @@ def user_events(cat: Catalogue, spec: WorldSpec, u: int, sampler: Sampler) -> li
         else:
             post = sampler.any(rng)
         context = Context(device, int((ts[k] % DAY_S) // 3600), region)
-        common = {"event_id": f"u{u}-e{k}", "user_id": user_id(u), "kind": kind,
-                  "timestamp": float(ts[k]), "context": context}  # fmt: skip
+        base = Event(f"u{u}-e{k}", user_id(u), kind, float(ts[k]), context=context)
         if kind is EventKind.SEARCH:
             word = centre_words(int(rng.choice(tastes)))[int(rng.integers(3))]
-            events.append(Event(**common, query=f"{word} {WORDS[int(rng.integers(len(WORDS)))]}"))
+            events.append(replace(base, query=f"{word} {WORDS[int(rng.integers(len(WORDS)))]}"))
         elif kind is EventKind.PROFILE_VISIT:
-            events.append(Event(**common, creator_id=creator_id(int(cat.creator_of[post]))))
+            events.append(replace(base, creator_id=creator_id(int(cat.creator_of[post]))))
         else:
             dwell = int(rng.lognormal(8.0, 1.0)) if kind is EventKind.VIEW else 0
-            events.append(Event(**common, media_id=post_id(post), dwell_ms=dwell))
+            events.append(replace(base, media_id=post_id(post), dwell_ms=dwell))
     liked = [e.media_id for e in events if e.kind is EventKind.LIKE]
     for j, media in enumerate(dict.fromkeys(liked[: int(rng.integers(3, 16))])):
         creator = creator_id(int(cat.creator_of[int(media.removeprefix("post-"))]))
