@@ -393,7 +393,9 @@ class BatchingEncoder:
         import torch
 
         embed = self._encoder.embed_pixels  # type: ignore[attr-defined]
-        step = self._max_items  # only a single larger job exceeds it; it still runs in chunks
+        # embed_pixels runs what it is given at once; chunk as embed_images would have.
+        options = getattr(self._encoder, "options", None)
+        step = getattr(options, "batch_size", None) or self._max_items
         parts = [
             embed(torch.stack(list(pixels[start : start + step])))
             for start in range(0, len(pixels), step)

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from client import MediaFilter, MediaMetadata, MediarecClient
-from encoders import Encoder, load_encoder
+from encoders import Encoder, EncoderOptions, load_encoder
 from encoders.synthetic.world import WorldGenerator
 from server.app import build_server
 from server.config import load_settings
@@ -226,6 +226,19 @@ def test_queued_image_calls_share_one_pass_and_match_unbatched_results(
         assert got.shape == (len(group), demo.dim) and got.dtype == np.float32
         assert np.all(cosines(got, demo.embed_images(group)) > 0.9999)
     assert [(k, len(items)) for k, items in recorder.calls[1:]] == [(kind, 6)]
+
+
+def test_pixel_passes_are_chunked_by_the_encoders_batch_size(demo, images) -> None:
+    recorder = RecordingPixelEncoder(demo)
+    recorder.options = EncoderOptions(batch_size=2)  # type: ignore[attr-defined]
+    recorder.release.set()
+    with BatchingEncoder(recorder) as batcher:
+        got = batcher.embed_images(images[:5])
+
+    assert [(kind, len(items)) for kind, items in recorder.calls] == [
+        ("pixels", n) for n in (2, 2, 1)
+    ]
+    assert np.all(cosines(got, demo.embed_images(images[:5])) > 0.9999)
 
 
 def test_texts_and_images_never_share_a_pass(held) -> None:
