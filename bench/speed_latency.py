@@ -251,18 +251,18 @@ def measure_size(
         result.ready_memory = server.hello["memory"]
         calls = CallSource(world, size, plan.profile_users if headline else 0)
         n = plan.requests if headline else plan.curve_requests
-        result.points += c1_points(server.target, size, plan, calls, load, n)
+        result.points += c1_points(server, size, plan, calls, load, n)
         if headline:
-            result.points += loaded_points(server.target, size, plan, calls, load)
+            result.points += loaded_points(server, size, plan, calls, load)
+            server.ask("settle", None)
             result.breakdowns[DEFAULT_SERVER] = server.ask("profile", calls.profile_users)
         result.memory = memory_mb(server.hello["pid"])
     if headline and plan.variant:
         with server_on_copy(data, config.work_dir, VARIANT_ENV) as server:
             calls = CallSource(world, size, plan.profile_users)
-            variant = c1_points(server.target, size, plan, calls, load, plan.requests)
-            variant += loaded_points(
-                server.target, size, plan, calls, load, VARIANT_WORKLOADS, peak=False
-            )
+            variant = c1_points(server, size, plan, calls, load, plan.requests)
+            variant += loaded_points(server, size, plan, calls, load, VARIANT_WORKLOADS, peak=False)
+            server.ask("settle", None)
             result.breakdowns[ONE_BLAS] = server.ask("profile", calls.profile_users)
         for p in variant:
             p.server = ONE_BLAS
@@ -276,10 +276,17 @@ def measure_size(
 
 
 def c1_points(
-    target: str, size: int, plan: Plan, calls: CallSource, load: ProcessPoolExecutor, n: int
+    server: ServerHandle,
+    size: int,
+    plan: Plan,
+    calls: CallSource,
+    load: ProcessPoolExecutor,
+    n: int,
 ) -> list[Point]:
+    target = server.target
     points = []
     for workload in WORKLOADS:
+        server.ask("settle", None)
         batch = calls.take(workload, plan.warmup + n)
         sample = load.submit(closed_loop, target, batch, 1, warmup=plan.warmup).result()
         points.append(_checked(to_point(size, workload, "c1", sample), sample))
@@ -287,7 +294,7 @@ def c1_points(
 
 
 def loaded_points(
-    target: str,
+    server: ServerHandle,
     size: int,
     plan: Plan,
     calls: CallSource,
@@ -296,13 +303,16 @@ def loaded_points(
     *,
     peak: bool = True,
 ) -> list[Point]:
+    target = server.target
     points = []
     count = int(plan.rate * plan.open_loop_s)
     for workload in workloads:
+        server.ask("settle", None)
         sample = load.submit(open_loop, target, calls.take(workload, count), plan.rate).result()
         points.append(to_point(size, workload, f"open {plan.rate:g}/s", sample))
     for workload in PEAK_WORKLOADS if peak else ():
         for concurrency in plan.peak_concurrency:
+            server.ask("settle", None)
             batch = calls.take(workload, int(200 * plan.peak_s))  # more than any run completes
             sample = load.submit(
                 closed_loop, target, batch, concurrency, max_seconds=plan.peak_s

@@ -68,7 +68,7 @@ def plot_curve(results: Sequence[SizeResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = [r.size for r in results]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6.4))
     for i, workload in enumerate(CURVE_WORKLOADS):
         points = [r.point(workload, "c1") for r in results]
         color = f"C{i}"
@@ -76,14 +76,19 @@ def plot_curve(results: Sequence[SizeResult], path: Path) -> None:
                   label=f"{workload} p99")  # fmt: skip
         left.plot(sizes, [p.p50_ms if p else None for p in points], "o--", color=color,
                   alpha=0.6, label=f"{workload} p50")  # fmt: skip
+    head = results[-1]
+    variant = [p for p in head.points if p.server != "default" and p.mode == "c1"]
+    for p in variant:
+        if p.workload == CURVE_WORKLOADS[0]:
+            left.plot([head.size] * 2, [p.p99_ms, p.p50_ms], "*", color="C0", markersize=11,
+                      label=f"{p.workload} p99, p50 with {p.server}")  # fmt: skip
     for (workload, (c1, _)), style in zip(TARGETS_MS.items(), (":", "-."), strict=True):
         left.axhline(c1, color="grey", linestyle=style, linewidth=1,
                      label=f"target p99, {workload.split(' (')[0]}: {c1:g} ms")  # fmt: skip
     left.set(xscale="log", yscale="log", xlabel="catalogue size (items)",
-             ylabel="latency at concurrency 1 (ms)",
-             title="Latency vs catalogue size (gRPC, loopback, 2 cores)")  # fmt: skip
+             ylabel="latency at concurrency 1 (ms)", title="Latency vs catalogue size")  # fmt: skip
     left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     right.plot(sizes, [r.world.build_s for r in results], "s-", color="C4",
                label="index build (s)")  # fmt: skip
     right.set(xscale="log", xlabel="catalogue size (items)", ylabel="index build time (s)",
@@ -94,6 +99,12 @@ def plot_curve(results: Sequence[SizeResult], path: Path) -> None:
     twin.set_ylabel("server RSS after load (MiB)")
     handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     right.legend(handles=handles, fontsize=8, loc="upper left")
+    loads = [float(x) for r in results for x in r.loadavg if x]
+    fig.suptitle(
+        "mediarec over gRPC on loopback, 2 cores shared with the load generator"
+        + (f"; machine load (1-min) {min(loads):.1f}-{max(loads):.1f}" if loads else ""),
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,6 +8,8 @@ for the store's pending build and the recommender's first derived-state snapshot
 * ``("profile", users)`` - Recommend for each user twice (the first call builds the user's
   profile, the second finds it cached), in-process, with a timer around each stage, then a
   cProfile of more calls; returns :class:`StageReport`-shaped dicts (see :func:`profile`);
+* ``("settle", None)`` - returns once the served log of earlier calls is stored, so the next
+  measurement does not share the cores with the last one's background writes;
 * ``("stop", None)`` - graceful stop; the process then exits.
 
 The stage timers wrap the recommender's, stores' and sources' callables *in this process
@@ -62,6 +64,9 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any], env: dict[
                 break
             if command == "profile":
                 conn.send(profile(deps, argument))
+            elif command == "settle":  # served items of the last phase stored: a quiet server
+                deps.recommender.flush_served()
+                conn.send({})
             else:
                 conn.send({"error": f"unknown command {command!r}"})
     finally:
