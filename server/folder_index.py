@@ -1,9 +1,11 @@
 """``mediarec index DIR``: index a folder of photos and videos, with their sidecar metadata.
 
 The pipeline keeps the model busy: a pool of decode threads reads, hashes and decodes files
-(PIL and PyAV release the GIL) up to a bounded number of items ahead, while the calling thread
-commits full batches (one forward pass per batch, then durable writes). Where the items go is
-an :class:`IndexSink`: the embedded store in this process, or a running server over gRPC.
+(PIL and PyAV release the GIL) up to a bounded number of items ahead, and full batches are
+committed (one forward pass per batch, then durable writes) by two commit threads, so one batch
+is embedded while the one before it is written: writes wait on fsync, and the model would idle
+through them. Where the items go is an :class:`IndexSink`: the embedded store in this process,
+or a running server over gRPC.
 
 Re-running is cheap and safe: unchanged files (same content hash and metadata) are skipped
 before decoding, and writes are idempotent upserts keyed by the media id, so an interrupted
@@ -64,9 +66,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNUSABLE = 2  # bad folder, locked store: nothing was attempted
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by SIGINT"
-# How far decoding may run ahead of the model, in batches: one batch being embedded while the
+# How far decoding may run ahead of the commits, in batches: one batch being embedded while the
 # next is decoded keeps the model fed; more only costs memory.
 BATCHES_AHEAD = 2
+# Commits in flight: the next batch's forward pass overlaps this batch's durable writes. The
+# embedded model runs one pass at a time anyway (the batching worker queues the second one).
+COMMITS_IN_FLIGHT = 2
 # Without a progress bar (not a TTY), a log line this often shows the run is alive.
 PROGRESS_LOG_INTERVAL_S = 15.0
 
@@ -338,7 +343,9 @@ class IndexSink(Protocol):
         ...
 
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
-        """Store a batch of changed files, results in order; may raise IndexAborted."""
+        """Store a batch of changed files, results in order; may raise IndexAborted.
+
+        Up to ``COMMITS_IN_FLIGHT`` calls run at once, from different threads."""
         ...
 
 
@@ -490,10 +497,10 @@ def index_folder(
 ) -> IndexReport:
     """Index every supported file under ``folder`` into ``sink``; never raises for a bad file.
 
-    Decode threads run up to ``BATCHES_AHEAD`` batches ahead of the committing (calling)
-    thread. Setting ``stop_event`` stops after the batch in hand is committed; a
-    ``KeyboardInterrupt`` stops at once, dropping that batch. Either way the report says
-    which files were done; the rest are ``not_processed``.
+    Decode threads run up to ``BATCHES_AHEAD`` batches ahead of the commits, of which up to
+    ``COMMITS_IN_FLIGHT`` run at once. Setting ``stop_event`` or a ``KeyboardInterrupt`` starts
+    no new commit; the ones in flight finish (a write cannot be taken back half-way) and are
+    reported. Either way the report says which files were done; the rest are ``not_processed``.
     """
     files = scan_folder(folder, exclude)
     report = IndexReport(str(folder), sink.target, len(files))
@@ -504,7 +511,7 @@ def index_folder(
     try:
         _run(files, sink, pool, batch_size, stop, report, meter)
     except KeyboardInterrupt:
-        logger.info("interrupted; the batch in hand is dropped")
+        logger.info("interrupted; no further batches were started")
         report.interrupted = True
     except IndexAborted as exc:
         report.aborted = str(exc)
@@ -529,11 +536,41 @@ def _run(
         report.results.append(result)
         meter.update(result)
 
-    for batch in _prepared_batches(files, sink, pool, batch_size, stop, record):
-        for result in _commit(sink, batch):
-            record(result)
-        if stop.is_set():
-            return
+    committer = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
+    in_flight: deque[Future[list[FileResult]]] = deque()
+    try:
+        for batch in _prepared_batches(files, sink, pool, batch_size, stop, record):
+            if len(in_flight) == COMMITS_IN_FLIGHT:
+                _record_commit(in_flight[0], record)  # popped only once recorded
+                in_flight.popleft()
+            if stop.is_set():
+                return
+            in_flight.append(committer.submit(_commit, sink, batch))
+    finally:
+        # However the run ends, the commits in flight finish (a write cannot be taken back
+        # half-way) and are reported, so the report matches the store.
+        committer.shutdown(wait=True)
+        _record_all(in_flight, record)
+
+
+def _record_commit(commit: Future[list[FileResult]], record: Callable[[FileResult], None]) -> None:
+    for result in commit.result():
+        record(result)
+
+
+def _record_all(
+    commits: deque[Future[list[FileResult]]], record: Callable[[FileResult], None]
+) -> None:
+    """Record finished commits in order; the first failure (IndexAborted, an interrupt inside
+    a sink) is raised once all the others are recorded."""
+    failure: BaseException | None = None
+    while commits:
+        try:
+            _record_commit(commits.popleft(), record)
+        except BaseException as exc:  # re-raised below
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _prepared_batches(
@@ -552,7 +589,9 @@ def _prepared_batches(
     while True:
         while len(pending) < window and (file := next(todo, None)) is not None:
             pending.append((file, pool.submit(_prepare, sink, file)))
-        if not pending or stop.is_set():
+        if stop.is_set():
+            return  # no new commit starts after a stop, so a partial batch is not wanted
+        if not pending:
             break
         file, future = pending[0]
         if not future.done():
@@ -575,7 +614,7 @@ def _prepared_batches(
             yield batch
             batch = []
     if batch:
-        yield batch  # also when stopping: these are decoded already, committing them is cheap
+        yield batch
 
 
 def _prepare(sink: IndexSink, file: FolderFile) -> PreparedFile:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,14 @@ from server.cli import main
 from server.config import Settings, load_settings
 from server.demo_media import SampleItem, write_sample_folder
 from server.folder_index import (
+    COMMITS_IN_FLIGHT,
     DEFAULT_REPORT_NAME,
     ClientSink,
     EmbeddedSink,
     FileResult,
     FileStatus,
     FolderFile,
+    IndexAborted,
     IndexReport,
     IndexSink,
     PreparedFile,
@@ -278,26 +280,90 @@ def test_ctrl_c_mid_run_then_rerun_completes_without_duplicates(
     sink = InterruptingSink(EmbeddedSink(fresh_deps), at=2)
     first = run(folder, sink, batch_size=2)
     assert first.interrupted
-    assert first.count(FileStatus.CREATED) == 2  # the first batch; the second was dropped
-    assert first.not_processed > 0
+    done = first.count(FileStatus.CREATED)  # batches in flight beside the interrupted one
+    assert 2 <= done < len(items) and first.not_processed > 0
+    assert fresh_deps.store.count() == done  # the report says exactly what was stored
     second = run(folder, EmbeddedSink(fresh_deps), batch_size=2)
     assert not second.interrupted and second.not_processed == 0
-    assert second.count(FileStatus.UNCHANGED) == 2
-    assert second.count(FileStatus.CREATED) == len(items) - 2
+    assert second.count(FileStatus.UNCHANGED) == done
+    assert second.count(FileStatus.CREATED) == len(items) - done
     assert fresh_deps.store.count() == len(items)
     video_ids = [i.path.relative_to(folder).as_posix() for i in items if i.kind == "video"]
     assert all(len(fresh_deps.store.get_frames(v)) == 4 for v in video_ids)
 
 
-def test_stop_event_finishes_the_batch_in_hand(
+def test_stop_event_starts_no_new_commit_and_finishes_those_in_flight(
     sample: tuple[Path, list[SampleItem]], fresh_deps: ServiceDeps
 ) -> None:
     folder, items = sample
     stop = threading.Event()
     sink = InterruptingSink(EmbeddedSink(fresh_deps), at=1, stop=stop)
     report = run(folder, sink, batch_size=3, stop_event=stop)
-    assert report.interrupted and sink.commits == 1
-    assert report.count(FileStatus.CREATED) == 3 == fresh_deps.store.count()
+    assert report.interrupted and 1 <= sink.commits <= COMMITS_IN_FLIGHT
+    assert report.count(FileStatus.CREATED) == 3 * sink.commits == fresh_deps.store.count()
+
+
+class RecordingSink:
+    """A pure-logic sink: each file's "work" is its path; commits are scripted per call."""
+
+    def __init__(self, on_commit: Callable[[int], None]) -> None:
+        self._on_commit = on_commit
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.stored: list[str] = []
+
+    @property
+    def target(self) -> str:
+        return "memory"
+
+    def prepare(self, file: FolderFile, metadata: ItemMetadata) -> PreparedFile:
+        return PreparedFile(file, file.rel, "image")
+
+    def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        self._on_commit(call)
+        with self._lock:
+            self.stored += [item.work for item in items]
+        return [
+            FileResult(item.file.rel, item.file.media_id, FileStatus.CREATED, item.media_type)
+            for item in items
+        ]
+
+
+def _tiny_folder(folder: Path, n: int) -> Path:
+    for i in range(n):
+        (folder / f"{i:02d}.jpg").write_bytes(b"not decoded by RecordingSink")
+    return folder
+
+
+def test_the_next_batch_is_committed_while_the_previous_one_is_still_committing(
+    tmp_path: Path,
+) -> None:
+    both_in_flight = threading.Barrier(2, timeout=10)  # breaks if commits ran one at a time
+
+    def first_two_meet(call: int) -> None:
+        if call <= 2:
+            both_in_flight.wait()
+
+    sink = RecordingSink(first_two_meet)
+    report = run(_tiny_folder(tmp_path, 6), sink, batch_size=2)
+    assert report.count(FileStatus.CREATED) == 6 and sink.calls == 3
+    assert sorted(sink.stored) == [f"{i:02d}.jpg" for i in range(6)]
+
+
+def test_an_aborted_commit_still_reports_the_commits_in_flight(tmp_path: Path) -> None:
+    def abort_second(call: int) -> None:
+        if call == 2:
+            raise IndexAborted("the server went away")
+
+    sink = RecordingSink(abort_second)
+    report = run(_tiny_folder(tmp_path, 8), sink, batch_size=2)
+    assert report.aborted == "the server went away"
+    created = sorted(r.path for r in report.results if r.status is FileStatus.CREATED)
+    assert created == sorted(sink.stored) and len(created) >= 2
+    assert report.not_processed == 8 - len(created)
 
 
 # -- the command ----------------------------------------------------------------------------
