@@ -2,10 +2,10 @@
 
 The pipeline keeps the model busy: a pool of decode threads reads, hashes and decodes files
 (PIL and PyAV release the GIL) up to a bounded number of items ahead, and full batches are
-committed (one forward pass per batch, then durable writes) by two commit threads, so one batch
-is embedded while the one before it is written: writes wait on fsync, and the model would idle
-through them. Where the items go is an :class:`IndexSink`: the embedded store in this process,
-or a running server over gRPC.
+committed (one forward pass per batch, then durable writes) by two commit threads where the sink
+allows it, so one batch is embedded while the one before it is written: writes wait on fsync,
+and the model would idle through them. Where the items go is an :class:`IndexSink`: the
+embedded store in this process, or a running server over gRPC.
 
 Re-running is cheap and safe: unchanged files (same content hash and metadata) are skipped
 before decoding, and writes are idempotent upserts keyed by the media id, so an interrupted
@@ -69,9 +69,9 @@ EXIT_INTERRUPTED = 130  # the shell convention for "stopped by SIGINT"
 # How far decoding may run ahead of the commits, in batches: one batch being embedded while the
 # next is decoded keeps the model fed; more only costs memory.
 BATCHES_AHEAD = 2
-# Commits in flight: the next batch's forward pass overlaps this batch's durable writes. The
-# embedded model runs one pass at a time anyway (the batching worker queues the second one).
-COMMITS_IN_FLIGHT = 2
+# Commits in flight at once where a sink allows it: the next batch's forward pass overlaps this
+# batch's fsync-bound writes.
+OVERLAPPING_COMMITS = 2
 # Without a progress bar (not a TTY), a log line this often shows the run is alive.
 PROGRESS_LOG_INTERVAL_S = 15.0
 
@@ -342,10 +342,13 @@ class IndexSink(Protocol):
         """Hash and decode (or check) one file; runs in decode threads; raises for a bad file."""
         ...
 
-    def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
-        """Store a batch of changed files, results in order; may raise IndexAborted.
+    @property
+    def concurrent_commits(self) -> int:
+        """How many ``commit`` calls may run at once, from different threads (at least 1)."""
+        ...
 
-        Up to ``COMMITS_IN_FLIGHT`` calls run at once, from different threads."""
+    def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
+        """Store a batch of changed files, results in order; may raise IndexAborted."""
         ...
 
 
@@ -363,6 +366,13 @@ class EmbeddedSink:
         if storage.qdrant_url:
             return f"Qdrant at {storage.qdrant_url}"
         return f"embedded store at {storage.data_dir}"
+
+    @property
+    def concurrent_commits(self) -> int:
+        # The batching worker runs one forward pass at a time, so a second commit queues its
+        # pass behind the first one's and is embedded while the first is written. Without it,
+        # two passes would run at once and fight over the cores.
+        return OVERLAPPING_COMMITS if self._deps.batcher is not None else 1
 
     def prepare(self, file: FolderFile, metadata: ItemMetadata) -> PreparedFile:
         from encoders.preprocess import resize_and_crop
@@ -400,6 +410,10 @@ class ClientSink:
     @property
     def target(self) -> str:
         return f"server at {self._client.target}"
+
+    @property
+    def concurrent_commits(self) -> int:
+        return OVERLAPPING_COMMITS  # the server batches concurrent uploads itself
 
     def close(self) -> None:
         self._uploads.shutdown(wait=True, cancel_futures=True)
@@ -498,9 +512,9 @@ def index_folder(
     """Index every supported file under ``folder`` into ``sink``; never raises for a bad file.
 
     Decode threads run up to ``BATCHES_AHEAD`` batches ahead of the commits, of which up to
-    ``COMMITS_IN_FLIGHT`` run at once. Setting ``stop_event`` or a ``KeyboardInterrupt`` starts
-    no new commit; the ones in flight finish (a write cannot be taken back half-way) and are
-    reported. Either way the report says which files were done; the rest are ``not_processed``.
+    ``sink.concurrent_commits`` run at once. Setting ``stop_event`` or a ``KeyboardInterrupt``
+    starts no new commit; the ones in flight finish (a write cannot be taken back half-way) and
+    are reported. Either way the report says which files were done; the rest are ``not_processed``.
     """
     files = scan_folder(folder, exclude)
     report = IndexReport(str(folder), sink.target, len(files))
@@ -536,11 +550,12 @@ def _run(
         report.results.append(result)
         meter.update(result)
 
-    committer = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
+    limit = max(1, sink.concurrent_commits)
+    committer = ThreadPoolExecutor(limit, thread_name_prefix="commit")
     in_flight: deque[Future[list[FileResult]]] = deque()
     try:
         for batch in _prepared_batches(files, sink, pool, batch_size, stop, record):
-            if len(in_flight) == COMMITS_IN_FLIGHT:
+            if len(in_flight) == limit:
                 _record_commit(in_flight[0], record)  # popped only once recorded
                 in_flight.popleft()
             if stop.is_set():

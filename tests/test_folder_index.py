@@ -6,9 +6,11 @@ a corrupt JPEG and a photo with a malformed sidecar) and one loaded model per mo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from server.cli import main
 from server.config import Settings, load_settings
 from server.demo_media import SampleItem, write_sample_folder
 from server.folder_index import (
-    COMMITS_IN_FLIGHT,
     DEFAULT_REPORT_NAME,
+    OVERLAPPING_COMMITS,
     ClientSink,
     EmbeddedSink,
     FileResult,
@@ -261,6 +263,10 @@ class InterruptingSink:
     def target(self) -> str:
         return self._inner.target
 
+    @property
+    def concurrent_commits(self) -> int:
+        return self._inner.concurrent_commits
+
     def prepare(self, file: FolderFile, metadata: ItemMetadata) -> PreparedFile:
         return self._inner.prepare(file, metadata)
 
@@ -299,22 +305,31 @@ def test_stop_event_starts_no_new_commit_and_finishes_those_in_flight(
     stop = threading.Event()
     sink = InterruptingSink(EmbeddedSink(fresh_deps), at=1, stop=stop)
     report = run(folder, sink, batch_size=3, stop_event=stop)
-    assert report.interrupted and 1 <= sink.commits <= COMMITS_IN_FLIGHT
+    assert report.interrupted and 1 <= sink.commits <= OVERLAPPING_COMMITS
     assert report.count(FileStatus.CREATED) == 3 * sink.commits == fresh_deps.store.count()
 
 
 class RecordingSink:
     """A pure-logic sink: each file's "work" is its path; commits are scripted per call."""
 
-    def __init__(self, on_commit: Callable[[int], None]) -> None:
+    def __init__(
+        self, on_commit: Callable[[int], None], concurrency: int = OVERLAPPING_COMMITS
+    ) -> None:
         self._on_commit = on_commit
+        self._concurrency = concurrency
         self._lock = threading.Lock()
         self.calls = 0
+        self.running = 0
+        self.most_at_once = 0
         self.stored: list[str] = []
 
     @property
     def target(self) -> str:
         return "memory"
+
+    @property
+    def concurrent_commits(self) -> int:
+        return self._concurrency
 
     def prepare(self, file: FolderFile, metadata: ItemMetadata) -> PreparedFile:
         return PreparedFile(file, file.rel, "image")
@@ -322,8 +337,14 @@ class RecordingSink:
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
         with self._lock:
             self.calls += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
             call = self.calls
-        self._on_commit(call)
+        try:
+            self._on_commit(call)
+        finally:
+            with self._lock:
+                self.running -= 1
         with self._lock:
             self.stored += [item.work for item in items]
         return [
@@ -351,6 +372,21 @@ def test_the_next_batch_is_committed_while_the_previous_one_is_still_committing(
     report = run(_tiny_folder(tmp_path, 6), sink, batch_size=2)
     assert report.count(FileStatus.CREATED) == 6 and sink.calls == 3
     assert sorted(sink.stored) == [f"{i:02d}.jpg" for i in range(6)]
+
+
+def test_a_sink_that_allows_one_commit_at_a_time_gets_one(tmp_path: Path) -> None:
+    sink = RecordingSink(lambda call: time.sleep(0.02), concurrency=1)
+    report = run(_tiny_folder(tmp_path, 6), sink, batch_size=2)
+    assert report.count(FileStatus.CREATED) == 6 and sink.most_at_once == 1
+
+
+def test_embedded_sink_overlaps_commits_only_behind_the_batching_worker(
+    fresh_deps: ServiceDeps,
+) -> None:
+    assert fresh_deps.batcher is not None  # batching is on by default
+    assert EmbeddedSink(fresh_deps).concurrent_commits == OVERLAPPING_COMMITS
+    # Without the worker two forward passes would run at once and fight over the cores.
+    assert EmbeddedSink(dataclasses.replace(fresh_deps, batcher=None)).concurrent_commits == 1
 
 
 def test_an_aborted_commit_still_reports_the_commits_in_flight(tmp_path: Path) -> None:
@@ -480,7 +516,6 @@ def test_server_mode_indexes_then_skips_unchanged_files_without_uploading(
 def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts() -> None:
     import os
     import signal
-    import time
 
     stop = threading.Event()
     before = signal.getsignal(signal.SIGINT)
