@@ -21,6 +21,7 @@ from server.errors import ErrorMappingInterceptor
 from server.media_servicer import MediaServicer
 from server.recommend_servicer import RecommendationServicer
 from server.runtime import ServiceState, open_deps
+from server.threads import limit_numpy_blas_threads
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     ``serve`` does once the model is loaded and the store is open.
     """
     limits = settings.server
+    limit_numpy_blas_threads(limits.blas_threads)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),

@@ -82,6 +82,15 @@ class ServerSettings:
     workers: int = setting(
         8, "workers", "Threads that serve RPCs concurrently.", minimum=1, maximum=256
     )
+    blas_threads: int = setting(
+        1,
+        "blas_threads",
+        "Threads numpy's BLAS may use in the server process; 0 keeps the library default. "
+        "Per-request matrix products are small, and idle BLAS threads spin against the RPC "
+        "threads and the model.",
+        minimum=0,
+        maximum=256,
+    )
     max_message_bytes: int = setting(
         4 * MiB,
         "max_message_bytes",
