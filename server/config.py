@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.options import PRECISIONS
 from server.recommend.settings import RecommendSettings
 
 ENV_PREFIX = "MEDIAREC_"
@@ -32,7 +33,6 @@ CONFIG_ENV = "MEDIAREC_CONFIG"
 DEFAULT_MODEL_ID = "openclip:ViT-B-32/laion2b_s34b_b79k"
 TOPIC_VOCABULARIES = ("auto", "everyday", "demo-world")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PRECISIONS = ("fp32", "bf16")
 _DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 MiB = 1 << 20
 
@@ -161,7 +161,11 @@ class ModelSettings:
         32, "batch_size", "Images or texts per encoder forward pass.", minimum=1, maximum=4096
     )
     precision: str = setting(
-        "fp32", "precision", "Weights precision: fp32, or bf16 (casts the weights).",
+        "fp32",
+        "precision",
+        "Weights precision: fp32; bf16 (casts the weights); or int8 (open_clip image tower run "
+        "by ONNX Runtime with dynamic int8 quantization, built once into DATA_DIR/onnx; texts "
+        "stay fp32; needs the 'int8' extra).",
         choices=PRECISIONS,
     )
     hf_cache_dir: Path | None = setting(
@@ -497,8 +501,9 @@ def _from_text(spec: KeySpec, text: str, where: str) -> Any:
         try:
             return kind(text.strip())
         except ValueError:
-            raise ConfigError(where, f"expected {'an integer' if kind is int else 'a number'}, "
-                              f"got {text!r}") from None
+            raise ConfigError(
+                where, f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
     if kind is bool:
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -688,9 +693,7 @@ def validate(settings: Settings) -> None:
 # -- argparse helpers ------------------------------------------------------------------------
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, sections: Sequence[str] | None = None
-) -> None:
+def add_arguments(parser: argparse.ArgumentParser, sections: Sequence[str] | None = None) -> None:
     """Add ``--config`` and one flag per key (of ``sections``, or all) to ``parser``.
 
     Flags default to "not given", so only flags on the command line override lower layers.
@@ -731,9 +734,7 @@ def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None
     return Path(from_env) if from_env else None
 
 
-def settings_from_args(
-    args: argparse.Namespace, env: Mapping[str, str] | None = None
-) -> Settings:
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings for a parsed command line; ``env`` defaults to ``os.environ``."""
     environment = os.environ if env is None else env
     return load_settings(overrides_from_args(args), environment, config_path(args, environment))

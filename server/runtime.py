@@ -63,6 +63,7 @@ def encoder_options(settings: Settings) -> EncoderOptions:
         batch_size=model.batch_size,
         precision=model.precision,
         cache_dir=model.hf_cache_dir,
+        onnx_cache_dir=settings.storage.data_dir / "onnx",
     )
 
 

@@ -235,3 +235,13 @@ def test_defaults_agree_with_the_encoder_package() -> None:
 
     assert Settings().model.id == DEFAULT_MODEL_ID
     assert Settings().media.max_image_pixels == DEFAULT_MAX_PIXELS
+
+
+def test_int8_precision_reaches_the_encoder_with_a_cache_in_the_data_dir(tmp_path: Path) -> None:
+    from server.runtime import encoder_options
+
+    toml = f"[model]\nprecision = 'int8'\n[storage]\ndata_dir = '{tmp_path / 'data'}'\n"
+    settings = load_settings({}, {}, write_toml(tmp_path, toml))
+    options = encoder_options(settings)
+    assert options.precision == "int8"
+    assert options.onnx_cache_dir == tmp_path / "data" / "onnx"
