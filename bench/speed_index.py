@@ -474,22 +474,26 @@ def _markdown(
         f"load and store open excluded), median of {plan.e2e_runs} run(s) on a fresh store. "
         f"Load average: {load[0]:.1f} before, {load[1]:.1f} after.",
         "",
-        "| precision | raw forward img/s | m (core-ms/img) | d (core-ms/img) | ideal img/s "
-        "| end-to-end img/s | e2e / ideal | command wall s (with load) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| precision | raw forward img/s | m (core-ms/img) | d (core-ms/img) | d / (m + d) "
+        "| ideal img/s | end-to-end img/s | e2e / ideal | command wall s (with load) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         walls = ", ".join(f"{run.process_wall_s:.1f}" for run in r.e2e)
         lines.append(
             f"| {r.precision} | {r.forward_img_s:.1f} | {r.m * ms:.1f} | {r.d * ms:.1f} "
-            f"| {r.ideal_img_s:.1f} | {r.e2e_img_s:.1f} | {r.over_ideal:.2f} | {walls} |"
+            f"| {r.d / (r.m + r.d):.0%} | {r.ideal_img_s:.1f} | {r.e2e_img_s:.1f} "
+            f"| {r.over_ideal:.2f} | {walls} |"
         )
     lines += [
         "",
         f"Per file, one thread: read {cost.read_s * ms:.2f} ms, decode {cost.decode_s * ms:.1f} "
         f"ms, resize+crop {cost.resize_s * ms:.1f} ms, to tensor {cost.tensor_s * ms:.2f} ms "
         f"(d by size: {sizes}). The content hash the indexer also takes "
-        f"({cost.sha256_s * ms:.1f} ms a file) is not in d: it counts against the ratio.",
+        f"({cost.sha256_s * ms:.1f} ms a file) is not in d: it counts against the ratio, as do "
+        "the store writes (about 1 core-ms a file) and the slowdown decoding and the forward "
+        "pass cause each other on shared cores; these weigh most where d is a large share of "
+        "the work.",
         "",
     ]
     if video is not None:
