@@ -226,7 +226,7 @@ def _machine() -> str:
     return f"{model}, {cores} cores"
 
 
-def _code_version() -> str:
+def code_version() -> str:
     """The commit measured, and whether code the benchmark runs had uncommitted changes."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -265,7 +265,7 @@ def docs_section(
         "",
         "Command: `make bench-quality` (`python -m bench.quality"
         + (f" --seeds {seeds}" if seeds != "1 2" else "") + "`).",
-        f"Code: {_code_version()}. "
+        f"Code: {code_version()}. "
         f"Machine: {_machine()}; {_versions()}. "
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Runtime: {seconds / 60:.1f} min (world seeds {seeds}"

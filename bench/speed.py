@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -27,6 +28,8 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.report import code_version
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +99,10 @@ def machine_line() -> str:
     versions = (
         f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}"
     )
-    for package in ("open_clip", "onnxruntime", "qdrant_edge", "grpc"):
+    for distribution in ("open_clip_torch", "onnxruntime", "qdrant-edge-py", "grpcio"):
         try:
-            module = importlib.import_module(package)
-            versions += f", {package} {getattr(module, '__version__', '?')}"
-        except ImportError:
+            versions += f", {distribution} {importlib.metadata.version(distribution)}"
+        except importlib.metadata.PackageNotFoundError:
             continue
     return f"{model}, {len(os.sched_getaffinity(0))} cores; {versions}"
 
@@ -117,7 +119,7 @@ def write_docs(
     body = [
         DOCS_BEGIN,
         "",
-        f"Command: `{command}`. Machine: {machine_line()}. Date: {date}. "
+        f"Command: `{command}`. Code: {code_version()}. Machine: {machine_line()}. Date: {date}. "
         f"Runtime: {seconds / 60:.1f} min.",
         "",
     ]
