@@ -673,6 +673,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError("model.id", "must not be empty")
     if not _DEVICE_PATTERN.match(model.device):
         raise ConfigError("model.device", f"must be cpu, cuda, cuda:N or mps; got {model.device!r}")
+    if model.precision == "int8" and model.device != "cpu":
+        raise ConfigError("model.precision", "int8 runs on the CPU only; set model.device = 'cpu'")
+    if model.precision == "int8" and model.id.startswith(("hf:", "hf-dir:", "external:")):
+        raise ConfigError(
+            "model.precision", "int8 is available for open_clip models only, not " + model.id
+        )
     vocabulary = settings.topics.vocabulary
     if vocabulary not in TOPIC_VOCABULARIES and not Path(vocabulary).is_file():
         raise ConfigError(

@@ -98,6 +98,8 @@ def test_empty_optional_path_means_unset(tmp_path: Path) -> None:
         ("[server]\nport = -1\n", "server.port"),
         ("[server]\napi_keys = 'k'\n", "server.api_keys"),
         ("[model]\nprecision = 'fp16'\n", "model.precision"),
+        ("[model]\nprecision = 'int8'\ndevice = 'cuda'\n", "model.precision"),
+        ("[model]\nprecision = 'int8'\nid = 'hf:org/clip'\n", "model.precision"),
         ("[model]\ndevice = 'gpu'\n", "model.device"),
         ("[model]\nbatch_size = 0\n", "model.batch_size"),
         ("[media]\nnear_duplicate_cosine = 1.5\n", "media.near_duplicate_cosine"),

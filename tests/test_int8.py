@@ -100,3 +100,13 @@ def test_demo_model_retrieval_survives_int8(tmp_path: Path) -> None:
     options = EncoderOptions(precision="int8", onnx_cache_dir=tmp_path)
     int8 = evaluate(load_encoder("mediarec-demo", options), n=300)
     assert int8["text_to_image_top1"] >= fp32["text_to_image_top1"] - 0.01
+
+
+def test_a_missing_onnxruntime_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from encoders.base import WeightsUnavailableError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(WeightsUnavailableError, match="mediarec\\[int8\\]"):
+        onnx_int8._require_onnx()

@@ -45,6 +45,8 @@ class OnnxInt8ImageTower:
         """The cached int8 model of ``visual``, exported and quantized first if missing.
 
         A cached file that ONNX Runtime cannot open is deleted and rebuilt once."""
+        _require_onnx()
+        threads = threads or _usable_cores()
         path = cache_dir / f"visual-int8-{weights_key(visual, size)}.onnx"
         if not path.is_file():
             build_int8(visual, size, path)
@@ -77,13 +79,9 @@ def weights_key(visual: nn.Module, size: int) -> str:
 
 def build_int8(visual: nn.Module, size: int, path: Path) -> None:
     """Export ``visual`` (float32) to ONNX, quantize it dynamically to int8, save to ``path``."""
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise WeightsUnavailableError(
-            "precision 'int8' needs the packages onnx and onnxruntime: pip install onnx "
-            f"onnxruntime ({exc})"
-        ) from exc
+    _require_onnx()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     path.parent.mkdir(parents=True, exist_ok=True)
     logger.info("building the int8 image model %s (one-off)", path.name)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
@@ -116,12 +114,30 @@ def export_fp32(visual: nn.Module, size: int, path: Path) -> None:
         )
 
 
+def _require_onnx() -> None:
+    """One clear error when the optional ``int8`` extra is not installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise WeightsUnavailableError(
+            "precision 'int8' needs the packages onnx and onnxruntime: "
+            f"pip install 'mediarec[int8]' ({exc})"
+        ) from exc
+
+
+def _usable_cores() -> int:
+    # All usable cores, as torch does by default; ONNX Runtime's own default counts physical
+    # cores only, which halves the threads on a hyper-threaded machine.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _session(path: Path, threads: int | None) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    # All usable cores, as torch does by default; ONNX Runtime's own default counts physical
-    # cores only, which halves the threads on a hyper-threaded machine.
-    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = threads or _usable_cores()
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
