@@ -556,8 +556,12 @@ def _run(
     try:
         for batch in _prepared_batches(files, sink, pool, batch_size, stop, record):
             if len(in_flight) == limit:
-                _record_commit(in_flight[0], record)  # popped only once recorded
+                # A failed commit raises here and stays queued for _record_all to report; a
+                # finished one leaves the queue before its results are recorded, never twice.
+                results = in_flight[0].result()
                 in_flight.popleft()
+                for result in results:
+                    record(result)
             if stop.is_set():
                 return
             in_flight.append(committer.submit(_commit, sink, batch))
