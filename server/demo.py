@@ -45,7 +45,12 @@ DEMO_QUERIES = (
 SERVER_START_TIMEOUT_S = 180
 # The demo's log is small: let the server rebuild trending/co-engagement after a few events
 # instead of the production default of 200.
-DEMO_SERVER_ARGS = ("--refresh-min-events", "20", "--refresh-min-interval-s", "1")
+DEMO_SERVER_ARGS = (
+    "--refresh-min-events", "20", "--refresh-min-interval-s", "1",
+    # The demo model's near-duplicate threshold (see its model card): the default 0.95 suits
+    # real CLIP models but would merge distinct posts of the synthetic world.
+    "--near-duplicate-cosine", "0.985", "--rec-near-duplicate-cosine", "0.985",
+)
 REFRESH_WAIT_S = 3.0
 
 
