@@ -12,8 +12,8 @@ def limit_numpy_blas_threads(threads: int) -> None:
 
     The recommender multiplies a few hundred 128-d vectors per request. Measured at 100k items
     on 2 cores, such a product has a p99 of 24-36 ms with OpenBLAS's default two threads (they
-    spin-wait against the RPC threads) and 0.2-0.4 ms with one, and a Recommend call's p50 fell
-    from 105 to 55 ms (docs/benchmarks.md, latency section).
+    spin-wait against the RPC threads) and 0.2-0.4 ms with one; in a bench-speed latency run on
+    a loaded machine, a Recommend call's p50 fell from 105 to 55 ms with one thread.
     """
     if threads <= 0:
         return

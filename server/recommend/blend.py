@@ -53,7 +53,8 @@ FEATURES: tuple[str, ...] = (
 FEATURE_INDEX: Mapping[str, int] = {name: i for i, name in enumerate(FEATURES)}
 BIAS = "bias"
 
-# Hand-set weights: the ranker's starting point and the fallback without a trained model.
+# Default weights (chosen on the quality benchmark's validation window, bench/tune_blend.py):
+# the ranker's starting point and the fallback without a trained model.
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     CONTENT: 1.0,
     COENGAGEMENT: 1.4,

@@ -1,6 +1,6 @@
 """The ranking model: weights over the blend's gated features plus a bias, stored as JSON.
 
-Without a trained file the ranker is the hand-set blend (``blend.DEFAULT_WEIGHTS``, bias 0).
+Without a trained file the ranker is the default blend (``blend.DEFAULT_WEIGHTS``, bias 0).
 ``mediarec train-ranker`` fits a logistic model over the same gated features and writes it
 here; the server loads it at start and on ``Recommender.reload_ranker()``.
 """
