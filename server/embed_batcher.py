@@ -9,9 +9,12 @@ puts a :class:`BatchingEncoder` between its domain code and the model. It satisf
   arrival) for more jobs of the same modality and priority, up to ``max_items`` items;
 * the items of the chosen jobs go through one ``embed_*`` call of the wrapped encoder and every
   job gets its own rows back, in order (a job larger than ``max_items`` runs alone, whole);
-* interactive work (search queries, interests) is served ahead of bulk indexing;
-* a job whose deadline has passed when it would run is dropped with
-  :class:`~server.errors.DeadlineExceededError`;
+* interactive work (search queries, interests) is served ahead of bulk indexing, except that a
+  bulk job waiting longer than ``bulk_max_delay_s`` is served as if interactive, so steady
+  interactive traffic cannot starve indexing;
+* a job whose deadline passes while it waits is dropped with
+  :class:`~server.errors.DeadlineExceededError`: its caller stops waiting at the deadline
+  (freeing its RPC thread) unless the job is already in a running pass;
 * if a merged pass fails, each job is rerun alone, so one request's bad input cannot fail the
   others; each job then gets its own result or its own exception.
 
@@ -141,10 +144,6 @@ class _Job:
     result: np.ndarray | None = None
     error: BaseException | None = None
 
-    @property
-    def order(self) -> tuple[int, int]:
-        return (int(self.priority), self.sequence)
-
     def succeed(self, rows: np.ndarray) -> None:
         self.result = rows
         self.done.set()
@@ -153,8 +152,10 @@ class _Job:
         self.error = error
         self.done.set()
 
-    def wait(self) -> np.ndarray:
-        self.done.wait()
+    def wait(self, timeout: float | None = None) -> np.ndarray | None:
+        """The rows, or None if ``timeout`` seconds passed first; raises the job's error."""
+        if not self.done.wait(timeout):
+            return None
         if self.error is not None:
             raise self.error
         assert self.result is not None
@@ -183,6 +184,7 @@ class BatchingEncoder:
         *,
         max_items: int = 32,
         max_wait_s: float = 0.003,
+        bulk_max_delay_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_items < 1:
@@ -192,6 +194,7 @@ class BatchingEncoder:
         self._encoder = encoder
         self._max_items = max_items
         self._max_wait_s = max_wait_s
+        self._bulk_max_delay_s = bulk_max_delay_s
         self._clock = clock
         self._changed = threading.Condition()
         self._pending: list[_Job] = []
@@ -283,7 +286,26 @@ class BatchingEncoder:
             self._pending.append(job)
             self._start_worker()
             self._changed.notify_all()
-        return job.wait()
+        if job.deadline is None:
+            rows = job.wait()
+        else:
+            rows = job.wait(max(0.0, job.deadline - self._clock()))
+            if rows is None:
+                rows = self._give_up(job)
+        assert rows is not None
+        return rows
+
+    def _give_up(self, job: _Job) -> np.ndarray:
+        """At its deadline the caller leaves, unless its pass is already running."""
+        with self._changed:
+            if job in self._pending:
+                self._pending.remove(job)
+                self._dropped_expired += 1
+                self._jobs += 1
+                job.fail(_deadline_error())
+        rows = job.wait()  # a running pass is never abandoned half-way: it ends soon
+        assert rows is not None
+        return rows
 
     def _start_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():  # never queue for a dead worker
@@ -306,7 +328,8 @@ class BatchingEncoder:
                 self._changed.wait()
             if self._closed:
                 return None
-            first = min(self._pending, key=lambda job: job.order)
+            now = self._clock()
+            first = min(self._pending, key=lambda job: self._urgency(job, now))
             gather_until = first.arrived + self._max_wait_s
             while not self._closed and self._fellow_items(first) < self._max_items:
                 left = gather_until - self._clock()
@@ -318,6 +341,12 @@ class BatchingEncoder:
             self._drop_expired()
             return self._take_batch()
 
+    def _urgency(self, job: _Job, now: float) -> tuple[int, int]:
+        """Sort key: interactive first, oldest first; bulk that waited too long counts as
+        interactive (it still never shares a pass with interactive work)."""
+        aged = job.priority is Priority.BULK and now - job.arrived >= self._bulk_max_delay_s
+        return (int(Priority.INTERACTIVE) if aged else int(job.priority), job.sequence)
+
     def _fellow_items(self, first: _Job) -> int:
         """Items queued that could share a pass with ``first`` (itself included)."""
         return sum(len(job.items) for job in self._pending if _compatible(job, first))
@@ -327,13 +356,14 @@ class BatchingEncoder:
         expired = [job for job in self._pending if job.deadline is not None and job.deadline <= now]
         for job in expired:
             self._pending.remove(job)
-            job.fail(DeadlineExceededError("The request's deadline passed before it was embedded."))
+            job.fail(_deadline_error())
         self._dropped_expired += len(expired)
         self._jobs += len(expired)
 
     def _take_batch(self) -> list[_Job]:
         """The most urgent job plus compatible ones, in urgency order, within ``max_items``."""
-        ordered = sorted(self._pending, key=lambda job: job.order)
+        now = self._clock()
+        ordered = sorted(self._pending, key=lambda job: self._urgency(job, now))
         if not ordered:
             return []
         batch, size = [ordered[0]], len(ordered[0].items)
@@ -401,6 +431,10 @@ class BatchingEncoder:
             for start in range(0, len(pixels), step)
         ]
         return np.concatenate(parts, axis=0)
+
+
+def _deadline_error() -> DeadlineExceededError:
+    return DeadlineExceededError("The request's deadline passed before it was embedded.")
 
 
 def _compatible(job: _Job, first: _Job) -> bool:

@@ -159,7 +159,11 @@ def holding(
     recorder: RecordingEncoder, max_items: int = 32
 ) -> Iterator[tuple[BatchingEncoder, Call]]:
     """A batcher whose worker is stuck in a first pass (one text) until ``release`` is set."""
-    with BatchingEncoder(recorder, max_items=max_items, max_wait_s=0.0) as batcher:
+    # Bulk never ages into interactive here, however slow the machine: tests of strict
+    # priority must not depend on timing.
+    with BatchingEncoder(
+        recorder, max_items=max_items, max_wait_s=0.0, bulk_max_delay_s=3600.0
+    ) as batcher:
         blocker = Call(batcher.embed_texts, ["the first caller"])
         assert recorder.entered.wait(WAIT_S)
         try:
@@ -285,16 +289,44 @@ def test_empty_input_needs_no_forward_pass(demo) -> None:
 
 def test_work_whose_deadline_passed_is_dropped_unrun(held) -> None:
     recorder, batcher, _ = held
+    too_late = Call(batcher.embed_texts, ["too late"], deadline=time.monotonic() - 1).join()
+    assert isinstance(too_late.error, DeadlineExceededError)
     calls: list[Call] = []
-    queue(batcher, calls, Call(batcher.embed_texts, ["too late"], deadline=time.monotonic() - 1))
     queue(batcher, calls, Call(batcher.embed_texts, ["in time"], deadline=time.monotonic() + 600))
     recorder.release.set()
 
-    expired, in_time = (call.join() for call in calls)
-    assert isinstance(expired.error, DeadlineExceededError)
+    (in_time,) = (call.join() for call in calls)
     assert in_time.error is None and in_time.result is not None
     assert [items for _, items in recorder.calls[1:]] == [["in time"]]
     assert batcher.stats().dropped_expired == 1
+
+
+def test_a_waiting_caller_leaves_at_its_deadline_while_the_worker_is_busy(held) -> None:
+    recorder, batcher, _ = held
+    started = time.monotonic()
+    waiting = Call(batcher.embed_texts, ["short deadline"], deadline=started + 0.3).join()
+    # The worker is still held in its first pass: the caller did not wait for it.
+    assert not recorder.release.is_set()
+    assert isinstance(waiting.error, DeadlineExceededError)
+    assert 0.25 < time.monotonic() - started < 5.0
+    assert batcher.stats().queued == 0 and batcher.stats().dropped_expired == 1
+    recorder.release.set()
+    assert recorder.calls[1:] == []  # the expired job never reached the model
+
+
+def test_bulk_work_that_waited_too_long_runs_before_newer_interactive_work(demo) -> None:
+    recorder = RecordingEncoder(demo)
+    with BatchingEncoder(recorder, max_wait_s=0.0, bulk_max_delay_s=0.05) as batcher:
+        blocker = Call(batcher.embed_texts, ["the first caller"])
+        assert recorder.entered.wait(WAIT_S)
+        calls: list[Call] = []
+        queue(batcher, calls, Call(batcher.embed_texts, ["old bulk"], priority=Priority.BULK))
+        time.sleep(0.1)  # the bulk job is now overdue
+        queue(batcher, calls, Call(batcher.embed_texts, ["new query"]))
+        recorder.release.set()
+        for call in (blocker, *calls):
+            call.value()
+    assert [items for _, items in recorder.calls[1:]] == [["old bulk"], ["new query"]]
 
 
 def test_interactive_work_runs_before_bulk_work_queued_earlier(held, images) -> None:
