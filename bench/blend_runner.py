@@ -57,6 +57,17 @@ _LOG_BATCH = 5_000
 _UPSERT_BATCH = 1_000
 
 
+def recommend_settings(model_id: str, **overrides: object) -> RecommendSettings:
+    """The recommender's defaults for ``model_id``: the near-duplicate threshold its registry
+    entry (model card) gives, if any, instead of the real-CLIP default."""
+    from encoders.registry import parse_model_id
+
+    spec = parse_model_id(model_id)
+    if spec.near_duplicate_cosine is not None:
+        overrides = {"near_duplicate_cosine": spec.near_duplicate_cosine, **overrides}
+    return RecommendSettings(**overrides)  # type: ignore[arg-type]
+
+
 def context_at(world: World, user: int, t: float) -> Context:
     region = int(world.user_region[user])
     hour = int(((t % 86_400) / 3600 + REGION_UTC_OFFSET_H[region]) % 24)
@@ -300,7 +311,7 @@ def _explored_once(
     """One fresh recommender: explored items of page 1 (with propensities) and of all pages."""
     copy_engagement(template, run_dir)
     engagement = open_engagement_store(run_dir)
-    recommender = Recommender(encoder, vectors, engagement, RecommendSettings(),
+    recommender = Recommender(encoder, vectors, engagement, recommend_settings(encoder.model_id),
                               clock=lambda: now, seed=seed)
     try:
         recommender.wait_for_refresh()

@@ -38,6 +38,7 @@ from bench.blend_runner import (
     log_events,
     open_vectors,
     propensity_check,
+    recommend_settings,
     to_events,
 )
 from bench.engagement_sim import SimConfig, simulate_cached
@@ -92,7 +93,6 @@ class SeedResult:
 def run_seed(seed: int, options: Options) -> SeedResult:
     """Everything for one world seed (runs in a worker process when seeds run in parallel)."""
     from encoders import EncoderOptions, load_encoder
-    from server.recommend.settings import RecommendSettings
     from server.recommend.train import TrainConfig, format_report, train_ranker
 
     clock = _Stopwatch()
@@ -106,7 +106,7 @@ def run_seed(seed: int, options: Options) -> SeedResult:
     log = simulate_cached(world, sim_config, options.cache_dir, key)
     clock.lap("world and simulation")
 
-    settings = RecommendSettings()
+    settings = recommend_settings(options.model_id)
     prefix = log.before(config.test_split)
     events = to_events(world, prefix, f"s{seed}")
     val = ev.make_phase("validation", world, log, config.val_split, config.test_split, events,
@@ -152,7 +152,7 @@ def run_seed(seed: int, options: Options) -> SeedResult:
                                   test_users, seed)
         ranked["blend"] = blend
         clock.lap("blend: test")
-        trained_settings = RecommendSettings(ranker_path=str(ranker_path))
+        trained_settings = recommend_settings(options.model_id, ranker_path=str(ranker_path))
         ranked["blend_trained"], _ = _blend_slates(
             world, encoder, vectors, root / "test-trained", trained_settings, test, test_users,
             seed)

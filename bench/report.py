@@ -290,7 +290,9 @@ def docs_section(
         "item pool shown to anyone; 95 % percentile-bootstrap CIs over users (1000 "
         "resamples). ✓: the blend's NDCG@20 CI lies above those of popularity, content-only "
         "and co-engagement-only (\"beats\"). Baselines exclude seen items as mediarec does "
-        "and break ties (and rank for users without history) by popularity. "
+        "and break ties (and rank for users without history) by popularity. The blend runs "
+        "with mediarec's defaults except the near-duplicate threshold, which is the model's "
+        "own from its registry entry (0.985 for mediarec-demo, per its model card). "
         "`popularity_new_user_ndcg20` is popularity's NDCG@20 on the 3-event bucket; JSON "
         "values are means over the seeds, and `beats_all_single_sources_ci95` must hold in "
         "every seed and segment.",

@@ -30,7 +30,14 @@ import numpy as np
 
 from bench import baselines as bl
 from bench import evaluation as ev
-from bench.blend_runner import BlendRunner, index_posts, log_events, open_vectors, to_events
+from bench.blend_runner import (
+    BlendRunner,
+    index_posts,
+    log_events,
+    open_vectors,
+    recommend_settings,
+    to_events,
+)
 from bench.engagement_sim import SimConfig, simulate_cached
 from bench.metrics import ndcg_at_k
 from bench.quality import DEFAULT_CACHE, _digest
@@ -132,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = source_digest("bench.world_sim", "bench.engagement_sim")[:12] + "-" + _digest(
         asdict(config), asdict(sim), asdict(world.weights))
     log = simulate_cached(world, sim, args.cache_dir, key)
-    settings = RecommendSettings()
+    settings = recommend_settings(encoder.model_id)
     events = to_events(world, log.before(config.test_split), f"s{args.seed}")
     val = ev.make_phase("validation", world, log, config.val_split, config.test_split, events,
                         settings)
