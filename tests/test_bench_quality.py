@@ -207,3 +207,14 @@ def test_docs_section_is_replaced_not_duplicated(tiny_run, tmp_path):
     assert text.count(SECTION) == 1
     assert "## Speed\n\nfast" in text
     assert "| segment (users) |" in text
+
+
+def test_the_blend_runs_with_the_models_own_near_duplicate_threshold():
+    from bench.blend_runner import recommend_settings
+    from server.recommend.settings import RecommendSettings
+
+    assert recommend_settings("mediarec-demo").near_duplicate_cosine == 0.985
+    default = RecommendSettings().near_duplicate_cosine
+    assert recommend_settings("external:16").near_duplicate_cosine == default
+    explicit = recommend_settings("mediarec-demo", near_duplicate_cosine=0.9)
+    assert explicit.near_duplicate_cosine == 0.9
