@@ -314,12 +314,23 @@ class BatchingEncoder:
 
     # -- the worker ---------------------------------------------------------------------------
     def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._run(batch)
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                if batch:
+                    self._run(batch)
+        except BaseException:
+            # Never leave callers waiting on a dead worker: fail what is queued; the next call
+            # starts a fresh worker.
+            logger.exception("embed batcher worker stopped unexpectedly")
+            with self._changed:
+                for job in self._pending:
+                    job.fail(UnavailableError("The encoder worker stopped unexpectedly."))
+                self._pending.clear()
+                self._worker = None  # this thread is on its way out; the next call starts one
+            raise
 
     def _next_batch(self) -> list[_Job] | None:
         """The next jobs to run together ([] when all were expired); None once closed."""

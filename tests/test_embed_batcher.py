@@ -479,3 +479,23 @@ def test_concurrent_text_searches_over_grpc_are_batched_and_correct(tmp_path) ->
         assert [hit.item.media_id for hit in got] == [hit.item.media_id for hit in want]
         assert [hit.score for hit in got] == pytest.approx([hit.score for hit in want], abs=1e-4)
     assert passes < len(queries), "16 concurrent queries never shared a forward pass"
+
+
+# The dying worker's exception is the point of the test, not a stray one.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_queued_callers_fail_instead_of_hanging_when_the_worker_dies(demo, monkeypatch) -> None:
+    recorder = RecordingEncoder(demo)
+    with holding(recorder) as (batcher, blocker):
+        calls: list[Call] = []
+        queue(batcher, calls, Call(batcher.embed_texts, ["queued"]))
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("bug in the batch picker")
+
+        monkeypatch.setattr(batcher, "_next_batch", broken)
+        recorder.release.set()
+        assert blocker.value() is not None  # the pass that was running still finishes
+        (queued,) = (call.join() for call in calls)
+        assert isinstance(queued.error, UnavailableError)
+        monkeypatch.undo()
+        assert batcher.embed_texts(["after"]).shape[0] == 1  # a fresh worker serves new work
