@@ -41,7 +41,7 @@ from bench.blend_runner import (
     recommend_settings,
     to_events,
 )
-from bench.engagement_sim import SimConfig, simulate_cached
+from bench.engagement_sim import EngagementLog, SimConfig, simulate_cached
 from bench.report import summarize, write_docs
 from bench.world_sim import (
     NOT_NEW,
@@ -90,6 +90,18 @@ class SeedResult:
     seconds: dict[str, float]
 
 
+def simulated_world(
+    config: WorldConfig, encoder, cache_dir: Path | None
+) -> tuple[World, EngagementLog]:
+    """The world of ``config`` and its organic engagement log, both cached under
+    ``cache_dir`` (the log keyed by the simulator's source and every knob)."""
+    world = build_world(config, encoder, cache_dir)
+    sim_config = SimConfig()
+    key = source_digest("bench.world_sim", "bench.engagement_sim")[:12] + "-" + _digest(
+        asdict(config), asdict(sim_config), asdict(world.weights))
+    return world, simulate_cached(world, sim_config, cache_dir, key)
+
+
 def run_seed(seed: int, options: Options) -> SeedResult:
     """Everything for one world seed (runs in a worker process when seeds run in parallel)."""
     from encoders import EncoderOptions, load_encoder
@@ -99,11 +111,7 @@ def run_seed(seed: int, options: Options) -> SeedResult:
     encoder = load_encoder(options.model_id,
                            EncoderOptions(batch_size=256, torch_threads=options.torch_threads))
     config = WorldConfig(seed=seed, **options.world)
-    world = build_world(config, encoder, options.cache_dir)
-    sim_config = SimConfig()
-    key = source_digest("bench.world_sim", "bench.engagement_sim")[:12] + "-" + _digest(
-        asdict(config), asdict(sim_config), asdict(world.weights))
-    log = simulate_cached(world, sim_config, options.cache_dir, key)
+    world, log = simulated_world(config, encoder, options.cache_dir)
     clock.lap("world and simulation")
 
     settings = recommend_settings(options.model_id)

@@ -38,10 +38,9 @@ from bench.blend_runner import (
     recommend_settings,
     to_events,
 )
-from bench.engagement_sim import SimConfig, simulate_cached
 from bench.metrics import ndcg_at_k
-from bench.quality import DEFAULT_CACHE, _digest
-from bench.world_sim import NOT_NEW, WorldConfig, build_world, source_digest
+from bench.quality import DEFAULT_CACHE, simulated_world
+from bench.world_sim import NOT_NEW, WorldConfig
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     encoder = load_encoder("mediarec-demo", EncoderOptions(batch_size=256))
     config = WorldConfig(seed=args.seed)
-    world = build_world(config, encoder, args.cache_dir)
-    sim = SimConfig()
-    key = source_digest("bench.world_sim", "bench.engagement_sim")[:12] + "-" + _digest(
-        asdict(config), asdict(sim), asdict(world.weights))
-    log = simulate_cached(world, sim, args.cache_dir, key)
+    world, log = simulated_world(config, encoder, args.cache_dir)
     settings = recommend_settings(encoder.model_id)
     events = to_events(world, log.before(config.test_split), f"s{args.seed}")
     val = ev.make_phase("validation", world, log, config.val_split, config.test_split, events,
