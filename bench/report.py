@@ -212,7 +212,8 @@ def propensity_text(p: Any) -> str:
 # docs/benchmarks.md
 
 
-def _machine() -> str:
+def machine() -> str:
+    """CPU model and core count, as `lscpu` reports them."""
     model, cores = platform.processor() or "unknown CPU", "?"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -243,8 +244,11 @@ def code_version() -> str:
     return f"commit {sha} plus uncommitted changes in {', '.join(changed)}"
 
 
-def _versions() -> str:
-    names = ("numpy", "torch", "open_clip_torch", "qdrant-edge-py")
+QUALITY_PACKAGES = ("numpy", "torch", "open_clip_torch", "qdrant-edge-py")
+
+
+def versions(names: Sequence[str] = QUALITY_PACKAGES) -> str:
+    """The Python version and those of the installed distributions ``names``."""
     found = []
     for name in names:
         try:
@@ -266,7 +270,7 @@ def docs_section(
         "Command: `make bench-quality` (`python -m bench.quality"
         + (f" --seeds {seeds}" if seeds != "1 2" else "") + "`).",
         f"Code: {code_version()}. "
-        f"Machine: {_machine()}; {_versions()}. "
+        f"Machine: {machine()}; {versions()}. "
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Runtime: {seconds / 60:.1f} min (world seeds {seeds}"
         + (f", {args.jobs} in parallel" if args.jobs > 1 else "") + ").",

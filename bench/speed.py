@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import code_version
+from bench.report import code_version, machine, versions
 
 logger = logging.getLogger(__name__)
 
@@ -82,29 +81,11 @@ def run_section(name: str, config: SpeedConfig) -> SectionResult:
     return result
 
 
+SPEED_PACKAGES = ("torch", "numpy", "open_clip_torch", "onnxruntime", "qdrant-edge-py", "grpcio")
+
+
 def machine_line() -> str:
-    import platform
-
-    import numpy
-    import torch
-
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = (
-        f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}"
-    )
-    for distribution in ("open_clip_torch", "onnxruntime", "qdrant-edge-py", "grpcio"):
-        try:
-            versions += f", {distribution} {importlib.metadata.version(distribution)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return f"{model}, {len(os.sched_getaffinity(0))} cores; {versions}"
+    return f"{machine()}; {versions(SPEED_PACKAGES)}"
 
 
 def write_docs(
