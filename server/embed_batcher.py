@@ -299,10 +299,7 @@ class BatchingEncoder:
         """At its deadline the caller leaves, unless its pass is already running."""
         with self._changed:
             if job in self._pending:
-                self._pending.remove(job)
-                self._dropped_expired += 1
-                self._jobs += 1
-                job.fail(_deadline_error())
+                self._expire([job])
         rows = job.wait()  # a running pass is never abandoned half-way: it ends soon
         assert rows is not None
         return rows
@@ -364,12 +361,17 @@ class BatchingEncoder:
 
     def _drop_expired(self) -> None:
         now = self._clock()
-        expired = [job for job in self._pending if job.deadline is not None and job.deadline <= now]
-        for job in expired:
+        self._expire(
+            [job for job in self._pending if job.deadline is not None and job.deadline <= now]
+        )
+
+    def _expire(self, jobs: Sequence[_Job]) -> None:
+        """Drop queued ``jobs`` whose deadline passed (the lock is held)."""
+        for job in jobs:
             self._pending.remove(job)
             job.fail(_deadline_error())
-        self._dropped_expired += len(expired)
-        self._jobs += len(expired)
+        self._dropped_expired += len(jobs)
+        self._jobs += len(jobs)
 
     def _take_batch(self) -> list[_Job]:
         """The most urgent job plus compatible ones, in urgency order, within ``max_items``."""
