@@ -327,3 +327,39 @@ def test_write_durability_uses_edge_wal_layout(tmp_path: Path) -> None:
         assert edge_shard._sync_wal(live)
     finally:
         store.close()
+
+
+def test_hits_without_payload_name_the_right_media_across_writes_and_reopen(
+    tmp_path: Path,
+) -> None:
+    """Searches without payload take media id and type from the store's in-memory map: it
+    follows upserts, type changes and deletes, is rebuilt on open, and a point it lacks (a
+    write racing the search) is read from the store rather than dropped."""
+    vectors = clustered(50)
+
+    def hits(store: EdgeStore, i: int) -> dict[str, str]:
+        found = store.search(schema.VISUAL, vectors[i], 5, with_payload=False)
+        return {h.media_id: h.payload[schema.MEDIA_TYPE] for h in found}
+
+    store = EdgeStore(tmp_path)
+    store.ensure_collection(MODEL, DIMS)
+    store.upsert(
+        [MediaPoint(f"m{i}", {schema.VISUAL: v}, {schema.MEDIA_TYPE: "photo"})
+         for i, v in enumerate(vectors)]
+    )  # fmt: skip
+    assert hits(store, 3)["m3"] == "photo"
+    store.upsert([MediaPoint("m3", {schema.VISUAL: vectors[3]}, {schema.MEDIA_TYPE: "video"})])
+    assert hits(store, 3)["m3"] == "video"
+    store.delete(["m3"])
+    assert "m3" not in hits(store, 3)
+    store.close()
+
+    reopened = EdgeStore(tmp_path)
+    reopened.ensure_collection(MODEL, DIMS)
+    assert len(reopened._hit_keys) == 49
+    assert hits(reopened, 7)["m7"] == "photo"
+    reopened._hit_keys.replace_all(())  # as if every point had been written during the search
+    found = hits(reopened, 7)
+    assert found["m7"] == "photo" and len(found) == 5
+    assert len(reopened._hit_keys) == 5  # what it read back, it now remembers
+    reopened.close()

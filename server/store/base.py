@@ -190,13 +190,19 @@ class VectorStore(Protocol):
         self,
         vector_name: str,
         query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int,
+        k: int | Sequence[int],
         filter: SearchFilter | None = None,
         *,
         exact: bool = False,
         with_payload: bool = True,
+        hnsw_ef: int | None = None,
     ) -> list[list[SearchHit]]:
-        """One ``search`` per query vector, planned together; results in query order."""
+        """One ``search`` per query vector, planned together; results in query order.
+
+        ``k`` is one limit for every query or a limit per query (asking each query for only
+        what it needs saves a few µs per hit: results cross into Python one by one).
+        ``hnsw_ef`` overrides the store's search beam for this call (never below a limit), for
+        callers that trade recall for latency, such as candidate generation."""
         ...
 
     def search_frames(
@@ -218,9 +224,17 @@ class VectorStore(Protocol):
         ...
 
     def list_media(
-        self, filter: SearchFilter | None = None, limit: int = 100, *, newest_first: bool = True
+        self,
+        filter: SearchFilter | None = None,
+        limit: int = 100,
+        *,
+        newest_first: bool = True,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[MediaPoint]:
-        """Media points ordered by ``created_at`` (payload only, no vectors)."""
+        """Media points ordered by ``created_at`` (payload only, no vectors).
+
+        ``payload_keys`` limits each payload to these keys and ``media_id`` (None: all of it);
+        reading less payload is most of the saving on a hot path."""
         ...
 
     def request_optimize(self) -> None:

@@ -33,13 +33,13 @@ from server.store.base import (
 )
 from server.store.edge_shard import ManagedShard, ShardPolicy
 from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
+from server.store.hit_keys import HitKeys
 from server.store.lock import DirLock
 from server.store.points import (
     as_float32,
     attach_frames,
     check_dims,
     check_frames,
-    check_k,
     check_vector,
     check_vector_name,
     checked_vectors,
@@ -47,7 +47,9 @@ from server.store.points import (
     frame_match,
     frame_payloads,
     media_payload,
+    query_limits,
     video_ids,
+    with_keys,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ META_FILE = "collection.json"
 _LAYOUT_VERSION = 1
 _UPSERT_CHUNK = 1000
 _MAX_FRAMES_PER_VIDEO = 10_000
+_SCROLL_BATCH = 5_000
 # Payload a hit always needs, even when the caller asks for none: its id and whether it has frames.
 _HIT_KEYS = [schema.MEDIA_ID, schema.MEDIA_TYPE]
 
@@ -90,6 +93,7 @@ class EdgeStore:
         self._dims: dict[str, int] = {}
         self._media: ManagedShard | None = None
         self._frames: ManagedShard | None = None
+        self._hit_keys = HitKeys()  # searches skip Edge's payload reads (see hit_keys.py)
 
     @property
     def collection(self) -> str:
@@ -131,6 +135,7 @@ class EdgeStore:
             self._policy(tuning.frames_build_after_writes),
         )
         self._collection, self._dims = name, dict(dims)
+        self._load_hit_keys()
         logger.info("opened collection %s (model %s, dims %s)", name, model_id, dict(dims))
         if self._unindexed_vectors() >= self._build_after_writes(dims):
             self._media.request_build()
@@ -168,6 +173,21 @@ class EdgeStore:
             )
             return stored - shard.info().indexed_vectors_count
 
+    def _load_hit_keys(self) -> None:
+        media, _ = self._shards()
+        points: list[tuple[qe.PointId, dict[str, Any]]] = []
+        offset = None
+        with media.reading() as shard:
+            while True:
+                request = qe.ScrollRequest(
+                    limit=_SCROLL_BATCH, offset=offset, with_payload=_HIT_KEYS, with_vector=False
+                )
+                records, offset = shard.scroll(request)
+                points += [(r.id, r.payload) for r in records if r.payload]
+                if offset is None:
+                    break
+        self._hit_keys.replace_all(points)
+
     def _shards(self) -> tuple[ManagedShard, ManagedShard]:
         if self._media is None or self._frames is None:
             raise CollectionNotReadyError("call ensure_collection(model_id, dims) first")
@@ -179,19 +199,21 @@ class EdgeStore:
         media, _ = self._shards()
         if not points:
             return
+        payloads = [(schema.media_point_id(p.media_id), media_payload(p)) for p in points]
         edge_points = [
             qe.Point(
-                schema.media_point_id(p.media_id),
+                point_id,
                 {n: v.tolist() for n, v in checked_vectors(p, self._dims).items()},
-                media_payload(p),
+                payload,
             )
-            for p in points
+            for p, (point_id, payload) in zip(points, payloads, strict=True)
         ]
         operations = [
             qe.UpdateOperation.upsert_points(edge_points[i : i + _UPSERT_CHUNK])
             for i in range(0, len(edge_points), _UPSERT_CHUNK)
         ]
         media.write(operations, len(edge_points))
+        self._hit_keys.put(payloads)
 
     def upsert_frames(
         self,
@@ -230,6 +252,7 @@ class EdgeStore:
             return
         ids: list[qe.PointId] = [schema.media_point_id(m) for m in media_ids]
         media.write([qe.UpdateOperation.delete_points(ids)], len(ids))
+        self._hit_keys.remove(ids)
         of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
         frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
 
@@ -292,27 +315,32 @@ class EdgeStore:
         self,
         vector_name: str,
         query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int,
+        k: int | Sequence[int],
         filter: SearchFilter | None = None,
         *,
         exact: bool = False,
         with_payload: bool = True,
+        hnsw_ef: int | None = None,
     ) -> list[list[SearchHit]]:
         media, _ = self._shards()
-        check_k(k)
+        limits = query_limits(k, len(query_vectors))
         dim = check_vector_name(vector_name, self._dims)
         edge_filter = _edge_filter(plan_filter(filter))
-        params = qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=self._ef(k))
+        beam = hnsw_ef or self._tuning.hnsw_ef
         requests = [
             qe.QueryRequest(
-                limit=k,
+                limit=limit,
                 query=qe.Query.Nearest(check_vector(q, dim, "query").tolist(), using=vector_name),
                 filter=edge_filter,
-                params=params,
-                with_payload=True if with_payload else list(_HIT_KEYS),
+                params=(
+                    qe.SearchParams(exact=True)
+                    if exact
+                    else qe.SearchParams(hnsw_ef=max(beam, limit))
+                ),
+                with_payload=with_payload,
                 with_vector=False,
             )
-            for q in query_vectors
+            for q, limit in zip(query_vectors, limits, strict=True)
         ]
         if not requests:
             return []
@@ -321,10 +349,32 @@ class EdgeStore:
                 results = [shard.query(requests[0])]
             else:
                 results = shard.query_batch(qe.QueryBatchRequest(requests))
+            if not with_payload:
+                payloads = self._hit_payloads(shard, [p.id for points in results for p in points])
+                return [
+                    [_hit(payloads[p.id], p.score) for p in points if p.id in payloads]
+                    for points in results
+                ]
         return [[_hit(p.payload or {}, p.score) for p in points if p.payload] for points in results]
 
-    def _ef(self, k: int) -> int:
-        return max(self._tuning.hnsw_ef, k)
+    def _hit_payloads(
+        self, shard: qe.EdgeShard, point_ids: Sequence[qe.PointId]
+    ) -> dict[qe.PointId, dict[str, Any]]:
+        """{media_id, media_type} of each point, from memory; a point written since (a race
+        with a write) is read from the store, and one deleted since is left out."""
+        found: dict[qe.PointId, dict[str, Any]] = {}
+        missing = []
+        for point_id in point_ids:
+            payload = self._hit_keys.payload(point_id)
+            if payload is None:
+                missing.append(point_id)
+            else:
+                found[point_id] = payload
+        if missing:
+            records = shard.retrieve(missing, _HIT_KEYS, False)
+            self._hit_keys.put((r.id, r.payload) for r in records if r.payload)
+            found |= {r.id: dict(r.payload) for r in records if r.payload}
+        return found
 
     def search_frames(
         self, query_vector: np.ndarray, media_ids: Sequence[str]
@@ -392,14 +442,19 @@ class EdgeStore:
                 return
 
     def list_media(
-        self, filter: SearchFilter | None = None, limit: int = 100, *, newest_first: bool = True
+        self,
+        filter: SearchFilter | None = None,
+        limit: int = 100,
+        *,
+        newest_first: bool = True,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[MediaPoint]:
         media, _ = self._shards()
         direction = qe.Direction.Desc if newest_first else qe.Direction.Asc
         request = qe.ScrollRequest(
             limit=limit,
             filter=_edge_filter(plan_filter(filter)),
-            with_payload=True,
+            with_payload=True if payload_keys is None else with_keys(payload_keys),
             with_vector=False,
             order_by=qe.OrderBy(schema.CREATED_AT, direction),
         )
@@ -444,6 +499,7 @@ class EdgeStore:
             if shard is not None:
                 shard.close()
         self._media = self._frames = None
+        self._hit_keys.replace_all(())
         self._collection, self._dims = "", {}
 
 

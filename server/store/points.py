@@ -55,6 +55,21 @@ def check_k(k: int) -> None:
         raise ValueError(f"k must be at least 1, got {k}")
 
 
+def query_limits(k: int | Sequence[int], queries: int) -> list[int]:
+    """One limit per query: ``k`` for all, or ``k[i]`` for query ``i``."""
+    limits = [k] * queries if isinstance(k, int) else [int(x) for x in k]
+    if len(limits) != queries:
+        raise ValueError(f"got {len(limits)} limits for {queries} query vectors")
+    for limit in limits:
+        check_k(limit)
+    return limits
+
+
+def with_keys(payload_keys: Sequence[str]) -> list[str]:
+    """Payload keys to read: the asked ones plus ``media_id``, which every point needs."""
+    return list(dict.fromkeys([schema.MEDIA_ID, *payload_keys]))
+
+
 def checked_vectors(point: MediaPoint, dims: Mapping[str, int]) -> dict[str, np.ndarray]:
     """The point's named vectors, each checked against the collection's dims."""
     if not point.media_id:

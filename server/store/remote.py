@@ -34,7 +34,6 @@ from server.store.points import (
     attach_frames,
     check_dims,
     check_frames,
-    check_k,
     check_vector,
     check_vector_name,
     checked_vectors,
@@ -42,7 +41,9 @@ from server.store.points import (
     frame_match,
     frame_payloads,
     media_payload,
+    query_limits,
     video_ids,
+    with_keys,
 )
 
 logger = logging.getLogger(__name__)
@@ -274,27 +275,28 @@ class RemoteStore:
         self,
         vector_name: str,
         query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int,
+        k: int | Sequence[int],
         filter: SearchFilter | None = None,
         *,
         exact: bool = False,
         with_payload: bool = True,
+        hnsw_ef: int | None = None,
     ) -> list[list[SearchHit]]:
         self._require()
-        check_k(k)
+        limits = query_limits(k, len(query_vectors))
         dim = check_vector_name(vector_name, self._dims)
         query_filter = _filter(plan_filter(filter))
         requests = [
             qm.QueryRequest(
                 query=check_vector(q, dim, "query").tolist(),
                 using=vector_name,
-                limit=k,
+                limit=limit,
                 filter=query_filter,
-                params=self._params(exact, k),
+                params=self._params(exact, limit, hnsw_ef),
                 with_payload=True if with_payload else list(_HIT_KEYS),
                 with_vector=False,
             )
-            for q in query_vectors
+            for q, limit in zip(query_vectors, limits, strict=True)
         ]
         if not requests:
             return []
@@ -309,12 +311,12 @@ class RemoteStore:
             for r in responses
         ]
 
-    def _params(self, exact: bool, k: int) -> qm.SearchParams | None:
+    def _params(self, exact: bool, k: int, hnsw_ef: int | None) -> qm.SearchParams | None:
         if self._local:
             return None  # local mode is always exact and warns about search params
         if exact:
             return qm.SearchParams(exact=True)
-        return qm.SearchParams(hnsw_ef=max(self._hnsw_ef, k))
+        return qm.SearchParams(hnsw_ef=max(hnsw_ef or self._hnsw_ef, k))
 
     def search_frames(
         self, query_vector: np.ndarray, media_ids: Sequence[str]
@@ -388,7 +390,12 @@ class RemoteStore:
                 return
 
     def list_media(
-        self, filter: SearchFilter | None = None, limit: int = 100, *, newest_first: bool = True
+        self,
+        filter: SearchFilter | None = None,
+        limit: int = 100,
+        *,
+        newest_first: bool = True,
+        payload_keys: Sequence[str] | None = None,
     ) -> list[MediaPoint]:
         self._require()
         direction = qm.Direction.DESC if newest_first else qm.Direction.ASC
@@ -397,7 +404,7 @@ class RemoteStore:
                 self._collection,
                 scroll_filter=_filter(plan_filter(filter)),
                 limit=limit,
-                with_payload=True,
+                with_payload=True if payload_keys is None else with_keys(payload_keys),
                 with_vectors=False,
                 order_by=qm.OrderBy(key=schema.CREATED_AT, direction=direction),
             )
