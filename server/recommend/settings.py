@@ -50,6 +50,10 @@ class RecommendSettings:
     cohort_candidates: int = 80
     fresh_candidates: int = 60
     interest_candidates: int = 80
+    # HNSW search beam of the candidate searches (the store's own default serves SearchMedia):
+    # candidates only need to be good, not the exact nearest, and the beam is most of the
+    # search's cost at 100k posts (docs/benchmarks.md).
+    candidate_hnsw_ef: int = 64
     following_window_s: float = 14 * DAY_S  # "recent posts" of followed creators
     fresh_window_s: float = 3 * DAY_S  # posts younger than this are "fresh"
     freshness_half_life_s: float = 1 * DAY_S  # the freshness feature halves after this long

@@ -105,20 +105,19 @@ def nearest(ctx: SourceContext) -> list[Proposal]:
     if not queries:
         return []
     s = ctx.settings
-    per_query = [_budget(q, ctx) for q in queries]
-    k = max(per_query)
     visual = ctx.store.search_batch(
-        schema.VISUAL, [q.vector for q in queries], k, ctx.search_filter, with_payload=False
-    )
+        schema.VISUAL, [q.vector for q in queries], [_budget(q, ctx) for q in queries],
+        ctx.search_filter, with_payload=False, hnsw_ef=s.candidate_hnsw_ef,
+    )  # fmt: skip
     proposals = []
-    for q, hits, budget in zip(queries, visual, per_query, strict=True):
-        proposals += _from_hits(hits[:budget], _source_of(q))
+    for q, hits in zip(queries, visual, strict=True):
+        proposals += _from_hits(hits, _source_of(q))
     texts = [q for q in queries if q.kind not in ("cluster", SEED)]
     if texts:
         k_text = max(1, s.interest_candidates // max(1, len(texts)))
         caption = ctx.store.search_batch(
             schema.CAPTION, [q.vector for q in texts], k_text, ctx.search_filter,
-            with_payload=False,
+            with_payload=False, hnsw_ef=s.candidate_hnsw_ef,
         )
         for hits in caption:
             proposals += _from_hits(hits, INTERESTS)
@@ -171,10 +170,9 @@ def following(ctx: SourceContext) -> list[Proposal]:
     points = ctx.store.list_media(
         replace(f, creator_ids=allowed, created_at_from=since),
         limit=ctx.settings.following_candidates,
+        payload_keys=[schema.CREATED_AT],
     )
-    return [
-        Proposal(p.media_id, FOLLOWING, _recency(p.payload, ctx)) for p in points
-    ]
+    return [Proposal(p.media_id, FOLLOWING, _recency(p.payload, ctx)) for p in points]
 
 
 def social_counts(ctx: SourceContext) -> dict[str, float]:
@@ -234,11 +232,12 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
         batches = ctx.store.search_batch(
-            schema.VISUAL, [q.vector for q in queries], k, window, with_payload=False
+            schema.VISUAL, [q.vector for q in queries], k, window, with_payload=False,
+            hnsw_ef=s.candidate_hnsw_ef,
         )
         return [p for hits in batches for p in _from_hits(hits, FRESH)]
     # Nothing known about the user: simply the newest posts (however old the newest are).
-    points = ctx.store.list_media(f, limit=s.fresh_candidates)
+    points = ctx.store.list_media(f, limit=s.fresh_candidates, payload_keys=[schema.CREATED_AT])
     return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]
 
 
