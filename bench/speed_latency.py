@@ -54,11 +54,11 @@ logger = logging.getLogger(__name__)
 WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID, SEARCH_TEXT)
 PEAK_WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID)
 DEFAULT_SERVER = "default"
-# The variant run at the largest size: numpy's OpenBLAS limited to one thread in the server.
-# Its small matrix products spin two threads on two shared cores (p99 of a 300x128 product:
-# 0.2 ms single-threaded, tens of ms on a busy machine).
-ONE_BLAS = "OPENBLAS_NUM_THREADS=1"
-VARIANT_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+# The variant run at the largest size: numpy's OpenBLAS left at its own pool (the server's
+# default limits it to one thread). Its small matrix products spin two threads on two shared
+# cores (p99 of a 300x128 product: 0.2 ms single-threaded, tens of ms on a busy machine).
+BLAS_POOL = "blas_threads=0"
+VARIANT_OVERRIDES = {"blas_threads": 0}
 VARIANT_WORKLOADS = (REC_WARM, SEARCH_ID)  # the open loop of the variant: the target keys
 DOCS_DIR = Path("docs")
 CURVE_NAME = "latency_vs_size"
@@ -77,7 +77,7 @@ class Plan:
     peak_concurrency: tuple[int, ...]
     peak_s: float  # seconds per closed-loop peak measurement
     profile_users: int  # users reserved for the breakdown (half timed, half cProfiled)
-    variant: bool  # also measure the largest size with one BLAS thread in the server
+    variant: bool  # also measure the largest size with OpenBLAS's own thread pool
 
 
 FULL = Plan((1_000, 10_000, 100_000), 300, 150, 20, 50.0, 20.0, (4, 8), 8.0, 60, True)
@@ -206,11 +206,11 @@ class ServerHandle:
 
 
 @contextmanager
-def running_server(data_dir: Path, env: dict[str, str]) -> Iterator[ServerHandle]:
+def running_server(data_dir: Path, overrides: dict[str, Any]) -> Iterator[ServerHandle]:
     """The server in its own process on ``data_dir``, up and ready (store built, state built)."""
     context = multiprocessing.get_context("spawn")  # no forked copy of this process's threads
     parent, child = context.Pipe()
-    process = context.Process(target=serve, args=(str(data_dir), child, {}, env), name="mediarec")
+    process = context.Process(target=serve, args=(str(data_dir), child, overrides), name="mediarec")
     process.start()
     server = ServerHandle(process, parent)
     try:
@@ -228,14 +228,16 @@ def running_server(data_dir: Path, env: dict[str, str]) -> Iterator[ServerHandle
 
 
 @contextmanager
-def server_on_copy(data: Path, work_dir: Path, env: dict[str, str]) -> Iterator[ServerHandle]:
+def server_on_copy(
+    data: Path, work_dir: Path, overrides: dict[str, Any]
+) -> Iterator[ServerHandle]:
     """A server on a fresh copy of ``data``: a run writes (served log, rankings), the cache
     must stay as generated."""
     run_dir = work_dir / "latency" / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     copy_tree_sparse(data, run_dir)
     try:
-        with running_server(run_dir, env) as server:
+        with running_server(run_dir, overrides) as server:
             yield server
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -258,14 +260,14 @@ def measure_size(
             result.breakdowns[DEFAULT_SERVER] = server.ask("profile", calls.profile_users)
         result.memory = memory_mb(server.hello["pid"])
     if headline and plan.variant:
-        with server_on_copy(data, config.work_dir, VARIANT_ENV) as server:
+        with server_on_copy(data, config.work_dir, VARIANT_OVERRIDES) as server:
             calls = CallSource(world, size, plan.profile_users)
             variant = c1_points(server, size, plan, calls, load, plan.requests)
             variant += loaded_points(server, size, plan, calls, load, VARIANT_WORKLOADS, peak=False)
             server.ask("settle", None)
-            result.breakdowns[ONE_BLAS] = server.ask("profile", calls.profile_users)
+            result.breakdowns[BLAS_POOL] = server.ask("profile", calls.profile_users)
         for p in variant:
-            p.server = ONE_BLAS
+            p.server = BLAS_POOL
         result.points += variant
     result.loadavg = (result.loadavg[0], load1())
     for p in result.points:

@@ -25,7 +25,6 @@ import io
 import logging
 import os
 import pstats
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,20 +36,19 @@ logger = logging.getLogger(__name__)
 MODEL_ID = "mediarec-demo"
 
 
-def serve(data_dir: str, conn: Connection, overrides: dict[str, Any], env: dict[str, str]) -> None:
-    """The server process's main: ``env`` is set before numpy or torch is first imported."""
-    if env and {"numpy", "torch"} & set(sys.modules):
-        raise RuntimeError("numpy was imported before the server's environment was set")
-    os.environ.update(env)
+def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
+    """The server process's main, set up as ``server.app.serve`` sets up ``mediarec serve``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s server %(name)s %(message)s")
     from server.app import build_server
     from server.config import load_settings
     from server.runtime import ServiceState, open_deps
+    from server.threads import limit_numpy_blas_threads
 
     started = time.monotonic()
     settings = load_settings(
         {"model_id": MODEL_ID, "data_dir": data_dir, "port": 0, **overrides}, {}, None
     )
+    limit_numpy_blas_threads(settings.server.blas_threads)
     deps = open_deps(settings)
     running = build_server(settings, ServiceState(deps))
     try:

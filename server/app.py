@@ -59,7 +59,6 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     ``serve`` does once the model is loaded and the store is open.
     """
     limits = settings.server
-    limit_numpy_blas_threads(limits.blas_threads)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -102,6 +101,7 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT: listen first (health NOT_SERVING), load, then SERVING."""
+    limit_numpy_blas_threads(settings.server.blas_threads)  # process-wide: the serving process's
     state = ServiceState()
     running = build_server(settings, state)
     stop = threading.Event()
