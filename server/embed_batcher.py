@@ -8,7 +8,8 @@ puts a :class:`BatchingEncoder` between its domain code and the model. It satisf
 * it takes the most urgent job, then waits at most ``max_wait_s`` (counted from that job's
   arrival) for more jobs of the same modality and priority, up to ``max_items`` items;
 * the items of the chosen jobs go through one ``embed_*`` call of the wrapped encoder and every
-  job gets its own rows back, in order (a job larger than ``max_items`` runs alone, whole);
+  job gets its own rows back, in order (a call larger than ``max_items`` is queued as several
+  jobs of at most ``max_items``, so other work can run between its passes);
 * interactive work (search queries, interests) is served ahead of bulk indexing, except that a
   bulk job waiting longer than ``bulk_max_delay_s`` is served as if interactive, so steady
   interactive traffic cannot starve indexing;
@@ -140,6 +141,7 @@ class _Job:
     deadline: float | None
     sequence: int  # arrival order, the tie-break within a priority
     arrived: float
+    call: int  # the caller's call: the sequence number of its first job
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
     error: BaseException | None = None
@@ -166,7 +168,7 @@ class _Job:
 class BatcherStats:
     forward_passes: int  # calls into the wrapped encoder, including reruns after a failure
     items: int  # items sent to the wrapped encoder (texts plus images, reruns included)
-    jobs: int  # caller requests served, successfully or not
+    jobs: int  # jobs served, successfully or not (a call over max_items is several jobs)
     dropped_expired: int  # jobs dropped because their deadline had passed
     queued: int  # jobs waiting now
 
@@ -276,16 +278,31 @@ class BatchingEncoder:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         scope = current_scope()
+        step = self._max_items
         with self._changed:
             if self._closed:
                 raise UnavailableError("The server is shutting down; retry elsewhere.")
-            self._sequence += 1
-            job = _Job(
-                modality, items, scope.priority, scope.deadline, self._sequence, self._clock()
-            )
-            self._pending.append(job)
+            jobs: list[_Job] = []
+            # A call larger than one pass becomes several jobs, so that interactive work can
+            # run between the passes of, say, a long video's frames.
+            for start in range(0, len(items), step):
+                self._sequence += 1
+                jobs.append(
+                    _Job(modality, items[start : start + step], scope.priority, scope.deadline,
+                         self._sequence, self._clock(), jobs[0].sequence if jobs else
+                         self._sequence)
+                )  # fmt: skip
+            self._pending += jobs
             self._start_worker()
             self._changed.notify_all()
+        try:
+            return np.concatenate([self._wait(job) for job in jobs], axis=0)
+        except BaseException:
+            with self._changed:
+                self._withdraw(jobs[0].call)
+            raise
+
+    def _wait(self, job: _Job) -> np.ndarray:
         if job.deadline is None:
             rows = job.wait()
         else:
@@ -294,6 +311,13 @@ class BatchingEncoder:
                 rows = self._give_up(job)
         assert rows is not None
         return rows
+
+    def _withdraw(self, call: int) -> None:
+        """Drop the queued jobs of a call that has failed (the lock is held): the rest of it
+        is not worth a forward pass."""
+        for job in [job for job in self._pending if job.call == call]:
+            self._pending.remove(job)
+            job.fail(UnavailableError("Another part of this request failed."))
 
     def _give_up(self, job: _Job) -> np.ndarray:
         """At its deadline the caller leaves, unless its pass is already running."""
@@ -406,11 +430,14 @@ class BatchingEncoder:
                 job.succeed(rows[offset : offset + len(job.items)])
                 offset += len(job.items)
         finally:
-            with self._changed:
-                self._jobs += len(batch)
             for job in batch:  # never leave a caller waiting, whatever went wrong above
                 if not job.done.is_set():
                     job.fail(UnavailableError("The encoder worker stopped unexpectedly."))
+            with self._changed:
+                self._jobs += len(batch)
+                for job in batch:
+                    if job.error is not None:
+                        self._withdraw(job.call)
 
     def _run_alone(self, job: _Job) -> None:
         try:

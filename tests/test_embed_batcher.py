@@ -122,6 +122,7 @@ class Call:
     ) -> None:
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
+        self.jobs = 1  # jobs it queues in the batcher (more when over max_items)
         self._thread = threading.Thread(target=self._run, args=(fn, args, priority, deadline))
         self._thread.start()
 
@@ -179,10 +180,12 @@ def held(demo: Encoder) -> Iterator[tuple[RecordingEncoder, BatchingEncoder, Cal
         yield recorder, batcher, blocker
 
 
-def queue(batcher: BatchingEncoder, calls: list[Call], call: Call) -> None:
-    """Add ``call`` and wait until it is queued, so arrival order is the order of the test."""
+def queue(batcher: BatchingEncoder, calls: list[Call], call: Call, jobs: int = 1) -> None:
+    """Add ``call`` (``jobs`` queued jobs) and wait until it is queued, so arrival order is
+    the order of the test."""
+    call.jobs = jobs
     calls.append(call)
-    wait_until(lambda: batcher.stats().queued == len(calls))
+    wait_until(lambda: batcher.stats().queued == sum(c.jobs for c in calls))
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -262,19 +265,49 @@ def test_texts_and_images_never_share_a_pass(held) -> None:
     ]
 
 
-def test_a_pass_holds_at_most_max_items_and_a_larger_request_runs_whole(demo) -> None:
+def test_a_pass_holds_at_most_max_items_and_a_larger_request_is_split(demo) -> None:
     recorder = RecordingEncoder(demo)
     with holding(recorder, max_items=4) as (batcher, blocker):
         calls: list[Call] = []
         for text in TEXTS[:6]:
             queue(batcher, calls, Call(batcher.embed_texts, [text]))
-        queue(batcher, calls, Call(batcher.embed_texts, TEXTS[:7]))  # bigger than max_items
+        # Bigger than max_items: two jobs of 4 and 3, its rows still in order.
+        queue(batcher, calls, Call(batcher.embed_texts, TEXTS[:7]), jobs=2)
         recorder.release.set()
         for call in [blocker, *calls]:
             call.value()
-        assert calls[-1].value().shape == (7, demo.dim)
+        whole = calls[-1].value()
+        assert whole.shape == (7, demo.dim)
+        assert cosines(whole, demo.embed_texts(TEXTS[:7])).min() > 0.9999
 
-    assert recorder.sizes_after_first() == [4, 2, 7]
+    assert recorder.sizes_after_first() == [4, 2, 4, 3]
+
+
+def test_interactive_work_runs_between_the_passes_of_a_large_bulk_call(held) -> None:
+    recorder, batcher, _ = held  # max_items 32
+    calls: list[Call] = []
+    bulk = [f"caption {i}" for i in range(70)]
+    queue(batcher, calls, Call(batcher.embed_texts, bulk, priority=Priority.BULK), jobs=3)
+    queue(batcher, calls, Call(batcher.embed_texts, ["a query"]))
+    recorder.release.set()
+    for call in calls:
+        call.value()
+    assert calls[0].value().shape[0] == 70
+    assert [len(items) for _, items in recorder.calls[1:]] == [1, 32, 32, 6]
+    assert recorder.calls[1][1] == ["a query"]
+
+
+def test_a_failing_part_of_a_large_call_withdraws_the_rest(demo) -> None:
+    recorder = RecordingEncoder(demo, fails=lambda text: text == "bad")
+    with holding(recorder, max_items=2) as (batcher, _):
+        calls: list[Call] = []
+        queue(batcher, calls, Call(batcher.embed_texts, ["bad", "b", "c", "d", "e"]), jobs=3)
+        recorder.release.set()
+        with pytest.raises(ValueError, match="cannot be embedded"):
+            calls[0].value()
+        wait_until(lambda: batcher.stats().queued == 0)
+    # The first job failed; the other two never reached the model.
+    assert [items for _, items in recorder.calls[1:]] == [["bad", "b"]]
 
 
 def test_empty_input_needs_no_forward_pass(demo) -> None:
