@@ -309,8 +309,9 @@ class MediaIndexer:
             return [r for r in results if r is not None]
         self._embed([items[i] for i in todo])
         with self.write_lock:
-            for i in todo:
-                results[i] = self._write(items[i])
+            written = self._write([items[i] for i in todo])
+        for i, result in zip(todo, written, strict=True):
+            results[i] = result
         return [r for r in results if r is not None]
 
     def index(self, item: PreparedItem) -> IndexedItem:
@@ -337,14 +338,42 @@ class MediaIndexer:
             for item, vector in zip(captions, embedded, strict=True):
                 item.caption_vector = vector
 
-    def _write(self, item: PreparedItem) -> IndexedItem:
+    def _write(self, items: Sequence[PreparedItem]) -> list[IndexedItem]:
+        """Store a batch: each video's frames first, then every media point in one upsert, so
+        an item becomes visible only once all of it is durable, and a batch costs one sync
+        rather than one per item. Duplicates are also looked for among the batch's earlier
+        items, which the store does not hold yet."""
+        records = [self._record(item, items[:n]) for n, item in enumerate(items)]
+        for item in items:
+            if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
+                # A video replaced by a non-video: its old frames must not survive. (An upsert
+                # replaces the whole media point, vectors included, so nothing else is stale.)
+                self._store.delete([item.metadata.media_id])
+            if item.frame_vectors is not None:
+                self._store.upsert_frames(
+                    item.metadata.media_id, item.frame_vectors, item.frame_timestamps_s
+                )
+        self._store.upsert([point for _, point in records])
+        return [result for result, _ in records]
+
+    def _record(
+        self, item: PreparedItem, earlier: Sequence[PreparedItem]
+    ) -> tuple[IndexedItem, MediaPoint]:
+        """What ``item`` is stored as, and its result (``earlier``: the batch before it)."""
         media_id = item.metadata.media_id
         anchor = item.visual if item.visual is not None else item.caption_vector
         topics: tuple[Topic, ...] = ()
         if self._labeler is not None and anchor is not None:
             topics = tuple(self._labeler.top(anchor, self._limits.topics_top_k))
-        near_duplicate_of = self._near_duplicate(media_id, item.visual)
-        duplicate_of = self._duplicate_of(item.content_sha256, exclude=media_id)
+        near_duplicate_of = self._near_duplicate(media_id, item.visual, earlier)
+        duplicate_of = self._duplicate_of(item.content_sha256, exclude=media_id) or next(
+            (
+                other.metadata.media_id for other in earlier
+                if item.content_sha256 and other.content_sha256 == item.content_sha256
+                and other.metadata.media_id != media_id
+            ),
+            "",
+        )  # fmt: skip
         result = IndexedItem(
             media_id=media_id,
             outcome=Outcome.UPDATED if item.existed else Outcome.CREATED,
@@ -377,26 +406,26 @@ class MediaIndexer:
             duration_s=item.duration_s,
             indexed_at=indexed_at,
         )
-        if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
-            # A video replaced by a non-video: its old frames must not survive. (An upsert
-            # replaces the whole media point, vectors included, so nothing else is stale.)
-            self._store.delete([media_id])
-        if item.frame_vectors is not None:
-            self._store.upsert_frames(media_id, item.frame_vectors, item.frame_timestamps_s)
-        # The media point goes last: an item becomes visible only once all of it is durable.
-        self._store.upsert([MediaPoint(media_id, vectors, payload)])
-        return result
+        return result, MediaPoint(media_id, vectors, payload)
 
-    def _near_duplicate(self, media_id: str, visual: np.ndarray | None) -> str:
+    def _near_duplicate(
+        self, media_id: str, visual: np.ndarray | None, earlier: Sequence[PreparedItem]
+    ) -> str:
+        """The most similar other item at or above the threshold, stored or earlier in the batch."""
         if visual is None:
             return ""
         hits = self._store.search(
             schema.VISUAL, visual, 1, SearchFilter(exclude_media_ids=(media_id,)),
             with_payload=False,
         )
-        if hits and hits[0].score >= self._limits.near_duplicate_cosine:
-            return hits[0].media_id
-        return ""
+        candidates = [(h.score, h.media_id) for h in hits[:1]]
+        candidates += [
+            (float(visual @ other.visual), other.metadata.media_id)
+            for other in earlier
+            if other.visual is not None and other.metadata.media_id != media_id
+        ]
+        score, best = max(candidates, default=(-1.0, ""))
+        return best if score >= self._limits.near_duplicate_cosine else ""
 
 
 def _sha256_of(data: bytes | Path) -> str:

@@ -526,3 +526,51 @@ def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_batch_is_stored_in_one_upsert_and_finds_duplicates_within_itself(
+    fresh_deps: ServiceDeps,
+) -> None:
+    """A batch's media points go to the store in one upsert (one sync), so the store cannot
+    see the batch's own earlier items: exact and near duplicates among them are still named."""
+    import io
+
+    from encoders.synthetic.world import WorldGenerator
+
+    image = WorldGenerator(8, image_size=128).post().image
+
+    def encoded(img: object, quality: int) -> bytes:
+        buffer = io.BytesIO()
+        img.save(buffer, format="JPEG", quality=quality)  # type: ignore[attr-defined]
+        return buffer.getvalue()
+
+    original = encoded(image, 95)
+    indexer = fresh_deps.indexer
+    prepared = [
+        indexer.prepare_bytes(ItemMetadata(media_id="batch-original"), original),
+        indexer.prepare_bytes(ItemMetadata(media_id="batch-copy"), original),
+        indexer.prepare_bytes(
+            ItemMetadata(media_id="batch-repost"), encoded(image.resize((112, 112)), 60)
+        ),
+    ]
+    upserts: list[int] = []
+    store_upsert = fresh_deps.store.upsert
+
+    def counting_upsert(points: Sequence[object]) -> None:
+        upserts.append(len(points))
+        store_upsert(points)  # type: ignore[arg-type]
+
+    fresh_deps.store.upsert = counting_upsert  # type: ignore[method-assign]
+    try:
+        results = indexer.commit(prepared)
+    finally:
+        del fresh_deps.store.upsert  # the instance attribute shadowed the method
+    assert upserts == [3]
+    first, copy, repost = results
+    assert not first.duplicate and first.near_duplicate_of == ""
+    assert copy.duplicate and copy.duplicate_of == "batch-original"
+    assert copy.near_duplicate_of == "batch-original"
+    assert not repost.duplicate
+    assert repost.near_duplicate_of in ("batch-original", "batch-copy")
+    assert fresh_deps.search.get("batch-repost").near_duplicate_of == repost.near_duplicate_of
+    assert fresh_deps.store.count() == 3
