@@ -581,13 +581,16 @@ def _record_all(
     commits: deque[Future[list[FileResult]]], record: Callable[[FileResult], None]
 ) -> None:
     """Record finished commits in order; the first failure (IndexAborted, an interrupt inside
-    a sink) is raised once all the others are recorded."""
+    a sink) is raised once all the others are recorded. An interrupt wins over an abort: the
+    person who pressed Ctrl-C gets the interrupted exit status (130)."""
     failure: BaseException | None = None
     while commits:
         try:
             _record_commit(commits.popleft(), record)
         except BaseException as exc:  # re-raised below
-            failure = failure or exc
+            interrupt = isinstance(exc, KeyboardInterrupt)
+            if failure is None or (interrupt and not isinstance(failure, KeyboardInterrupt)):
+                failure = exc
     if failure is not None:
         raise failure
 

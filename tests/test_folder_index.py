@@ -574,3 +574,22 @@ def test_a_batch_is_stored_in_one_upsert_and_finds_duplicates_within_itself(
     assert repost.near_duplicate_of in ("batch-original", "batch-copy")
     assert fresh_deps.search.get("batch-repost").near_duplicate_of == repost.near_duplicate_of
     assert fresh_deps.store.count() == 3
+
+
+def test_an_interrupt_wins_over_an_abort_among_the_commits_in_flight() -> None:
+    """Ctrl-C while another commit aborts still ends the run as interrupted (exit 130)."""
+    from collections import deque
+    from concurrent.futures import Future
+
+    from server.folder_index import _record_all
+
+    aborted: Future[list[FileResult]] = Future()
+    aborted.set_exception(IndexAborted("the server went away"))
+    interrupted: Future[list[FileResult]] = Future()
+    interrupted.set_exception(KeyboardInterrupt())
+    done: Future[list[FileResult]] = Future()
+    done.set_result([FileResult("a.jpg", "a", FileStatus.CREATED)])
+    recorded: list[FileResult] = []
+    with pytest.raises(KeyboardInterrupt):
+        _record_all(deque([aborted, done, interrupted]), recorded.append)
+    assert [r.path for r in recorded] == ["a.jpg"]  # the others were still recorded
