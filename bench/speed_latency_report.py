@@ -275,10 +275,11 @@ def markdown(
     variant = variant_table(head)
     if variant:
         lines += [
-            "The same at the largest size on a second server (a fresh copy of the data) whose "
-            "numpy uses one OpenBLAS thread: the recommender's small matrix products otherwise "
-            "spread over two threads that fight for the two cores with the gRPC threads and the "
-            "load generator.",
+            "The same at the largest size on a second server (a fresh copy of the data) that "
+            "leaves numpy's BLAS its own thread pool (`server.blas_threads = 0`; the default "
+            "caps it at one thread): the recommender's small matrix products then spread over "
+            "two threads that fight for the two cores with the gRPC threads and the load "
+            "generator.",
             "",
             *variant,
             "",
