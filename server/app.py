@@ -101,7 +101,8 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT: listen first (health NOT_SERVING), load, then SERVING."""
-    limit_numpy_blas_threads(settings.server.blas_threads)  # process-wide: the serving process's
+    # Process-wide, so it belongs to the serving process's setup, not to build_server.
+    limit_numpy_blas_threads(settings.server.blas_threads)
     state = ServiceState()
     running = build_server(settings, state)
     stop = threading.Event()

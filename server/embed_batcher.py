@@ -140,7 +140,7 @@ class _Job:
     priority: Priority
     deadline: float | None
     sequence: int  # arrival order, the tie-break within a priority
-    arrived: float
+    arrived: float  # for a later part of a split call: when the part before it was taken
     call: int  # the caller's call: the sequence number of its first job
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
@@ -315,9 +315,11 @@ class BatchingEncoder:
     def _withdraw(self, call: int) -> None:
         """Drop the queued jobs of a call that has failed (the lock is held): the rest of it
         is not worth a forward pass."""
-        for job in [job for job in self._pending if job.call == call]:
+        withdrawn = [job for job in self._pending if job.call == call]
+        for job in withdrawn:
             self._pending.remove(job)
             job.fail(UnavailableError("Another part of this request failed."))
+        self._jobs += len(withdrawn)
 
     def _give_up(self, job: _Job) -> np.ndarray:
         """At its deadline the caller leaves, unless its pass is already running."""
@@ -410,6 +412,12 @@ class BatchingEncoder:
                 size += len(job.items)
         for job in batch:
             self._pending.remove(job)
+        # The rest of a split call ages from now, not from when the call came: otherwise, once
+        # aged, all its remaining passes would run ahead of newer interactive work.
+        taken_calls = {job.call for job in batch}
+        for job in self._pending:
+            if job.call in taken_calls:
+                job.arrived = now
         return batch
 
     def _run(self, batch: list[_Job]) -> None:

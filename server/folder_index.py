@@ -580,9 +580,9 @@ def _record_commit(commit: Future[list[FileResult]], record: Callable[[FileResul
 def _record_all(
     commits: deque[Future[list[FileResult]]], record: Callable[[FileResult], None]
 ) -> None:
-    """Record finished commits in order; the first failure (IndexAborted, an interrupt inside
-    a sink) is raised once all the others are recorded. An interrupt wins over an abort: the
-    person who pressed Ctrl-C gets the interrupted exit status (130)."""
+    """Record finished commits in order, then raise the first interrupt among them, else the
+    first failure (IndexAborted): whoever pressed Ctrl-C gets the interrupted exit status
+    (130) even when another commit aborted."""
     failure: BaseException | None = None
     while commits:
         try:

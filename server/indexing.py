@@ -339,21 +339,26 @@ class MediaIndexer:
                 item.caption_vector = vector
 
     def _write(self, items: Sequence[PreparedItem]) -> list[IndexedItem]:
-        """Store a batch: each video's frames first, then every media point in one upsert, so
-        an item becomes visible only once all of it is durable, and a batch costs one sync
-        rather than one per item. Duplicates are also looked for among the batch's earlier
-        items, which the store does not hold yet."""
+        """Store a batch: each video's frames first, then the media points in one upsert, so
+        an item becomes visible only once all of it is durable, and the photos of a batch
+        share one sync (a video adds one for its frames). Duplicates are also looked for among
+        the batch's earlier items, which the store does not hold yet."""
         records = [self._record(item, items[:n]) for n, item in enumerate(items)]
-        for item in items:
+        batched = []
+        for item, (_, point) in zip(items, records, strict=True):
             if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
-                # A video replaced by a non-video: its old frames must not survive. (An upsert
-                # replaces the whole media point, vectors included, so nothing else is stale.)
-                self._store.delete([item.metadata.media_id])
+                # A video replaced by a non-video: its old frames must not survive, so it is
+                # deleted, and stored again at once to keep the gap short. (An upsert replaces
+                # the whole media point, vectors included, so nothing else is stale.)
+                self._store.delete([point.media_id])
+                self._store.upsert([point])
+                continue
             if item.frame_vectors is not None:
                 self._store.upsert_frames(
-                    item.metadata.media_id, item.frame_vectors, item.frame_timestamps_s
+                    point.media_id, item.frame_vectors, item.frame_timestamps_s
                 )
-        self._store.upsert([point for _, point in records])
+            batched.append(point)
+        self._store.upsert(batched)
         return [result for result, _ in records]
 
     def _record(
@@ -366,14 +371,9 @@ class MediaIndexer:
         if self._labeler is not None and anchor is not None:
             topics = tuple(self._labeler.top(anchor, self._limits.topics_top_k))
         near_duplicate_of = self._near_duplicate(media_id, item.visual, earlier)
-        duplicate_of = self._duplicate_of(item.content_sha256, exclude=media_id) or next(
-            (
-                other.metadata.media_id for other in earlier
-                if item.content_sha256 and other.content_sha256 == item.content_sha256
-                and other.metadata.media_id != media_id
-            ),
-            "",
-        )  # fmt: skip
+        duplicate_of = self._duplicate_of(
+            item.content_sha256, exclude=media_id
+        ) or _same_content_among(item, earlier)
         result = IndexedItem(
             media_id=media_id,
             outcome=Outcome.UPDATED if item.existed else Outcome.CREATED,
@@ -426,6 +426,15 @@ class MediaIndexer:
         ]
         score, best = max(candidates, default=(-1.0, ""))
         return best if score >= self._limits.near_duplicate_cosine else ""
+
+
+def _same_content_among(item: PreparedItem, earlier: Sequence[PreparedItem]) -> str:
+    """media_id of an earlier item of the batch with byte-identical content, or ""."""
+    for other in earlier:
+        same_bytes = bool(item.content_sha256) and other.content_sha256 == item.content_sha256
+        if same_bytes and other.metadata.media_id != item.metadata.media_id:
+            return other.metadata.media_id
+    return ""
 
 
 def _sha256_of(data: bytes | Path) -> str:

@@ -297,6 +297,26 @@ def test_interactive_work_runs_between_the_passes_of_a_large_bulk_call(held) -> 
     assert recorder.calls[1][1] == ["a query"]
 
 
+def test_the_parts_of_a_split_bulk_call_age_one_by_one(demo) -> None:
+    """Once a bulk call has waited past bulk_max_delay, only its next pass jumps the queue: the
+    part after it ages from then, so a newer query still runs before it."""
+    recorder = RecordingEncoder(demo)
+    with BatchingEncoder(recorder, max_items=2, max_wait_s=0.0, bulk_max_delay_s=0.5) as batcher:
+        blocker = Call(batcher.embed_texts, ["the first caller"])
+        assert recorder.entered.wait(WAIT_S)
+        calls: list[Call] = []
+        bulk = ["b1", "b2", "b3", "b4", "b5", "b6"]
+        queue(batcher, calls, Call(batcher.embed_texts, bulk, priority=Priority.BULK), jobs=3)
+        time.sleep(0.6)  # the whole bulk call is now overdue
+        queue(batcher, calls, Call(batcher.embed_texts, ["new query"]))
+        recorder.release.set()
+        for call in (blocker, *calls):
+            call.value()
+    assert [items for _, items in recorder.calls[1:]] == [
+        ["b1", "b2"], ["new query"], ["b3", "b4"], ["b5", "b6"]
+    ]
+
+
 def test_a_failing_part_of_a_large_call_withdraws_the_rest(demo) -> None:
     recorder = RecordingEncoder(demo, fails=lambda text: text == "bad")
     with holding(recorder, max_items=2) as (batcher, _):

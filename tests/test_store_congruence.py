@@ -340,6 +340,47 @@ def test_search_batch_equals_single_searches(loaded: VectorStore, world: World) 
         assert_same_ranking(hits, oracle_search(world, schema.CAPTION, query, 8, f))
 
 
+def test_search_batch_takes_a_limit_per_query(loaded: VectorStore, world: World) -> None:
+    batch = queries(world, schema.VISUAL, 3)
+    limits = [2, 9, np.int64(5)]  # numpy integers are limits too
+    results = loaded.search_batch(schema.VISUAL, batch, limits, exact=True)
+    assert [len(hits) for hits in results] == [2, 9, 5]
+    for query, hits, k in zip(batch, results, limits, strict=True):
+        assert_same_ranking(hits, oracle_search(world, schema.VISUAL, query, int(k)))
+    with pytest.raises(ValueError, match="2 limits for 3 query vectors"):
+        loaded.search_batch(schema.VISUAL, batch, [2, 9])
+    with pytest.raises(ValueError, match="at least 1"):
+        loaded.search_batch(schema.VISUAL, batch, [2, 0, 1])
+
+
+def test_a_wider_search_beam_per_call_finds_at_least_as_much(
+    loaded: VectorStore, world: World
+) -> None:
+    batch = queries(world, schema.VISUAL, 8)
+    exact = [{h.media_id for h in hits} for hits in loaded.search_batch(
+        schema.VISUAL, batch, 10, exact=True)]  # fmt: skip
+
+    def recall(hnsw_ef: int) -> float:
+        found = loaded.search_batch(schema.VISUAL, batch, 10, hnsw_ef=hnsw_ef)
+        return float(np.mean([len({h.media_id for h in hits} & truth) / 10
+                              for hits, truth in zip(found, exact, strict=True)]))  # fmt: skip
+
+    assert recall(10) <= recall(512) and recall(512) >= 0.95
+
+
+def test_list_media_reads_only_the_payload_keys_asked_for(
+    loaded: VectorStore, world: World
+) -> None:
+    f = SearchFilter(creator_ids=("creator-5",))
+    full = loaded.list_media(f, limit=5)
+    lean = loaded.list_media(f, limit=5, payload_keys=[schema.CREATED_AT])
+    assert [p.media_id for p in lean] == [p.media_id for p in full]
+    for point, whole in zip(lean, full, strict=True):
+        assert dict(point.payload) == {
+            schema.MEDIA_ID: point.media_id, schema.CREATED_AT: whole.payload[schema.CREATED_AT]
+        }
+
+
 def test_hits_carry_the_stored_payload(loaded: VectorStore, world: World) -> None:
     query = queries(world, schema.VISUAL, 1)[0]
     for hit in loaded.search(schema.VISUAL, query, 5, exact=True):

@@ -212,8 +212,7 @@ class EdgeStore:
             qe.UpdateOperation.upsert_points(edge_points[i : i + _UPSERT_CHUNK])
             for i in range(0, len(edge_points), _UPSERT_CHUNK)
         ]
-        media.write(operations, len(edge_points))
-        self._hit_keys.put(payloads)
+        media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
 
     def upsert_frames(
         self,
@@ -251,8 +250,9 @@ class EdgeStore:
         if not media_ids:
             return
         ids: list[qe.PointId] = [schema.media_point_id(m) for m in media_ids]
-        media.write([qe.UpdateOperation.delete_points(ids)], len(ids))
-        self._hit_keys.remove(ids)
+        media.write(
+            [qe.UpdateOperation.delete_points(ids)], len(ids), lambda: self._hit_keys.remove(ids)
+        )
         of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
         frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
 
@@ -360,8 +360,9 @@ class EdgeStore:
     def _hit_payloads(
         self, shard: qe.EdgeShard, point_ids: Sequence[qe.PointId]
     ) -> dict[qe.PointId, dict[str, Any]]:
-        """{media_id, media_type} of each point, from memory; a point written since (a race
-        with a write) is read from the store, and one deleted since is left out."""
+        """{media_id, media_type} of each point, from memory; a point the map does not know
+        yet (a search between a write and its map update) is read from the store, and one
+        deleted since is left out."""
         found: dict[qe.PointId, dict[str, Any]] = {}
         missing = []
         for point_id in point_ids:
@@ -372,7 +373,7 @@ class EdgeStore:
                 found[point_id] = payload
         if missing:
             records = shard.retrieve(missing, _HIT_KEYS, False)
-            self._hit_keys.put((r.id, r.payload) for r in records if r.payload)
+            self._hit_keys.learn((r.id, r.payload) for r in records if r.payload)
             found |= {r.id: dict(r.payload) for r in records if r.payload}
         return found
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,12 +153,21 @@ class ManagedShard:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, operations: Sequence[qe.UpdateOperation], points_written: int) -> None:
-        """Apply ``operations`` in order and return once they are on disk."""
+    def write(
+        self,
+        operations: Sequence[qe.UpdateOperation],
+        points_written: int,
+        applied: Callable[[], None] | None = None,
+    ) -> None:
+        """Apply ``operations`` in order and return once they are on disk. ``applied`` runs
+        under the write lock right after they are applied, so the caller's in-memory view of
+        the points (hit_keys.py) changes in the order the writes did."""
         with self._write_lock:
             with self.reading() as shard:
                 for operation in operations:
                     shard.update(operation)
+            if applied is not None:
+                applied()
             if self._journal is not None:
                 self._journal.extend(operations)
             self._write_seq += 1

@@ -6,13 +6,15 @@ without payload and 12 ms with just ``media_id`` and ``media_type`` (docs/benchm
 ids are one-way hashes of media ids (``schema.media_point_id``), so the store keeps the way back.
 
 The embedded store is one process's alone (its directory lock), so this map is complete once it
-is loaded and every write of that process updates it. A hit whose id is missing anyway (a write
-racing the search) is looked up in the store, never dropped or guessed.
+is loaded and every write of that process updates it, under the shard's write lock right after
+the write is applied (so writes update it in the order they were applied). A hit whose id is
+missing anyway (a search between a write and its update) is looked up in the store and
+:meth:`HitKeys.learn`-ed, which never overrides what a write put there.
 """
 
 from __future__ import annotations
 
-import threading
+import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,8 +22,6 @@ from typing import Any
 from server.store import schema
 
 PointId = uuid.UUID | str
-# Media types are a handful of values: share one string object each.
-_TYPES: dict[str, str] = {}
 
 
 def point_key(point_id: PointId) -> int:
@@ -30,25 +30,28 @@ def point_key(point_id: PointId) -> int:
 
 
 class HitKeys:
-    """Thread-safe: dict reads and writes are atomic, ``replace_all`` swaps the whole map."""
+    """Thread-safe without a lock of its own: each call is single dict operations (atomic under
+    the GIL), and writes are ordered by the shard's write lock."""
 
     def __init__(self) -> None:
-        self._keys: dict[int, tuple[str, str]] = {}
-        self._lock = threading.Lock()  # only orders bulk loads against each other
+        self._keys: dict[int, tuple[str, str | None]] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def replace_all(self, points: Iterable[tuple[PointId, Mapping[str, Any]]]) -> None:
-        """Load every (point id, payload) at once, e.g. when a store opens."""
-        keys = {point_key(point_id): _entry(payload) for point_id, payload in points}
-        with self._lock:
-            self._keys = keys
+        """Load every (point id, payload) at once, when a store opens (before any write)."""
+        self._keys = {point_key(point_id): _entry(payload) for point_id, payload in points}
 
     def put(self, points: Iterable[tuple[PointId, Mapping[str, Any]]]) -> None:
         """After a write: these points now exist with these payloads."""
         for point_id, payload in points:
             self._keys[point_key(point_id)] = _entry(payload)
+
+    def learn(self, points: Iterable[tuple[PointId, Mapping[str, Any]]]) -> None:
+        """What a search read from the store: kept unless a write has put a newer value."""
+        for point_id, payload in points:
+            self._keys.setdefault(point_key(point_id), _entry(payload))
 
     def remove(self, point_ids: Iterable[PointId]) -> None:
         """After a delete: these points are gone."""
@@ -60,9 +63,15 @@ class HitKeys:
         entry = self._keys.get(point_key(point_id))
         if entry is None:
             return None
-        return {schema.MEDIA_ID: entry[0], schema.MEDIA_TYPE: entry[1]}
+        media_id, media_type = entry
+        if media_type is None:  # as the store would return it: no key rather than ""
+            return {schema.MEDIA_ID: media_id}
+        return {schema.MEDIA_ID: media_id, schema.MEDIA_TYPE: media_type}
 
 
-def _entry(payload: Mapping[str, Any]) -> tuple[str, str]:
-    media_type = str(payload.get(schema.MEDIA_TYPE, ""))
-    return str(payload[schema.MEDIA_ID]), _TYPES.setdefault(media_type, media_type)
+def _entry(payload: Mapping[str, Any]) -> tuple[str, str | None]:
+    media_type = payload.get(schema.MEDIA_TYPE)
+    # A handful of distinct types: interned, every entry shares one string object each.
+    return str(payload[schema.MEDIA_ID]), None if media_type is None else sys.intern(
+        str(media_type)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -57,7 +58,8 @@ def check_k(k: int) -> None:
 
 def query_limits(k: int | Sequence[int], queries: int) -> list[int]:
     """One limit per query: ``k`` for all, or ``k[i]`` for query ``i``."""
-    limits = [k] * queries if isinstance(k, int) else [int(x) for x in k]
+    one = isinstance(k, numbers.Integral)  # numpy integers too
+    limits = [int(k)] * queries if one else [int(x) for x in k]  # type: ignore[arg-type, union-attr]
     if len(limits) != queries:
         raise ValueError(f"got {len(limits)} limits for {queries} query vectors")
     for limit in limits:
