@@ -226,6 +226,18 @@ def cluster_interests(
     )
 
 
+def likes_centroid(clusters: Sequence[InterestCluster]) -> np.ndarray | None:
+    """The importance-weighted mean of a user's taste clusters, when there are several.
+
+    Why: a few likes that share one attribute (five red posts of different shapes and scenes)
+    stay apart as clusters, and each cluster's nearest neighbours are its look-alikes in every
+    attribute; their mean keeps what the likes have in common.
+    """
+    if len(clusters) < 2:
+        return None
+    return l2_normalize(np.sum([c.importance * c.vector for c in clusters], axis=0)[None, :])[0]
+
+
 def _ward_costs(means: np.ndarray, mass: np.ndarray) -> np.ndarray:
     sq = np.sum(means**2, axis=1)
     dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * means @ means.T, 0.0)

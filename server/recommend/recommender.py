@@ -38,6 +38,7 @@ from server.recommend.profile import (
     STEERING,
     ProfileBuilder,
     UserProfile,
+    likes_centroid,
 )
 from server.recommend.ranker import RankerModel, load_or_default
 from server.recommend.refresh import Refresher
@@ -294,7 +295,9 @@ class Recommender:
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
         final, explored = self._select(cands, table, scores, collapsed.keep, profile, k, queries)
-        match_vectors = {f"c{i}": c.vector for i, c in enumerate(profile.clusters)}
+        match_vectors = {
+            f"c{q.label}": q.vector for q in queries if q.kind == "cluster"
+        }  # the clusters and their centroid
         texts = [q for q in queries if q.kind not in ("cluster", "seed")]
         match_vectors |= {f"t{j}": q.vector for j, q in enumerate(texts)}
         if seed_vector is not None:
@@ -490,6 +493,9 @@ class Recommender:
             src.QueryVector("cluster", str(i), c.importance, c.vector)
             for i, c in enumerate(profile.clusters)
         ]
+        centroid = likes_centroid(profile.clusters)
+        if centroid is not None:  # half a content budget for what the likes share
+            queries.append(src.QueryVector("cluster", str(len(profile.clusters)), 0.5, centroid))
         queries += [src.QueryVector(t.kind, t.text, t.weight, t.vector) for t in profile.interests]
         steering = request.steering_text.strip()
         if steering:
