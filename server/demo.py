@@ -34,8 +34,8 @@ from server.demo_engagement import (
 from server.demo_media import SampleItem, write_sample_folder
 
 DEMO_MODEL = "mediarec-demo"
-# Worded like the demo world's captions; the demo model knows colours, textures and scenes
-# best and shapes least (see model_cards/mediarec-demo.md).
+# Worded like the demo world's captions, which the demo model understands family by family
+# (see model_cards/mediarec-demo.md).
 DEMO_QUERIES = (
     "red shapes",
     "striped shapes in a snowy field",

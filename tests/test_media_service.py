@@ -57,7 +57,8 @@ DEMO_DIM = 128
 VIDEO_FRAMES = 6  # not the default 8, so the test sees the setting honoured
 MAX_MESSAGE_BYTES = 2 << 20  # the unary cap; the streamed upload below is larger
 UPLOAD_MB = float(os.environ.get("MEDIAREC_TEST_UPLOAD_MB", "8"))
-MAX_UPLOAD_BYTES = int(UPLOAD_MB * (1 << 20)) + (4 << 20)
+# The generated video is at least UPLOAD_MB and can overshoot by a third (whole GOPs).
+MAX_UPLOAD_BYTES = int(1.5 * UPLOAD_MB * (1 << 20)) + (4 << 20)
 WORLD_SEED = 2024
 WORLD_POSTS = 180
 WORLD_CREATOR = "world"
@@ -381,8 +382,8 @@ def test_reencoded_jpeg_is_named_as_near_duplicate(service: Service) -> None:
 
 def test_near_duplicates_among_distinct_posts_are_look_alikes(world: WorldCorpus) -> None:
     # Every world post is a fresh rendering, so none is a repost. At the default cosine of 0.95
-    # the demo model still pairs 7 of 180 (it hardly sees shapes; re-encodes score 0.998), but
-    # only pictures that share at least 3 of their 5 attributes.
+    # the demo model pairs none of these 180 (an earlier one, which hardly saw shapes, paired 7;
+    # re-encodes score 0.998); any it pairs must share at least 3 of their 5 attributes.
     flagged = {m: other for m, other in world.near_duplicate_of.items() if other}
     assert len(flagged) <= 0.1 * len(world.near_duplicate_of)
     for media_id, other in flagged.items():
@@ -443,8 +444,8 @@ def _labels(attrs: Attributes) -> dict[str, str]:
 
 
 def test_top_topics_name_the_pictures_own_attributes(world: WorldCorpus) -> None:
-    # Measured on this corpus: colour or shape in the top 3 for 91 % of posts (colour 84 %,
-    # shape only 13 %: the demo model hardly sees shapes), and 76 % of all top-3 labels true.
+    # Measured on this corpus: colour or shape in the top 3 for 95 % of posts (colour 79 %,
+    # shape 54 %), and 90 % of all top-3 labels true.
     colour_or_shape = true_labels = 0
     for media_id, attrs in world.attributes.items():
         labels = _labels(attrs)
