@@ -16,7 +16,7 @@ import numpy as np
 
 from server.recommend import blend as b
 from server.recommend.items import ItemInfo
-from server.recommend.profile import UserProfile, likes_centroid
+from server.recommend.profile import UserProfile
 from server.recommend.settings import RecommendSettings
 from server.recommend.sources import QueryVector
 from server.recommend.state import CoScores, DerivedState, context_keys
@@ -116,7 +116,7 @@ def compute_features(
         sims = (v @ cvec.T) * (0.75 + 0.25 * imp / imp.max())[None, :]
         best_cluster = np.argmax(sims, axis=1)
         content = sims.max(axis=1)
-        centroid = likes_centroid(clusters)
+        centroid = profile.centroid
         if centroid is not None:
             # Mostly the best cluster, partly what the likes share: the best cluster alone
             # ranks look-alikes of one like first (on the demo world, 5 red likes of

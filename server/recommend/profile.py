@@ -9,6 +9,7 @@ text vectors from the CLIP text tower.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -277,6 +278,11 @@ class UserProfile:
         found = [t.text for t in self.interests if t.kind in (HASHTAG, DECLARED)]
         found += sorted(self.liked_tags, key=lambda t: -self.liked_tags[t])[:5]
         return tuple(dict.fromkeys(found))
+
+    @functools.cached_property
+    def centroid(self) -> np.ndarray | None:
+        """:func:`likes_centroid` of the clusters, once per (cached) profile."""
+        return likes_centroid(self.clusters)
 
     def affinity(self, creator_id: str) -> float:
         base = self.summary.creator_affinity.get(creator_id, 0.0)

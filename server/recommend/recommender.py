@@ -38,7 +38,6 @@ from server.recommend.profile import (
     STEERING,
     ProfileBuilder,
     UserProfile,
-    likes_centroid,
 )
 from server.recommend.ranker import RankerModel, load_or_default
 from server.recommend.refresh import Refresher
@@ -493,7 +492,7 @@ class Recommender:
             src.QueryVector("cluster", str(i), c.importance, c.vector)
             for i, c in enumerate(profile.clusters)
         ]
-        centroid = likes_centroid(profile.clusters)
+        centroid = profile.centroid
         if centroid is not None:  # half a content budget for what the likes share
             queries.append(src.QueryVector("cluster", str(len(profile.clusters)), 0.5, centroid))
         queries += [src.QueryVector(t.kind, t.text, t.weight, t.vector) for t in profile.interests]
