@@ -174,19 +174,8 @@ class EdgeStore:
             return stored - shard.info().indexed_vectors_count
 
     def _load_hit_keys(self) -> None:
-        media, _ = self._shards()
-        points: list[tuple[qe.PointId, dict[str, Any]]] = []
-        offset = None
-        with media.reading() as shard:
-            while True:
-                request = qe.ScrollRequest(
-                    limit=_SCROLL_BATCH, offset=offset, with_payload=_HIT_KEYS, with_vector=False
-                )
-                records, offset = shard.scroll(request)
-                points += [(r.id, r.payload) for r in records if r.payload]
-                if offset is None:
-                    break
-        self._hit_keys.replace_all(points)
+        records = self._scroll(None, _HIT_KEYS, _SCROLL_BATCH)
+        self._hit_keys.replace_all((r.id, r.payload) for r in records if r.payload)
 
     def _shards(self) -> tuple[ManagedShard, ManagedShard]:
         if self._media is None or self._frames is None:
@@ -425,20 +414,26 @@ class EdgeStore:
             return int(shard.count(request))
 
     def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
+        records = self._scroll(_edge_filter(plan_filter(filter)), [schema.MEDIA_ID], batch_size)
+        yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
+
+    def _scroll(
+        self, edge_filter: qe.Filter | None, payload_keys: list[str], batch_size: int
+    ) -> Iterator[qe.Record]:
+        """Every media point matching ``edge_filter``, page by page (a reader per page)."""
         media, _ = self._shards()
-        edge_filter = _edge_filter(plan_filter(filter))
         offset: Any = None
         while True:
             request = qe.ScrollRequest(
                 offset=offset,
                 limit=batch_size,
                 filter=edge_filter,
-                with_payload=[schema.MEDIA_ID],
+                with_payload=payload_keys,
                 with_vector=False,
             )
             with media.reading() as shard:
                 records, offset = shard.scroll(request)
-            yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
+            yield from records
             if offset is None:
                 return
 

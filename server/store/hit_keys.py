@@ -21,11 +21,13 @@ from typing import Any
 
 from server.store import schema
 
-PointId = uuid.UUID | str
+PointId = int | uuid.UUID | str  # as qdrant_edge types it; mediarec's own ids are UUIDs
 
 
 def point_key(point_id: PointId) -> int:
     """The map's key: 16 bytes as one int, smaller than a UUID object or its string."""
+    if isinstance(point_id, int):
+        return point_id
     return point_id.int if isinstance(point_id, uuid.UUID) else uuid.UUID(point_id).int
 
 
