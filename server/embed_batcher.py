@@ -283,14 +283,14 @@ class BatchingEncoder:
             if self._closed:
                 raise UnavailableError("The server is shutting down; retry elsewhere.")
             jobs: list[_Job] = []
+            call = self._sequence + 1  # the call is known by its first job's sequence number
             # A call larger than one pass becomes several jobs, so that interactive work can
             # run between the passes of, say, a long video's frames.
             for start in range(0, len(items), step):
                 self._sequence += 1
                 jobs.append(
                     _Job(modality, items[start : start + step], scope.priority, scope.deadline,
-                         self._sequence, self._clock(), jobs[0].sequence if jobs else
-                         self._sequence)
+                         self._sequence, self._clock(), call)
                 )  # fmt: skip
             self._pending += jobs
             self._start_worker()
@@ -299,7 +299,7 @@ class BatchingEncoder:
             return np.concatenate([self._wait(job) for job in jobs], axis=0)
         except BaseException:
             with self._changed:
-                self._withdraw(jobs[0].call)
+                self._withdraw(call)
             raise
 
     def _wait(self, job: _Job) -> np.ndarray:

@@ -134,10 +134,10 @@ def _usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _session(path: Path, threads: int | None) -> Any:
+def _session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or _usable_cores()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
