@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.world_sim import DEVICES, REGIONS
 from server.engagement import open_engagement_store
 from server.media import IndexedItem, ItemMetadata, Location, MediaType, Outcome
 from server.payload import build_payload
@@ -39,8 +40,6 @@ MAX_CACHE_AGE_S = 2 * 86_400.0
 META_FILE = "world.json"
 DATA_SUBDIR = "data"
 DAY_S = 86_400.0
-REGIONS = ("FR-75", "DE-BE", "US-CA", "US-NY", "BR-SP", "JP-13")
-DEVICES = ("ios", "android", "web")
 WORDS = (
     "sunset", "hike", "coffee", "street", "food", "cat", "dog", "beach", "mountain", "city",
     "night", "forest", "lake", "snow", "bike", "train", "market", "garden", "flower", "bread",
