@@ -216,6 +216,8 @@ def _value_indices(attrs: Attributes, named: Sequence[str] | None = None) -> lis
 class AttributeHeads(nn.Module):
     """Linear probes from an embedding to every family's values (training aid only)."""
 
+    weights: torch.Tensor  # per family, summing to 1 (a buffer)
+
     def __init__(self, dim: int, shape_weight: float = 1.0) -> None:
         super().__init__()
         self.heads = nn.ModuleList(nn.Linear(dim, len(v)) for v in ATTRIBUTE_FAMILIES.values())
