@@ -85,6 +85,18 @@ def test_merge_puts_explored_items_in_their_slots_and_keeps_the_cap() -> None:
     assert final[:4] == [0, 6, 1, 3]  # the third "a" waits for the next page
 
 
+def test_explored_items_keep_the_creator_cap_too() -> None:
+    # As a Recommend page once came out: two draws of creator "f", who also leads the
+    # exploited items; the second draw waits for the next page and its slot goes to "a".
+    creators = ["a", "f", "b", "c", "f", "f"]
+    final = merge_pages([1, 0, 2, 3], [4, 5], {1, 2}, creators, creator_cap=2, page_size=4)
+    assert sorted(final) == list(range(6))
+    assert final[:4] == [1, 4, 0, 2]
+    assert final[4:] == [3, 5]
+    for page in (final[:4], final[4:]):
+        assert max(sum(creators[i] == c for i in page) for c in "abcf") <= 2
+
+
 def test_merge_fills_missing_slots_from_the_exploited_items() -> None:
     final = merge_pages([0, 1, 2], [], {1}, ["a", "b", "c"], 0, 3)
     assert final == [0, 1, 2]

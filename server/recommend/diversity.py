@@ -146,27 +146,31 @@ def merge_pages(
     items everywhere else, taking for each position the first one whose creator is not yet at
     ``creator_cap`` on that page (the cap yields only when every one left is capped).
 
-    A slot with no explored item left is filled from ``exploited``; once ``exploited`` runs
-    out, the remaining explored items follow.
+    The cap holds for explored items too: one whose creator is at the cap waits for a later
+    slot (a later page's, if need be), and its slot goes to the next explored item that fits,
+    else to an exploited one. A slot with no explored item left is filled from ``exploited``;
+    once ``exploited`` runs out, the remaining explored items follow.
     """
     final: list[int] = []
     waiting = list(exploited)
     picks = list(explored)
     counts: dict[str, int] = {}
+
+    def fits(item: int) -> bool:
+        c = creators[item]
+        return creator_cap <= 0 or not c or counts.get(c, 0) < creator_cap
+
     while waiting or picks:
         position = len(final)
         if position % max(page_size, 1) == 0:
             counts = {}
-        if picks and (position in slots or not waiting):
-            item = picks.pop(0)
+        pick = next((n for n, i in enumerate(picks) if fits(i)), None) if picks else None
+        if picks and not waiting:
+            item = picks.pop(pick or 0)
+        elif pick is not None and position in slots:
+            item = picks.pop(pick)
         else:
-            at = next(
-                (n for n, i in enumerate(waiting)
-                 if creator_cap <= 0 or not creators[i]
-                 or counts.get(creators[i], 0) < creator_cap),
-                0,
-            )
-            item = waiting.pop(at)
+            item = waiting.pop(next((n for n, i in enumerate(waiting) if fits(i)), 0))
         final.append(item)
         if creators[item]:
             counts[creators[item]] = counts.get(creators[item], 0) + 1

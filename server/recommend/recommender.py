@@ -339,10 +339,11 @@ class Recommender:
 
         The exploration pool is fixed before any random draw: the best-prior low-exposure,
         little-known items outside the first page's best, minus creators the exploitation
-        list already shows at the cap on the first page (later pages may exceed the cap by an
-        explored item). Exploitation never sees the pool, so an exploited item's presence does
-        not depend on the draw. The n-th best draw fills page n // slots, and an explored
-        item's propensity is the probability of its draw ranking among that page's slots.
+        list already shows at the cap on the first page. Exploitation never sees the pool, so
+        an exploited item's presence does not depend on the draw. The n-th best draw fills
+        page n // slots, and an explored item's propensity is the probability of its draw
+        ranking among that page's slots; in the rare case that its creator reached the cap on
+        that page anyway (two draws of one creator), ``merge_pages`` moves it to a later slot.
         Pool items the draw passes over wait for a later request. Returns candidate indices in
         order and {index: propensity} of the explored ones.
         """
