@@ -184,7 +184,8 @@ class BatchingSettings:
     max_items: int = setting(
         32,
         "batching_max_items",
-        "Most texts or images one gathered forward pass holds; a larger request runs alone.",
+        "Most texts or images one gathered forward pass holds; a larger request is split into "
+        "passes of at most this many.",
         minimum=1,
         maximum=4096,
     )

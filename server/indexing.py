@@ -24,7 +24,6 @@ from PIL import Image
 from encoders import Encoder, l2_normalize
 from encoders.images import decode_image, sniff_media_kind
 from encoders.media_errors import DecodeFailure, MediaDecodeError
-from encoders.video import sample_frames
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import IndexedItem, ItemMetadata, MediaType, Outcome
 from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
@@ -194,6 +193,9 @@ class MediaIndexer:
                 )
                 item.images = [image]
             else:
+                # Imported here: PyAV loads FFmpeg's libraries, which photo-only work never needs.
+                from encoders.video import sample_frames
+
                 info, frames = sample_frames(
                     data, self._limits.video_frames, max_pixels=self._limits.max_image_pixels
                 )
@@ -343,7 +345,12 @@ class MediaIndexer:
         an item becomes visible only once all of it is durable, and the photos of a batch
         share one sync (a video adds one for its frames). Duplicates are also looked for among
         the batch's earlier items, which the store does not hold yet."""
-        records = [self._record(item, items[:n]) for n, item in enumerate(items)]
+        near = self._near_duplicates(items)
+        same = self._duplicates(items)
+        records = [
+            self._record(item, near_of, same_as)
+            for item, near_of, same_as in zip(items, near, same, strict=True)
+        ]
         batched = []
         for item, (_, point) in zip(items, records, strict=True):
             if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
@@ -362,18 +369,14 @@ class MediaIndexer:
         return [result for result, _ in records]
 
     def _record(
-        self, item: PreparedItem, earlier: Sequence[PreparedItem]
+        self, item: PreparedItem, near_duplicate_of: str, duplicate_of: str
     ) -> tuple[IndexedItem, MediaPoint]:
-        """What ``item`` is stored as, and its result (``earlier``: the batch before it)."""
+        """What ``item`` is stored as, and its result."""
         media_id = item.metadata.media_id
         anchor = item.visual if item.visual is not None else item.caption_vector
         topics: tuple[Topic, ...] = ()
         if self._labeler is not None and anchor is not None:
             topics = tuple(self._labeler.top(anchor, self._limits.topics_top_k))
-        near_duplicate_of = self._near_duplicate(media_id, item.visual, earlier)
-        duplicate_of = self._duplicate_of(
-            item.content_sha256, exclude=media_id
-        ) or _same_content_among(item, earlier)
         result = IndexedItem(
             media_id=media_id,
             outcome=Outcome.UPDATED if item.existed else Outcome.CREATED,
@@ -408,33 +411,50 @@ class MediaIndexer:
         )
         return result, MediaPoint(media_id, vectors, payload)
 
-    def _near_duplicate(
-        self, media_id: str, visual: np.ndarray | None, earlier: Sequence[PreparedItem]
-    ) -> str:
-        """The most similar other item at or above the threshold, stored or earlier in the batch."""
-        if visual is None:
-            return ""
-        hits = self._store.search(
-            schema.VISUAL, visual, 1, SearchFilter(exclude_media_ids=(media_id,)),
-            with_payload=False,
-        )
-        candidates = [(h.score, h.media_id) for h in hits[:1]]
-        candidates += [
-            (float(visual @ other.visual), other.metadata.media_id)
-            for other in earlier
-            if other.visual is not None and other.metadata.media_id != media_id
-        ]
-        score, best = max(candidates, default=(-1.0, ""))
-        return best if score >= self._limits.near_duplicate_cosine else ""
+    def _near_duplicates(self, items: Sequence[PreparedItem]) -> list[str]:
+        """For each item, the most similar *other* item at or above the threshold, stored or
+        earlier in the batch, or "". One batched search serves the whole batch: with k = 2 the
+        best other item is always among the hits, even when the first is the item's own
+        stored version."""
+        found = [""] * len(items)
+        with_visual = [n for n, item in enumerate(items) if item.visual is not None]
+        if not with_visual:
+            return found
+        visuals = np.stack([items[n].visual for n in with_visual])  # type: ignore[misc]
+        stored = self._store.search_batch(schema.VISUAL, visuals, 2, with_payload=False)
+        # Cosine to the batch's *earlier* items only (the later ones are not stored yet), never
+        # to another copy of the same media_id.
+        ids = np.array([items[n].metadata.media_id for n in with_visual], dtype=object)
+        within = visuals @ visuals.T
+        within[np.triu_indices(len(ids))] = -np.inf
+        within[ids[:, None] == ids[None, :]] = -np.inf
+        earlier = within.argmax(axis=1)
+        threshold = self._limits.near_duplicate_cosine
+        for row, (n, hits) in enumerate(zip(with_visual, stored, strict=True)):
+            others = [(h.score, h.media_id) for h in hits if h.media_id != ids[row]][:1]
+            if row > 0:
+                others.append((float(within[row, earlier[row]]), ids[earlier[row]]))
+            score, best = max(others, default=(-1.0, ""))
+            found[n] = best if score >= threshold else ""
+        return found
 
-
-def _same_content_among(item: PreparedItem, earlier: Sequence[PreparedItem]) -> str:
-    """media_id of an earlier item of the batch with byte-identical content, or ""."""
-    for other in earlier:
-        same_bytes = bool(item.content_sha256) and other.content_sha256 == item.content_sha256
-        if same_bytes and other.metadata.media_id != item.metadata.media_id:
-            return other.metadata.media_id
-    return ""
+    def _duplicates(self, items: Sequence[PreparedItem]) -> list[str]:
+        """For each item, another item with byte-identical content (stored, else earlier in the
+        batch), or "". One filtered scroll tells whether any stored item shares a hash with
+        the batch; only then is each item looked up on its own."""
+        hashes = tuple({item.content_sha256 for item in items if item.content_sha256})
+        sharing = self._store.iter_ids(SearchFilter(content_hashes=hashes), batch_size=1)
+        any_stored = bool(hashes) and next(iter(sharing), None) is not None
+        found = []
+        earlier: dict[str, list[str]] = {}  # hash -> media_ids of the batch so far, in order
+        for item in items:
+            media_id, sha = item.metadata.media_id, item.content_sha256
+            stored = self._duplicate_of(sha, media_id) if any_stored else ""
+            in_batch = next((other for other in earlier.get(sha, ()) if other != media_id), "")
+            found.append(stored or in_batch)
+            if sha:
+                earlier.setdefault(sha, []).append(media_id)
+        return found
 
 
 def _sha256_of(data: bytes | Path) -> str:
