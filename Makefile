@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BUF    := $(VENV)/buf/node_modules/.bin/buf
 DATA   ?= demo-data
 
-.PHONY: venv lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality clean
+.PHONY: venv lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-gpu clean
 
 # The venv is rebuilt when pyproject.toml changes. torch comes from plain pip (never uv/poetry).
 $(STAMP): pyproject.toml
@@ -57,6 +57,11 @@ bench-speed: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+# Needs a CUDA machine (not part of `make bench`); results are recorded by hand in
+# docs/benchmarks.md ("GPU").
+bench-gpu: $(STAMP)
+	$(PY) -m bench.speed_gpu --out bench-gpu
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .mypy_cache
