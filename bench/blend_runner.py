@@ -63,6 +63,9 @@ def recommend_settings(model_id: str, **overrides: object) -> RecommendSettings:
     from encoders.registry import parse_model_id
 
     spec = parse_model_id(model_id)
+    # Offline replays pass their own clock in every request, so profiles warmed ahead with the
+    # wall clock would never be used: warming would only take CPU from the replay.
+    overrides = {"precompute_users": 0, **overrides}
     if spec.near_duplicate_cosine is not None:
         overrides = {"near_duplicate_cosine": spec.near_duplicate_cosine, **overrides}
     return RecommendSettings(**overrides)  # type: ignore[arg-type]

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 REC_WARM = "recommend (users with history)"
 REC_NEW = "recommend (new users)"
+# A user with history who just did something (a search): their cached profile and candidates
+# are gone, so the call builds them, as on a session's first request after new activity.
+REC_AFTER_EVENT = "recommend (history, just after an event)"
 SEARCH_ID = "search by media_id"
 SEARCH_TEXT = "search by text"
 DEVICES = ("ios", "android", "web")
@@ -32,8 +35,8 @@ CHANNELS = 4  # open loop: calls spread over a few channels, as several app serv
 
 @dataclass(frozen=True)
 class Call:
-    workload: str  # REC_WARM, REC_NEW, SEARCH_ID or SEARCH_TEXT
-    arg: str  # user id, media id or query text
+    workload: str  # REC_WARM, REC_NEW, REC_AFTER_EVENT, SEARCH_ID or SEARCH_TEXT
+    arg: str  # user id, media id or query text; REC_AFTER_EVENT: "user id<TAB>search query"
 
 
 @dataclass
@@ -48,17 +51,31 @@ class Sample:
     first_error: str = ""
 
 
+def before_send(client: object, call: Call) -> None:
+    """Untimed work that sets up a call: REC_AFTER_EVENT logs the user's search first."""
+    import uuid
+
+    from client import Event, EventKind, MediarecClient
+
+    assert isinstance(client, MediarecClient)
+    if call.workload == REC_AFTER_EVENT:
+        user, query = call.arg.split("\t", 1)
+        event = Event(uuid.uuid4().hex, user, EventKind.SEARCH, query=query)
+        client.log_events([event])
+
+
 def send(client: object, call: Call) -> int:
     """One call; returns how many items came back (so a broken answer is visible)."""
     from client import ClientContext, Location, MediarecClient
 
     assert isinstance(client, MediarecClient)
-    if call.workload in (REC_WARM, REC_NEW):
-        h = zlib.crc32(call.arg.encode())
+    if call.workload in (REC_WARM, REC_NEW, REC_AFTER_EVENT):
+        user = call.arg.split("\t", 1)[0]
+        h = zlib.crc32(user.encode())
         context = ClientContext(
             device=DEVICES[h % 3], local_hour=h % 24, location=Location(region=REGIONS[h % 6])
         )
-        return len(client.recommend(call.arg, k=20, context=context).items)
+        return len(client.recommend(user, k=20, context=context).items)
     if call.workload == SEARCH_ID:
         return len(client.search_similar(call.arg, k=10))
     return len(client.search_text(call.arg, k=10))
@@ -80,6 +97,7 @@ def closed_loop(
     clients = [MediarecClient(target, default_timeout_s=timeout_s) for _ in range(concurrency)]
     try:
         for call in calls[:warmup]:
+            before_send(clients[0], call)
             send(clients[0], call)
         timed = list(calls[warmup:])
         latencies: list[float] = []
@@ -97,6 +115,7 @@ def closed_loop(
                     return
                 if max_seconds is not None and time.perf_counter() - started > max_seconds:
                     return
+                before_send(client, timed[i])
                 t0 = time.perf_counter()
                 try:
                     send(client, timed[i])

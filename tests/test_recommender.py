@@ -477,6 +477,35 @@ def test_forget_user_leaves_no_trace(world, rec) -> None:
                    for r in i.reasons)
 
 
+def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(
+    world, rec, monkeypatch
+) -> None:
+    assert rec.wait_for_precompute(timeout=60)  # refresh() warmed every user with events
+    searches: list[str] = []
+    real_search_batch = world.store.search_batch
+
+    def counting_search_batch(vector_name, *args, **kwargs):
+        searches.append(vector_name)
+        return real_search_batch(vector_name, *args, **kwargs)
+
+    monkeypatch.setattr(world.store, "search_batch", counting_search_batch)
+    warm = rec.recommend(RecRequest("bg4", k=12, context=EVENING)).items
+    warm_searches = len(searches)
+    # Only the sources that stay live search (fresh posts); the tastes' neighbours were found
+    # ahead of the request.
+    assert warm_searches == 1, searches
+    assert colour_share(world, warm, COLOURS[2]) >= 0.5  # bg4 loves the third colour
+
+    searches.clear()
+    world.log(rec, [world.event("bg4", EventKind.SKIP, media_id=ids(warm)[0])])
+    cold = rec.recommend(RecRequest("bg4", k=12, context=EVENING)).items
+    assert len(searches) > warm_searches  # the event dropped the warm work: searched again
+    assert ids(warm)[0] not in ids(cold)
+    searches.clear()
+    rec.recommend(RecRequest("bg4", k=12, context=EVENING, filter=RecFilter(tags=("x",))))
+    assert len(searches) > warm_searches  # a filtered request never reuses the default's
+
+
 def test_events_trigger_a_background_rebuild(world) -> None:
     r = make_recommender(world, refresh_min_events=3, refresh_min_interval_s=0.0)
     try:

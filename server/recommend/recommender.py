@@ -57,16 +57,10 @@ from server.recommend.types import (
     ServedItem,
     Surface,
 )
+from server.recommend.usercache import Precomputer, UserCache, UserEntry
 from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclass
-class _CachedProfile:
-    profile: UserProfile
-    built_monotonic: float
 
 
 class Recommender:
@@ -89,8 +83,8 @@ class Recommender:
         self._texts = TextEmbedder(encoder)
         self._items = ItemCache(store, settings.item_cache_entries, settings.item_cache_ttl_s)
         self._profiles = ProfileBuilder(self._items, self._texts, settings)
-        self._profile_cache: dict[str, _CachedProfile] = {}
-        self._profile_lock = threading.Lock()
+        self._users = UserCache(settings.user_cache_entries, settings.profile_cache_ttl_s)
+        self._precompute = Precomputer(self._warm, settings.precompute_delay_s)
         self._state = DerivedState()
         self._live = LiveCounters(settings)
         self._rankings = RankingCache(settings.page_cache_ttl_s, settings.page_cache_max_entries)
@@ -135,7 +129,7 @@ class Recommender:
         vector = anchor.vector
         hidden: frozenset[str] = frozenset()
         if user_id:
-            hidden = self._profile(user_id, now).summary.hidden_creators
+            hidden = self._user_entry(user_id, now).profile.summary.hidden_creators
         request = RecRequest(user_id=user_id or "-", k=k, filter=filter, now=now)
         sf = src.store_filter(request, _empty_profile(user_id, now), now, [media_id])
         sf = replace(sf, exclude_creator_ids=tuple(sorted(hidden)))
@@ -211,8 +205,7 @@ class Recommender:
     def refresh(self) -> None:
         """Rebuild derived state now, synchronously (tests, benchmarks, after a bulk import)."""
         self._refresher.run_now()
-        with self._profile_lock:
-            self._profile_cache.clear()
+        self._users.clear()
 
     def forget_user(self, user_id: str) -> ForgetReport:
         """Delete the user's stored data and every derived in-memory state of theirs."""
@@ -225,8 +218,7 @@ class Recommender:
         report = self._engagement.forget_user(user_id)
         derived = self._live.forget_user(user_id, self._state)
         derived += self._rankings.forget_user(user_id)
-        with self._profile_lock:
-            derived += 1 if self._profile_cache.pop(user_id, None) is not None else 0
+        derived += 1 if self._users.invalidate(user_id) else 0
         derived += self._texts.forget(texts)
         # Aggregates (co-engagement, trending, cohorts) lose the user's part at the next
         # rebuild, which starts now.
@@ -242,6 +234,10 @@ class Recommender:
         """Wait for a background rebuild in flight (tests); False on timeout."""
         return self._refresher.wait(timeout)
 
+    def wait_for_precompute(self, timeout: float | None = None) -> bool:
+        """Wait until the background warming of users is done (benchmarks); False on timeout."""
+        return self._precompute.wait_idle(timeout)
+
     def flush_served(self) -> None:
         """Wait until every served item so far is in the engagement store."""
         self._served_log.flush()
@@ -249,26 +245,20 @@ class Recommender:
     def close(self) -> None:
         """Stop background work: pending served items are stored, a rebuild in flight ends."""
         self._refresher.close()
+        self._precompute.close()
         self._served_log.close()
 
     # ---------------------------------------------------------------- ranking
 
     def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
         s = self._settings
-        profile = self._profile(request.user_id, now)
+        entry = self._user_entry(request.user_id, now)
+        profile = entry.profile
         state = self._state
-        queries, seed_vector = self._queries(request, profile)
-        user_impressions = self._user_impressions(profile, state)
-        excluded = self._excluded(request, profile, user_impressions)
-        recent = [m for m in profile.summary.recent_seen if m in excluded]
-        ordered = recent + sorted(excluded.difference(recent))
-        sf = src.store_filter(request, profile, now, ordered)
-        ctx = src.SourceContext(
-            request=request, profile=profile, state=state, live=self._live, store=self._store,
-            settings=s, now=now, search_filter=sf, queries=tuple(queries),
-            seed_id=request.seed_media_id,
-        )
-        cands = self._candidates(src.gather(ctx), sf, excluded)
+        inputs = self._inputs(request, profile, state, now)
+        ctx, queries, seed_vector = inputs.ctx, inputs.queries, inputs.seed_vector
+        user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
+        cands = self._candidates(src.gather(ctx, self._nearest(entry, ctx)), sf, excluded)
         request_id = uuid.uuid4().hex
         if not len(cands):
             return Ranking(request_id, request.user_id, [])
@@ -460,24 +450,70 @@ class Recommender:
 
     # ---------------------------------------------------------------- inputs
 
-    def _profile(self, user_id: str, now: float) -> UserProfile:
-        ttl = self._settings.profile_cache_ttl_s
-        with self._profile_lock:
-            cached = self._profile_cache.get(user_id)
-        if (
-            cached is not None
-            and time.monotonic() - cached.built_monotonic <= ttl
-            and abs(now - cached.profile.built_at) <= ttl
-        ):
-            return cached.profile
-        profile = self._profiles.build(user_id, self._engagement, now)
-        with self._profile_lock:
-            self._profile_cache[user_id] = _CachedProfile(profile, time.monotonic())
-        return profile
+    def _inputs(
+        self, request: RecRequest, profile: UserProfile, state: DerivedState, now: float
+    ) -> _Inputs:
+        queries, seed_vector = self._queries(request, profile)
+        user_impressions = self._user_impressions(profile, state)
+        excluded = self._excluded(request, profile, user_impressions)
+        recent = [m for m in profile.summary.recent_seen if m in excluded]
+        ordered = recent + sorted(excluded.difference(recent))
+        ctx = src.SourceContext(
+            request=request, profile=profile, state=state, live=self._live, store=self._store,
+            settings=self._settings, now=now,
+            search_filter=src.store_filter(request, profile, now, ordered),
+            queries=tuple(queries), seed_id=request.seed_media_id,
+        )  # fmt: skip
+        return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
+
+    def _user_entry(self, user_id: str, now: float) -> UserEntry:
+        """The user's cached profile (and candidates), else a new one, built here and kept."""
+        entry = self._users.get(user_id, now)
+        if entry is not None:
+            half_life = self._settings.profile_cache_ttl_s / 2
+            if self._precomputing and time.monotonic() - entry.built_monotonic > half_life:
+                self._precompute.schedule([user_id], delay=False)  # rebuilt before it expires
+            return entry
+        version = self._users.version(user_id)
+        entry = UserEntry(self._profiles.build(user_id, self._engagement, now), time.monotonic())
+        self._users.put(user_id, entry, version)
+        return entry
+
+    def _nearest(self, entry: UserEntry, ctx: src.SourceContext) -> tuple[src.Proposal, ...]:
+        """The "nearest" source's proposals: kept in the user's entry for a surface's default
+        request (which the warming computes ahead), computed here for any other."""
+        request = ctx.request
+        default = (
+            not request.seed_media_id and not request.steering_text.strip()
+            and request.filter == RecFilter() and request.exclude_seen
+        )  # fmt: skip
+        key = request.surface.value
+        if default and key in entry.nearest:
+            return entry.nearest[key]
+        proposals = tuple(src.nearest(ctx))
+        if default:
+            entry.nearest[key] = proposals
+        return proposals
+
+    @property
+    def _precomputing(self) -> bool:
+        return self._settings.precompute_users > 0
+
+    def _warm(self, user_id: str) -> None:
+        """Build a user's profile and default feed candidates ahead of their next request."""
+        if self._users.is_warm(user_id, self._settings.profile_cache_ttl_s / 2):
+            return  # a request (or an earlier warming) was first
+        now = self._clock()
+        version = self._users.version(user_id)
+        entry = UserEntry(self._profiles.build(user_id, self._engagement, now), time.monotonic())
+        request = RecRequest(user_id=user_id)
+        self._nearest(entry, self._inputs(request, entry.profile, self._state, now).ctx)
+        self._users.put(user_id, entry, version)
 
     def _invalidate(self, user_id: str) -> None:
-        with self._profile_lock:
-            self._profile_cache.pop(user_id, None)
+        """Drop the user's cached work; a user who had some is warmed again shortly."""
+        if self._users.invalidate(user_id) and self._precomputing:
+            self._precompute.schedule([user_id])
 
     def _text_queries(self, profile: UserProfile, request: RecRequest) -> list[tuple[str, str]]:
         """(kind, text) of the text query vectors, in the order ``_queries`` builds them."""
@@ -566,6 +602,24 @@ class Recommender:
             raise
         self._state = state
         self._live.finish_rebuild(True, started)
+        if self._precomputing:
+            fresh_for = self._settings.profile_cache_ttl_s / 2
+            cold = [
+                u for u in state.active_users[: self._settings.precompute_users]
+                if not self._users.is_warm(u, fresh_for)
+            ]  # fmt: skip
+            self._precompute.schedule(cold, delay=False)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What one request's sources and features start from."""
+
+    ctx: src.SourceContext
+    queries: list[src.QueryVector]
+    seed_vector: np.ndarray | None
+    user_impressions: dict[str, int]
+    excluded: set[str]
 
 
 def _dup_groups(cands: Candidates) -> list[str]:

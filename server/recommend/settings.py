@@ -39,7 +39,15 @@ class RecommendSettings:
     user_prior: float = 5.0  # user_confidence = positives / (positives + user_prior)
     item_prior: float = 10.0  # item_confidence = engagements / (engagements + item_prior)
     max_interests: int = 20  # declared interests kept per SetInterests text
-    profile_cache_ttl_s: float = 60.0  # a cached profile is rebuilt at least this often
+    # A user's cached profile and nearest-neighbour candidates (usercache.py) are rebuilt
+    # after their events, and at least this often; past half of it a request that uses them
+    # also queues a rebuild in the background.
+    profile_cache_ttl_s: float = 600.0
+    user_cache_entries: int = 10_000  # users whose profile and candidates are kept
+    # After each derived-state rebuild, the most recently active users not yet cached are
+    # warmed in the background, so their next request finds its profile and candidates.
+    precompute_users: int = 1_000
+    precompute_delay_s: float = 1.0  # a user's events are this long settled before re-warming
 
     # -- candidate sources: how many candidates each proposes -------------------------------
     content_candidates: int = 120

@@ -260,11 +260,15 @@ SOURCE_CHAIN: tuple[tuple[str, Callable[[SourceContext], list[Proposal]]], ...] 
 )
 
 
-def gather(ctx: SourceContext) -> dict[str, dict[str, float]]:
-    """media_id -> {source: best score}, sources in chain order."""
+def gather(
+    ctx: SourceContext, nearest_proposals: Sequence[Proposal] | None = None
+) -> dict[str, dict[str, float]]:
+    """media_id -> {source: best score}, sources in chain order; ``nearest_proposals``, when
+    given, stand in for the "nearest" source (computed earlier for the same request)."""
     merged: dict[str, dict[str, float]] = {}
-    for _, source in SOURCE_CHAIN:
-        for p in source(ctx):
+    for name, source in SOURCE_CHAIN:
+        proposals = nearest_proposals if name == "nearest" else None
+        for p in source(ctx) if proposals is None else proposals:
             scores = merged.setdefault(p.media_id, {})
             scores[p.source] = max(scores.get(p.source, float("-inf")), p.score)
     return merged

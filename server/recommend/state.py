@@ -309,6 +309,7 @@ class DerivedState:
     item_impressions: Mapping[str, int] = field(default_factory=dict)  # exposure
     recent_positives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # newest first
     served: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    active_users: tuple[str, ...] = ()  # users with events, most recently active first
 
     def trending_list(self, key: str) -> RankedList:
         return self.trending.get(key, EMPTY_LIST)
@@ -328,10 +329,13 @@ class _Accumulator:
         default_factory=list
     )  # (user, media, ts, weight, context keys)
     served: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    last_active: dict[str, float] = field(default_factory=dict)
 
     def add_event(self, e: Event) -> None:
         self.events += 1
         self.max_ts = max(self.max_ts, e.timestamp)
+        if e.timestamp > self.last_active.get(e.user_id, float("-inf")):
+            self.last_active[e.user_id] = e.timestamp
         weight = positive_weight(e, self.settings)
         if weight > 0 and e.media_id:
             self.user_items.setdefault(e.user_id, []).append((e.timestamp, e.media_id))
@@ -388,6 +392,7 @@ def build_state(
             u: tuple(items[: settings.social_recent_per_user]) for u, items in user_items.items()
         },
         served={u: {m: frozenset(k) for m, k in per.items()} for u, per in acc.served.items()},
+        active_users=tuple(sorted(acc.last_active, key=lambda u: (-acc.last_active[u], u))),
     )
     logger.info(
         "derived state rebuilt in %.2fs: %d events, %d engaged items, %d users, %d cohorts",

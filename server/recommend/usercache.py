@@ -1,0 +1,216 @@
+"""Per-user work kept between requests, and computed ahead of them.
+
+A Recommend call for a user with history spends about half its time on two things that do not
+change from one request to the next: building the profile (history -> tastes, with a text-tower
+pass for recent searches) and the nearest-neighbour searches of those tastes. ``UserCache``
+keeps both per user (bounded, time-limited, versioned against invalidation) and
+``Precomputer`` fills it from one background thread: for recently active users after each
+derived-state rebuild, and again for a user shortly after their events. A request that finds
+no entry computes it itself, as before, and leaves it for the next request.
+
+Only what the request does not change is kept: the nearest-neighbour proposals of the
+default request of a surface (no filter, seed or steering text). Posts indexed after an entry
+was built reach the user through the sources that stay live (fresh, following, trending,
+co-engagement); items the user has seen since are dropped when candidates are gathered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from server.recommend.profile import UserProfile
+from server.recommend.sources import Proposal
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UserEntry:
+    profile: UserProfile
+    built_monotonic: float
+    # Nearest-neighbour proposals of a surface's default request, by surface.
+    nearest: dict[str, tuple[Proposal, ...]] = field(default_factory=dict)
+
+
+class UserCache:
+    """Bounded LRU of :class:`UserEntry`, valid for ``ttl_s`` (monotonic and request time).
+
+    ``version(user)`` changes whenever the user is invalidated, so a computation that started
+    before an invalidation cannot store its (stale) result after it.
+    """
+
+    def __init__(
+        self,
+        max_entries: int,
+        ttl_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, UserEntry] = OrderedDict()
+        self._versions: dict[str, int] = {}
+
+    def get(self, user_id: str, now: float) -> UserEntry | None:
+        """The user's entry if it is younger than the TTL by both clocks, else None."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None:
+                return None
+            fresh = (
+                self._monotonic() - entry.built_monotonic <= self._ttl_s
+                and abs(now - entry.profile.built_at) <= self._ttl_s
+            )
+            if not fresh:
+                return None
+            self._entries.move_to_end(user_id)
+            return entry
+
+    def is_warm(self, user_id: str, younger_than_s: float) -> bool:
+        with self._lock:
+            entry = self._entries.get(user_id)
+            return entry is not None and self._monotonic() - entry.built_monotonic < younger_than_s
+
+    def version(self, user_id: str) -> int:
+        with self._lock:
+            return self._versions.get(user_id, 0)
+
+    def put(self, user_id: str, entry: UserEntry, version: int) -> bool:
+        """Store ``entry`` unless the user was invalidated since ``version`` was read."""
+        if self._max_entries <= 0:
+            return False
+        with self._lock:
+            if self._versions.get(user_id, 0) != version:
+                return False
+            self._entries[user_id] = entry
+            self._entries.move_to_end(user_id)
+            while len(self._entries) > self._max_entries:
+                evicted, _ = self._entries.popitem(last=False)
+                self._versions.pop(evicted, None)
+            return True
+
+    def invalidate(self, user_id: str) -> bool:
+        """Drop the user's entry; True if there was one."""
+        with self._lock:
+            self._versions[user_id] = self._versions.get(user_id, 0) + 1
+            if len(self._versions) > 4 * max(1, self._max_entries):
+                # Versions of users without an entry only guard computations in flight; those
+                # end within seconds, so old counters can go.
+                for stale in [u for u in self._versions if u not in self._entries][:1024]:
+                    del self._versions[stale]
+            return self._entries.pop(user_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            for user_id in self._entries:
+                self._versions[user_id] = self._versions.get(user_id, 0) + 1
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+class Precomputer:
+    """One daemon thread that runs ``warm(user_id)`` for scheduled users, oldest first.
+
+    Bursts coalesce: a user scheduled again while queued is warmed once, ``delay_s`` after
+    their first scheduling (a session's events arrive in quick succession). Users scheduled
+    without a delay go first. ``warm`` should skip users that a request already warmed.
+    """
+
+    def __init__(
+        self,
+        warm: Callable[[str], None],
+        delay_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._warm = warm
+        self._delay_s = delay_s
+        self._monotonic = monotonic
+        self._changed = threading.Condition()
+        self._ready: OrderedDict[str, None] = OrderedDict()  # due now, in order
+        self._delayed: OrderedDict[str, float] = OrderedDict()  # user -> when it is due
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, user_ids: Iterable[str], *, delay: bool = True) -> None:
+        due = self._monotonic() + (self._delay_s if delay else 0.0)
+        with self._changed:
+            if self._closed:
+                return
+            for user_id in user_ids:
+                if not user_id or user_id in self._ready:
+                    continue
+                if not delay:
+                    self._delayed.pop(user_id, None)
+                    self._ready[user_id] = None
+                elif user_id not in self._delayed:
+                    self._delayed[user_id] = due
+            if (self._ready or self._delayed) and self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="recommend-precompute", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or running (tests, benchmarks); False on timeout."""
+        deadline = None if timeout is None else self._monotonic() + timeout
+        with self._changed:
+            while self._ready or self._delayed or self._busy:
+                left = None if deadline is None else deadline - self._monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._ready.clear()
+            self._delayed.clear()
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(10.0)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._closed:
+                    if self._ready:
+                        user_id, _ = self._ready.popitem(last=False)
+                        self._busy = True
+                        break
+                    if self._delayed:  # all share one delay: the first is due first
+                        user_id, due = next(iter(self._delayed.items()))
+                        wait = due - self._monotonic()
+                        if wait <= 0:
+                            del self._delayed[user_id]
+                            self._busy = True
+                            break
+                        self._changed.wait(wait)
+                    else:
+                        self._changed.wait()
+                if self._closed:
+                    self._busy = False
+                    self._changed.notify_all()
+                    return
+            try:
+                self._warm(user_id)
+            except Exception:  # a user's bad data must not stop the others' precompute
+                logger.exception("precomputing recommendations for %r failed", user_id)
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
