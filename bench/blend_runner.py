@@ -63,8 +63,8 @@ def recommend_settings(model_id: str, **overrides: object) -> RecommendSettings:
     from encoders.registry import parse_model_id
 
     spec = parse_model_id(model_id)
-    # Offline replays pass their own clock in every request, so profiles warmed ahead with the
-    # wall clock would never be used: warming would only take CPU from the replay.
+    # Offline replays measure ranking quality, not latency: warming users ahead would only add
+    # background work to the replay (each request builds the same profile itself).
     overrides = {"precompute_users": 0, **overrides}
     if spec.near_duplicate_cosine is not None:
         overrides = {"near_duplicate_cosine": spec.near_duplicate_cosine, **overrides}

@@ -64,8 +64,10 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
                 break
             if command == "profile":
                 conn.send(profile(deps, argument))
-            elif command == "settle":  # served items of the last phase stored: a quiet server
+            elif command == "settle":  # the last phase's background work done: a quiet server
                 deps.recommender.flush_served()
+                deps.recommender.wait_for_refresh()
+                deps.recommender.wait_for_precompute()
                 conn.send({})
             else:
                 conn.send({"error": f"unknown command {command!r}"})

@@ -109,3 +109,49 @@ def test_scheduling_waits_the_delay() -> None:
         assert started.wait(5.0)
     finally:
         precomputer.close()
+
+
+def test_clearing_or_evicting_never_lets_older_work_back_in() -> None:
+    clock = Clock()
+    cache = UserCache(1, ttl_s=60, monotonic=clock)
+    started = cache.version("u")  # work for a user without an entry starts ...
+    cache.clear()  # ... and a full refresh happens meanwhile
+    assert not cache.put("u", entry(clock), started)
+
+    started = cache.version("u")
+    cache.invalidate("u")  # the user's event
+    cache.put("v", entry(clock), cache.version("v"))
+    cache.put("w", entry(clock), cache.version("w"))  # evicts "v" (one entry at most)
+    assert not cache.put("u", entry(clock), started)
+    for user in ("a", "b", "c", "d", "e"):  # enough invalidations to prune the counters
+        cache.invalidate(user)
+    assert not cache.put("u", entry(clock), started)
+    assert cache.put("u", entry(clock), cache.version("u"))
+
+
+def test_cancel_unschedules_a_user_and_waits_for_their_warming() -> None:
+    inside, release = threading.Event(), threading.Event()
+    warmed: list[str] = []
+
+    def warm(user: str) -> None:
+        if user == "slow":
+            inside.set()
+            release.wait(10)
+        warmed.append(user)
+
+    precomputer = Precomputer(warm, delay_s=30.0)
+    try:
+        precomputer.schedule(["slow"], delay=False)
+        precomputer.schedule(["later"])
+        assert inside.wait(5)
+        precomputer.cancel("later")  # queued: simply dropped
+        cancelled = threading.Thread(target=precomputer.cancel, args=("slow",))
+        cancelled.start()
+        cancelled.join(0.2)
+        assert cancelled.is_alive()  # waits for the warming in progress ...
+        release.set()
+        cancelled.join(5)
+        assert not cancelled.is_alive() and warmed == ["slow"]  # ... which then ends
+        assert precomputer.wait_idle(timeout=5)
+    finally:
+        precomputer.close()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from encoders import Encoder
+from server.embed_batcher import Priority, embed_scope
 from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
 from server.recommend import bandit
 from server.recommend import blend as b
@@ -204,14 +205,15 @@ class Recommender:
 
     def refresh(self) -> None:
         """Rebuild derived state now, synchronously (tests, benchmarks, after a bulk import)."""
+        self._users.clear()  # first: the rebuild warms the active users again
         self._refresher.run_now()
-        self._users.clear()
 
     def forget_user(self, user_id: str) -> ForgetReport:
         """Delete the user's stored data and every derived in-memory state of theirs."""
         if not user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
         self._served_log.flush()  # no impression of theirs may land after the delete
+        self._precompute.cancel(user_id)  # nor a profile (or search vectors) of theirs
         # Their interest and search texts may sit in the text-vector cache: evict them too.
         texts = [t.text for t in self._profiles.build(user_id, self._engagement, self._clock())
                  .interests]
@@ -505,7 +507,10 @@ class Recommender:
             return  # a request (or an earlier warming) was first
         now = self._clock()
         version = self._users.version(user_id)
-        entry = UserEntry(self._profiles.build(user_id, self._engagement, now), time.monotonic())
+        # Its text-tower work (recent searches) queues behind people's searches.
+        with embed_scope(Priority.BULK):
+            profile = self._profiles.build(user_id, self._engagement, now)
+        entry = UserEntry(profile, time.monotonic())
         request = RecRequest(user_id=user_id)
         self._nearest(entry, self._inputs(request, entry.profile, self._state, now).ctx)
         self._users.put(user_id, entry, version)

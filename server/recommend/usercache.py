@@ -40,8 +40,10 @@ class UserEntry:
 class UserCache:
     """Bounded LRU of :class:`UserEntry`, valid for ``ttl_s`` (monotonic and request time).
 
-    ``version(user)`` changes whenever the user is invalidated, so a computation that started
-    before an invalidation cannot store its (stale) result after it.
+    ``version(user)`` changes whenever the user is invalidated (or the whole cache cleared), so
+    a computation that started before an invalidation cannot store its (stale) result after it.
+    Versions come from one counter that only grows: a user without a counter of their own reads
+    the floor, which ``clear()`` and pruning raise to the newest version.
     """
 
     def __init__(
@@ -57,6 +59,8 @@ class UserCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, UserEntry] = OrderedDict()
         self._versions: dict[str, int] = {}
+        self._newest = 0  # the last version handed out
+        self._floor = 0  # the version of every user without a counter
 
     def get(self, user_id: str, now: float) -> UserEntry | None:
         """The user's entry if it is younger than the TTL by both clocks, else None."""
@@ -80,37 +84,38 @@ class UserCache:
 
     def version(self, user_id: str) -> int:
         with self._lock:
-            return self._versions.get(user_id, 0)
+            return self._versions.get(user_id, self._floor)
 
     def put(self, user_id: str, entry: UserEntry, version: int) -> bool:
         """Store ``entry`` unless the user was invalidated since ``version`` was read."""
         if self._max_entries <= 0:
             return False
         with self._lock:
-            if self._versions.get(user_id, 0) != version:
+            if self._versions.get(user_id, self._floor) != version:
                 return False
             self._entries[user_id] = entry
             self._entries.move_to_end(user_id)
             while len(self._entries) > self._max_entries:
-                evicted, _ = self._entries.popitem(last=False)
-                self._versions.pop(evicted, None)
+                self._entries.popitem(last=False)
             return True
 
     def invalidate(self, user_id: str) -> bool:
         """Drop the user's entry; True if there was one."""
         with self._lock:
-            self._versions[user_id] = self._versions.get(user_id, 0) + 1
+            self._newest += 1
+            self._versions[user_id] = self._newest
             if len(self._versions) > 4 * max(1, self._max_entries):
-                # Versions of users without an entry only guard computations in flight; those
-                # end within seconds, so old counters can go.
-                for stale in [u for u in self._versions if u not in self._entries][:1024]:
-                    del self._versions[stale]
+                # Forgetting the counters is safe once the floor passes them all: computations
+                # in flight then fail their check and simply store nothing.
+                self._floor = self._newest
+                self._versions.clear()
             return self._entries.pop(user_id, None) is not None
 
     def clear(self) -> None:
         with self._lock:
-            for user_id in self._entries:
-                self._versions[user_id] = self._versions.get(user_id, 0) + 1
+            self._newest += 1
+            self._floor = self._newest
+            self._versions.clear()
             self._entries.clear()
 
     def __len__(self) -> int:
@@ -122,8 +127,9 @@ class Precomputer:
     """One daemon thread that runs ``warm(user_id)`` for scheduled users, oldest first.
 
     Bursts coalesce: a user scheduled again while queued is warmed once, ``delay_s`` after
-    their first scheduling (a session's events arrive in quick succession). Users scheduled
-    without a delay go first. ``warm`` should skip users that a request already warmed.
+    their last scheduling (a session's events arrive in quick succession; a user who keeps
+    acting is served by their own requests meanwhile). Users scheduled without a delay go
+    first. ``warm`` should skip users that a request already warmed.
     """
 
     def __init__(
@@ -140,6 +146,7 @@ class Precomputer:
         self._ready: OrderedDict[str, None] = OrderedDict()  # due now, in order
         self._delayed: OrderedDict[str, float] = OrderedDict()  # user -> when it is due
         self._busy = False
+        self._current = ""  # the user being warmed
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -154,14 +161,23 @@ class Precomputer:
                 if not delay:
                     self._delayed.pop(user_id, None)
                     self._ready[user_id] = None
-                elif user_id not in self._delayed:
+                else:
                     self._delayed[user_id] = due
+                    self._delayed.move_to_end(user_id)  # keeps the queue in order of due time
             if (self._ready or self._delayed) and self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="recommend-precompute", daemon=True
                 )
                 self._thread.start()
             self._changed.notify_all()
+
+    def cancel(self, user_id: str) -> None:
+        """Unschedule a user and wait for a warming of theirs in progress to end."""
+        with self._changed:
+            self._ready.pop(user_id, None)
+            self._delayed.pop(user_id, None)
+            while self._busy and self._current == user_id:
+                self._changed.wait()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until nothing is queued or running (tests, benchmarks); False on timeout."""
@@ -190,14 +206,14 @@ class Precomputer:
                 while not self._closed:
                     if self._ready:
                         user_id, _ = self._ready.popitem(last=False)
-                        self._busy = True
+                        self._busy, self._current = True, user_id
                         break
                     if self._delayed:  # all share one delay: the first is due first
                         user_id, due = next(iter(self._delayed.items()))
                         wait = due - self._monotonic()
                         if wait <= 0:
                             del self._delayed[user_id]
-                            self._busy = True
+                            self._busy, self._current = True, user_id
                             break
                         self._changed.wait(wait)
                     else:
@@ -212,5 +228,5 @@ class Precomputer:
                 logger.exception("precomputing recommendations for %r failed", user_id)
             finally:
                 with self._changed:
-                    self._busy = False
+                    self._busy, self._current = False, ""
                     self._changed.notify_all()
