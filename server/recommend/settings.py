@@ -64,6 +64,7 @@ class RecommendSettings:
     candidate_hnsw_ef: int = 64
     following_window_s: float = 14 * DAY_S  # "recent posts" of followed creators
     fresh_window_s: float = 3 * DAY_S  # posts younger than this are "fresh"
+    fresh_queries: int = 4  # the user's strongest taste and interest vectors that look for them
     freshness_half_life_s: float = 1 * DAY_S  # the freshness feature halves after this long
 
     # -- derived state: co-engagement, trending, cohorts ---------------------------------------

@@ -228,7 +228,7 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     if f.created_at_from is not None:
         since = max(since, f.created_at_from)
     window = replace(f, created_at_from=since)
-    queries = [q for q in ctx.queries if q.kind != SEED]
+    queries = strongest_tastes(ctx.queries, s.fresh_queries)
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
         batches = ctx.store.search_batch(
@@ -239,6 +239,21 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     # Nothing known about the user: simply the newest posts (however old the newest are).
     points = ctx.store.list_media(f, limit=s.fresh_candidates, payload_keys=[schema.CREATED_AT])
     return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]
+
+
+def strongest_tastes(queries: Sequence[QueryVector], n: int) -> list[QueryVector]:
+    """At most ``n`` query vectors, the heaviest first, half of them (rounded up) from the
+    taste clusters and their centroid, the rest from text interests and steering; a group
+    with fewer leaves its share to the other. (Fresh posts are few, and each query vector
+    costs a filtered search: the strongest tastes are where a new post matters most.)"""
+    def heaviest(group: list[QueryVector]) -> list[QueryVector]:
+        return sorted(group, key=lambda q: -q.weight)
+
+    clusters = heaviest([q for q in queries if q.kind == "cluster"])
+    texts = heaviest([q for q in queries if q.kind not in ("cluster", SEED)])
+    take_clusters = max((n + 1) // 2, n - len(texts))
+    picked = clusters[:take_clusters]
+    return picked + texts[: n - len(picked)]
 
 
 def _recency(payload: Mapping[str, Any], ctx: SourceContext) -> float:
