@@ -56,11 +56,13 @@ class Candidates:
         n = len(items)
         visual = np.zeros((n, dim), dtype=np.float32)
         caption = np.zeros((n, dim), dtype=np.float32)
-        has_caption = np.zeros(n, dtype=bool)
-        for i, item in enumerate(items):
-            visual[i] = item.vector16
-            if item.caption16 is not None:
-                caption[i], has_caption[i] = item.caption16, True
+        has_caption = np.fromiter((i.caption16 is not None for i in items), dtype=bool, count=n)
+        if n:  # one copy per matrix: row-by-row assignment costs more than the data
+            visual[:] = np.array([item.vector16 for item in items], dtype=np.float32)
+        if has_caption.any():
+            caption[has_caption] = np.array(
+                [item.caption16 for item in items if item.caption16 is not None], dtype=np.float32
+            )
         ids = [item.media_id for item in items]
         return cls(list(items), ids, visual, caption, has_caption, list(sources))
 
@@ -196,11 +198,11 @@ def _levels(levels: Mapping[str, float], ids: Sequence[str]) -> np.ndarray:
 def _popular_in(levels: Mapping[str, np.ndarray], n: int) -> list[str]:
     """Per item, the most specific context kind where it is among the popular (level >= 0.2)."""
     order = ("location_hour", "location", "hour", "device", "global")
-    out = []
-    for i in range(n):
-        kind = next((k for k in order if k in levels and levels[k][i] >= 0.2), "")
-        out.append(kind)
-    return out
+    kinds = np.full(n, "", dtype=object)
+    for kind in reversed(order):  # the most specific kind is written last and wins
+        if kind in levels:
+            kinds[np.asarray(levels[kind]) >= 0.2] = kind
+    return kinds.tolist()
 
 
 def _recency(items: Sequence[ItemInfo], now: float, half_life_s: float) -> np.ndarray:

@@ -127,24 +127,25 @@ class CoScores:
         """Scores and neighbour counts of ``media_ids`` (0 where an item has none)."""
         scores = np.zeros(len(media_ids))
         counts = np.zeros(len(media_ids), dtype=np.int64)
-        if self.items.size == 0:
+        if self.items.size == 0 or len(media_ids) == 0:
             return scores, counts
-        for k, media_id in enumerate(media_ids):
-            i = self.graph.index.get(media_id)
-            if i is None:
-                continue
-            pos = int(np.searchsorted(self.items, i))
-            if pos < self.items.size and self.items[pos] == i:
-                scores[k], counts[k] = self.totals[pos], self.counts[pos]
+        index = self.graph.index.get
+        wanted = np.fromiter((index(m, -1) for m in media_ids), dtype=np.int64,
+                             count=len(media_ids))  # fmt: skip
+        pos = np.minimum(np.searchsorted(self.items, wanted), self.items.size - 1)
+        hit = (wanted >= 0) & (self.items[pos] == wanted)
+        scores[hit], counts[hit] = self.totals[pos[hit]], self.counts[pos[hit]]
         return scores, counts
 
     def top(
         self, limit: int, exclude: Mapping[str, float] | set[str]
     ) -> tuple[list[str], np.ndarray]:
         """The best ``limit`` items, leaving out ``exclude`` (e.g. the positives themselves)."""
-        skip = {self.graph.index[m] for m in exclude if m in self.graph.index}
+        skip = [self.graph.index[m] for m in exclude if m in self.graph.index]
         ranked = np.argsort(-self.totals, kind="stable")
-        order = [j for j in ranked if int(self.items[j]) not in skip][:limit]
+        if skip:
+            ranked = ranked[~np.isin(self.items[ranked], skip)]
+        order = ranked[:limit]
         return [self.graph.ids[int(self.items[j])] for j in order], self.totals[order]
 
 
@@ -543,19 +544,12 @@ class LiveCounters:
     def engagements(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
         with self._lock:
             deltas = (self._current.engagements, self._handed_over.engagements)
-            return np.array(
-                [state.item_engagements.get(m, 0.0) + sum(d.get(m, 0.0) for d in deltas)
-                 for m in media_ids]
-            )
+            return _counts(state.item_engagements, deltas, media_ids)
 
     def impressions(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
         with self._lock:
             deltas = (self._current.impressions, self._handed_over.impressions)
-            return np.array(
-                [state.item_impressions.get(m, 0) + sum(d.get(m, 0) for d in deltas)
-                 for m in media_ids],
-                dtype=np.float64,
-            )
+            return _counts(state.item_impressions, deltas, media_ids)
 
     def recent_positives(self, state: DerivedState, user_id: str) -> list[str]:
         with self._lock:
@@ -584,6 +578,34 @@ class LiveCounters:
         removed += len(state.served.get(user_id, {}))
         removed += len(state.recent_positives.get(user_id, ()))
         return removed
+
+
+def _counts(
+    base: Mapping[str, float], deltas: Sequence[Mapping[str, float]], media_ids: Sequence[str]
+) -> np.ndarray:
+    """Per media id, its count in ``base`` plus its counts in ``deltas`` (0 if absent).
+
+    A request asks for a few hundred ids and a delta holds whatever happened since the last
+    rebuild, so each delta is walked by whichever of the two is shorter.
+    """
+    get = base.get
+    out = np.fromiter((get(m, 0.0) for m in media_ids), dtype=np.float64, count=len(media_ids))
+    position: dict[str, int] | None = None
+    for delta in deltas:
+        if not delta:
+            continue
+        if len(delta) < len(media_ids):
+            if position is None:
+                position = {m: k for k, m in enumerate(media_ids)}
+            for media_id, value in delta.items():
+                k = position.get(media_id)
+                if k is not None:
+                    out[k] += value
+        else:
+            more = delta.get
+            out += np.fromiter((more(m, 0.0) for m in media_ids), dtype=np.float64,
+                               count=len(media_ids))  # fmt: skip
+    return out
 
 
 @dataclass
