@@ -42,6 +42,7 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s server %(name)s %(message)s")
     from server.app import build_server
     from server.config import load_settings
+    from server.heap import freeze_startup_objects
     from server.runtime import ServiceState, open_deps
     from server.threads import limit_numpy_blas_threads
 
@@ -51,6 +52,7 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
     )
     limit_numpy_blas_threads(settings.server.blas_threads)
     deps = open_deps(settings)
+    freeze_startup_objects()
     running = build_server(settings, ServiceState(deps))
     try:
         deps.store.wait_optimized()  # a build the store asked for when it opened

@@ -18,6 +18,7 @@ from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_
 from server.auth import auth_interceptors
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
+from server.heap import freeze_startup_objects
 from server.media_servicer import MediaServicer
 from server.recommend_servicer import RecommendationServicer
 from server.runtime import ServiceState, open_deps
@@ -118,6 +119,7 @@ def serve(settings: Settings) -> int:
     except BaseException:
         running.server.stop(0)
         raise
+    freeze_startup_objects()
     state.set_ready(deps)
 
     def on_reload(signum: int, frame: FrameType | None) -> None:

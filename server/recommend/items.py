@@ -24,7 +24,7 @@ from server.store import SearchFilter, VectorStore, schema
 _FETCH_BATCH = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no per-item __dict__: the cache holds 100ks of them
 class ItemInfo:
     media_id: str
     creator_id: str

@@ -481,7 +481,9 @@ class Recommender:
         self._users.put(user_id, entry, version)
         return entry
 
-    def _nearest(self, entry: UserEntry, ctx: src.SourceContext) -> tuple[src.Proposal, ...]:
+    def _nearest(
+        self, entry: UserEntry, ctx: src.SourceContext
+    ) -> tuple[src.ProposalTuple, ...]:
         """The "nearest" source's proposals: kept in the user's entry for a surface's default
         request (which the warming computes ahead), computed here for any other."""
         request = ctx.request
@@ -492,7 +494,7 @@ class Recommender:
         key = request.surface.value
         if default and key in entry.nearest:
             return entry.nearest[key]
-        proposals = tuple(src.nearest(ctx))
+        proposals = src.as_tuples(src.nearest(ctx))
         if default:
             entry.nearest[key] = proposals
         return proposals

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from server.recommend.profile import UserProfile
-from server.recommend.sources import Proposal
+from server.recommend.sources import ProposalTuple
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class UserEntry:
     profile: UserProfile
     built_monotonic: float
     # Nearest-neighbour proposals of a surface's default request, by surface.
-    nearest: dict[str, tuple[Proposal, ...]] = field(default_factory=dict)
+    nearest: dict[str, tuple[ProposalTuple, ...]] = field(default_factory=dict)
 
 
 class UserCache:
