@@ -66,11 +66,11 @@ def test_is_warm_and_clear() -> None:
     clock = Clock()
     cache = UserCache(10, ttl_s=60, monotonic=clock)
     cache.put("u", entry(clock), cache.version("u"))
-    assert cache.is_warm("u", younger_than_s=30)
+    assert cache.is_warm("u")  # younger than half the TTL
     clock.t += 31
-    assert not cache.is_warm("u", younger_than_s=30)
+    assert not cache.is_warm("u")
     cache.clear()
-    assert len(cache) == 0 and not cache.is_warm("u", younger_than_s=1e9)
+    assert len(cache) == 0 and not cache.is_warm("u")
 
 
 def test_the_precomputer_warms_each_scheduled_user_once_and_survives_failures() -> None:

@@ -472,8 +472,7 @@ class Recommender:
         """The user's cached profile (and candidates), else a new one, built here and kept."""
         entry = self._users.get(user_id, now)
         if entry is not None:
-            half_life = self._settings.profile_cache_ttl_s / 2
-            if self._precomputing and time.monotonic() - entry.built_monotonic > half_life:
+            if self._precomputing and self._users.is_aging(entry):
                 self._precompute.schedule([user_id], delay=False)  # rebuilt before it expires
             return entry
         version = self._users.version(user_id)
@@ -505,7 +504,7 @@ class Recommender:
 
     def _warm(self, user_id: str) -> None:
         """Build a user's profile and default feed candidates ahead of their next request."""
-        if self._users.is_warm(user_id, self._settings.profile_cache_ttl_s / 2):
+        if self._users.is_warm(user_id):
             return  # a request (or an earlier warming) was first
         now = self._clock()
         version = self._users.version(user_id)
@@ -610,10 +609,9 @@ class Recommender:
         self._state = state
         self._live.finish_rebuild(True, started)
         if self._precomputing:
-            fresh_for = self._settings.profile_cache_ttl_s / 2
             cold = [
                 u for u in state.active_users[: self._settings.precompute_users]
-                if not self._users.is_warm(u, fresh_for)
+                if not self._users.is_warm(u)
             ]  # fmt: skip
             self._precompute.schedule(cold, delay=False)
 

@@ -77,10 +77,16 @@ class UserCache:
             self._entries.move_to_end(user_id)
             return entry
 
-    def is_warm(self, user_id: str, younger_than_s: float) -> bool:
+    def is_warm(self, user_id: str) -> bool:
+        """Whether the user has an entry in the first half of its lifetime (rebuilding it
+        now would be wasted work)."""
         with self._lock:
             entry = self._entries.get(user_id)
-            return entry is not None and self._monotonic() - entry.built_monotonic < younger_than_s
+            return entry is not None and not self.is_aging(entry)
+
+    def is_aging(self, entry: UserEntry) -> bool:
+        """Past half its lifetime: still served, but worth rebuilding before it expires."""
+        return self._monotonic() - entry.built_monotonic >= self._ttl_s / 2
 
     def version(self, user_id: str) -> int:
         with self._lock:
