@@ -295,7 +295,7 @@ def gather(
         if name == "nearest" and nearest_proposals is not None:
             found: Iterable[ProposalTuple] = nearest_proposals
         else:
-            found = ((p.media_id, p.source, p.score) for p in source(ctx))
+            found = as_tuples(source(ctx))
         for media_id, source_name, score in found:
             scores = merged.setdefault(media_id, {})
             scores[source_name] = max(scores.get(source_name, float("-inf")), score)
