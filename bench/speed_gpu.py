@@ -30,19 +30,16 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench.speed_index import (
     FULL_HD,
-    GRAIN,
-    JPEG_QUALITY,
     TWELVE_MP,
-    _cover,
     _decode_stages,
     _interleaved,
     index_folder_cli,
     photo_sources,
     random_vit_checkpoint,
+    write_grained_photo,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,13 +51,8 @@ FORWARD_REPEATS = 10
 
 
 def _write_photo(job: tuple[Path, tuple[int, int], int, Path]) -> None:
-    source, (width, height), seed, target = job
-    with Image.open(source) as photo:
-        picture = _cover(photo.convert("RGB"), width, height)
-    rng = np.random.default_rng(seed)
-    grain = rng.integers(-GRAIN, GRAIN + 1, size=(height, width, 3), dtype=np.int16)
-    pixels = np.clip(np.asarray(picture, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(target, quality=JPEG_QUALITY)
+    source, (width, height), seed, target = job  # each file its own grain: built in parallel
+    write_grained_photo(source, width, height, np.random.default_rng(seed), target)
 
 
 def build_folder(
@@ -91,6 +83,7 @@ def forward_rates(
     import torch
 
     from encoders import create_encoder
+    from encoders.backends.torch_base import TorchClipEncoder
     from encoders.images import decode_image
     from encoders.options import EncoderOptions
     from encoders.preprocess import images_to_tensor
@@ -98,6 +91,7 @@ def forward_rates(
     encoder = create_encoder(
         model_id, EncoderOptions(device=device, batch_size=max(batches), precision=precision)
     )
+    assert isinstance(encoder, TorchClipEncoder)  # an openclip-dir model
     encoder.load()
     spec = encoder.preprocess_spec
     base = images_to_tensor([decode_image(p.read_bytes()) for p in photos], spec)
@@ -122,9 +116,11 @@ def forward_rates(
 def decode_pool_rate(files: Sequence[Path], model_id: str, workers: int) -> dict[str, float]:
     """The CPU side alone: the indexer's per-file steps on ``workers`` threads, no model."""
     from encoders import create_encoder
+    from encoders.backends.torch_base import TorchClipEncoder
     from encoders.options import EncoderOptions
 
     encoder = create_encoder(model_id, EncoderOptions())  # only its preprocessing is used
+    assert isinstance(encoder, TorchClipEncoder)
     encoder.load()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda p: _decode_stages(p, encoder), files[: 2 * workers]))  # warm

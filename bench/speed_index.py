@@ -108,15 +108,22 @@ def build_folder(sources: Sequence[Path], work_dir: Path, plan: Plan) -> Path:
     started = time.monotonic()
     for i, which in enumerate(order):
         width, height = sizes[which]
-        with Image.open(sources[i % len(sources)]) as photo:
-            picture = _cover(photo.convert("RGB"), width, height)
-        grain = rng.integers(-GRAIN, GRAIN + 1, size=(height, width, 3), dtype=np.int16)
-        pixels = np.clip(np.asarray(picture, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
         name = f"photo-{i:04d}-{width}x{height}.jpg"
-        Image.fromarray(pixels).save(folder / name, quality=JPEG_QUALITY)
+        write_grained_photo(sources[i % len(sources)], width, height, rng, folder / name)
     done.write_text(f"{len(order)} files\n")
     logger.info("built %s in %.0f s", folder, time.monotonic() - started)
     return folder
+
+
+def write_grained_photo(
+    source: Path, width: int, height: int, rng: np.random.Generator, target: Path
+) -> None:
+    """``source`` scaled to cover width x height, with GRAIN, saved as a JPEG at ``target``."""
+    with Image.open(source) as photo:
+        picture = _cover(photo.convert("RGB"), width, height)
+    grain = rng.integers(-GRAIN, GRAIN + 1, size=(height, width, 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(picture, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(target, quality=JPEG_QUALITY)
 
 
 def _interleaved(full_hd: int, twelve_mp: int) -> list[int]:
