@@ -4,8 +4,9 @@
 - content-only: item-kNN on the demo CLIP vectors: the nearest items to each item a user
   engaged with, summed over the user's engaged items (temperature, neighbours and the age of
   eligible items tuned on validation);
-- co-engagement-only: mediarec's own item-to-item co-engagement (``build_coengagement`` and
-  ``CoEngagement.scores``, the recommender's ``coengagement`` source), used alone;
+- co-engagement-only: mediarec's own item-to-item co-engagement (``build_coengagement`` with
+  the recommender's fading of old co-engagements, and ``CoEngagement.scores``: the
+  recommender's ``coengagement`` source), used alone;
 - EASE (Steck 2019): ``B = I - P diagMat(1 / diag(P))`` with ``P = (X^T X + lambda I)^-1``,
   computed exactly through the Woodbury identity in user space (fewer users than items), so no
   item-by-item matrix is ever formed; lambda tuned on validation.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.recommend.profile import decay
 from server.recommend.settings import RecommendSettings
 from server.recommend.state import build_coengagement
 
@@ -46,6 +48,7 @@ class TrainView:
     seen: Mapping[int, np.ndarray]  # user -> posts with any train event (excluded)
     positives: Mapping[int, Mapping[int, float]]  # user -> post -> decayed weight (mediarec's)
     recent_items: Mapping[int, Sequence[int]]  # user -> positive posts, newest first
+    recent_times: Mapping[int, Sequence[float]]  # ... and the time of each one's newest positive
 
 
 def rank_top_k(
@@ -149,11 +152,17 @@ class ContentKnn:
 class CoEngagementOnly:
     def __init__(self, view: TrainView, settings: RecommendSettings, shrinkage: float) -> None:
         self.view = view
+        users = list(view.recent_items)
         self.graph = build_coengagement(
-            ([f"{p}" for p in items] for items in view.recent_items.values()),
+            ([f"{p}" for p in view.recent_items[u]] for u in users),
             settings.coeng_neighbours,
             shrinkage,
             settings.coeng_max_user_items,
+            settings.coeng_alpha,
+            recency=(
+                [decay(view.split - t, settings.coeng_half_life_s) for t in view.recent_times[u]]
+                for u in users
+            ),
         )
         self.post_of = np.array([int(m) for m in self.graph.ids], dtype=np.int64)
 

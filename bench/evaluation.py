@@ -79,11 +79,11 @@ def make_phase(
             for m, w in summarize_events(evs, settings, split).positives.items()}
         for u, evs in by_user.items()
     }
-    recent: dict[int, list[int]] = {}
+    recent: dict[int, dict[int, float]] = {}  # user -> post -> its newest positive's time
     order = np.argsort(-train.ts[pos], kind="stable")
-    for u, p in zip(train.user[pos][order].tolist(), train.post[pos][order].tolist(),
-                    strict=True):
-        recent.setdefault(u, []).append(p)
+    for u, p, t in zip(train.user[pos][order].tolist(), train.post[pos][order].tolist(),
+                       train.ts[pos][order].tolist(), strict=True):
+        recent.setdefault(u, {}).setdefault(p, t)
     view = bl.TrainView(
         n_posts=world.n_posts,
         split=split,
@@ -94,7 +94,8 @@ def make_phase(
         pos_ts=train.ts[pos],
         seen={u: np.fromiter(s, dtype=np.int64) for u, s in seen.items()},
         positives=positives,
-        recent_items={u: list(dict.fromkeys(items)) for u, items in recent.items()},
+        recent_items={u: list(items) for u, items in recent.items()},
+        recent_times={u: list(items.values()) for u, items in recent.items()},
     )
     truth: dict[int, set[int]] = {}
     wpos = window.positive & (window.post >= 0)

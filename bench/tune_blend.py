@@ -49,6 +49,11 @@ PSEUDO_BUCKETS = (0, 1, 3, 10)
 Variant = tuple[Mapping[str, float], Mapping[str, Any], Mapping[str, Any]]
 VARIANTS: dict[str, Variant] = {
     "default": ({}, {}, {}),
+    "coeng_no_fading": ({}, {}, {"coeng_half_life_s": 0.0}),
+    "coeng2.5": ({"coengagement": 2.5}, {}, {}),
+    "coeng4": ({"coengagement": 4.0}, {}, {}),
+    "item_prior3": ({}, {}, {"item_prior": 3.0}),
+    "coeng2.5_item_prior3": ({"coengagement": 2.5}, {}, {"item_prior": 3.0}),
     "previous": (
         {"popularity": 0.6}, {"personal_floor": 1.0, "popularity_known": 0.25},
         {"mmr_lambda_cold": 0.7},

@@ -536,28 +536,46 @@ def test_reload_ranker_swaps_the_weights(world, tmp_path: Path) -> None:
 # -- co-engagement (pure) -----------------------------------------------------------------------
 
 
-def test_coengagement_neighbours_match_a_brute_force_count() -> None:
+@pytest.mark.parametrize("faded", [False, True])
+def test_coengagement_neighbours_match_a_brute_force_count(faded: bool) -> None:
     rng = random.Random(3)
     users = [[f"i{rng.randrange(40)}" for _ in range(rng.randrange(1, 12))] for _ in range(60)]
-    graph = build_coengagement(users, 5, 2.0, 50, 0.5, pair_budget=7, dense_cells=90)
-    sets = [list(dict.fromkeys(u)) for u in users]
-    weight = [1 / np.log2(2 + len(s)) for s in sets]
+    recency = [[rng.uniform(0.1, 1.0) if faded else 1.0 for _ in u] for u in users]
+    graph = build_coengagement(users, 5, 2.0, 50, 0.5, recency=recency if faded else None,
+                               pair_budget=7, dense_cells=90)
+    # A user's first (newest) entry of an item is the one that counts.
+    firsts = [dict(reversed(list(zip(u, r, strict=True)))) for u, r in zip(users, recency,
+                                                                             strict=True)]
+    weight = [1 / np.log2(2 + len(f)) for f in firsts]
     mass = Counter()
-    for s, w in zip(sets, weight, strict=True):
-        for m in s:
-            mass[m] += w
+    for f, w in zip(firsts, weight, strict=True):
+        for m, r in f.items():
+            mass[m] += w * r
     for item in ("i1", "i7", "i30"):
         cooc = Counter()
-        for s, w in zip(sets, weight, strict=True):
-            if item in s:
-                for m in s:
+        for f, w in zip(firsts, weight, strict=True):
+            if item in f:
+                for m, r in f.items():
                     if m != item:
-                        cooc[m] += w
+                        cooc[m] += w * r
         expected = sorted(
             (c / (np.sqrt(mass[item] * mass[m]) + 2.0) for m, c in cooc.items()), reverse=True
         )[:5]
         idx, sims = graph.neighbours_of(item)
         assert sims == pytest.approx(expected)
+
+
+def test_old_coengagement_fades_behind_what_fans_engage_with_now() -> None:
+    # Three fans of "a" liked "old" with it long ago; three others like "new" with it today.
+    users = [["a", "old"]] * 3 + [["new", "a"]] * 3
+    recency = [[0.1, 0.1]] * 3 + [[1.0, 1.0]] * 3
+    faded = build_coengagement(users, 2, 0.0, 10, recency=recency)
+    idx, sims = faded.neighbours_of("a")
+    assert [faded.ids[int(i)] for i in idx] == ["new", "old"]
+    assert sims[0] > 3 * sims[1]
+    plain = build_coengagement(users, 2, 0.0, 10)
+    plain_sims = plain.neighbours_of("a")[1]
+    assert plain_sims[0] == pytest.approx(plain_sims[1])  # without fading they tie
 
 
 def test_items_liked_together_become_neighbours() -> None:

@@ -72,6 +72,9 @@ class RecommendSettings:
     coeng_shrinkage: float = 2.0  # similarity shrinkage: few co-engagements count for less
     coeng_alpha: float = 0.5  # 0.5: cosine; lower discounts popular neighbours more
     coeng_max_user_items: int = 200  # most recent positives per user in the co-occurrence count
+    # Co-engagements fade with this half-life, so an item's neighbours are what its fans
+    # engage with now (chosen on the quality benchmark's validation window; 0: never fade).
+    coeng_half_life_s: float = 5 * DAY_S
     trending_half_life_s: float = 2 * DAY_S
     trending_top_n: int = 300  # items kept per trending key (global, context, hashtag)
     cohorts: int = 16  # taste cohorts users are clustered into

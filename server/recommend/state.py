@@ -155,6 +155,7 @@ def build_coengagement(
     shrinkage: float,
     max_user_items: int,
     alpha: float = 0.5,
+    recency: Iterable[Sequence[float]] | None = None,
     pair_budget: int = 2_000_000,
     dense_cells: int = 8_000_000,
 ) -> CoEngagement:
@@ -165,6 +166,12 @@ def build_coengagement(
     (alpha = 0.5 is cosine; lower alpha discounts popular neighbours ``j`` more). Shrinkage
     damps pairs seen only a few times. Each user's most recent ``max_user_items`` count.
 
+    ``recency``, parallel to ``user_items``, weighs each engagement (e.g. by its age): a
+    user's engagement with ``j`` then counts that much in ``c_ij`` and in ``n_j``. Old
+    co-engagements fade, so an item's neighbours are what people who liked it engage with
+    *now*; on the quality benchmark's validation window this lifted warm-item NDCG@20 from
+    0.017-0.019 to 0.031 (docs/recommend.md). Without it every engagement counts 1.
+
     The co-occurrences of a block of items at a time are counted (into a dense block of at
     most ``dense_cells`` counters) and pruned to the best ``neighbours`` before the next
     block, so memory stays bounded however many pairs the whole log has (the sum over users
@@ -172,10 +179,17 @@ def build_coengagement(
     """
     index: dict[str, int] = {}
     rows: list[list[int]] = []
+    row_recency: list[list[float]] = []
+    weights_of = iter(recency) if recency is not None else None
     for items in user_items:
-        unique = list(dict.fromkeys(items))[:max_user_items]
-        if unique:
-            rows.append([index.setdefault(m, len(index)) for m in unique])
+        weights = next(weights_of) if weights_of is not None else (1.0,) * len(items)
+        unique: dict[str, float] = {}
+        for media_id, weight in zip(items, weights, strict=True):
+            unique.setdefault(media_id, float(weight))  # an item's first (newest) entry counts
+        kept = list(unique.items())[:max_user_items]
+        if kept:
+            rows.append([index.setdefault(m, len(index)) for m, _ in kept])
+            row_recency.append([w for _, w in kept])
     ids = tuple(index)
     n = len(ids)
     if not rows:
@@ -183,9 +197,11 @@ def build_coengagement(
     lens = np.array([len(r) for r in rows], dtype=np.int64)
     uptr = np.concatenate([[0], np.cumsum(lens)])
     uitems = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(uptr[-1]))
+    entry_recency = np.fromiter((w for r in row_recency for w in r), dtype=np.float64,
+                                count=int(uptr[-1]))  # fmt: skip
     uweight = 1.0 / np.log2(2.0 + lens)
     entry_user = np.repeat(np.arange(len(rows)), lens)
-    mass = np.bincount(uitems, weights=uweight[entry_user], minlength=n)
+    mass = np.bincount(uitems, weights=uweight[entry_user] * entry_recency, minlength=n)
     # Item -> users, and the pairs each item's row costs (the items of all its users).
     by_item = np.argsort(uitems, kind="stable")
     item_users = entry_user[by_item]
@@ -201,8 +217,8 @@ def build_coengagement(
             budget += work[hi]
             hi += 1
         left, right, sims = _block_neighbours(
-            lo, hi, n, iptr, item_users, uptr, lens, uitems, uweight, mass, alpha, shrinkage,
-            neighbours,
+            lo, hi, n, iptr, item_users, uptr, lens, uitems, entry_recency, uweight, mass, alpha,
+            shrinkage, neighbours,
         )
         parts_left.append(left)
         parts_right.append(right)
@@ -225,6 +241,7 @@ def _block_neighbours(
     uptr: np.ndarray,
     lens: np.ndarray,
     uitems: np.ndarray,
+    entry_recency: np.ndarray,
     uweight: np.ndarray,
     mass: np.ndarray,
     alpha: float,
@@ -241,9 +258,10 @@ def _block_neighbours(
         return empty, empty, np.zeros(0)
     # Every item of every user of the block (ranges of uitems, gathered without a loop).
     starts = np.repeat(uptr[users] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    right = uitems[starts + np.arange(total)]
+    entries = starts + np.arange(total)
+    right = uitems[entries]
     left = np.repeat(owner, counts)
-    weight = np.repeat(uweight[users], counts)
+    weight = np.repeat(uweight[users], counts) * entry_recency[entries]
     keep = left != right
     cells = np.bincount((left[keep] - lo) * n + right[keep], weights=weight[keep],
                         minlength=(hi - lo) * n)
@@ -367,16 +385,21 @@ def build_state(
     engaged = list(acc.item_engagements)
     meta = _fetch_meta(store, engaged)  # deleted media drop out here
     reference = max(acc.max_ts, 0.0) or now
-    user_items = {
-        user: [m for _, m in sorted(items, reverse=True) if m in meta]
+    newest_first = {
+        user: [(ts, m) for ts, m in sorted(items, reverse=True) if m in meta]
         for user, items in acc.user_items.items()
     }
+    user_items = {user: [m for _, m in items] for user, items in newest_first.items()}
     coeng = build_coengagement(
         user_items.values(),
         settings.coeng_neighbours,
         settings.coeng_shrinkage,
         settings.coeng_max_user_items,
         settings.coeng_alpha,
+        recency=(
+            [decay(reference - ts, settings.coeng_half_life_s) for ts, _ in items]
+            for items in newest_first.values()
+        ),
     )
     trending = _trending(acc.positive_rows, meta, settings, reference)
     cohorts = _cohorts(user_items, acc.positive_rows, meta, settings, reference)
