@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -59,7 +60,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         )
         response = deps.recommender.recommend(rec_request)
         return recommend_pb2.RecommendResponse(
-            items=_to_proto(deps, response.items),
+            items=_to_proto(deps, response.items, response.payloads),
             request_id=response.request_id,
             next_page_cursor=response.next_cursor,
         )
@@ -111,9 +112,20 @@ def _in_request_order(
     return [next(from_store) if isinstance(item, Event) else item for item in converted]
 
 
-def _to_proto(deps: ServiceDeps, items: Sequence[RecItem]) -> list[recommend_pb2.Recommendation]:
-    """Recommendations with their stored media; an item deleted meanwhile is left out."""
-    stored = _stored_items(deps, [item.media_id for item in items])
+def _to_proto(
+    deps: ServiceDeps,
+    items: Sequence[RecItem],
+    payloads: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[recommend_pb2.Recommendation]:
+    """Recommendations with their stored media; an item deleted meanwhile is left out.
+
+    ``payloads`` are the ones the recommender read while checking the page against the store;
+    only items it did not read are fetched here.
+    """
+    known = payloads or {}
+    stored = {m: stored_item(m, known[m]) for m in dict.fromkeys(i.media_id for i in items)
+              if m in known}  # fmt: skip
+    stored |= _stored_items(deps, [item.media_id for item in items if item.media_id not in known])
     missing = [item.media_id for item in items if item.media_id not in stored]
     if missing:
         logger.info("left out %d recommended items deleted meanwhile", len(missing))

@@ -334,9 +334,14 @@ def test_deleted_posts_disappear(world, rec) -> None:
     world.index([("doomed", "creator8", unused_attributes(world), NOW - 30, False)])
     slate = rec.recommend(RecRequest("mourner", k=60, filter=RecFilter(creator_ids=("creator8",))))
     assert "doomed" in ids(slate.items)
+    # The page comes with the payloads it was checked against, so the service need not
+    # read the store again to build its response.
+    assert set(slate.payloads) == set(ids(slate.items))
+    assert slate.payloads["doomed"]["creator_id"] == "creator8"
     world.store.delete(["doomed"])
     slate = rec.recommend(RecRequest("mourner", k=60, filter=RecFilter(creator_ids=("creator8",))))
     assert "doomed" not in ids(slate.items)
+    assert "doomed" not in slate.payloads
 
 
 def test_filters_constrain_every_source(world, rec) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.recommend.sources import QueryVector, strongest_tastes
+from server.recommend.profile import summarize_events
+from server.recommend.settings import RecommendSettings
+from server.recommend.sources import QueryVector, fresh_exclusions, strongest_tastes
+from server.recommend.types import Event, EventKind
 
 V = np.zeros(3)
 
@@ -27,3 +30,24 @@ def test_fresh_posts_are_looked_for_near_the_strongest_tastes_of_both_kinds() ->
     assert labels(strongest_tastes(clusters + seed, 4)) == ["c0", "c2", "c1"]
     assert labels(strongest_tastes(texts + seed, 4)) == ["d", "s"]
     assert strongest_tastes(seed, 4) == []
+
+
+def test_fresh_search_excludes_only_media_seen_since_the_window_opened() -> None:
+    day = 86_400.0
+    now = 100 * day
+    events = [
+        Event("e1", "u", EventKind.VIEW, now - 30 * day, media_id="old-post"),
+        Event("e2", "u", EventKind.LIKE, now - 1 * day, media_id="fresh-post"),
+        Event("e3", "u", EventKind.VIEW, now - 40 * day, media_id="seen-twice"),
+        Event("e4", "u", EventKind.SKIP, now - 2 * day, media_id="seen-twice"),
+    ]
+    summary = summarize_events(events, RecommendSettings(), now)
+    assert summary.recent_seen == ("fresh-post", "seen-twice", "old-post")
+    excluded = ["fresh-post", "seen-twice", "old-post", "shown-too-often", "seed"]
+    # Seen in the window: may be a fresh post. Seen only before it: an old post the window
+    # leaves out anyway. Never seen (fatigue, the seed): always excluded.
+    assert fresh_exclusions(summary, excluded, now - 3 * day) == (
+        "fresh-post", "seen-twice", "shown-too-often", "seed"
+    )
+    assert fresh_exclusions(summary, excluded, now - 50 * day) == tuple(excluded)
+    assert fresh_exclusions(summary, excluded, now) == ("shown-too-often", "seed")

@@ -129,9 +129,14 @@ class ItemCache:
 
     def existing(self, media_ids: Sequence[str]) -> set[str]:
         """The ids the store holds right now (authoritative; drops stale cache entries)."""
+        return set(self.stored_payloads(media_ids))
+
+    def stored_payloads(self, media_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The payloads of the ids the store holds right now (authoritative, like
+        ``existing``; a response can be built from them without reading the store again)."""
         if not media_ids:
-            return set()
-        present = set(self._store.get(media_ids, with_vectors=False))
+            return {}
+        present = {m: p.payload for m, p in self._store.get(media_ids, with_vectors=False).items()}
         gone = [m for m in media_ids if m not in present]
         if gone:
             with self._lock:

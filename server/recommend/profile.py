@@ -13,7 +13,7 @@ import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -82,6 +82,7 @@ class EngagementSummary:
     negatives: Mapping[str, float] = field(default_factory=dict)  # media -> decayed weight
     seen: frozenset[str] = frozenset()
     recent_seen: tuple[str, ...] = ()  # seen media, most recent first
+    recent_seen_at: tuple[float, ...] = ()  # ... and when each was last seen
     impressions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # media -> keys
     hidden_creators: frozenset[str] = frozenset()
     creator_affinity: Mapping[str, float] = field(default_factory=dict)
@@ -134,12 +135,14 @@ def summarize_events(
         ((kind, text, min(1.0, w)) for (kind, text), w in searches.items() if w >= MIN_TEXT_WEIGHT),
         key=lambda s: -s[2],
     )[:MAX_SEARCH_INTERESTS]
+    newest_first = sorted(seen, key=lambda m: -seen[m])
     return EngagementSummary(
         positives=positives,
         positive_items=len(positives),
         negatives={m: w for m, w in negatives.items() if m not in positives},
         seen=frozenset(seen),
-        recent_seen=tuple(sorted(seen, key=lambda m: -seen[m])),
+        recent_seen=tuple(newest_first),
+        recent_seen_at=tuple(seen[m] for m in newest_first),
         impressions={m: frozenset(keys) for m, keys in impressions.items()},
         hidden_creators=frozenset(hidden),
         creator_affinity=affinity,
@@ -388,17 +391,7 @@ class ProfileBuilder:
 
 
 def _with_affinity(summary: EngagementSummary, affinity: dict[str, float]) -> EngagementSummary:
-    return EngagementSummary(
-        positives=summary.positives,
-        positive_items=summary.positive_items,
-        negatives=summary.negatives,
-        seen=summary.seen,
-        recent_seen=summary.recent_seen,
-        impressions=summary.impressions,
-        hidden_creators=summary.hidden_creators,
-        creator_affinity=affinity,
-        searches=summary.searches,
-    )
+    return replace(summary, creator_affinity=affinity)
 
 
 def item_vector(point: MediaPoint | None) -> np.ndarray | None:

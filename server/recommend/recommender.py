@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -405,11 +406,13 @@ class Recommender:
     ) -> RecResponse:
         """The next ``k`` entries from ``offset`` that still exist; logs them as served."""
         page: list[tuple[int, RankedEntry]] = []
+        payloads: dict[str, Mapping[str, Any]] = {}
         pos = offset
         while len(page) < k and pos < len(ranking.entries):
             chunk = list(enumerate(ranking.entries[pos : pos + k - len(page)], start=pos))
-            alive = self._items.existing([e.item.media_id for _, e in chunk])
+            alive = self._items.stored_payloads([e.item.media_id for _, e in chunk])
             page += [(n, e) for n, e in chunk if e.item.media_id in alive]
+            payloads |= alive
             pos += len(chunk)
         items = self._with_frames([e for _, e in page], ranking.match_vectors)
         next_cursor = make_cursor(ranking.request_id, pos) if pos < len(ranking.entries) else ""
@@ -430,7 +433,7 @@ class Recommender:
         if served and log:
             self._live.add_served(served)
             self._served_log.submit(served)
-        return RecResponse(ranking.request_id, tuple(items), next_cursor)
+        return RecResponse(ranking.request_id, tuple(items), next_cursor, payloads)
 
     def _with_frames(
         self, entries: Sequence[RankedEntry], vectors: Mapping[str, np.ndarray]

@@ -7,13 +7,15 @@ Qdrant searches (one per named vector); the others read the derived state.
 
 from __future__ import annotations
 
+import bisect
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from server.recommend.profile import STEERING, UserProfile
+from server.recommend.profile import STEERING, EngagementSummary, UserProfile
 from server.recommend.settings import RecommendSettings
 from server.recommend.state import GLOBAL, DerivedState, LiveCounters, context_keys, tag_key
 from server.recommend.types import RecRequest, Surface
@@ -227,7 +229,8 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     f = ctx.search_filter
     if f.created_at_from is not None:
         since = max(since, f.created_at_from)
-    window = replace(f, created_at_from=since)
+    window = replace(f, created_at_from=since, exclude_media_ids=fresh_exclusions(
+        ctx.profile.summary, f.exclude_media_ids, since))
     queries = strongest_tastes(ctx.queries, s.fresh_queries)
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
@@ -239,6 +242,20 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     # Nothing known about the user: simply the newest posts (however old the newest are).
     points = ctx.store.list_media(f, limit=s.fresh_candidates, payload_keys=[schema.CREATED_AT])
     return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]
+
+
+def fresh_exclusions(
+    summary: EngagementSummary, excluded: Sequence[str], since: float
+) -> tuple[str, ...]:
+    """Those of ``excluded`` that can be posts created since ``since``.
+
+    A post is seen after it is created, so media the user last saw before ``since`` are old
+    posts the window leaves out anyway. Excluding ids costs the store time per id, and a heavy
+    user's exclusions are mostly old posts (fresh went from 3.9 to 3.0 ms at 100k posts).
+    """
+    lately = bisect.bisect_right(summary.recent_seen_at, -since, key=operator.neg)
+    seen_lately = set(summary.recent_seen[:lately])
+    return tuple(m for m in excluded if m in seen_lately or m not in summary.seen)
 
 
 def strongest_tastes(queries: Sequence[QueryVector], n: int) -> list[QueryVector]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class EventKind(StrEnum):
@@ -165,3 +165,5 @@ class RecResponse:
     request_id: str
     items: tuple[RecItem, ...]
     next_cursor: str  # empty on the last page
+    # The items' stored payloads, as read when the page was checked against the store.
+    payloads: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
