@@ -42,7 +42,7 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s server %(name)s %(message)s")
     from server.app import build_server
     from server.config import load_settings
-    from server.heap import freeze_startup_objects
+    from server.heap import freeze_startup_objects, schedule_full_collections
     from server.runtime import ServiceState, open_deps
     from server.threads import limit_numpy_blas_threads
 
@@ -53,6 +53,7 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
     limit_numpy_blas_threads(settings.server.blas_threads)
     deps = open_deps(settings)
     freeze_startup_objects()
+    full_collections = schedule_full_collections(settings.server.full_gc_interval_s)
     running = build_server(settings, ServiceState(deps))
     try:
         deps.store.wait_optimized()  # a build the store asked for when it opened
@@ -75,6 +76,8 @@ def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
                 conn.send({"error": f"unknown command {command!r}"})
     finally:
         running.stop(1.0)
+        if full_collections is not None:
+            full_collections.close()
 
 
 # -- stage timers -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_
 from server.auth import auth_interceptors
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
-from server.heap import freeze_startup_objects
+from server.heap import freeze_startup_objects, schedule_full_collections
 from server.media_servicer import MediaServicer
 from server.recommend_servicer import RecommendationServicer
 from server.runtime import ServiceState, open_deps
@@ -120,6 +120,7 @@ def serve(settings: Settings) -> int:
         running.server.stop(0)
         raise
     freeze_startup_objects()
+    full_collections = schedule_full_collections(settings.server.full_gc_interval_s)
     state.set_ready(deps)
 
     def on_reload(signum: int, frame: FrameType | None) -> None:
@@ -132,5 +133,7 @@ def serve(settings: Settings) -> int:
     print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
     stop.wait()
     running.stop(settings.server.shutdown_grace_s)
+    if full_collections is not None:
+        full_collections.close()
     logger.info("stopped")
     return 0

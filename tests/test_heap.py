@@ -1,10 +1,11 @@
-"""freeze_startup_objects: what is alive at startup leaves the collector's full passes."""
+"""The collector in a serving process: startup objects frozen, full collections on a timer."""
 
 from __future__ import annotations
 
 import gc
+import time
 
-from server.heap import freeze_startup_objects
+from server.heap import freeze_startup_objects, schedule_full_collections
 
 
 def test_startup_objects_are_frozen_and_later_garbage_is_still_collected() -> None:
@@ -22,3 +23,33 @@ def test_startup_objects_are_frozen_and_later_garbage_is_still_collected() -> No
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_full_collections_run_on_the_timer_not_when_the_old_generation_grows() -> None:
+    before = gc.get_threshold()
+    full: list[float] = []
+
+    def on_collect(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(time.monotonic())
+
+    gc.callbacks.append(on_collect)
+    started = time.monotonic()
+    scheduled = schedule_full_collections(0.2)
+    assert scheduled is not None
+    try:
+        assert gc.get_threshold()[:2] == before[:2]  # young generations: as before
+        # Plenty of long-lived objects: CPython's default would run full collections here.
+        keep = [[i] for i in range(300_000)]
+        deadline = started + 5.0
+        while len(full) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(full) >= 2, "the timer ran no full collections"
+        assert all(t - started >= 0.15 for t in full)  # none before the first tick
+        assert len(keep) == 300_000
+    finally:
+        gc.callbacks.remove(on_collect)
+        if scheduled is not None:
+            scheduled.close()
+    assert gc.get_threshold() == before
+    assert schedule_full_collections(0) is None
