@@ -1,7 +1,9 @@
 """How far can simple signals go for users with k likes? (validation window only; a developer tool)
 
-``python -m bench.new_user_ceiling --seed 1 --k 3`` takes the pseudo-new users of
-``bench.tune_blend`` (established validation users cut to their k most recent positives) and
+``python -m bench.new_user_ceiling --seed 1 --k 3`` takes the users ``bench.tune_blend``
+picks as pseudo-new (established validation users), cuts each to their k most recent positive
+engagements (a long view counts, where tune_blend keeps likes, comments, shares and saves),
+keeps everything they saw before the split excluded, as the benchmark's baselines do, and
 ranks the whole catalogue for them by combinations of:
 
 - popularity (the benchmark's baseline, half-life 3 days, and 1 day),

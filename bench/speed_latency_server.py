@@ -178,7 +178,7 @@ _MODULE_STAGES = (
     ("server.recommend.recommender", "mmr_rank", "8a MMR"),
     ("server.recommend.profile", "summarize_events", "1a summarize events"),
     ("server.recommend.profile", "cluster_interests", "1b cluster interests"),
-    ("server.recommend_servicer", "_to_proto", "10 response: payload fetch + protobuf"),
+    ("server.recommend_servicer", "_to_proto", "10 response: protobuf (+ payloads the page lacks)"),
 )
 _STORE_CALLS = ("search", "search_batch", "get", "list_media", "search_frames", "count")
 
@@ -206,7 +206,7 @@ def install(timers: Timers, deps: Any) -> None:
     items = getattr(recommender, "_items", None)
     if items is not None:
         timers.wrap(items, "get", "item cache get")
-        timers.wrap(items, "existing", "item existence check")
+        timers.wrap(items, "stored_payloads", "item existence check")
 
 
 @contextlib.contextmanager
@@ -234,7 +234,7 @@ def _one(deps: Any, user: str) -> None:
     from server.recommend_servicer import _to_proto
 
     response = deps.recommender.recommend(_request(user))
-    _to_proto(deps, response.items)
+    _to_proto(deps, response.items, response.payloads)  # as RecommendationService.Recommend
 
 
 def _drop_cached(deps: Any, users: Sequence[str]) -> None:

@@ -131,9 +131,11 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, on_reload)
     running.set_serving()
     print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
-    stop.wait()
-    running.stop(settings.server.shutdown_grace_s)
-    if full_collections is not None:
-        full_collections.close()
+    try:
+        stop.wait()
+        running.stop(settings.server.shutdown_grace_s)
+    finally:
+        if full_collections is not None:
+            full_collections.close()
     logger.info("stopped")
     return 0

@@ -94,9 +94,9 @@ class ServerSettings:
     full_gc_interval_s: float = setting(
         300.0,
         "full_gc_interval_s",
-        "Seconds between full garbage collections in `mediarec serve`; 0 keeps CPython's "
-        "default (a full collection whenever the old generation grew by a quarter, which "
-        "with warm caches falls into every hundredth or so Recommend call).",
+        "Seconds between full garbage collections in `mediarec serve` (at least 1); 0 keeps "
+        "CPython's default (a full collection whenever the old generation grew by a quarter, "
+        "which with warm caches falls into every hundredth or so Recommend call).",
         minimum=0.0,
         maximum=86_400.0,
     )

@@ -42,6 +42,8 @@ class FullCollections:
     _NEVER = 1 << 30
 
     def __init__(self, interval_s: float) -> None:
+        if gc.get_threshold()[2] == self._NEVER:
+            raise RuntimeError("full collections are already on a timer in this process")
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._previous = gc.get_threshold()
@@ -66,4 +68,11 @@ class FullCollections:
 
 def schedule_full_collections(interval_s: float) -> FullCollections | None:
     """Full collections every ``interval_s`` seconds; 0 keeps CPython's default policy."""
-    return FullCollections(interval_s) if interval_s > 0 else None
+    if interval_s == 0:
+        return None
+    if interval_s < 1.0:
+        raise ValueError(
+            f"full collections every {interval_s} s would stall requests without pause; "
+            "use at least 1 s, or 0 for CPython's default policy"
+        )
+    return FullCollections(interval_s)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import time
 
-from server.heap import freeze_startup_objects, schedule_full_collections
+import pytest
+
+from server.heap import FullCollections, freeze_startup_objects, schedule_full_collections
 
 
 def test_startup_objects_are_frozen_and_later_garbage_is_still_collected() -> None:
@@ -35,10 +37,12 @@ def test_full_collections_run_on_the_timer_not_when_the_old_generation_grows() -
 
     gc.callbacks.append(on_collect)
     started = time.monotonic()
-    scheduled = schedule_full_collections(0.2)
-    assert scheduled is not None
+    scheduled = FullCollections(0.2)  # schedule_full_collections asks for at least 1 s
     try:
         assert gc.get_threshold()[:2] == before[:2]  # young generations: as before
+        assert gc.get_threshold()[2] >= 1 << 30  # the old one: only on the timer
+        with pytest.raises(RuntimeError, match="already on a timer"):
+            FullCollections(0.2)
         # Plenty of long-lived objects: CPython's default would run full collections here.
         keep = [[i] for i in range(300_000)]
         deadline = started + 5.0
@@ -49,7 +53,8 @@ def test_full_collections_run_on_the_timer_not_when_the_old_generation_grows() -
         assert len(keep) == 300_000
     finally:
         gc.callbacks.remove(on_collect)
-        if scheduled is not None:
-            scheduled.close()
+        scheduled.close()
     assert gc.get_threshold() == before
     assert schedule_full_collections(0) is None
+    with pytest.raises(ValueError, match="at least 1 s"):
+        schedule_full_collections(0.01)

@@ -552,10 +552,11 @@ def test_coengagement_neighbours_match_a_brute_force_count(faded: bool) -> None:
     firsts = [dict(reversed(list(zip(u, r, strict=True)))) for u, r in zip(users, recency,
                                                                              strict=True)]
     weight = [1 / np.log2(2 + len(f)) for f in firsts]
-    mass = Counter()
+    fans, fans_now = Counter(), Counter()  # the query item's fans count in full
     for f, w in zip(firsts, weight, strict=True):
         for m, r in f.items():
-            mass[m] += w * r
+            fans[m] += w
+            fans_now[m] += w * r
     for item in ("i1", "i7", "i30"):
         cooc = Counter()
         for f, w in zip(firsts, weight, strict=True):
@@ -564,7 +565,7 @@ def test_coengagement_neighbours_match_a_brute_force_count(faded: bool) -> None:
                     if m != item:
                         cooc[m] += w * r
         expected = sorted(
-            (c / (np.sqrt(mass[item] * mass[m]) + 2.0) for m, c in cooc.items()), reverse=True
+            (c / (np.sqrt(fans[item] * fans_now[m]) + 2.0) for m, c in cooc.items()), reverse=True
         )[:5]
         idx, sims = graph.neighbours_of(item)
         assert sims == pytest.approx(expected)
@@ -581,6 +582,19 @@ def test_old_coengagement_fades_behind_what_fans_engage_with_now() -> None:
     plain = build_coengagement(users, 2, 0.0, 10)
     plain_sims = plain.neighbours_of("a")[1]
     assert plain_sims[0] == pytest.approx(plain_sims[1])  # without fading they tie
+
+
+def test_fading_an_items_own_engagements_never_raises_its_similarities() -> None:
+    # The same co-engagements, once all recent and once with every like of "a" a month old:
+    # an old like must not make "a"'s neighbours look stronger than a new one would.
+    users = [["a", "b"], ["a", "b", "c"], ["a", "c"], ["b", "c"]]
+    fresh = build_coengagement(users, 3, 1.0, 10, recency=[[1.0] * len(u) for u in users])
+    aged = build_coengagement(
+        users, 3, 1.0, 10, recency=[[0.02 if m == "a" else 1.0 for m in u] for u in users]
+    )
+    _, fresh_sims = fresh.neighbours_of("a")
+    _, aged_sims = aged.neighbours_of("a")
+    assert np.all(aged_sims <= fresh_sims + 1e-12)
 
 
 def test_items_liked_together_become_neighbours() -> None:

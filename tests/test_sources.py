@@ -51,3 +51,5 @@ def test_fresh_search_excludes_only_media_seen_since_the_window_opened() -> None
     )
     assert fresh_exclusions(summary, excluded, now - 50 * day) == tuple(excluded)
     assert fresh_exclusions(summary, excluded, now) == ("shown-too-often", "seed")
+    # Seen at the very moment the window opens: still possibly a fresh post.
+    assert "fresh-post" in fresh_exclusions(summary, excluded, now - 1 * day)
