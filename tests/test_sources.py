@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from server.recommend.profile import summarize_events
+from server.recommend.profile import EngagementSummary, summarize_events
 from server.recommend.settings import RecommendSettings
 from server.recommend.sources import QueryVector, fresh_exclusions, strongest_tastes
 from server.recommend.types import Event, EventKind
@@ -53,3 +54,8 @@ def test_fresh_search_excludes_only_media_seen_since_the_window_opened() -> None
     assert fresh_exclusions(summary, excluded, now) == ("shown-too-often", "seed")
     # Seen at the very moment the window opens: still possibly a fresh post.
     assert "fresh-post" in fresh_exclusions(summary, excluded, now - 1 * day)
+
+
+def test_a_summary_whose_seen_media_and_times_do_not_pair_up_is_refused() -> None:
+    with pytest.raises(ValueError, match="must pair up"):
+        EngagementSummary(recent_seen=("a", "b"), recent_seen_at=(1.0,))

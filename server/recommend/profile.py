@@ -88,6 +88,13 @@ class EngagementSummary:
     creator_affinity: Mapping[str, float] = field(default_factory=dict)
     searches: tuple[tuple[str, str, float], ...] = ()  # (kind, text, decayed weight)
 
+    def __post_init__(self) -> None:
+        if len(self.recent_seen) != len(self.recent_seen_at):
+            raise ValueError(
+                f"recent_seen has {len(self.recent_seen)} media but recent_seen_at "
+                f"{len(self.recent_seen_at)} times; they must pair up"
+            )
+
 
 def summarize_events(
     events: Sequence[Event], settings: RecommendSettings, now: float
