@@ -47,8 +47,8 @@ class TrainView:
     pos_ts: np.ndarray
     seen: Mapping[int, np.ndarray]  # user -> posts with any train event (excluded)
     positives: Mapping[int, Mapping[int, float]]  # user -> post -> decayed weight (mediarec's)
-    recent_items: Mapping[int, Sequence[int]]  # user -> positive posts, newest first
-    recent_times: Mapping[int, Sequence[float]]  # ... and the time of each one's newest positive
+    # user -> positive post -> the time of its newest positive, newest first
+    recent: Mapping[int, Mapping[int, float]]
 
 
 def rank_top_k(
@@ -150,17 +150,24 @@ class ContentKnn:
 
 
 class CoEngagementOnly:
-    def __init__(self, view: TrainView, settings: RecommendSettings, shrinkage: float) -> None:
+    def __init__(
+        self,
+        view: TrainView,
+        settings: RecommendSettings,
+        shrinkage: float,
+        users: Sequence[int] | None = None,
+    ) -> None:
+        """The graph over the histories of ``users`` (default: everyone in ``view``)."""
         self.view = view
-        users = list(view.recent_items)
+        users = list(view.recent) if users is None else users
         self.graph = build_coengagement(
-            ([f"{p}" for p in view.recent_items[u]] for u in users),
+            ([f"{p}" for p in view.recent[u]] for u in users),
             settings.coeng_neighbours,
             shrinkage,
             settings.coeng_max_user_items,
             settings.coeng_alpha,
             recency=(
-                [decay(view.split - t, settings.coeng_half_life_s) for t in view.recent_times[u]]
+                [decay(view.split - t, settings.coeng_half_life_s) for t in view.recent[u].values()]
                 for u in users
             ),
         )

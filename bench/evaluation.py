@@ -94,8 +94,7 @@ def make_phase(
         pos_ts=train.ts[pos],
         seen={u: np.fromiter(s, dtype=np.int64) for u, s in seen.items()},
         positives=positives,
-        recent_items={u: list(items) for u, items in recent.items()},
-        recent_times={u: list(items.values()) for u, items in recent.items()},
+        recent=recent,
     )
     truth: dict[int, set[int]] = {}
     wpos = window.positive & (window.post >= 0)

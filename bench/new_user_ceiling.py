@@ -34,8 +34,6 @@ from bench.metrics import ndcg_at_k
 from bench.quality import DEFAULT_CACHE, simulated_world
 from bench.tune_blend import pseudo_new_users
 from bench.world_sim import WorldConfig
-from server.recommend.profile import decay
-from server.recommend.state import build_coengagement
 
 DAY_S = 86_400.0
 CONTENT_WEIGHTS = (0.0, 2.0, 5.0, 10.0, 20.0)
@@ -63,17 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     users = pseudo_new_users(val, np.random.default_rng([args.seed, 11]), args.users)[args.k]
     row = {int(u): i for i, u in enumerate(val.users)}
     relevant = [val.relevant[row[int(u)]] for u in users]
-    liked = {int(u): list(view.recent_items[int(u)][: args.k]) for u in users}
-
-    others = [u for u in view.recent_items if u not in liked]
-    graph = build_coengagement(
-        ([f"{p}" for p in view.recent_items[u]] for u in others),
-        settings.coeng_neighbours, settings.coeng_shrinkage, settings.coeng_max_user_items,
-        settings.coeng_alpha,
-        recency=([decay(view.split - t, settings.coeng_half_life_s)
-                  for t in view.recent_times[u]] for u in others),
-    )
-    post_of = np.array([int(m) for m in graph.ids], dtype=np.int64)
+    liked = {int(u): list(view.recent[int(u)])[: args.k] for u in users}
+    others = [u for u in view.recent if u not in liked]
+    coengagement = bl.CoEngagementOnly(view, settings, settings.coeng_shrinkage, users=others)
+    graph, post_of = coengagement.graph, coengagement.post_of
     content = np.zeros((users.size, view.n_posts))
     coeng = np.zeros_like(content)
     for i, u in enumerate(users):

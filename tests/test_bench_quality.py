@@ -102,7 +102,7 @@ def _view(n_posts: int, seen: dict[int, np.ndarray], catalog: np.ndarray) -> bl.
     z = np.zeros(0, dtype=np.int64)
     return bl.TrainView(n_posts=n_posts, split=0.0, post_time=np.zeros(n_posts),
                         catalog=catalog, pos_user=z, pos_post=z, pos_ts=np.zeros(0), seen=seen,
-                        positives={}, recent_items={}, recent_times={})
+                        positives={}, recent={})
 
 
 def test_rank_top_k_excludes_seen_and_off_catalogue_items_and_breaks_ties_by_popularity():
@@ -119,8 +119,7 @@ def test_popularity_half_life_weights_recent_positives_more():
     view = bl.TrainView(
         n_posts=2, split=10 * bl.DAY_S, post_time=np.zeros(2), catalog=np.ones(2, bool),
         pos_user=np.array([0, 1, 2]), pos_post=np.array([0, 0, 1]),
-        pos_ts=np.array([0.0, 0.0, 9.5 * bl.DAY_S]), seen={}, positives={}, recent_items={},
-        recent_times={},
+        pos_ts=np.array([0.0, 0.0, 9.5 * bl.DAY_S]), seen={}, positives={}, recent={},
     )
     assert bl.popularity_scores(view, None).tolist() == [2.0, 1.0]
     decayed = bl.popularity_scores(view, 1.0)
