@@ -123,8 +123,7 @@ def _to_proto(
     only items it did not read are fetched here.
     """
     known = payloads or {}
-    stored = {m: stored_item(m, known[m]) for m in dict.fromkeys(i.media_id for i in items)
-              if m in known}  # fmt: skip
+    stored = {media_id: stored_item(media_id, payload) for media_id, payload in known.items()}
     stored |= _stored_items(deps, [item.media_id for item in items if item.media_id not in known])
     missing = [item.media_id for item in items if item.media_id not in stored]
     if missing:
