@@ -496,9 +496,8 @@ def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(
     monkeypatch.setattr(world.store, "search_batch", counting_search_batch)
     warm = rec.recommend(RecRequest("bg4", k=12, context=EVENING)).items
     warm_searches = len(searches)
-    # Only the sources that stay live search (fresh posts); the tastes' neighbours were found
-    # ahead of the request.
-    assert warm_searches == 1, searches
+    # The tastes' neighbours and the fresh posts near them were found ahead of the request.
+    assert warm_searches == 0, searches
     assert colour_share(world, warm, COLOURS[2]) >= 0.5  # bg4 loves the third colour
 
     searches.clear()
@@ -509,6 +508,35 @@ def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(
     searches.clear()
     rec.recommend(RecRequest("bg4", k=12, context=EVENING, filter=RecFilter(tags=("x",))))
     assert len(searches) > warm_searches  # a filtered request never reuses the default's
+
+
+def test_a_post_indexed_after_a_users_candidates_were_kept_reaches_their_next_request(
+    world, rec, monkeypatch
+) -> None:
+    reds = world.with_colour("red")[5:10]
+    world.log(rec, [world.event("keeper", EventKind.LIKE, media_id=m) for m in reds])
+    rec.recommend(RecRequest("keeper", k=20))  # builds and keeps their candidates
+    assert rec.wait_for_precompute(timeout=60)  # the background warming of other users is done
+    stored: list[str] = []
+    for name in ("search_batch", "list_media"):
+        real = getattr(world.store, name)
+
+        def counting(*args, _real=real, _name=name, **kwargs):
+            stored.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(world.store, name, counting)
+    kept = rec.recommend(RecRequest("keeper", k=20)).items
+    assert stored == []  # the second request reads nothing but the page's payloads
+    assert "late-red" not in ids(kept)
+
+    attrs = world.attributes[reds[0]]  # the look of a post they liked, by someone new
+    world.index([("late-red", "late-newcomer", attrs, NOW - 60, False)])
+    slate = rec.recommend(RecRequest("keeper", k=20)).items
+    assert stored  # the store's content changed: the fresh posts were searched again
+    assert "late-red" in ids(slate)
+    item = next(i for i in slate if i.media_id == "late-red")
+    assert "fresh" in item.sources
 
 
 def test_events_trigger_a_background_rebuild(world) -> None:

@@ -564,6 +564,31 @@ def test_delete_removes_points_and_their_frames(open_store_of: StoreOpener, kind
 
 
 @pytest.mark.parametrize("kind", ADAPTERS)
+def test_content_version_changes_with_every_write_or_is_unknown(
+    open_store_of: StoreOpener, kind: str
+) -> None:
+    """Readers keep search results while the version is unchanged: every kind of write must
+    change it, and a store that other clients write to must not claim one."""
+    world = make_world(seed=4, n=20)
+    store = open_store_of(kind)
+    if kind != "edge":  # a Qdrant server (or qdrant-client's stand-in for one)
+        load(store, world)
+        assert store.content_version() is None
+        return
+    seen = [store.content_version()]
+    store.upsert(world.points()[:10])
+    seen.append(store.content_version())
+    store.upsert_frames(world.ids[0], np.ones((2, DIM), np.float32) / DIM**0.5, FRAME_TIMES[:2])
+    seen.append(store.content_version())
+    store.delete(world.ids[:1])
+    seen.append(store.content_version())
+    assert len(set(seen)) == len(seen), seen
+    store.search(schema.VISUAL, world.vectors[schema.VISUAL][3], 5)
+    store.get(world.ids[:3])
+    assert store.content_version() == seen[-1]  # reads leave it alone
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
 def test_dimension_mismatch_names_both_dims(open_store_of: StoreOpener, kind: str) -> None:
     store = open_store_of(kind)
     model_id = open_store_of.model_id_of(store)

@@ -261,7 +261,8 @@ class Recommender:
         inputs = self._inputs(request, profile, state, now)
         ctx, queries, seed_vector = inputs.ctx, inputs.queries, inputs.seed_vector
         user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
-        cands = self._candidates(src.gather(ctx, self._nearest(entry, ctx)), sf, excluded)
+        known = {"nearest": self._nearest(entry, ctx), **self._catalogue(entry, ctx)}
+        cands = self._candidates(src.gather(ctx, known), sf, excluded)
         request_id = uuid.uuid4().hex
         if not len(cands):
             return Ranking(request_id, request.user_id, [])
@@ -488,17 +489,34 @@ class Recommender:
     ) -> tuple[src.ProposalTuple, ...]:
         """The "nearest" source's proposals: kept in the user's entry for a surface's default
         request (which the warming computes ahead), computed here for any other."""
-        request = ctx.request
-        default = (
-            not request.seed_media_id and not request.steering_text.strip()
-            and request.filter == RecFilter() and request.exclude_seen
-        )  # fmt: skip
-        key = request.surface.value
+        key = ctx.request.surface.value
+        default = _is_default(ctx.request)
         if default and key in entry.nearest:
             return entry.nearest[key]
         proposals = src.as_tuples(src.nearest(ctx))
         if default:
             entry.nearest[key] = proposals
+        return proposals
+
+    def _catalogue(
+        self, entry: UserEntry, ctx: src.SourceContext
+    ) -> dict[str, tuple[src.ProposalTuple, ...]]:
+        """The catalogue sources' proposals (fresh, following): kept in the user's entry for a
+        surface's default request while the store's content version is unchanged (a new post
+        renews them), computed here otherwise. Empty when the store cannot tell (a Qdrant
+        server, which other clients write to): gather then computes them for each request."""
+        if not _is_default(ctx.request):
+            return {}
+        version = self._store.content_version()  # read before searching: a write after it
+        if version is None:  # changes it, and the next request searches again
+            return {}
+        key = ctx.request.surface.value
+        kept = entry.catalogue.get(key)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        chain = dict(src.SOURCE_CHAIN)
+        proposals = {name: src.as_tuples(chain[name](ctx)) for name in src.CATALOGUE_SOURCES}
+        entry.catalogue[key] = (version, proposals)
         return proposals
 
     @property
@@ -516,7 +534,9 @@ class Recommender:
             profile = self._profiles.build(user_id, self._engagement, now)
         entry = UserEntry(profile, time.monotonic())
         request = RecRequest(user_id=user_id)
-        self._nearest(entry, self._inputs(request, entry.profile, self._state, now).ctx)
+        ctx = self._inputs(request, entry.profile, self._state, now).ctx
+        self._nearest(entry, ctx)
+        self._catalogue(entry, ctx)
         self._users.put(user_id, entry, version)
 
     def _invalidate(self, user_id: str) -> None:
@@ -628,6 +648,14 @@ class _Inputs:
     seed_vector: np.ndarray | None
     user_impressions: dict[str, int]
     excluded: set[str]
+
+
+def _is_default(request: RecRequest) -> bool:
+    """A surface's default request: what a user's cached candidates were gathered for."""
+    return (
+        not request.seed_media_id and not request.steering_text.strip()
+        and request.filter == RecFilter() and request.exclude_seen
+    )  # fmt: skip
 
 
 def _dup_groups(cands: Candidates) -> list[str]:

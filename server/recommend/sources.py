@@ -302,17 +302,20 @@ def as_tuples(proposals: Iterable[Proposal]) -> tuple[ProposalTuple, ...]:
     return tuple((p.media_id, p.source, p.score) for p in proposals)
 
 
+# The sources whose proposals depend on the catalogue's newest posts but not on the request's
+# context: a cache keeps them while the store's content is unchanged.
+CATALOGUE_SOURCES: tuple[str, ...] = (FOLLOWING, FRESH)
+
+
 def gather(
-    ctx: SourceContext, nearest_proposals: Sequence[ProposalTuple] | None = None
+    ctx: SourceContext, known: Mapping[str, Sequence[ProposalTuple]] | None = None
 ) -> dict[str, dict[str, float]]:
-    """media_id -> {source: best score}, sources in chain order; ``nearest_proposals``, when
-    given, stand in for the "nearest" source (computed earlier for the same request)."""
+    """media_id -> {source: best score}, sources in chain order; ``known`` maps chain names
+    to proposals computed earlier for the same request, which stand in for those sources."""
+    known = known or {}
     merged: dict[str, dict[str, float]] = {}
     for name, source in SOURCE_CHAIN:
-        if name == "nearest" and nearest_proposals is not None:
-            found: Iterable[ProposalTuple] = nearest_proposals
-        else:
-            found = as_tuples(source(ctx))
+        found = known[name] if name in known else as_tuples(source(ctx))
         for media_id, source_name, score in found:
             scores = merged.setdefault(media_id, {})
             scores[source_name] = max(scores.get(source_name, float("-inf")), score)

@@ -8,10 +8,13 @@ keeps both per user (bounded, time-limited, versioned against invalidation) and
 derived-state rebuild, and again for a user shortly after their events. A request that finds
 no entry computes it itself, as before, and leaves it for the next request.
 
-Only what the request does not change is kept: the nearest-neighbour proposals of the
-default request of a surface (no filter, seed or steering text). Posts indexed after an entry
-was built reach the user through the sources that stay live (fresh, following, trending,
-co-engagement); items the user has seen since are dropped when candidates are gathered.
+Only what the request does not change is kept, for the default request of a surface (no
+filter, seed or steering text): the nearest-neighbour proposals of the user's tastes, and the
+proposals of the sources that read the catalogue's newest posts (fresh, following). The latter
+are reused only while the vector store reports the same content version, so a post indexed
+after the entry was built reaches the user's next request through them; the nearest-neighbour
+proposals are not renewed for new posts (the fresh source covers those). Items the user has
+seen since are dropped when candidates are gathered.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ class UserEntry:
     built_monotonic: float
     # Nearest-neighbour proposals of a surface's default request, by surface.
     nearest: dict[str, tuple[ProposalTuple, ...]] = field(default_factory=dict)
+    # The catalogue sources' proposals (source -> proposals) of a surface's default request,
+    # by surface, with the store's content version they were read at.
+    catalogue: dict[str, tuple[int, dict[str, tuple[ProposalTuple, ...]]]] = field(
+        default_factory=dict
+    )
 
 
 class UserCache:

@@ -10,6 +10,7 @@ Layout under ``<store dir>`` (see docs/storage.md)::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -94,10 +95,20 @@ class EdgeStore:
         self._media: ManagedShard | None = None
         self._frames: ManagedShard | None = None
         self._hit_keys = HitKeys()  # searches skip Edge's payload reads (see hit_keys.py)
+        # Only this process writes (the directory lock), so counting its writes tells readers
+        # whether anything changed. Each write's number is set after the write is visible.
+        self._write_numbers = itertools.count(1)
+        self._content_version = 0
 
     @property
     def collection(self) -> str:
         return self._collection
+
+    def content_version(self) -> int:
+        return self._content_version
+
+    def _written(self) -> None:
+        self._content_version = next(self._write_numbers)
 
     # -------------------------------------------------------------- collection
 
@@ -108,6 +119,7 @@ class EdgeStore:
             compare_dims(name, model_id, self._dims, dims)
             return
         self._close_shards()
+        self._written()  # another collection: nothing read from the last one still holds
         meta_path = self._dir / name / META_FILE
         if meta_path.exists():
             stored = json.loads(meta_path.read_text())["dims"]
@@ -202,6 +214,7 @@ class EdgeStore:
             for i in range(0, len(edge_points), _UPSERT_CHUNK)
         ]
         media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
+        self._written()
 
     def upsert_frames(
         self,
@@ -233,6 +246,7 @@ class EdgeStore:
         if new_frames:
             operations.insert(0, qe.UpdateOperation.upsert_points(new_frames))
         frames.write(operations, len(new_frames))
+        self._written()
 
     def delete(self, media_ids: Sequence[str]) -> None:
         media, frames = self._shards()
@@ -244,6 +258,7 @@ class EdgeStore:
         )
         of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
         frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
+        self._written()
 
     # ------------------------------------------------------------------- reads
 

@@ -436,6 +436,10 @@ class RemoteStore:
             optimizing=info.optimizer_status != qm.OptimizersStatusOneOf.OK,
         )
 
+    def content_version(self) -> None:
+        """None: other clients of the server may write, so no reader may keep results."""
+        return None
+
     def drop_collection(self) -> None:
         """Delete the bound collection and its frames (tests and operators; not in the Protocol)."""
         self._require()
