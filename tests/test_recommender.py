@@ -508,35 +508,60 @@ def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(
     searches.clear()
     rec.recommend(RecRequest("bg4", k=12, context=EVENING, filter=RecFilter(tags=("x",))))
     assert len(searches) > warm_searches  # a filtered request never reuses the default's
+    # (the fresh and following sources' reuse: the test below)
 
 
-def test_a_post_indexed_after_a_users_candidates_were_kept_reaches_their_next_request(
+def test_posts_indexed_after_a_users_candidates_were_kept_reach_their_next_request(
     world, rec, monkeypatch
 ) -> None:
     reds = world.with_colour("red")[5:10]
     world.log(rec, [world.event("keeper", EventKind.LIKE, media_id=m) for m in reds])
+    world.log(rec, [world.event("keeper", EventKind.FOLLOW, creator_id="late-creator")])
     rec.recommend(RecRequest("keeper", k=20))  # builds and keeps their candidates
     assert rec.wait_for_precompute(timeout=60)  # the background warming of other users is done
-    stored: list[str] = []
-    for name in ("search_batch", "list_media"):
-        real = getattr(world.store, name)
+    fresh_searches: list[str] = []  # searches limited to recent posts: the fresh source
+    scrolls: list[tuple[str, ...]] = []  # list_media: the creators asked for (following)
+    real_search_batch, real_list_media = world.store.search_batch, world.store.list_media
 
-        def counting(*args, _real=real, _name=name, **kwargs):
-            stored.append(_name)
-            return _real(*args, **kwargs)
+    def search_batch(vector_name, queries, k, filter=None, **kwargs):
+        if filter is not None and filter.created_at_from is not None:
+            fresh_searches.append(vector_name)
+        return real_search_batch(vector_name, queries, k, filter, **kwargs)
 
-        monkeypatch.setattr(world.store, name, counting)
+    def list_media(filter=None, *args, **kwargs):
+        scrolls.append(filter.creator_ids if filter is not None else ())
+        return real_list_media(filter, *args, **kwargs)
+
+    monkeypatch.setattr(world.store, "search_batch", search_batch)
+    monkeypatch.setattr(world.store, "list_media", list_media)
     kept = rec.recommend(RecRequest("keeper", k=20)).items
-    assert stored == []  # the second request reads nothing but the page's payloads
-    assert "late-red" not in ids(kept)
+    assert (fresh_searches, scrolls) == ([], [])  # both kept for the default request
+    # Any other request searches both itself: the kept lists answer the default one only.
+    for other in (
+        RecRequest("keeper", k=20, filter=RecFilter(tags=("red",))),
+        RecRequest("keeper", k=20, exclude_seen=False),
+        RecRequest("keeper", k=20, steering_text="red things"),
+        RecRequest("keeper", k=20, surface=Surface.REELS),
+    ):
+        fresh_searches.clear()
+        scrolls.clear()
+        rec.recommend(other)
+        assert fresh_searches and ("late-creator",) in scrolls, other
 
     attrs = world.attributes[reds[0]]  # the look of a post they liked, by someone new
-    world.index([("late-red", "late-newcomer", attrs, NOW - 60, False)])
+    world.index([
+        ("late-red", "late-newcomer", attrs, NOW - 60, False),
+        ("late-follow", "late-creator", unused_attributes(world), NOW - 60, False),
+    ])  # fmt: skip
+    fresh_searches.clear()
+    scrolls.clear()
     slate = rec.recommend(RecRequest("keeper", k=20)).items
-    assert stored  # the store's content changed: the fresh posts were searched again
-    assert "late-red" in ids(slate)
-    item = next(i for i in slate if i.media_id == "late-red")
-    assert "fresh" in item.sources
+    # The store's content changed: both were searched again, and found the new posts.
+    assert fresh_searches and ("late-creator",) in scrolls
+    assert "late-red" in ids(kept + slate) and "late-red" not in ids(kept)
+    by_id = {i.media_id: i for i in slate}
+    assert "fresh" in by_id["late-red"].sources
+    assert "following" in by_id["late-follow"].sources
 
 
 def test_events_trigger_a_background_rebuild(world) -> None:

@@ -1,8 +1,9 @@
 """The recommender: profile -> candidate sources -> features -> blend -> exploration -> MMR.
 
-Per request: the user's profile (cached; rebuilt after their events), a few batched Qdrant
-calls (nearest neighbours of the taste and interest vectors, fresh posts, followed creators'
-posts, one ``get`` of the candidates' vectors), then numpy over a few hundred candidates.
+Per request: the user's profile and candidate searches (nearest neighbours of the taste and
+interest vectors, fresh posts, followed creators' posts; cached per user for the default
+request, see usercache.py), the candidates' vectors (item cache), then numpy over a few
+hundred candidates, and one ``get`` of the page's payloads.
 Derived state (co-engagement, trending, cohorts) is rebuilt in the background and only read.
 See docs/recommend.md.
 """

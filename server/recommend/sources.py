@@ -302,8 +302,9 @@ def as_tuples(proposals: Iterable[Proposal]) -> tuple[ProposalTuple, ...]:
     return tuple((p.media_id, p.source, p.score) for p in proposals)
 
 
-# The sources whose proposals depend on the catalogue's newest posts but not on the request's
-# context: a cache keeps them while the store's content is unchanged.
+# The sources whose proposals depend on the catalogue's newest posts, the profile and the time
+# but not on the request's context: a cache keeps them while the store's content is unchanged
+# (the time drifts by at most the cache's lifetime, against windows of days).
 CATALOGUE_SOURCES: tuple[str, ...] = (FOLLOWING, FRESH)
 
 
@@ -311,7 +312,8 @@ def gather(
     ctx: SourceContext, known: Mapping[str, Sequence[ProposalTuple]] | None = None
 ) -> dict[str, dict[str, float]]:
     """media_id -> {source: best score}, sources in chain order; ``known`` maps chain names
-    to proposals computed earlier for the same request, which stand in for those sources."""
+    to proposals computed earlier (for this request, or kept from an earlier request of the
+    same kind), which stand in for those sources."""
     known = known or {}
     merged: dict[str, dict[str, float]] = {}
     for name, source in SOURCE_CHAIN:

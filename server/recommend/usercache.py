@@ -9,12 +9,12 @@ derived-state rebuild, and again for a user shortly after their events. A reques
 no entry computes it itself, as before, and leaves it for the next request.
 
 Only what the request does not change is kept, for the default request of a surface (no
-filter, seed or steering text): the nearest-neighbour proposals of the user's tastes, and the
-proposals of the sources that read the catalogue's newest posts (fresh, following). The latter
-are reused only while the vector store reports the same content version, so a post indexed
-after the entry was built reaches the user's next request through them; the nearest-neighbour
-proposals are not renewed for new posts (the fresh source covers those). Items the user has
-seen since are dropped when candidates are gathered.
+filter, seed or steering text, seen items excluded): the nearest-neighbour proposals of the
+user's tastes, and the proposals of the sources that read the catalogue's newest posts (fresh,
+following). The latter are reused only while the vector store reports the same content
+version, so a post indexed after the entry was built reaches the user's next request through
+them; the nearest-neighbour proposals are not renewed for new posts (the fresh source covers
+those). Items the user has seen since are dropped when candidates are gathered.
 """
 
 from __future__ import annotations

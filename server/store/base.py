@@ -248,8 +248,9 @@ class VectorStore(Protocol):
     def stats(self) -> StoreStats: ...
 
     def content_version(self) -> int | None:
-        """A number that changes after every write of media points, or None where writers
-        this process does not see may change the collection (a Qdrant server).
+        """A number that changes after every write (media, frames, a switch of collection),
+        or None where writers this process does not see may change the collection (a Qdrant
+        server).
 
         Readers that keep search results (the recommender's per-user candidates) read it
         before they search and reuse the results only while it is unchanged.

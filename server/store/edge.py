@@ -10,6 +10,7 @@ Layout under ``<store dir>`` (see docs/storage.md)::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -107,8 +108,14 @@ class EdgeStore:
     def content_version(self) -> int:
         return self._content_version
 
-    def _written(self) -> None:
-        self._content_version = next(self._write_numbers)
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around every write: a new content version is set after it, also when it failed
+        part-way (part of it may be applied; an extra change of version is harmless)."""
+        try:
+            yield
+        finally:
+            self._content_version = next(self._write_numbers)
 
     # -------------------------------------------------------------- collection
 
@@ -118,8 +125,8 @@ class EdgeStore:
         if name == self._collection:
             compare_dims(name, model_id, self._dims, dims)
             return
-        self._close_shards()
-        self._written()  # another collection: nothing read from the last one still holds
+        with self._writing():  # another collection: nothing read from the last one holds
+            self._close_shards()
         meta_path = self._dir / name / META_FILE
         if meta_path.exists():
             stored = json.loads(meta_path.read_text())["dims"]
@@ -213,8 +220,8 @@ class EdgeStore:
             qe.UpdateOperation.upsert_points(edge_points[i : i + _UPSERT_CHUNK])
             for i in range(0, len(edge_points), _UPSERT_CHUNK)
         ]
-        media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
-        self._written()
+        with self._writing():
+            media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
 
     def upsert_frames(
         self,
@@ -245,20 +252,21 @@ class EdgeStore:
         operations = [qe.UpdateOperation.delete_points_by_filter(stale)]
         if new_frames:
             operations.insert(0, qe.UpdateOperation.upsert_points(new_frames))
-        frames.write(operations, len(new_frames))
-        self._written()
+        with self._writing():
+            frames.write(operations, len(new_frames))
 
     def delete(self, media_ids: Sequence[str]) -> None:
         media, frames = self._shards()
         if not media_ids:
             return
         ids: list[qe.PointId] = [schema.media_point_id(m) for m in media_ids]
-        media.write(
-            [qe.UpdateOperation.delete_points(ids)], len(ids), lambda: self._hit_keys.remove(ids)
-        )
         of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
-        frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
-        self._written()
+        with self._writing():
+            media.write(
+                [qe.UpdateOperation.delete_points(ids)], len(ids),
+                lambda: self._hit_keys.remove(ids),
+            )  # fmt: skip
+            frames.write([qe.UpdateOperation.delete_points_by_filter(of_media)], len(ids))
 
     # ------------------------------------------------------------------- reads
 
