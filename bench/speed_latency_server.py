@@ -164,6 +164,7 @@ _RECOMMENDER_STAGES = (
     ("recommend (total, in-process)", "recommend"),
     ("1 profile (user history -> tastes; cached or built)", "_user_entry"),
     ("3a nearest-neighbour searches (cached or searched)", "_nearest"),
+    ("3b fresh + following (kept or searched)", "_catalogue"),
     ("2 query vectors", "_queries"),
     ("5 candidates: fetch + filter", "_candidates"),
     ("8 select: MMR + exploration", "_select"),
@@ -171,7 +172,7 @@ _RECOMMENDER_STAGES = (
     ("9a best video frames", "_with_frames"),
 )
 _MODULE_STAGES = (
-    ("server.recommend.sources", "gather", "3 candidate sources (all)"),
+    ("server.recommend.sources", "gather", "3 candidate sources (the others; all but 3a, 3b)"),
     ("server.recommend.sources", "social_counts", "4 social counts"),
     ("server.recommend.recommender", "compute_features", "6 features"),
     ("server.recommend.recommender", "collapse_near_duplicates", "7b near-duplicate collapse"),
