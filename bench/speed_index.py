@@ -263,10 +263,9 @@ def _decode_stages(path: Path, encoder: TorchClipEncoder) -> dict[str, float]:
     return {name: float(seconds) for name, seconds in zip(names, np.diff(stamps), strict=True)}
 
 
-def measure_forward(encoder: TorchClipEncoder, files: Sequence[Path], batches: int) -> float:
-    """Warm raw forward img/s at batch BATCH on preprocessed tensors (real photos); the fastest
-    of ``batches`` timed passes counts (the machine's peak)."""
-    pixels = _batch_pixels(encoder, files)
+def measure_forward(encoder: TorchClipEncoder, pixels: torch.Tensor, batches: int) -> float:
+    """Warm raw forward img/s on one preprocessed batch (``batch_pixels``); the fastest of
+    ``batches`` timed passes counts (the machine's peak)."""
     encoder.embed_pixels(pixels)  # warm-up: oneDNN primitives
     fastest = float("inf")
     for _ in range(batches):
@@ -277,12 +276,11 @@ def measure_forward(encoder: TorchClipEncoder, files: Sequence[Path], batches: i
 
 
 def measure_sustained_forward(
-    encoder: TorchClipEncoder, files: Sequence[Path], images: int
+    encoder: TorchClipEncoder, pixels: torch.Tensor, images: int
 ) -> float:
-    """Warm raw forward img/s over ``images`` images back to back, in batches of BATCH: the
-    model alone doing as much work as an end-to-end run of the folder, at the pace this
+    """Warm raw forward img/s over ``images`` images back to back, in batches like ``pixels``:
+    the model alone doing as much work as an end-to-end run of the folder, at the pace this
     shared machine holds for that long (its fastest single batch runs a few % faster)."""
-    pixels = _batch_pixels(encoder, files)
     encoder.embed_pixels(pixels)  # warm-up
     batches = max(1, -(-images // len(pixels)))
     started = time.perf_counter()
@@ -291,7 +289,8 @@ def measure_sustained_forward(
     return batches * len(pixels) / (time.perf_counter() - started)
 
 
-def _batch_pixels(encoder: TorchClipEncoder, files: Sequence[Path]) -> torch.Tensor:
+def batch_pixels(encoder: TorchClipEncoder, files: Sequence[Path]) -> torch.Tensor:
+    """The first BATCH files (real photos), decoded and preprocessed as the indexer does."""
     from encoders.images import decode_image
     from encoders.preprocess import images_to_tensor
     from server.indexing import jpeg_draft_size
@@ -454,11 +453,12 @@ def measure_precision(
     assert isinstance(encoder, TorchClipEncoder)  # an openclip-dir model
     encoder.load()
     files = sorted(folder.glob("*.jpg"))
-    peak = measure_forward(encoder, files, plan.forward_batches)
+    pixels = batch_pixels(encoder, files)
+    peak = measure_forward(encoder, pixels, plan.forward_batches)
     cost = cost or measure_decode(files, encoder, plan.decode_passes)
     runs, sustained = [], []
     for run in range(plan.e2e_runs):
-        sustained.append(measure_sustained_forward(encoder, files, len(files)))
+        sustained.append(measure_sustained_forward(encoder, pixels, len(files)))
         runs.append(index_folder_cli(folder, model_id, precision, config.work_dir / "index-e2e"))
         logger.info("%s e2e run %d (sustained forward %.1f img/s before it): %s",
                     precision, run + 1, sustained[-1], runs[-1])  # fmt: skip
