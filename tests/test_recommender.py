@@ -263,6 +263,26 @@ def test_steering_text_steers_one_request(world, rec) -> None:
     assert colour_share(world, slate, "green") >= 0.5
 
 
+def test_a_seed_post_steers_one_request_by_its_look_and_its_fans(world, rec) -> None:
+    """A seeded request ("more like this") leans toward the seed: posts that look like it and
+    posts its fans also liked (co-engagement from the seed, which the user never liked)."""
+    blues = world.with_colour("blue")[:4]
+    world.log(rec, [world.event("seeker", EventKind.LIKE, media_id=m) for m in blues])
+    seed = world.with_colour("red")[0]
+    plain = rec.recommend(RecRequest("seeker", k=12)).items
+    seeded = rec.recommend(RecRequest("seeker", k=12, seed_media_id=seed)).items
+    assert seed not in ids(seeded)
+    assert colour_share(world, seeded, "red") >= colour_share(world, plain, "red") + 0.25
+    assert any(b.SEED in i.breakdown for i in seeded)
+    fans_also_liked = [
+        i for i in seeded
+        if "coengagement" in i.sources and world.attributes[i.media_id].colour == "red"
+    ]
+    assert fans_also_liked and all(i.breakdown[b.COENGAGEMENT] > 0 for i in fans_also_liked)
+    after = rec.recommend(RecRequest("seeker", k=12)).items  # the seed steers one request only
+    assert colour_share(world, after, "red") <= colour_share(world, seeded, "red") - 0.25
+
+
 # -- feedback and filtering --------------------------------------------------------------------
 
 

@@ -7,7 +7,13 @@ import pytest
 
 from server.recommend.profile import EngagementSummary, summarize_events
 from server.recommend.settings import RecommendSettings
-from server.recommend.sources import QueryVector, fresh_exclusions, strongest_tastes
+from server.recommend.sources import (
+    SEED_COENGAGEMENT_WEIGHT,
+    QueryVector,
+    fresh_exclusions,
+    seeded_positives,
+    strongest_tastes,
+)
 from server.recommend.types import Event, EventKind
 
 V = np.zeros(3)
@@ -59,3 +65,12 @@ def test_fresh_search_excludes_only_media_seen_since_the_window_opened() -> None
 def test_a_summary_whose_seen_media_and_times_do_not_pair_up_is_refused() -> None:
     with pytest.raises(ValueError, match="must pair up"):
         EngagementSummary(recent_seen=("a", "b"), recent_seen_at=(1.0,))
+
+
+def test_a_seed_post_weighs_twice_the_strongest_positive_in_co_engagement() -> None:
+    likes = {"a": 1.0, "b": 2.5}
+    assert seeded_positives(likes, "") == likes
+    assert seeded_positives(likes, "s") == {"a": 1.0, "b": 2.5, "s": SEED_COENGAGEMENT_WEIGHT * 2.5}
+    assert seeded_positives(likes, "a")["a"] == 1.0 + SEED_COENGAGEMENT_WEIGHT * 2.5
+    assert seeded_positives({}, "s") == {"s": SEED_COENGAGEMENT_WEIGHT}  # no history: weight 1
+    assert likes == {"a": 1.0, "b": 2.5}  # the profile's own mapping is left alone

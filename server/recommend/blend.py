@@ -61,7 +61,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     POPULARITY: 0.8,
     COHORT: 0.5,
     INTEREST: 0.9,
-    SEED: 1.5,
+    SEED: 3.0,
     FOLLOWING: 0.5,
     CREATOR_AFFINITY: 0.3,
     SOCIAL: 0.3,

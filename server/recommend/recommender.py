@@ -267,13 +267,8 @@ class Recommender:
         request_id = uuid.uuid4().hex
         if not len(cands):
             return Ranking(request_id, request.user_id, [])
-        positives = dict(profile.summary.positives)
-        if request.seed_media_id:
-            positives[request.seed_media_id] = positives.get(request.seed_media_id, 0.0) + max(
-                positives.values(), default=1.0
-            )
         table = compute_features(
-            cands, profile, queries, seed_vector, state.coengagement.scores(positives), state,
+            cands, profile, queries, seed_vector, ctx.coscores, state,
             engagements=self._live.engagements(state, cands.ids),
             impressions=self._live.impressions(state, cands.ids),
             user_impressions=np.array([user_impressions.get(m, 0) for m in cands.ids], float),
@@ -470,6 +465,9 @@ class Recommender:
             settings=self._settings, now=now,
             search_filter=src.store_filter(request, profile, now, ordered),
             queries=tuple(queries), seed_id=request.seed_media_id,
+            coscores=state.coengagement.scores(
+                src.seeded_positives(profile.summary.positives, request.seed_media_id)
+            ),
         )  # fmt: skip
         return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
 

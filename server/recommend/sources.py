@@ -17,7 +17,14 @@ import numpy as np
 
 from server.recommend.profile import STEERING, EngagementSummary, UserProfile
 from server.recommend.settings import RecommendSettings
-from server.recommend.state import GLOBAL, DerivedState, LiveCounters, context_keys, tag_key
+from server.recommend.state import (
+    GLOBAL,
+    CoScores,
+    DerivedState,
+    LiveCounters,
+    context_keys,
+    tag_key,
+)
 from server.recommend.types import RecRequest, Surface
 from server.store import SearchFilter, SearchHit, VectorStore, schema
 
@@ -37,6 +44,9 @@ SOURCES: tuple[str, ...] = (
 # Excluding ids in a search costs time per id; beyond the most recent ones, seen items are
 # filtered after retrieval instead.
 MAX_EXCLUDED_IN_FILTER = 256
+# A request's seed post weighs this many times the user's strongest positive in co-engagement:
+# a seeded request ("more like this") is about that post first.
+SEED_COENGAGEMENT_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,17 @@ class SourceContext:
     now: float
     search_filter: SearchFilter  # the request's filter, surface and exclusions, for the store
     queries: tuple[QueryVector, ...]  # clusters, then text interests and steering, then seed
+    coscores: CoScores  # co-engagement with the user's positives and the seed, computed once
     seed_id: str = ""
+
+
+def seeded_positives(positives: Mapping[str, float], seed_id: str) -> dict[str, float]:
+    """The user's positives (media id -> weight), plus the request's seed post if any."""
+    out = dict(positives)
+    if seed_id:
+        top = max(out.values(), default=1.0)
+        out[seed_id] = out.get(seed_id, 0.0) + SEED_COENGAGEMENT_WEIGHT * top
+    return out
 
 
 def store_filter(
@@ -148,12 +168,9 @@ def _from_hits(hits: Sequence[SearchHit], source: str) -> list[Proposal]:
 
 
 def coengagement(ctx: SourceContext) -> list[Proposal]:
-    positives = dict(ctx.profile.summary.positives)
-    if ctx.seed_id:
-        top = max(positives.values(), default=1.0)
-        positives[ctx.seed_id] = positives.get(ctx.seed_id, 0.0) + 2.0 * top
-    ids, scores = ctx.state.coengagement.scores(positives).top(
-        ctx.settings.coengagement_candidates, exclude=positives
+    ids, scores = ctx.coscores.top(
+        ctx.settings.coengagement_candidates,
+        exclude=seeded_positives(ctx.profile.summary.positives, ctx.seed_id),
     )
     return [Proposal(m, COENGAGEMENT, float(s)) for m, s in zip(ids, scores, strict=True)]
 
