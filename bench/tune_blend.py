@@ -47,8 +47,14 @@ logger = logging.getLogger(__name__)
 PSEUDO_BUCKETS = (0, 1, 3, 10)
 # (blend weight overrides, gates() keyword overrides, RecommendSettings overrides)
 Variant = tuple[Mapping[str, float], Mapping[str, Any], Mapping[str, Any]]
-VARIANTS: dict[str, Variant] = {
-    "default": ({}, {}, {}),
+# The gates before the evidence-backed popularity (docs/recommend.md): popularity 1.0 -> 0.5 with
+# no regard to the engagement behind it, and content standing in for co-engagement whatever
+# the user's history. Variants compared under those gates keep their meaning on top of them.
+PREVIOUS_GATES: Mapping[str, Any] = {
+    "popularity_new": 1.0, "popularity_known": 0.5, "popularity_evidence": 0.0,
+    "cold_content_by_user": False,
+}
+_OLD: dict[str, Variant] = {
     "coeng_no_fading": ({}, {}, {"coeng_half_life_s": 0.0}),
     "cohort2d": ({}, {}, {"cohort_half_life_s": 2 * 86_400.0}),
     "cohort2d_w1.5": ({"cohort": 1.5}, {}, {"cohort_half_life_s": 2 * 86_400.0}),
@@ -104,6 +110,17 @@ VARIANTS: dict[str, Variant] = {
         {"popularity": 1.2}, {"personal_floor": 0.2, "popularity_known": 0.5},
         {"explore_fraction": 0.0},
     ),
+}
+VARIANTS: dict[str, Variant] = {
+    "default": ({}, {}, {}),
+    "previous_gates": ({}, PREVIOUS_GATES, {}),
+    # Alternatives to the current gates (all keep the product tests' behaviours but the last).
+    "pop3_known0.5": ({}, {"popularity_new": 3.0, "popularity_known": 0.5,
+                           "cold_content_by_user": False}, {}),
+    "no_evidence": ({}, {"popularity_evidence": 0.0}, {}),
+    "no_cold_by_user": ({}, {"cold_content_by_user": False}, {}),
+    "creator_cap3": ({}, {}, {"creator_cap": 3}),
+    **{name: (w, {**PREVIOUS_GATES, **g}, o) for name, (w, g, o) in _OLD.items()},
 }
 
 

@@ -13,23 +13,29 @@ from server.recommend.types import Surface
 W = b.DEFAULT_WEIGHTS
 
 # (case, features, user_confidence, item_confidence, surface, expected breakdown)
-# Personal similarity signals (content, co-engagement) count 0.5 + 0.5 u for user confidence u.
+# Personal similarity signals (content, co-engagement) count 0.5 + 0.5 u for user confidence u;
+# content stands in for an unknown item's co-engagement by 1.4 u; popularity's gate falls from
+# 1.5 to 0.3 as u grows, times the item's confidence (the engagement behind it).
 CASES = [
     ("new item: content also stands in for co-engagement", {b.CONTENT: 1.0}, 1.0, 0.0,
      Surface.FEED, {b.CONTENT: 1.8 * W[b.CONTENT]}),
     ("well-known item: content fades to 40 %", {b.CONTENT: 1.0}, 1.0, 1.0, Surface.FEED,
      {b.CONTENT: 0.4 * W[b.CONTENT]}),
-    ("a user known halfway: personal signals at three quarters", {b.CONTENT: 1.0}, 0.5, 0.0,
-     Surface.FEED, {b.CONTENT: 0.75 * 1.8 * W[b.CONTENT]}),
+    ("a user known halfway: personal signals at three quarters, content stands in at half",
+     {b.CONTENT: 1.0}, 0.5, 0.0, Surface.FEED, {b.CONTENT: 0.75 * (0.4 + 0.7) * W[b.CONTENT]}),
+    ("a user with no history: content does not stand in for co-engagement", {b.CONTENT: 1.0},
+     0.0, 0.0, Surface.FEED, {b.CONTENT: 0.5 * 0.4 * W[b.CONTENT]}),
     ("no history: personal signals at half", {b.COENGAGEMENT: 1.0}, 0.0, 1.0, Surface.FEED,
      {b.COENGAGEMENT: 0.5 * W[b.COENGAGEMENT]}),
     ("new item: co-engagement is gated off", {b.COENGAGEMENT: 1.0}, 0.8, 0.0, Surface.FEED, {}),
     ("half-known item: co-engagement at half", {b.COENGAGEMENT: 1.0}, 1.0, 0.5, Surface.FEED,
      {b.COENGAGEMENT: 0.5 * W[b.COENGAGEMENT]}),
-    ("no history: popularity counts fully", {b.POPULARITY: 1.0}, 0.0, 0.3, Surface.FEED,
-     {b.POPULARITY: W[b.POPULARITY]}),
-    ("known user: popularity at half", {b.POPULARITY: 1.0}, 1.0, 0.3, Surface.FEED,
-     {b.POPULARITY: 0.5 * W[b.POPULARITY]}),
+    ("no history: popularity at 1.5, as far as engagement backs it", {b.POPULARITY: 1.0}, 0.0,
+     0.3, Surface.FEED, {b.POPULARITY: 1.5 * 0.3 * W[b.POPULARITY]}),
+    ("known user: popularity at 0.3", {b.POPULARITY: 1.0}, 1.0, 1.0, Surface.FEED,
+     {b.POPULARITY: 0.3 * W[b.POPULARITY]}),
+    ("popularity without any engagement behind it counts nothing", {b.POPULARITY: 1.0}, 0.0,
+     0.0, Surface.FEED, {}),
     ("few events: cohort counts", {b.COHORT: 0.5}, 0.2, 0.0, Surface.FEED,
      {b.COHORT: 0.8 * 0.5 * W[b.COHORT]}),
     ("known user: cohort gated off", {b.COHORT: 1.0}, 1.0, 0.0, Surface.FEED, {}),

@@ -97,25 +97,39 @@ def gates(
     surface: Surface = Surface.FEED,
     *,
     personal_floor: float = 0.5,
-    popularity_known: float = 0.5,
+    popularity_known: float = 0.3,
+    popularity_new: float = 1.5,
+    popularity_evidence: float = 1.0,
+    cold_content_by_user: bool = True,
 ) -> np.ndarray:
     """Per-candidate, per-feature gate in [0, 1.8]: shape ``(n, len(FEATURES))``.
 
     ``personal_floor`` is how much the user's own similarity signals (content, co-engagement)
     count for a user with no history, growing linearly to 1 as ``user_conf`` does: a few likes
-    say little yet, so popularity leads until the profile has evidence. ``popularity_known`` is
-    the popularity gate of a well-known user. The defaults were chosen on the quality
-    benchmark's validation window (``python -m bench.tune_blend``), never on its test window.
+    say little yet, so popularity leads until the profile has evidence. Popularity's gate falls
+    from ``popularity_new`` (no history) to ``popularity_known`` (a well-known user), times
+    ``item_conf ** popularity_evidence``; ``cold_content_by_user`` lets content stand in for an
+    unknown item's co-engagement only as far as the user is known. The defaults were chosen on
+    the quality benchmark's validation window (``python -m bench.tune_blend``), never on its
+    test window; the keywords are there to compare variants with.
     """
     v = np.clip(np.asarray(item_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
     u = float(np.clip(user_conf, 0.0, 1.0))
     g = np.ones((v.shape[0], len(FEATURES)), dtype=np.float64)
     personal = personal_floor + (1.0 - personal_floor) * u
     # Content stands in for the co-engagement an unknown item cannot have yet, so a new post
-    # that matches as well as a known one can score as high: 1.8 when unknown, 0.4 when known.
-    g[:, FEATURE_INDEX[CONTENT]] = (0.4 + 1.4 * (1.0 - v)) * personal
+    # that matches as well as a known one can score as high (1.8 when unknown, 0.4 when
+    # known), but only as far as the user is known: how alike a post is to one or two likes
+    # is weak evidence next to what the crowd engages with.
+    stand_in = 1.4 * (u if cold_content_by_user else 1.0)
+    g[:, FEATURE_INDEX[CONTENT]] = (0.4 + stand_in * (1.0 - v)) * personal
     g[:, FEATURE_INDEX[COENGAGEMENT]] = v * personal
-    g[:, FEATURE_INDEX[POPULARITY]] = popularity_known + (1.0 - popularity_known) * (1.0 - u)
+    # Popularity is relative to the most popular item, so in a small or quiet catalogue a post
+    # with two likes looks as popular as any; it counts as far as engagement backs it.
+    evidence = v**popularity_evidence
+    g[:, FEATURE_INDEX[POPULARITY]] = (
+        popularity_known + (popularity_new - popularity_known) * (1.0 - u)
+    ) * evidence
     g[:, FEATURE_INDEX[COHORT]] = 1.0 - u
     g[:, FEATURE_INDEX[INTEREST]] = 1.0 - 0.5 * u
     g[:, FEATURE_INDEX[FRESHNESS]] = 1.0 - v
