@@ -378,6 +378,23 @@ def test_filters_constrain_every_source(world, rec) -> None:
 # -- surfaces --------------------------------------------------------------------------------
 
 
+def test_the_creator_cap_holds_in_a_small_catalogue(world, rec) -> None:
+    """A followed, liked creator leads, but takes at most 2 of a page even when a filter leaves
+    few candidates: the exploration pool must not take the other creators out of reach."""
+    creators = tuple(f"creator{c}" for c in range(5))
+    images = [m for m in sorted(world.creator) if world.creator[m] == "creator0"
+              and m not in world.videos]
+    liked = images[:3]
+    world.log(rec, [world.event("small", EventKind.FOLLOW, creator_id="creator0")]
+              + [world.event("small", EventKind.LIKE, media_id=m) for m in liked])
+    small = RecFilter(creator_ids=creators, max_age_s=8 * DAY_S)
+    response = rec.recommend(RecRequest("small", k=6, filter=small))
+    page = Counter(world.creator[m] for m in ids(response.items))
+    assert len(response.items) == 6 and set(page) <= set(creators)
+    assert page["creator0"] == 2, page
+    assert max(page.values()) <= 2, page
+
+
 def test_surfaces(world, rec) -> None:
     follows = ["creator1", "creator2"]
     world.log(rec, [world.event("fan", EventKind.FOLLOW, creator_id=c) for c in follows])

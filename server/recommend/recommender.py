@@ -357,7 +357,11 @@ class Recommender:
         else:
             match = table.x[:, col[b.POPULARITY]]
         prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
-        pool = sorted(pool, key=lambda i: (-prior[i], i))[: s.explore_pool_size]
+        # Exploitation never sees the pool, so in a small catalogue a full pool would leave it
+        # too few items to fill pages under the creator cap: the pool takes at most a third
+        # of the candidates past the first page.
+        room = max(slots, (len(kept) - len(top)) // 3)
+        pool = sorted(pool, key=lambda i: (-prior[i], i))[: min(s.explore_pool_size, room)]
         pool0 = set(pool)
         exploit = [i for i in kept if i not in pool0]
         lam = s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
