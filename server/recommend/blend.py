@@ -5,9 +5,11 @@ Each feature's *gate* depends on how much is known about the user (``user_confid
 item (``item_confidence``); that is the cold-start awareness:
 
 - content dominates for new items (its gate shrinks as the item becomes known, and for an
-  unknown item it also stands in for the co-engagement signal the item cannot have yet),
+  unknown item it also stands in for the co-engagement signal the item cannot have yet, as
+  far as the user is known),
 - co-engagement takes over for well-known items (its gate grows with item knowledge),
-- popularity in context and cohort favourites carry users with no history.
+- popularity in context (as far as engagement backs it) and cohort favourites carry users
+  with little or no history.
 
 ``score = bias + sum_f weight_f * gate_f * feature_f`` and each term is reported in the
 breakdown, so the breakdown adds up to the score. The trained ranker (``ranker.py``) learns the
