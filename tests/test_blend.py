@@ -34,6 +34,8 @@ CASES = [
      0.3, Surface.FEED, {b.POPULARITY: 1.5 * 0.3 * W[b.POPULARITY]}),
     ("known user: popularity at 0.3", {b.POPULARITY: 1.0}, 1.0, 1.0, Surface.FEED,
      {b.POPULARITY: 0.3 * W[b.POPULARITY]}),
+    ("a user known halfway: popularity halfway, 0.9", {b.POPULARITY: 1.0}, 0.5, 1.0,
+     Surface.FEED, {b.POPULARITY: 0.9 * W[b.POPULARITY]}),
     ("popularity without any engagement behind it counts nothing", {b.POPULARITY: 1.0}, 0.0,
      0.0, Surface.FEED, {}),
     ("few events: cohort counts", {b.COHORT: 0.5}, 0.2, 0.0, Surface.FEED,
@@ -72,8 +74,10 @@ DOMINANCE = [
     ("content leads for a brand-new item", 0.0, 0.8, b.CONTENT, b.COENGAGEMENT),
     ("content leads for a barely known item", 0.2, 0.8, b.CONTENT, b.COENGAGEMENT),
     ("co-engagement leads for a well-known item", 0.8, 0.8, b.COENGAGEMENT, b.CONTENT),
-    ("popularity leads cohort for a user with no history", 0.5, 0.0, b.POPULARITY, b.COHORT),
-    ("content leads popularity for a known user", 0.0, 0.9, b.CONTENT, b.POPULARITY),
+    ("popularity leads cohort for a user with no history (an item half known)", 0.5, 0.0,
+     b.POPULARITY, b.COHORT),
+    ("cohort leads popularity that little engagement backs", 0.1, 0.0, b.COHORT, b.POPULARITY),
+    ("content leads popularity for a known user", 0.5, 0.9, b.CONTENT, b.POPULARITY),
 ]
 
 
@@ -145,3 +149,23 @@ def test_scale_unit(values, expected) -> None:
 )
 def test_scale_max(values, expected) -> None:
     assert b.scale_max(np.array(values)) == pytest.approx(expected)
+
+
+def test_the_gates_keywords_reproduce_the_previous_gates() -> None:
+    """bench/tune_blend.py compares variants under the gates before evidence-backed popularity;
+    its PREVIOUS_GATES must give exactly those gates."""
+    from bench.tune_blend import PREVIOUS_GATES
+
+    item_conf = np.array([0.0, 0.3, 1.0])
+    for u in (0.0, 0.4, 1.0):
+        g = b.gates(u, item_conf, **PREVIOUS_GATES)
+        personal = 0.5 + 0.5 * u
+        content = (0.4 + 1.4 * (1.0 - item_conf)) * personal
+        assert g[:, b.FEATURE_INDEX[b.CONTENT]] == pytest.approx(content)
+        popularity = np.full(3, 0.5 + 0.5 * (1.0 - u))  # whatever the item's engagement
+        assert g[:, b.FEATURE_INDEX[b.POPULARITY]] == pytest.approx(popularity)
+
+
+def test_a_negative_popularity_evidence_is_refused() -> None:
+    with pytest.raises(ValueError, match="popularity_evidence"):
+        b.gates(0.5, np.array([0.0]), popularity_evidence=-1.0)

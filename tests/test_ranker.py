@@ -12,6 +12,7 @@ from server.engagement import open_engagement_store
 from server.recommend import blend as b
 from server.recommend.ranker import (
     DEFAULT_RANKER,
+    FORMAT_VERSION,
     RankerFileError,
     RankerModel,
     load_or_default,
@@ -83,8 +84,12 @@ def test_model_file_round_trips(tmp_path: Path) -> None:
         "not json",
         json.dumps({"format": "something-else"}),
         json.dumps({"format": "mediarec-ranker", "version": 99, "weights": {}}),
-        json.dumps({"format": "mediarec-ranker", "version": 1, "weights": {"vibes": 1.0}}),
-        json.dumps({"format": "mediarec-ranker", "version": 1, "weights": {"content": "x"}}),
+        # Version 1 was fit under the earlier gates: it must be trained again, not reused.
+        json.dumps({"format": "mediarec-ranker", "version": 1, "weights": {"content": 1.0}}),
+        json.dumps({"format": "mediarec-ranker", "version": FORMAT_VERSION,
+                    "weights": {"vibes": 1.0}}),
+        json.dumps({"format": "mediarec-ranker", "version": FORMAT_VERSION,
+                    "weights": {"content": "x"}}),
     ],
 )
 def test_a_broken_ranker_file_is_an_error_not_a_silent_fallback(tmp_path: Path, content) -> None:

@@ -270,7 +270,10 @@ def test_a_seed_post_steers_one_request_by_its_look_and_its_fans(world, rec) -> 
     world.log(rec, [world.event("seeker", EventKind.LIKE, media_id=m) for m in blues])
     seed = world.with_colour("red")[0]
     plain = rec.recommend(RecRequest("seeker", k=12)).items
-    seeded = rec.recommend(RecRequest("seeker", k=12, seed_media_id=seed)).items
+    # A dry run logs no impressions, whose fatigue would also lower the next request's reds.
+    seeded = rec.recommend(
+        RecRequest("seeker", k=12, seed_media_id=seed, dry_run=True)
+    ).items
     assert seed not in ids(seeded)
     assert colour_share(world, seeded, "red") >= colour_share(world, plain, "red") + 0.25
     assert any(b.SEED in i.breakdown for i in seeded)
@@ -278,7 +281,8 @@ def test_a_seed_post_steers_one_request_by_its_look_and_its_fans(world, rec) -> 
         i for i in seeded
         if "coengagement" in i.sources and world.attributes[i.media_id].colour == "red"
     ]
-    assert fans_also_liked and all(i.breakdown[b.COENGAGEMENT] > 0 for i in fans_also_liked)
+    assert fans_also_liked
+    assert all(i.breakdown.get(b.COENGAGEMENT, 0.0) > 0 for i in fans_also_liked)
     after = rec.recommend(RecRequest("seeker", k=12)).items  # the seed steers one request only
     assert colour_share(world, after, "red") <= colour_share(world, seeded, "red") - 0.25
 
@@ -393,6 +397,33 @@ def test_the_creator_cap_holds_in_a_small_catalogue(world, rec) -> None:
     assert len(response.items) == 6 and set(page) <= set(creators)
     assert page["creator0"] == 2, page
     assert max(page.values()) <= 2, page
+
+
+def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world, rec) -> None:
+    """Exploitation never sees the exploration pool; on pages under explore_min_k there is no
+    slot to draw the pool into, so setting it aside would drop its items, the best-matching
+    little-known ones, from every page of the ranking."""
+    greens = world.with_colour("green")[:3]
+    world.log(rec, [world.event("no-slots", EventKind.LIKE, media_id=m) for m in greens])
+    small = RecFilter(creator_ids=tuple(f"creator{c}" for c in range(5)), max_age_s=8 * DAY_S)
+
+    def whole_ranking(k: int) -> tuple[list[str], list[RecItem]]:
+        items: list[RecItem] = []
+        cursor = ""
+        while True:
+            response = rec.recommend(
+                RecRequest("no-slots", k=k, filter=small, cursor=cursor, dry_run=True)
+            )
+            items += response.items
+            cursor = response.next_cursor
+            if not cursor:
+                return ids(items), items
+
+    tiny, _ = whole_ranking(4)  # below explore_min_k (5): no exploration slot
+    _, explored_too = whole_ranking(10)  # one slot a page
+    drawn = [i.media_id for i in explored_too if i.explored]
+    assert drawn and set(drawn) <= set(tiny)
+    assert len(tiny) >= len(explored_too)
 
 
 def test_surfaces(world, rec) -> None:

@@ -68,9 +68,10 @@ def test_a_summary_whose_seen_media_and_times_do_not_pair_up_is_refused() -> Non
 
 
 def test_a_seed_post_weighs_twice_the_strongest_positive_in_co_engagement() -> None:
+    assert SEED_COENGAGEMENT_WEIGHT == 2.0  # docs/recommend.md says "twice"
     likes = {"a": 1.0, "b": 2.5}
     assert seeded_positives(likes, "") == likes
-    assert seeded_positives(likes, "s") == {"a": 1.0, "b": 2.5, "s": SEED_COENGAGEMENT_WEIGHT * 2.5}
-    assert seeded_positives(likes, "a")["a"] == 1.0 + SEED_COENGAGEMENT_WEIGHT * 2.5
-    assert seeded_positives({}, "s") == {"s": SEED_COENGAGEMENT_WEIGHT}  # no history: weight 1
+    assert seeded_positives(likes, "s") == {"a": 1.0, "b": 2.5, "s": 5.0}
+    assert seeded_positives(likes, "a")["a"] == 1.0 + 5.0
+    assert seeded_positives({}, "s") == {"s": 2.0}  # no positives: the strongest counts as 1
     assert likes == {"a": 1.0, "b": 2.5}  # the profile's own mapping is left alone

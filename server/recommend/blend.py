@@ -55,8 +55,10 @@ FEATURES: tuple[str, ...] = (
 FEATURE_INDEX: Mapping[str, int] = {name: i for i, name in enumerate(FEATURES)}
 BIAS = "bias"
 
-# Default weights (chosen on the quality benchmark's validation window, bench/tune_blend.py):
-# the ranker's starting point and the fallback without a trained model.
+# Default weights (chosen on the quality benchmark's validation window, bench/tune_blend.py,
+# except the seed's: the benchmark makes no seeded request, so its weight is set by what a
+# seeded request should do, tests/test_recommender.py): the ranker's starting point and the
+# fallback without a trained model.
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     CONTENT: 1.0,
     COENGAGEMENT: 1.4,
@@ -104,7 +106,7 @@ def gates(
     popularity_evidence: float = 1.0,
     cold_content_by_user: bool = True,
 ) -> np.ndarray:
-    """Per-candidate, per-feature gate in [0, 1.8]: shape ``(n, len(FEATURES))``.
+    """Per-candidate, per-feature gates, shape ``(n, len(FEATURES))``; in [0, 1.8] by default.
 
     ``personal_floor`` is how much the user's own similarity signals (content, co-engagement)
     count for a user with no history, growing linearly to 1 as ``user_conf`` does: a few likes
@@ -115,6 +117,8 @@ def gates(
     the quality benchmark's validation window (``python -m bench.tune_blend``), never on its
     test window; the keywords are there to compare variants with.
     """
+    if popularity_evidence < 0:
+        raise ValueError(f"popularity_evidence must be >= 0, got {popularity_evidence}")
     v = np.clip(np.asarray(item_conf, dtype=np.float64).reshape(-1), 0.0, 1.0)
     u = float(np.clip(user_conf, 0.0, 1.0))
     g = np.ones((v.shape[0], len(FEATURES)), dtype=np.float64)

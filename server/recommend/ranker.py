@@ -24,7 +24,10 @@ from server.recommend.types import Surface
 logger = logging.getLogger(__name__)
 
 FORMAT = "mediarec-ranker"
-FORMAT_VERSION = 1
+# Bumped whenever the gates change (blend.gates): a model's weights were fit on the gated
+# features, so under other gates it would score differently without a word. 2: popularity
+# backed by item confidence, content standing in as far as the user is known.
+FORMAT_VERSION = 2
 RANKER_FILE = "ranker.json"  # default name under the data dir
 
 
@@ -87,7 +90,7 @@ def load_ranker(path: str | Path) -> RankerModel:
     if doc.get("version") != FORMAT_VERSION:
         raise RankerFileError(
             f"{path}: ranker format version {doc.get('version')!r}; this server reads "
-            f"version {FORMAT_VERSION}"
+            f"version {FORMAT_VERSION}; train it again with `mediarec train-ranker`"
         )
     weights = doc.get("weights")
     if not isinstance(weights, dict):

@@ -64,6 +64,8 @@ from server.recommend.usercache import Precomputer, UserCache, UserEntry
 from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
+# The exploration pool takes at most 1/POOL_SHARE_DIVISOR of the candidates past page 1.
+POOL_SHARE_DIVISOR = 3
 
 
 class Recommender:
@@ -328,8 +330,10 @@ class Recommender:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
         The exploration pool is fixed before any random draw: the best-prior low-exposure,
-        little-known items outside the first page's best, minus creators the exploitation
-        list already shows at the cap on the first page. Exploitation never sees the pool, so
+        little-known items outside the first page's best (at most ``explore_pool_size``, and
+        at most a third of the candidates past the first page but never fewer than the page's
+        slots; none when the page has no slot), minus creators the exploitation list already
+        shows at the cap on the first page. Exploitation never sees the pool, so
         an exploited item's presence does not depend on the draw. The n-th best draw fills
         page n // slots, and an explored item's propensity is the probability of its draw
         ranking among that page's slots; in the rare case that its creator reached the cap on
@@ -346,7 +350,8 @@ class Recommender:
         top = set(kept[:k])  # the first page's best are never gambled on
         pool = [
             i for i in kept
-            if i not in top
+            if slots > 0  # without exploration slots nothing is set aside for the draw
+            and i not in top
             and table.item_conf[i] < 0.5
             and table.impressions[i] < s.explore_max_impressions
         ]
@@ -358,9 +363,8 @@ class Recommender:
             match = table.x[:, col[b.POPULARITY]]
         prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
         # Exploitation never sees the pool, so in a small catalogue a full pool would leave it
-        # too few items to fill pages under the creator cap: the pool takes at most a third
-        # of the candidates past the first page.
-        room = max(slots, (len(kept) - len(top)) // 3)
+        # too few items to fill pages under the creator cap.
+        room = max(slots, (len(kept) - len(top)) // POOL_SHARE_DIVISOR)
         pool = sorted(pool, key=lambda i: (-prior[i], i))[: min(s.explore_pool_size, room)]
         pool0 = set(pool)
         exploit = [i for i in kept if i not in pool0]
@@ -469,9 +473,6 @@ class Recommender:
             settings=self._settings, now=now,
             search_filter=src.store_filter(request, profile, now, ordered),
             queries=tuple(queries), seed_id=request.seed_media_id,
-            coscores=state.coengagement.scores(
-                src.seeded_positives(profile.summary.positives, request.seed_media_id)
-            ),
         )  # fmt: skip
         return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
 

@@ -11,6 +11,7 @@ import bisect
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -77,12 +78,19 @@ class SourceContext:
     now: float
     search_filter: SearchFilter  # the request's filter, surface and exclusions, for the store
     queries: tuple[QueryVector, ...]  # clusters, then text interests and steering, then seed
-    coscores: CoScores  # co-engagement with the user's positives and the seed, computed once
     seed_id: str = ""
+
+    @cached_property
+    def coscores(self) -> CoScores:
+        """Co-engagement with the user's positives and the seed, scored once per request (the
+        co-engagement source and the feature share it; warming ahead never needs it)."""
+        positives = seeded_positives(self.profile.summary.positives, self.seed_id)
+        return self.state.coengagement.scores(positives)
 
 
 def seeded_positives(positives: Mapping[str, float], seed_id: str) -> dict[str, float]:
-    """The user's positives (media id -> weight), plus the request's seed post if any."""
+    """The user's positives (media id -> weight), plus the request's seed post if any, weighing
+    ``SEED_COENGAGEMENT_WEIGHT`` times the strongest positive (1 when there is none)."""
     out = dict(positives)
     if seed_id:
         top = max(out.values(), default=1.0)
@@ -170,7 +178,7 @@ def _from_hits(hits: Sequence[SearchHit], source: str) -> list[Proposal]:
 def coengagement(ctx: SourceContext) -> list[Proposal]:
     ids, scores = ctx.coscores.top(
         ctx.settings.coengagement_candidates,
-        exclude=seeded_positives(ctx.profile.summary.positives, ctx.seed_id),
+        exclude={*ctx.profile.summary.positives, ctx.seed_id} - {""},
     )
     return [Proposal(m, COENGAGEMENT, float(s)) for m, s in zip(ids, scores, strict=True)]
 
