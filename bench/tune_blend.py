@@ -124,6 +124,18 @@ VARIANTS: dict[str, Variant] = {
     "no_cold_by_user": ({}, {"cold_content_by_user": False}, {}),
     "creator_cap3": ({}, {}, {"creator_cap": 3}),
     **{name: (w, {**PREVIOUS_GATES, **g}, o) for name, (w, g, o) in EARLIER_ROUNDS.items()},
+    # The gate settings of the grid in docs/recommend.md that keep every tested behaviour:
+    # popularity gate for no history / for a known user, content standing in as far as the
+    # user is known (u) or always (all), and the evidence exponent on item confidence.
+    **{f"grid_p{new}_k{known}_{'u' if by_user else 'all'}_e{evidence}": (
+        {}, {"popularity_new": new, "popularity_known": known,
+             "cold_content_by_user": by_user, "popularity_evidence": evidence}, {})
+       for new, known, by_user, evidence in (
+           (1.5, 0.3, False, 0.5), (1.5, 0.3, False, 1.0), (1.5, 0.3, True, 1.0),
+           (1.5, 0.5, False, 0.5), (1.5, 0.5, False, 1.0), (2.0, 0.3, False, 0.5),
+           (2.0, 0.3, False, 1.0), (2.0, 0.5, False, 0.5), (2.0, 0.5, False, 1.0),
+           (2.5, 0.3, False, 1.0), (2.5, 0.5, False, 1.0), (3.0, 0.5, False, 1.0),
+       )},
 }
 
 

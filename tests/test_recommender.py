@@ -382,6 +382,32 @@ def test_filters_constrain_every_source(world, rec) -> None:
 # -- surfaces --------------------------------------------------------------------------------
 
 
+def test_surfaces(world, rec) -> None:
+    follows = ["creator1", "creator2"]
+    world.log(rec, [world.event("fan", EventKind.FOLLOW, creator_id=c) for c in follows])
+    feed = rec.recommend(RecRequest("fan", k=12, surface=Surface.FEED)).items
+    explore = rec.recommend(RecRequest("fan", k=40, surface=Surface.EXPLORE)).items
+    reels = rec.recommend(RecRequest("fan", k=40, surface=Surface.REELS)).items
+    followed_in_feed = sum(world.creator[m] in follows for m in ids(feed))
+    assert followed_in_feed >= 3  # favoured (each creator is capped at 2 per page)
+    assert any("from a creator you follow" in r for i in feed for r in i.reasons)
+    assert explore and not {world.creator[m] for m in ids(explore)} & set(follows)
+    assert reels and set(ids(reels)) <= world.videos
+
+
+def test_video_items_carry_their_best_matching_frame(world, rec) -> None:
+    video = sorted(world.videos)[0]
+    colour = world.attributes[video].colour
+    liked = [m for m in world.with_colour(colour) if m not in world.videos][:4]
+    world.log(rec, [world.event("watcher", EventKind.LIKE, media_id=m) for m in liked])
+    reels = rec.recommend(RecRequest("watcher", k=10, surface=Surface.REELS)).items
+    assert reels
+    assert all(i.matched_frame_timestamp_s in (0.0, 2.0) for i in reels)
+
+
+# -- diversity and exploration ---------------------------------------------------------------------
+
+
 def test_the_creator_cap_holds_in_a_small_catalogue(world, rec) -> None:
     """A followed, liked creator leads, but takes at most 2 of a page even when a filter leaves
     few candidates: the exploration pool must not take the other creators out of reach."""
@@ -424,29 +450,6 @@ def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world, rec) -
     drawn = [i.media_id for i in explored_too if i.explored]
     assert drawn and set(drawn) <= set(tiny)
     assert len(tiny) >= len(explored_too)
-
-
-def test_surfaces(world, rec) -> None:
-    follows = ["creator1", "creator2"]
-    world.log(rec, [world.event("fan", EventKind.FOLLOW, creator_id=c) for c in follows])
-    feed = rec.recommend(RecRequest("fan", k=12, surface=Surface.FEED)).items
-    explore = rec.recommend(RecRequest("fan", k=40, surface=Surface.EXPLORE)).items
-    reels = rec.recommend(RecRequest("fan", k=40, surface=Surface.REELS)).items
-    followed_in_feed = sum(world.creator[m] in follows for m in ids(feed))
-    assert followed_in_feed >= 3  # favoured (each creator is capped at 2 per page)
-    assert any("from a creator you follow" in r for i in feed for r in i.reasons)
-    assert explore and not {world.creator[m] for m in ids(explore)} & set(follows)
-    assert reels and set(ids(reels)) <= world.videos
-
-
-def test_video_items_carry_their_best_matching_frame(world, rec) -> None:
-    video = sorted(world.videos)[0]
-    colour = world.attributes[video].colour
-    liked = [m for m in world.with_colour(colour) if m not in world.videos][:4]
-    world.log(rec, [world.event("watcher", EventKind.LIKE, media_id=m) for m in liked])
-    reels = rec.recommend(RecRequest("watcher", k=10, surface=Surface.REELS)).items
-    assert reels
-    assert all(i.matched_frame_timestamp_s in (0.0, 2.0) for i in reels)
 
 
 # -- paging, provenance, logging ----------------------------------------------------------------
