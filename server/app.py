@@ -20,6 +20,7 @@ from server.config import Settings
 from server.errors import ErrorMappingInterceptor
 from server.heap import freeze_startup_objects, schedule_full_collections
 from server.media_servicer import MediaServicer
+from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
 from server.runtime import ServiceState, open_deps
 from server.threads import limit_numpy_blas_threads
@@ -125,7 +126,11 @@ def serve(settings: Settings) -> int:
 
     def on_reload(signum: int, frame: FrameType | None) -> None:
         # SIGHUP: pick up a ranker written by `mediarec train-ranker` without a restart.
-        loaded = deps.recommender.reload_ranker()
+        try:
+            loaded = deps.recommender.reload_ranker()
+        except RankerFileError as exc:  # a bad file must not take a serving process down
+            logger.error("SIGHUP: %s; the ranker in use stays", exc)
+            return
         logger.info("SIGHUP: ranker %s", "reloaded" if loaded else "absent; default weights")
 
     signal.signal(signal.SIGHUP, on_reload)

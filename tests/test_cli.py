@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,23 @@ def test_local_search_on_a_store_held_by_a_server_says_so(
     assert main(["search", "anything", *server.local_flags]) == 2
     err = capsys.readouterr().err
     assert "in use by a running server" in err and "--server" in err
+
+
+def test_serve_with_a_ranker_of_an_earlier_format_says_to_retrain_and_exits_2(
+    model_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model fit under other gates would score differently without a word: refused, clearly."""
+    ranker = tmp_path / "ranker.json"
+    ranker.write_text(json.dumps({"format": "mediarec-ranker", "version": 1,
+                                  "weights": {"content": 1.0}}))
+    flags = ["--model-id", model_id, "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
+             "--port", "0", "--ranker-path", str(ranker), "--topics-top-k", "0"]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main(["serve", *flags]) == 2
+    finally:  # serve() installs its own shutdown handlers
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mediarec: ranker error:") and "train-ranker" in err
+    assert len(err.splitlines()) == 1
