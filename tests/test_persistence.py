@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,7 +183,9 @@ def test_restart_keeps_items_vectors_and_search_results(
         second.stop()
 
 
-def _serve_process(settings: Settings) -> tuple[subprocess.Popen[str], str]:
+def _serve_process(
+    settings: Settings, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
     """``mediarec serve`` in a child process; returns it and its address once it serves."""
     command = [
         sys.executable, "-m", "server.cli", "serve",
@@ -189,6 +193,7 @@ def _serve_process(settings: Settings) -> tuple[subprocess.Popen[str], str]:
         "--data-dir", str(settings.storage.data_dir),
         "--port", "0",
         "--log-level", "WARNING",
+        *extra,
     ]
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -254,3 +259,24 @@ def test_killed_server_keeps_acknowledged_writes_and_sigterm_exits_cleanly(
         assert server.client.server_info().media_count == 6
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # a `mediarec serve` process, loading torch and the model
+def test_sighup_with_a_bad_ranker_file_keeps_serving_with_the_ranker_in_use(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ranker = tmp_path / "ranker.json"
+    child, address = _serve_process(settings, "--ranker-path", str(ranker))
+    try:
+        with MediarecClient(address) as client:
+            client.wait_until_serving(timeout_s=60)
+            ranker.write_text(json.dumps({"format": "mediarec-ranker", "version": 1,
+                                          "weights": {"content": 1.0}}))
+            child.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            assert child.poll() is None, "a bad ranker file took the server down"
+            assert client.server_info().media_count >= 0
+            assert client.recommend("after-sighup", k=3).request_id
+    finally:
+        exit_code = _stop_child(child, signal.SIGTERM)
+    assert exit_code == 0
