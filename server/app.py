@@ -18,11 +18,12 @@ from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_
 from server.auth import auth_interceptors
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
+from server.folder_index import open_local_deps
 from server.heap import freeze_startup_objects, schedule_full_collections
 from server.media_servicer import MediaServicer
 from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
-from server.runtime import ServiceState, open_deps
+from server.runtime import ServiceState
 from server.threads import limit_numpy_blas_threads
 
 logger = logging.getLogger(__name__)
@@ -113,12 +114,22 @@ def serve(settings: Settings) -> int:
         logger.info("received %s; shutting down", signal.Signals(signum).name)
         stop.set()
 
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in handled}
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Until the recommender exists there is nothing to reload: its start reads the file anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        deps = open_deps(settings)
+        deps = open_local_deps(
+            settings,
+            locked_message=f"the store in {settings.storage.data_dir} is in use by another "
+            "process (a running server?); stop it, or serve another --data-dir",
+        )
     except BaseException:
         running.server.stop(0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         raise
     freeze_startup_objects()
     full_collections = schedule_full_collections(settings.server.full_gc_interval_s)
@@ -126,10 +137,14 @@ def serve(settings: Settings) -> int:
 
     def on_reload(signum: int, frame: FrameType | None) -> None:
         # SIGHUP: pick up a ranker written by `mediarec train-ranker` without a restart.
+        # Nothing raised here may take a serving process down (it would surface in stop.wait()).
         try:
             loaded = deps.recommender.reload_ranker()
-        except RankerFileError as exc:  # a bad file must not take a serving process down
+        except RankerFileError as exc:
             logger.error("SIGHUP: %s; the ranker in use stays", exc)
+            return
+        except Exception:
+            logger.exception("SIGHUP: reloading the ranker failed; the ranker in use stays")
             return
         logger.info("SIGHUP: ranker %s", "reloaded" if loaded else "absent; default weights")
 

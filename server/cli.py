@@ -81,13 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log.level)
     if args.command == "serve":
         from server.app import serve
-        from server.recommend.ranker import RankerFileError
+        from server.folder_index import CommandError
 
         try:
             return serve(settings)
-        except RankerFileError as exc:  # e.g. a model of an earlier format: retrain it
-            print(f"mediarec: ranker error: {exc}", file=sys.stderr)
-            return 2
+        except CommandError as exc:  # a locked store, a ranker to train again, a bad model
+            print(f"mediarec serve: {exc}", file=sys.stderr)
+            return exc.exit_code
     if args.command == "index":
         from server.folder_index import run_index_command
 

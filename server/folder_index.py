@@ -765,12 +765,16 @@ def _open_sink(args: argparse.Namespace, settings: Settings) -> Iterator[IndexSi
         deps.close()
 
 
-def open_local_deps(settings: Settings) -> ServiceDeps:
+def open_local_deps(settings: Settings, locked_message: str | None = None) -> ServiceDeps:
     """``open_deps`` with its expected failures turned into one-sentence :class:`CommandError`.
 
-    The store lock is probed before the (slow) model load, so a running server is named at once.
+    The store lock and the ranker file are checked before the (slow) model load, so a running
+    server or a ranker that must be trained again is named at once. ``locked_message`` replaces
+    the local commands' advice (``--server``) where it does not apply.
     """
     from encoders.base import EncoderError
+    from server.engagement.schema import SchemaVersionError
+    from server.recommend.ranker import RankerFileError, load_or_default
     from server.runtime import open_deps
     from server.store import EDGE_SUBDIR, StoreError, StoreLockedError
     from server.store.lock import DirLock
@@ -780,10 +784,14 @@ def open_local_deps(settings: Settings) -> ServiceDeps:
             probe = DirLock(Path(settings.storage.data_dir) / EDGE_SUBDIR)
             probe.acquire()
             probe.release()
+        load_or_default(settings.recommend.ranker_path or "")
         return open_deps(settings)
     except StoreLockedError as exc:
         logger.debug("store locked: %s", exc)
-        raise CommandError(locked_store_message(settings), EXIT_UNUSABLE) from exc
+        message = locked_message or locked_store_message(settings)
+        raise CommandError(message, EXIT_UNUSABLE) from exc
+    except (RankerFileError, SchemaVersionError) as exc:  # files this version cannot use
+        raise CommandError(str(exc), EXIT_UNUSABLE) from exc
     except (EncoderError, StoreError) as exc:
         raise CommandError(str(exc), EXIT_FAILED) from exc
 

@@ -166,5 +166,16 @@ def test_serve_with_a_ranker_of_an_earlier_format_says_to_retrain_and_exits_2(
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mediarec: ranker error:") and "train-ranker" in err
+    assert err.startswith("mediarec serve:") and "train-ranker" in err
     assert len(err.splitlines()) == 1
+
+
+def test_serve_on_a_store_another_server_holds_says_so_and_exits_2(
+    server: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    assert main(["serve", *server.local_flags, "--host", "127.0.0.1", "--port", "0"]) == 2
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # serve() restored them
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mediarec serve:") and "in use by another process" in err
+    assert "--server" not in err and len(err.splitlines()) == 1

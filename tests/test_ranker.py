@@ -90,11 +90,17 @@ def test_model_file_round_trips(tmp_path: Path) -> None:
                     "weights": {"vibes": 1.0}}),
         json.dumps({"format": "mediarec-ranker", "version": FORMAT_VERSION,
                     "weights": {"content": "x"}}),
+        json.dumps({"format": "mediarec-ranker", "version": FORMAT_VERSION,
+                    "weights": {"content": 10**400}}),  # beyond a float
+        json.dumps({"format": "mediarec-ranker"}).encode("utf-16"),  # not UTF-8
     ],
 )
 def test_a_broken_ranker_file_is_an_error_not_a_silent_fallback(tmp_path: Path, content) -> None:
     path = tmp_path / "ranker.json"
-    path.write_text(content)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     with pytest.raises(RankerFileError):
         load_or_default(path)
 

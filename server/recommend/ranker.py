@@ -83,7 +83,7 @@ def load_ranker(path: str | Path) -> RankerModel:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, not UTF-8
         raise RankerFileError(f"{path}: not a readable ranker file ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RankerFileError(f"{path}: not a {FORMAT} file")
@@ -102,7 +102,7 @@ def load_ranker(path: str | Path) -> RankerModel:
             trained=True,
             info=dict(doc.get("info", {})),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a huge integer
         raise RankerFileError(f"{path}: {exc}") from exc
 
 

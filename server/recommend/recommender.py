@@ -156,7 +156,8 @@ class Recommender:
         item_conf = b.item_confidence(
             self._live.engagements(state, cands.ids), self._settings.item_prior
         )
-        scores, contrib = self._ranker.score(x, 0.5, item_conf, Surface.EXPLORE)
+        ranker = self._ranker  # one model per call, whatever a reload swaps in meanwhile
+        scores, contrib = ranker.score(x, 0.5, item_conf, Surface.EXPLORE)
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
         # The anchor's own near-duplicates are the anchor, not "similar" items.
         same = self._settings.near_duplicate_cosine
@@ -167,7 +168,7 @@ class Recommender:
         alive = self._items.existing([cands.ids[i] for i in collapsed.keep[: k + 5]])
         out = []
         for i in [i for i in collapsed.keep[: k + 5] if cands.ids[i] in alive][:k]:
-            breakdown = b.breakdown_of(contrib[i], self._ranker.bias)
+            breakdown = b.breakdown_of(contrib[i], ranker.bias)
             reasons = []
             if breakdown.get(b.CONTENT, 0.0) > 0:
                 reasons.append("looks like this post")
@@ -277,7 +278,8 @@ class Recommender:
             social_counts=src.social_counts(ctx),
             context=request.context, settings=s, now=now,
         )
-        scores, contrib = self._ranker.score(
+        ranker = self._ranker  # one model per request, whatever a reload swaps in meanwhile
+        scores, contrib = ranker.score(
             table.x, profile.confidence, table.item_conf, request.surface
         )
         # Only the best few times the depth can reach the ranking or the exploration pool.
@@ -311,7 +313,7 @@ class Recommender:
             profile=profile,
             request=request,
             now=now,
-            bias=self._ranker.bias,
+            bias=ranker.bias,
             fresh_window_s=s.fresh_window_s,
             texts=self._text_queries(profile, request),
         )
