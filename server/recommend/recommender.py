@@ -350,13 +350,13 @@ class Recommender:
         )
         pages = math.ceil(depth / k)
         top = set(kept[:k])  # the first page's best are never gambled on
+        # Without exploration slots nothing is set aside for the draw.
         pool = [
             i for i in kept
-            if slots > 0  # without exploration slots nothing is set aside for the draw
-            and i not in top
+            if i not in top
             and table.item_conf[i] < 0.5
             and table.impressions[i] < s.explore_max_impressions
-        ]
+        ] if slots > 0 else []
         col = b.FEATURE_INDEX
         has_vectors = any(q.kind != "seed" for q in queries) or bool(profile.clusters)
         if has_vectors:
