@@ -351,6 +351,13 @@ class RecommendConfig:
         "Most exploration slots in one page, whatever explore_fraction gives.",
         minimum=0,
     )
+    explore_seed: int = setting(
+        _recommend_default("explore_seed"),
+        "explore_seed",
+        "Seed of the bandit's random draws; 0 draws a fresh seed at each start, any other "
+        "value makes the exploration draws reproducible across starts (replays, tests).",
+        minimum=0,
+    )
     mmr_lambda: float = setting(
         _recommend_default("mmr_lambda"),
         "mmr_lambda",

@@ -94,6 +94,9 @@ class Recommender:
         self._live = LiveCounters(settings)
         self._rankings = RankingCache(settings.page_cache_ttl_s, settings.page_cache_max_entries)
         self._ranker = load_or_default(settings.ranker_path)
+        # ``seed`` (offline replays, tests) overrides the configured one, where 0 means none.
+        if seed is None:
+            seed = settings.explore_seed or None
         self._seeds = np.random.SeedSequence(seed)
         self._rng_lock = threading.Lock()
         self._served_log = ServedLogWriter(engagement)

@@ -92,6 +92,7 @@ class RecommendSettings:
     explore_prior_base: float = 0.02  # prior engagement rate of an unmatched item
     explore_prior_gain: float = 0.2  # added to the prior rate for a perfect content match
     propensity_samples: int = 400  # policy re-samples that estimate a propensity
+    explore_seed: int = 0  # seed of the bandit's draws; 0: a fresh one at each start
 
     # -- diversity ------------------------------------------------------------------------------
     mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
