@@ -5,21 +5,43 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUF    := $(VENV)/buf/node_modules/.bin/buf
 DATA   ?= demo-data
+LOCK   := requirements.lock
+# Every extra of pyproject.toml enters the lock, so CI and the benchmarks install from it too.
+LOCK_EXTRAS := dev int8
 
-.PHONY: venv lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-gpu clean
+.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-gpu clean
 
-# The venv is rebuilt when pyproject.toml changes. torch comes from plain pip (never uv/poetry).
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
+# The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
+# rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
+# (never uv/poetry); the lock pins it at the release on this machine's disk.
+$(STAMP): $(LOCK) pyproject.toml
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-# buf (proto lint) ships on the npm registry; it lives inside the git-ignored venv.
-$(BUF): | $(STAMP)
-	npm install --silent --no-audit --no-fund --prefix $(VENV)/buf @bufbuild/buf@1.75.0
+# Regenerate the lock from pyproject.toml (all extras) plus the build tools. Existing pins are
+# kept unless asked otherwise: `make lock LOCK_ARGS=--upgrade` or
+# `make lock LOCK_ARGS='--upgrade-package grpcio-tools'`.
+# It needs only pip-tools from the venv, so a pyproject.toml ahead of the lock can still be locked.
+lock:
+	test -x $(VENV)/bin/pip-compile || $(MAKE) venv
+	printf 'pip\nsetuptools\nwheel\n' | CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras $(foreach e,$(LOCK_EXTRAS),--extra $(e)) \
+	  --no-emit-index-url --no-emit-find-links \
+	  $(LOCK_ARGS) -o $(LOCK) pyproject.toml -
+
+# buf (proto lint) ships on the npm registry; protos/buf/package-lock.json pins it and `npm ci`
+# installs exactly that into the git-ignored venv folder.
+$(BUF): protos/buf/package.json protos/buf/package-lock.json | $(STAMP)
+	mkdir -p $(VENV)/buf
+	cp protos/buf/package.json protos/buf/package-lock.json $(VENV)/buf/
+	npm ci --silent --no-audit --no-fund --prefix $(VENV)/buf
+	touch $(BUF)
 
 lint-proto: $(BUF)
 	$(BUF) lint protos
