@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 # 80 MP covers 8K x 8K scans and every common camera, and stays under Pillow's own
 # warning threshold (~89.5 MP). Pillow's hard limit (~179 MP) still applies above that.
 DEFAULT_MAX_PIXELS = 80_000_000
+# The model sees a centred square of the short side, so past this ratio it sees a sliver of the
+# picture; 32:1 still admits panoramas and long comic strips. Together with the pixel cap it
+# also bounds every intermediate size (see encoders.preprocess.resize_and_crop).
+MAX_ASPECT_RATIO = 32
 
 SUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -136,7 +140,7 @@ def decode_image(
     _check_declared_length(fmt, data)
     try:
         img = Image.open(io.BytesIO(data), formats=[_PIL_PLUGINS[fmt]])
-        _check_pixel_count(img.size, max_pixels)
+        check_dimensions(img.size, max_pixels, what=f"the {fmt} image")
         orientation = _exif_orientation(img)
         if draft_size is not None and img.format in ("JPEG", "MPO"):
             if orientation in _AXES_SWAPPING_ORIENTATIONS:
@@ -191,13 +195,25 @@ def _check_declared_length(fmt: str, data: bytes) -> None:
             )
 
 
-def _check_pixel_count(size: tuple[int, int], max_pixels: int) -> None:
+def check_dimensions(size: tuple[int, int], max_pixels: int, *, what: str) -> None:
+    """Refuse a declared ``(width, height)`` over the pixel cap or past :data:`MAX_ASPECT_RATIO`.
+
+    Called on header sizes, before any pixel is decoded; ``what`` names the media in the message.
+    """
     width, height = size
+    if width <= 0 or height <= 0:
+        raise MediaDecodeError(DecodeFailure.CORRUPT, f"{what} declares a size of {width}x{height}")
     if width * height > max_pixels:
         raise MediaDecodeError(
             DecodeFailure.TOO_MANY_PIXELS,
-            f"the image declares {width}x{height} = {width * height} pixels, "
+            f"{what} declares {width}x{height} = {width * height} pixels, "
             f"over the limit of {max_pixels}",
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise MediaDecodeError(
+            DecodeFailure.EXTREME_ASPECT_RATIO,
+            f"{what} is {width}x{height}, an aspect ratio over the limit of "
+            f"{MAX_ASPECT_RATIO}:1",
         )
 
 

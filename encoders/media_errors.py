@@ -16,6 +16,7 @@ class DecodeFailure(StrEnum):
     CORRUPT = "corrupt"
     TRUNCATED = "truncated"
     TOO_MANY_PIXELS = "too_many_pixels"
+    EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
     NO_VIDEO_STREAM = "no_video_stream"
 
 

@@ -19,20 +19,38 @@ _INTERPOLATIONS = {
 }
 
 
+# Past this aspect ratio the full-size intermediate of resize-then-crop would be unbounded (a
+# 1,000,000x2 picture resizes to 112,000,000x224), so only the cropped region is resampled.
+# Decoding already refuses such shapes (encoders.images.MAX_ASPECT_RATIO); this bound keeps
+# the function safe for any caller.
+_MAX_INTERMEDIATE_ASPECT = 32
+
+
 def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
-    """Shortest side to ``spec.size`` then a centred square crop (torchvision's arithmetic)."""
+    """Shortest side to ``spec.size`` then a centred square crop (torchvision's arithmetic).
+
+    Work and memory stay within ``spec.size`` squared times ``_MAX_INTERMEDIATE_ASPECT``
+    whatever the input's shape.
+    """
     image = image.convert("RGB") if image.mode != "RGB" else image
     width, height = image.size
     short, long = (width, height) if width <= height else (height, width)
-    if short != spec.size:
-        new_long = int(spec.size * long / short)
-        new_size = (spec.size, new_long) if width <= height else (new_long, spec.size)
-        image = image.resize(new_size, _INTERPOLATIONS[spec.interpolation])
-    width, height = image.size
-    top = int(round((height - spec.size) / 2.0))
-    left = int(round((width - spec.size) / 2.0))
-    if (width, height) != (spec.size, spec.size):
-        image = image.crop((left, top, left + spec.size, top + spec.size))
+    size = spec.size
+    new_long = int(size * long / short) if short != size else long
+    resized = (size, new_long) if width <= height else (new_long, size)
+    top = int(round((resized[1] - size) / 2.0))
+    left = int(round((resized[0] - size) / 2.0))
+    resample = _INTERPOLATIONS[spec.interpolation]
+    if new_long > _MAX_INTERMEDIATE_ASPECT * size:
+        # Pillow's box resamples just the crop at the full resize's scale and pixel centres;
+        # it can differ from resize-then-crop by rounding, so ordinary shapes keep the exact path.
+        scale_x, scale_y = width / resized[0], height / resized[1]
+        box = (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y)
+        return image.resize((size, size), resample, box=box)
+    if resized != image.size:
+        image = image.resize(resized, resample)
+    if resized != (size, size):
+        image = image.crop((left, top, left + size, top + size))
     return image
 
 

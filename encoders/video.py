@@ -21,7 +21,7 @@ from typing import Literal
 import av
 from PIL import Image
 
-from encoders.images import sniff_format
+from encoders.images import check_dimensions, sniff_format
 from encoders.media_errors import DecodeFailure, MediaDecodeError
 
 logger = logging.getLogger(__name__)
@@ -307,12 +307,7 @@ def _check_frame_size(stream: av.VideoStream, max_pixels: int) -> None:
     width, height = stream.codec_context.width, stream.codec_context.height
     if width <= 0 or height <= 0:
         raise MediaDecodeError(DecodeFailure.CORRUPT, "the video stream declares no frame size")
-    if width * height > max_pixels:
-        raise MediaDecodeError(
-            DecodeFailure.TOO_MANY_PIXELS,
-            f"video frames are {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels}",
-        )
+    check_dimensions((width, height), max_pixels, what="each video frame")
 
 
 def _scan_timeline(container: av.container.InputContainer, stream: av.VideoStream) -> _Timeline:

@@ -68,7 +68,8 @@ StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusC
 
 
 def _decode_error_status(error: BaseException) -> grpc.StatusCode:
-    # An image over the pixel cap is over a limit; every other decode failure is bad input.
+    # An image over the pixel cap is over a limit; every other decode failure (an extreme aspect
+    # ratio included) is bad input.
     if str(getattr(error, "reason", "")) == "too_many_pixels":
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.INVALID_ARGUMENT

@@ -263,3 +263,26 @@ def test_real_photos_decode_upright_in_draft_mode(test_media_dir) -> None:
         assert min(draft.size) >= min(224, min(full.size))
         # Draft scaling keeps the aspect ratio (to within DCT rounding).
         assert abs(draft.width / draft.height - full.width / full.height) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ((1_000_000, 2), DecodeFailure.EXTREME_ASPECT_RATIO),
+        ((2, 1_000_000), DecodeFailure.EXTREME_ASPECT_RATIO),
+        ((3300, 100), DecodeFailure.EXTREME_ASPECT_RATIO),
+        ((3200, 100), None),
+        ((100, 3200), None),
+    ],
+    ids=["wide-bomb", "tall-bomb", "just-over", "at-limit-wide", "at-limit-tall"],
+)
+def test_aspect_ratio_is_refused_from_the_header_past_32_to_1(
+    size: tuple[int, int], reason: DecodeFailure | None
+) -> None:
+    data = _encode(Image.new("RGB", size, (10, 200, 30)), "PNG")
+    if reason is None:
+        assert decode_image(data).size == size
+        return
+    with pytest.raises(MediaDecodeError) as caught:
+        decode_image(data)
+    assert caught.value.reason == reason

@@ -215,6 +215,8 @@ JUNK = b"this is not a picture, it is a sentence. " * 20
 _SMALL_JPEG = jpeg(WorldGenerator(6, image_size=128).post().image)
 _SMALL_PNG = png(WorldGenerator(7, image_size=128).post().image)
 _PIXELS_OVER = jpeg(image_of(1250, 1000))  # 1.25 MP, a real image just over the cap
+# Under the pixel cap but 250,000:1: resize-then-crop would make it 56,000,000x224 pixels.
+_ASPECT_BOMB = png(image_of(500_000, 2))
 _GOOD_HASH = "0" * 64
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -231,6 +233,7 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "png-header-only": (_index(_SMALL_PNG[:40]), INVALID),
     "decompression-bomb": (_index(png_bomb()), EXHAUSTED),
     "image-over-pixel-cap": (_index(_PIXELS_OVER), EXHAUSTED),
+    "aspect-ratio-bomb": (_index(_ASPECT_BOMB), INVALID),
     # metadata
     "caption-over-cap": (_with_seed_image(caption="x" * (MAX_CAPTION + 1)), EXHAUSTED),
     "caption-only-over-cap": (_index(None, caption="x" * (MAX_CAPTION + 1)), EXHAUSTED),
@@ -263,6 +266,7 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "query-image-junk": (_image_query(JUNK), INVALID),
     "query-image-bomb": (_image_query(png_bomb()), EXHAUSTED),
     "query-image-over-pixel-cap": (_image_query(_PIXELS_OVER), EXHAUSTED),
+    "query-image-aspect-ratio-bomb": (_image_query(_ASPECT_BOMB), INVALID),
     "time-range-backwards": (
         _text(
             media_filter=MediaFilter(
@@ -323,6 +327,7 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "upload-junk": (_upload_bytes(JUNK), INVALID),
     "upload-truncated-png": (_upload_bytes(_SMALL_PNG[:300]), INVALID),
     "upload-bomb": (_upload_bytes(png_bomb()), EXHAUSTED),
+    "upload-aspect-ratio-bomb": (_upload_bytes(_ASPECT_BOMB), INVALID),
     "upload-bad-media-id": (_upload_bytes(_SMALL_JPEG, media_id="../x"), INVALID),
 }
 
