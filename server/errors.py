@@ -184,7 +184,22 @@ def wrap_behavior(
     response_streaming: bool,
     table: Mapping[type[BaseException], StatusRule] | None = None,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    """Wrap one handler function ``(request_or_iterator, context)`` with the error mapping."""
+    """Wrap one handler function ``(request_or_iterator, context)`` with the error mapping.
+
+    grpc calls a behavior marked ``experimental_non_blocking`` (the health servicer's
+    ``Watch``) with a third argument, ``send_response_callback``, and it returns instead of
+    yielding; the wrapper keeps that calling convention, or such a call fails as UNKNOWN.
+    """
+    if getattr(behavior, "experimental_non_blocking", False):
+
+        def non_blocking(request: Any, context: grpc.ServicerContext, *args: Any) -> Any:
+            try:
+                return behavior(request, context, *args)  # type: ignore[call-arg]
+            except Exception as error:
+                _handle(error, context, table)
+
+        return functools.wraps(behavior)(non_blocking)
+
     if response_streaming:
 
         def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -355,6 +355,24 @@ def test_health_stays_open_without_a_key(authed: Running) -> None:
         assert c.health() is ServingStatus.SERVING
 
 
+@pytest.mark.parametrize("server_kind", ["open", "with-keys"])
+def test_health_watch_streams_status_changes(
+    server_kind: str, running: Running, authed: Running
+) -> None:
+    # The health servicer's Watch is a non-blocking handler; the error-mapping wrapper once
+    # called it with the wrong arguments, so every watcher got UNKNOWN.
+    srv = running if server_kind == "open" else authed
+    srv.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    with grpc.insecure_channel(srv.target) as channel:
+        stream = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
+        assert next(stream).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        srv.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+        stream.cancel()
+
+
 def test_bearer_token_parsing() -> None:
     assert bearer_token([("authorization", "Bearer abc")]) == "abc"
     assert bearer_token([("authorization", "bearer  abc ")]) == "abc"
