@@ -6,6 +6,7 @@ import math
 
 from mediarec.v1 import recommend_pb2
 from server.convert import media_type_from_proto, stored_item_to_proto
+from server.engagement.validation import MAX_ID_CHARS
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
 from server.recommend.types import (
@@ -129,10 +130,17 @@ def resolve_k(k: int, *, default_k: int, max_k: int) -> int:
     return k or default_k
 
 
+def optional_id(value: str, field: str) -> str:
+    """An id that may be empty, capped like every stored id (each served row stores it)."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidArgumentError(field, f"{field} is longer than {MAX_ID_CHARS} characters")
+    return value
+
+
 def require_id(value: str, field: str) -> str:
     if not value.strip():
         raise InvalidArgumentError(field, f"{field} is required")
-    return value
+    return optional_id(value, field)
 
 
 def rec_request_from_proto(
@@ -153,7 +161,7 @@ def rec_request_from_proto(
         k=resolve_k(message.k, default_k=default_k, max_k=max_k),
         surface=surface,
         context=context,
-        seed_media_id=message.seed_media_id,
+        seed_media_id=optional_id(message.seed_media_id, "seed_media_id"),
         steering_text=message.steering_text.strip(),
         filter=filter_from_proto(message.filter),
         exclude_seen=message.exclude_seen if message.HasField("exclude_seen") else True,

@@ -76,7 +76,10 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
             max_k=deps.settings.recommend.max_k,
         )
         items = deps.recommender.similar(
-            media_id, request.user_id, k, convert.filter_from_proto(request.filter)
+            media_id,
+            convert.optional_id(request.user_id, "user_id"),
+            k,
+            convert.filter_from_proto(request.filter),
         )
         return recommend_pb2.SimilarMediaResponse(items=_to_proto(deps, items))
 

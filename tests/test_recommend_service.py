@@ -523,6 +523,24 @@ def test_an_oversized_batch_and_bad_requests_fail_with_clear_codes(
         service.client.forget_user("")
 
 
+def test_overlong_ids_are_refused_before_anything_is_stored(service: Service, world: World) -> None:
+    # Each served row stores the user id: a 1 MiB id once cost about 66 MiB of disk per call.
+    huge = "u" * (1 << 20)
+    served_before = sum(1 for _ in service.deps.engagement.iter_served())
+    with pytest.raises(InvalidArgument):
+        service.client.recommend(huge, k=5)
+    with pytest.raises(InvalidArgument):
+        service.client.recommend("someone", k=5, seed_media_id="m" * 300)
+    with pytest.raises(InvalidArgument):
+        service.client.similar_media("any", user_id=huge)
+    with pytest.raises(InvalidArgument):
+        service.client.set_interests(huge, "red circles")
+    with pytest.raises(InvalidArgument):
+        service.client.forget_user(huge)
+    assert sum(1 for _ in service.deps.engagement.iter_served()) == served_before
+    assert service.client.recommend("u" * 256, k=3).items  # the cap itself is allowed
+
+
 # -- surfaces, filters, paging ---------------------------------------------------------------
 
 
