@@ -19,6 +19,8 @@ from client.types import (
     EventResult,
     EventStatus,
     ForgetReport,
+    ImportEventsResult,
+    ImportRowError,
     IndexOutcome,
     IndexResult,
     Location,
@@ -30,6 +32,7 @@ from client.types import (
     Recommendation,
     RecommendFilter,
     RecommendPage,
+    RecommendState,
     SearchHit,
     ServerInfo,
     ServerLimits,
@@ -217,6 +220,33 @@ def server_info_from_proto(message: media_pb2.GetServerInfoResponse) -> ServerIn
         ),
         server_version=message.server_version,
         started_at=timestamp_from_proto(message, "started_at"),
+        recommend_state=(
+            recommend_state_from_proto(message.recommend_state)
+            if message.HasField("recommend_state")
+            else None
+        ),
+    )
+
+
+def recommend_state_from_proto(message: common_pb2.RecommendState) -> RecommendState:
+    return RecommendState(
+        version=message.version,
+        events_included=message.events_included,
+        events_pending=message.events_pending,
+        built_at=timestamp_from_proto(message, "built_at"),
+        age_s=message.age_s,
+        rebuilding=message.rebuilding,
+    )
+
+
+def import_result_from_proto(message: recommend_pb2.ImportEventsResponse) -> ImportEventsResult:
+    return ImportEventsResult(
+        accepted_count=message.accepted_count,
+        duplicate_count=message.duplicate_count,
+        rejected_count=message.rejected_count,
+        errors=tuple(ImportRowError(e.row, e.event_id, e.error) for e in message.errors),
+        errors_truncated=message.errors_truncated,
+        state=recommend_state_from_proto(message.state),
     )
 
 

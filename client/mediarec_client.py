@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +29,7 @@ from client.types import (
     Embeddings,
     Event,
     ForgetReport,
+    ImportEventsResult,
     IndexResult,
     LogEventsResult,
     MediaFilter,
@@ -37,12 +38,20 @@ from client.types import (
     Recommendation,
     RecommendFilter,
     RecommendPage,
+    RecommendState,
     SearchHit,
     ServerInfo,
     ServingStatus,
     Surface,
 )
-from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_grpc
+from mediarec.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
+    recommend_pb2,
+    recommend_pb2_grpc,
+)
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_UPLOAD_TIMEOUT_S = 600.0
@@ -102,6 +111,7 @@ class MediarecClient:
             self._channel = grpc.insecure_channel(target, options=options)
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
         self._recommend = recommend_pb2_grpc.RecommendationServiceStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         # grpc.health.v1's request {string service = 1} and response {enum status = 1} have the
         # wire format of StringValue and Int32Value, so health needs no extra package.
         self._health_check = self._channel.unary_unary(
@@ -272,6 +282,55 @@ class MediarecClient:
         response = self._unary("LogEvents", self._recommend.LogEvents, request, timeout_s)
         return convert.log_events_result_from_proto(response)
 
+    def import_events(
+        self,
+        events: Iterable[Event],
+        *,
+        chunk_events: int = 5000,
+        on_chunk: Callable[[int], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> ImportEventsResult:
+        """Stream historical events to the server in chunks; returns when the server has stored
+        them and rebuilt its derived state, so the next ``recommend`` uses them.
+
+        ``events`` is read lazily (a generator over a large file is fine); ``on_chunk(n)`` is
+        called as each chunk of ``n`` events is sent. Idempotent by ``event_id``: an import
+        that failed part-way can be run again, and what arrived before counts as duplicates.
+        ``timeout_s`` bounds the whole import (default: none).
+        """
+        if chunk_events <= 0:
+            raise ValueError("chunk_events must be positive")
+
+        def requests() -> Iterator[recommend_pb2.ImportEventsRequest]:
+            chunk: list[recommend_pb2.Event] = []
+            for event in events:
+                chunk.append(convert.event_to_proto(event))
+                if len(chunk) == chunk_events:
+                    yield recommend_pb2.ImportEventsRequest(events=chunk)
+                    if on_chunk is not None:
+                        on_chunk(len(chunk))
+                    chunk = []
+            if chunk:
+                yield recommend_pb2.ImportEventsRequest(events=chunk)
+                if on_chunk is not None:
+                    on_chunk(len(chunk))
+
+        try:
+            response = self._recommend.ImportEvents(
+                requests(), timeout=timeout_s, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, "ImportEvents") from error
+        return convert.import_result_from_proto(response)
+
+    def refresh(self, *, timeout_s: float | None = None) -> RecommendState:
+        """Rebuild the recommender's derived state now (AdminService; needs an admin key
+        when the server has keys); returns the new state once the rebuild has finished."""
+        response = self._unary(
+            "Refresh", self._admin.Refresh, admin_pb2.RefreshRequest(), timeout_s
+        )
+        return convert.recommend_state_from_proto(response.state)
+
     def recommend(
         self,
         user_id: str,
@@ -284,12 +343,14 @@ class MediarecClient:
         media_filter: RecommendFilter | None = None,
         exclude_seen: bool | None = None,
         page_cursor: str = "",
+        dry_run: bool = False,
         timeout_s: float | None = None,
     ) -> RecommendPage:
         """A page of recommendations for ``user_id``; ``k = 0`` uses the server's default.
 
         ``exclude_seen`` None keeps the server's default (seen items are left out). Pass the
         previous page's ``next_page_cursor`` as ``page_cursor`` to continue the same ranking.
+        ``dry_run`` previews: nothing is logged or cached, and no cursor is returned.
         """
         request = recommend_pb2.RecommendRequest(
             user_id=user_id,
@@ -298,6 +359,7 @@ class MediarecClient:
             seed_media_id=seed_media_id,
             steering_text=steering_text,
             page_cursor=page_cursor,
+            dry_run=dry_run,
         )
         if context is not None:
             request.context.CopyFrom(convert.context_to_proto(context))
@@ -315,10 +377,14 @@ class MediarecClient:
         user_id: str = "",
         k: int = 0,
         media_filter: RecommendFilter | None = None,
+        dry_run: bool = False,
         timeout_s: float | None = None,
     ) -> list[Recommendation]:
-        """Items like ``media_id`` (content and co-engagement), personalised if ``user_id``."""
-        request = recommend_pb2.SimilarMediaRequest(media_id=media_id, user_id=user_id, k=k)
+        """Items like ``media_id`` (content and co-engagement), personalised if ``user_id``;
+        ``dry_run`` caches nothing of the user's."""
+        request = recommend_pb2.SimilarMediaRequest(
+            media_id=media_id, user_id=user_id, k=k, dry_run=dry_run
+        )
         if media_filter is not None:
             request.filter.CopyFrom(convert.recommend_filter_to_proto(media_filter))
         response = self._unary("SimilarMedia", self._recommend.SimilarMedia, request, timeout_s)

@@ -180,6 +180,7 @@ class ServerInfo:
     limits: ServerLimits
     server_version: str
     started_at: datetime | None
+    recommend_state: RecommendState | None = None
 
 
 # -- recommendations ---------------------------------------------------------------------------
@@ -272,6 +273,39 @@ class LogEventsResult:
     accepted_count: int
     duplicate_count: int
     rejected_count: int
+
+
+@dataclass(frozen=True)
+class RecommendState:
+    """How current the recommender's derived state (co-engagement, trending, cohorts) is."""
+
+    version: int  # grows with every finished rebuild; 0 until the first one finishes
+    events_included: int
+    events_pending: int  # stored since the current state's rebuild started
+    built_at: datetime | None
+    age_s: float
+    rebuilding: bool
+
+
+@dataclass(frozen=True)
+class ImportRowError:
+    """A row of an import that was not stored: its position from 0, its id and why."""
+
+    row: int
+    event_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ImportEventsResult:
+    """Counts of an import, its first rejected rows, and the derived state it ended with."""
+
+    accepted_count: int
+    duplicate_count: int
+    rejected_count: int
+    errors: tuple[ImportRowError, ...]
+    errors_truncated: bool
+    state: RecommendState
 
 
 @dataclass(frozen=True)

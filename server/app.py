@@ -14,7 +14,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mediarec.v1 import media_pb2, media_pb2_grpc, recommend_pb2, recommend_pb2_grpc
+from mediarec.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
+    recommend_pb2,
+    recommend_pb2_grpc,
+)
+from server.admin_servicer import AdminServicer
 from server.auth import auth_interceptors
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
@@ -33,6 +41,7 @@ SERVICE_NAMES = (
     "",
     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     recommend_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -67,7 +76,10 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    interceptors = [*auth_interceptors(limits.api_keys), ErrorMappingInterceptor()]
+    interceptors = [
+        *auth_interceptors(limits.api_keys, limits.admin_api_keys),
+        ErrorMappingInterceptor(),
+    ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
@@ -77,6 +89,7 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     recommend_pb2_grpc.add_RecommendationServiceServicer_to_server(
         RecommendationServicer(state), server
     )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(state), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in SERVICE_NAMES:

@@ -1,6 +1,8 @@
 """API-key authentication: ``authorization: Bearer <key>`` metadata, checked in constant time.
 
 Health checks and server reflection stay open so load balancers and grpcurl work without a key.
+AdminService needs an admin key whenever any key is configured: another valid key is
+PERMISSION_DENIED, a missing or unknown one UNAUTHENTICATED. Admin keys open every RPC.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ OPEN_METHOD_PREFIXES: tuple[str, ...] = (
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
 )
+ADMIN_METHOD_PREFIXES: tuple[str, ...] = ("/mediarec.v1.AdminService/",)
 _BEARER = "bearer "
 
 
@@ -55,12 +58,14 @@ class ApiKeyChecker:
 
 
 def _denied_handler(
-    handler: grpc.RpcMethodHandler, message: str
+    handler: grpc.RpcMethodHandler,
+    message: str,
+    code: grpc.StatusCode = grpc.StatusCode.UNAUTHENTICATED,
 ) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as ``handler`` that fails with UNAUTHENTICATED."""
+    """A handler of the same shape as ``handler`` that fails with ``code``."""
 
     def deny(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        context.abort(code, message)
 
     factories: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
         (False, False): grpc.unary_unary_rpc_method_handler,
@@ -77,14 +82,17 @@ def _denied_handler(
 
 
 class ApiKeyAuthInterceptor(grpc.ServerInterceptor):
-    """Refuses every RPC outside ``open_prefixes`` that lacks a configured API key."""
+    """Refuses every RPC outside ``open_prefixes`` that lacks a configured key, and every
+    AdminService RPC that lacks an admin key."""
 
     def __init__(
         self,
         api_keys: Sequence[str],
         open_prefixes: Sequence[str] = OPEN_METHOD_PREFIXES,
+        admin_keys: Sequence[str] = (),
     ) -> None:
-        self._checker = ApiKeyChecker(api_keys)
+        self._checker = ApiKeyChecker(api_keys) if api_keys else None
+        self._admin = ApiKeyChecker(admin_keys) if admin_keys else None
         self._open_prefixes = tuple(open_prefixes)
 
     def intercept_service(
@@ -97,17 +105,56 @@ class ApiKeyAuthInterceptor(grpc.ServerInterceptor):
         if handler is None or method.startswith(self._open_prefixes):
             return handler
         token = bearer_token(handler_call_details.invocation_metadata)
-        if token is None:
-            logger.info("refused %s: no API key", method)
-            return _denied_handler(
-                handler, "Missing API key: send metadata 'authorization: Bearer <key>'."
-            )
-        if not self._checker.is_valid(token):
-            logger.info("refused %s: wrong API key", method)
-            return _denied_handler(handler, "Invalid API key.")
-        return handler
+        refusal = refuse(
+            admin_only=method.startswith(ADMIN_METHOD_PREFIXES),
+            token=token,
+            api_key_ok=self._checker is not None and token is not None
+            and self._checker.is_valid(token),
+            admin_key_ok=self._admin is not None and token is not None
+            and self._admin.is_valid(token),
+            api_keys_configured=self._checker is not None,
+        )  # fmt: skip
+        if refusal is None:
+            return handler
+        code, message = refusal
+        logger.info("refused %s: %s", method, message)
+        return _denied_handler(handler, message, code)
 
 
-def auth_interceptors(api_keys: Sequence[str]) -> list[grpc.ServerInterceptor]:
-    """The interceptors for ``grpc.server(interceptors=...)``: none when no key is configured."""
-    return [ApiKeyAuthInterceptor(api_keys)] if api_keys else []
+MISSING_KEY = "Missing API key: send metadata 'authorization: Bearer <key>'."
+WRONG_KEY = "Invalid API key."
+NOT_ADMIN = "This call needs an admin key (server.admin_api_keys)."
+
+
+def refuse(
+    *,
+    admin_only: bool,
+    token: str | None,
+    api_key_ok: bool,
+    admin_key_ok: bool,
+    api_keys_configured: bool,
+) -> tuple[grpc.StatusCode, str] | None:
+    """Why a call is refused (status and message), or None to let it through.
+
+    Called only when some key is configured. Admin keys open everything; other valid keys
+    open all but AdminService; with only admin keys configured, the other RPCs stay open.
+    """
+    if admin_key_ok:
+        return None
+    if not admin_only and (api_key_ok or not api_keys_configured):
+        return None
+    if token is None:
+        return grpc.StatusCode.UNAUTHENTICATED, MISSING_KEY
+    if api_key_ok:
+        return grpc.StatusCode.PERMISSION_DENIED, NOT_ADMIN
+    return grpc.StatusCode.UNAUTHENTICATED, WRONG_KEY
+
+
+def auth_interceptors(
+    api_keys: Sequence[str], admin_keys: Sequence[str] = ()
+) -> list[grpc.ServerInterceptor]:
+    """The interceptors for ``grpc.server(interceptors=...)``: none when no key is configured,
+    so a server without keys (local development) leaves every RPC, AdminService's too, open."""
+    if not api_keys and not admin_keys:
+        return []
+    return [ApiKeyAuthInterceptor(api_keys, admin_keys=admin_keys)]

@@ -1,4 +1,4 @@
-"""The ``mediarec`` command: serve, index a folder, search.
+"""The ``mediarec`` command: serve, index a folder, search, import events.
 
 Configuration is built here, in ``main()``: defaults, then ``--config``/``$MEDIAREC_CONFIG``,
 then ``MEDIAREC_*`` variables, then flags.
@@ -49,6 +49,24 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--api-key", default=None, help="API key for --server")
     add_arguments(search, sections=("storage", "model", "topics", "search", "log"))
 
+    events = commands.add_parser("events", help="engagement history: import")
+    events_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    importer = events_commands.add_parser(
+        "import",
+        help="import events from a CSV, JSONL or Parquet file (columns: docs/recommend.md)",
+        description="Import engagement history; rows follow LogEvents' rules, a row imported "
+        "before counts as a duplicate, and the derived state is rebuilt at the end.",
+    )
+    importer.add_argument("file", type=Path, help="CSV (with a header), JSONL or Parquet file")
+    importer.add_argument(
+        "--format", choices=("csv", "jsonl", "parquet"), help="default: from the file's suffix"
+    )
+    importer.add_argument("--server", metavar="HOST:PORT", help="import through a running server")
+    importer.add_argument("--api-key", help="API key for --server (default: $MEDIAREC_API_KEY)")
+    importer.add_argument("--report", type=Path, help="write every rejected row to this CSV")
+    importer.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_arguments(importer, sections=("storage", "model", "recommend", "log"))
+
     # train-ranker has its own flags (server/recommend/train.py); they are passed through.
     commands.add_parser(
         "train-ranker",
@@ -92,6 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.folder_index import run_index_command
 
         return run_index_command(args, settings)
+    if args.command == "events":
+        from server.events_command import run_import
+
+        return run_import(
+            settings,
+            args.file,
+            fmt=args.format,
+            server=args.server,
+            api_key=args.api_key or os.environ.get("MEDIAREC_API_KEY"),
+            report=args.report,
+            progress=not args.no_progress,
+        )
     return _search(args, settings)
 
 

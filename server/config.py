@@ -128,6 +128,14 @@ class ServerSettings:
         "Env: comma-separated.",
         secret=True,
     )
+    admin_api_keys: tuple[str, ...] = setting(
+        (),
+        "admin_api_keys",
+        "Keys for AdminService (Refresh), sent like api_keys; they are accepted by every other "
+        "RPC too. With keys configured and none of these, AdminService refuses every caller. "
+        "Env: comma-separated.",
+        secret=True,
+    )
     tls_cert: Path | None = setting(
         None, "tls_cert", "PEM certificate chain; with tls_key, serve TLS. Empty: plaintext."
     )
@@ -400,8 +408,37 @@ class RecommendConfig:
     refresh_min_interval_s: float = setting(
         _recommend_default("refresh_min_interval_s"),
         "refresh_min_interval_s",
-        "At most one background rebuild per this many seconds.",
+        "At most one background rebuild per this many seconds; events that arrive inside it "
+        "are rebuilt when it ends.",
         minimum=0,
+    )
+    refresh_max_pending_events: int = setting(
+        _recommend_default("refresh_max_pending_events"),
+        "refresh_max_pending_events",
+        "New events that start a rebuild at once, however recent the last one.",
+        minimum=1,
+    )
+    import_chunk_events: int = setting(
+        10_000,
+        "import_chunk_events",
+        "Most events one ImportEvents message may carry; more is RESOURCE_EXHAUSTED.",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    import_max_errors: int = setting(
+        1000,
+        "import_max_errors",
+        "Rejected rows an ImportEvents response lists (the counts cover all of them).",
+        minimum=0,
+        maximum=1_000_000,
+    )
+    events_max_future_skew_s: float = setting(
+        86_400.0,
+        "events_max_future_skew_s",
+        "How far in the future of the server's clock an event's timestamp may lie (clock "
+        "skew); events from 1970 on are accepted.",
+        minimum=0,
+        maximum=365 * 86_400.0,
     )
     precompute_users: int = setting(
         _recommend_default("precompute_users"),
@@ -685,9 +722,9 @@ def validate(settings: Settings) -> None:
     server, storage, model = settings.server, settings.storage, settings.model
     if not server.host.strip():
         raise ConfigError("server.host", "must not be empty")
-    for key in server.api_keys:
-        if not key or any(ch.isspace() for ch in key):
-            raise ConfigError("server.api_keys", "keys must be non-empty and contain no spaces")
+    for name, keys in (("api_keys", server.api_keys), ("admin_api_keys", server.admin_api_keys)):
+        if any(not key or any(ch.isspace() for ch in key) for key in keys):
+            raise ConfigError(f"server.{name}", "keys must be non-empty and contain no spaces")
     if (server.tls_cert is None) != (server.tls_key is None):
         raise ConfigError("server.tls_key", "tls_cert and tls_key must be set together")
     for key, path in (("server.tls_cert", server.tls_cert), ("server.tls_key", server.tls_key)):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
-from mediarec.v1 import recommend_pb2
+from mediarec.v1 import common_pb2, recommend_pb2
 from server.convert import media_type_from_proto, stored_item_to_proto
 from server.engagement.validation import MAX_ID_CHARS
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
+from server.recommend.importer import ImportResult
 from server.recommend.types import (
     Context,
     Event,
@@ -18,6 +19,7 @@ from server.recommend.types import (
     RecFilter,
     RecItem,
     RecRequest,
+    StateInfo,
     Surface,
 )
 
@@ -166,6 +168,7 @@ def rec_request_from_proto(
         filter=filter_from_proto(message.filter),
         exclude_seen=message.exclude_seen if message.HasField("exclude_seen") else True,
         cursor=message.page_cursor,
+        dry_run=message.dry_run,
     )
 
 
@@ -216,3 +219,31 @@ __all__ = [
     "require_id",
     "resolve_k",
 ]
+
+
+def state_to_proto(state: StateInfo) -> common_pb2.RecommendState:
+    message = common_pb2.RecommendState(
+        version=state.version,
+        events_included=state.events_included,
+        events_pending=state.events_pending,
+        age_s=state.age_s,
+        rebuilding=state.rebuilding,
+    )
+    if state.built_at is not None:
+        message.built_at.FromNanoseconds(int(state.built_at * 1e9))
+    return message
+
+
+def import_response(result: ImportResult) -> recommend_pb2.ImportEventsResponse:
+    summary = result.summary
+    return recommend_pb2.ImportEventsResponse(
+        accepted_count=summary.accepted,
+        duplicate_count=summary.duplicates,
+        rejected_count=summary.rejected,
+        errors=[
+            recommend_pb2.ImportRowError(row=e.row, event_id=e.event_id, error=e.error)
+            for e in summary.errors
+        ],
+        errors_truncated=summary.errors_truncated,
+        state=state_to_proto(result.state),
+    )

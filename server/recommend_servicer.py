@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -19,6 +19,7 @@ from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
 from server.payload import stored_item
+from server.recommend.importer import import_events
 from server.recommend.types import Event, EventResult, RecItem
 from server.runtime import ServiceDeps, ServiceState
 
@@ -46,6 +47,21 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         if accepted:
             deps.recommender.on_events(accepted)
         return convert.log_events_response(_in_request_order(converted, stored))
+
+    def ImportEvents(  # noqa: N802
+        self,
+        request_iterator: Iterator[recommend_pb2.ImportEventsRequest],
+        context: grpc.ServicerContext,
+    ) -> recommend_pb2.ImportEventsResponse:
+        deps = self._state.require()
+        settings = deps.settings.recommend
+        result = import_events(
+            _import_chunks(request_iterator, settings.import_chunk_events),
+            deps.engagement,
+            deps.recommender,
+            max_errors=settings.import_max_errors,
+        )
+        return convert.import_response(result)
 
     @embeds(Priority.INTERACTIVE)
     def Recommend(  # noqa: N802
@@ -80,6 +96,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
             convert.optional_id(request.user_id, "user_id"),
             k,
             convert.filter_from_proto(request.filter),
+            dry_run=request.dry_run,
         )
         return recommend_pb2.SimilarMediaResponse(items=_to_proto(deps, items))
 
@@ -105,6 +122,19 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         user_id = convert.require_id(request.user_id, "user_id")
         report = deps.recommender.forget_user(user_id)
         return convert.forget_report_to_proto(report)
+
+
+def _import_chunks(
+    messages: Iterator[recommend_pb2.ImportEventsRequest], limit: int
+) -> Iterator[list[Event | EventResult]]:
+    """Each message's events as domain rows; a message over ``limit`` ends the import."""
+    for message in messages:
+        if len(message.events) > limit:
+            raise ResourceLimitError(
+                "events",
+                f"{len(message.events)} events in one message is over the limit of {limit}",
+            )
+        yield [convert.event_from_proto(event) for event in message.events]
 
 
 def _in_request_order(

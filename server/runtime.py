@@ -13,11 +13,12 @@ from encoders import Encoder, EncoderOptions, create_encoder
 from mediarec.v1 import media_pb2
 from server.config import Settings, recommend_settings
 from server.embed_batcher import BatchingEncoder
-from server.engagement import open_engagement_store
+from server.engagement import EventLimits, open_engagement_store
 from server.errors import UnavailableError
 from server.indexing import IndexLimits, MediaIndexer
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
+from server.recommend_convert import state_to_proto
 from server.search import MediaSearch
 from server.store import EDGE_SUBDIR, EdgeTuning, SearchFilter, VectorStore, open_store, schema
 from server.topics import TopicLabeler, vocabulary_prompts
@@ -107,7 +108,10 @@ def _open_deps(
             encoder.model_id, {schema.VISUAL: encoder.dim, schema.CAPTION: encoder.dim}
         )
         labeler = _labeler(settings, encoder)
-        engagement = open_engagement_store(data_dir)
+        engagement = open_engagement_store(
+            data_dir,
+            limits=EventLimits(max_future_skew_s=settings.recommend.events_max_future_skew_s),
+        )
     except BaseException:
         store.close()
         raise
@@ -219,6 +223,7 @@ class ServiceState:
             ),
             server_version=SERVER_VERSION,
             started_at=self._started_at,
+            recommend_state=state_to_proto(deps.recommender.state_info()),
         )
 
 

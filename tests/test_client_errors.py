@@ -416,3 +416,41 @@ def test_upload_whose_bytes_differ_from_the_header_is_cancelled(
     ):
         c.index_file(path, MediaMetadata(media_id="clip-2"), sha256="0" * 64)
     assert running.servicer.completed_uploads == []
+
+
+_U, _P = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("admin_only", "token", "api_ok", "admin_ok", "api_configured", "expected"),
+    [
+        (False, "k", True, False, True, None),  # a user key on a user RPC
+        (False, None, False, False, True, _U),  # no key
+        (False, "x", False, False, True, _U),  # a wrong key
+        (False, "a", False, True, True, None),  # an admin key opens user RPCs too
+        (False, None, False, False, False, None),  # only admin keys configured: user RPCs open
+        (True, "k", True, False, True, _P),  # a user key on AdminService
+        (True, "a", False, True, True, None),  # the admin key
+        (True, None, False, False, True, _U),
+        (True, "x", False, False, False, _U),  # only admin keys configured, wrong one
+        (True, None, False, False, False, _U),
+    ],
+)
+def test_auth_refusal_table(
+    admin_only: bool,
+    token: str | None,
+    api_ok: bool,
+    admin_ok: bool,
+    api_configured: bool,
+    expected: grpc.StatusCode | None,
+) -> None:
+    from server.auth import refuse
+
+    refusal = refuse(
+        admin_only=admin_only,
+        token=token,
+        api_key_ok=api_ok,
+        admin_key_ok=admin_ok,
+        api_keys_configured=api_configured,
+    )
+    assert (refusal[0] if refusal else None) == expected

@@ -171,7 +171,7 @@ def test_secrets_are_kept_out_of_repr_and_flags() -> None:
     settings = load_settings({}, {"MEDIAREC_API_KEYS": "s3cret-key"}, None)
     assert "s3cret-key" not in repr(settings)
     secret_keys = {spec.toml_key for spec in config.key_specs() if spec.flag is None}
-    assert secret_keys == {"server.api_keys", "storage.qdrant_api_key"}
+    assert secret_keys == {"server.api_keys", "server.admin_api_keys", "storage.qdrant_api_key"}
 
 
 def test_argparse_flags_override_env_and_file(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ BAD_EVENTS = {
     ),
     "missing timestamp": Event("b", "u1", EventKind.LIKE, 0.0, media_id="m1"),
     "timestamp in milliseconds": Event("b", "u1", EventKind.LIKE, NOW * 1000, media_id="m1"),
-    "timestamp in 1970": Event("b", "u1", EventKind.LIKE, 86_400.0, media_id="m1"),
+    "timestamp before 1970": Event("b", "u1", EventKind.LIKE, -86_400.0, media_id="m1"),
     "infinite timestamp": Event("b", "u1", EventKind.LIKE, math.inf, media_id="m1"),
     "id over the length cap": Event("b" * 300, "u1", EventKind.LIKE, NOW, media_id="m1"),
 }
@@ -133,6 +133,8 @@ def test_valid_edge_cases_are_accepted(store: SqliteEngagementStore) -> None:
         Event("v3", "u1", EventKind.SEARCH, NOW, hashtag="cats"),
         Event("v4", "u1", EventKind.LIKE, NOW + 3600, media_id="m1"),  # small clock skew
         Event("v5", "u1", EventKind.LIKE, NOW, media_id="m1", context=Context(local_hour=0)),
+        Event("v6", "u1", EventKind.LIKE, 800_000_000.0, media_id="m2"),  # 1995: old archives
+        Event("v7", "u1", EventKind.VIEW, 1.0, media_id="m3"),  # the first second of 1970
     ]
     assert all(r.accepted for r in store.log_events(events))
     stored = {e.event_id: e for e in store.user_events("u1")}

@@ -438,7 +438,7 @@ def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world, rec) -
         cursor = ""
         while True:
             response = rec.recommend(
-                RecRequest("no-slots", k=k, filter=small, cursor=cursor, dry_run=True)
+                RecRequest("no-slots", k=k, filter=small, cursor=cursor)
             )
             items += response.items
             cursor = response.next_cursor

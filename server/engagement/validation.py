@@ -22,8 +22,9 @@ MEDIA_KINDS = frozenset(
 # Kinds that act on a creator and therefore need its creator_id.
 CREATOR_KINDS = frozenset({EventKind.FOLLOW, EventKind.UNFOLLOW, EventKind.PROFILE_VISIT})
 
-# 2000-01-01T00:00:00Z: anything earlier is a unit mix-up (ms vs s) or an unset clock.
-EARLIEST_TIMESTAMP = 946_684_800.0
+# Timestamps are unix seconds from 1970 on: real archives (ratings, logs) reach back decades.
+# A millisecond timestamp by mistake lies far in the future and is refused by the skew rule.
+EARLIEST_TIMESTAMP = 0.0
 MAX_ID_CHARS = 256
 MAX_TEXT_CHARS = 1000
 
@@ -78,7 +79,7 @@ def _timestamp_error(event: Event, now: float, limits: EventLimits) -> str:
     if not isinstance(ts, int | float) or isinstance(ts, bool) or ts == 0:
         return "timestamp is required."
     if not math.isfinite(ts) or ts < EARLIEST_TIMESTAMP:
-        return f"timestamp {ts!r} is not a plausible unix time in seconds (before 2000)."
+        return f"timestamp {ts!r} is not a unix time in seconds from 1970 on."
     if ts > now + limits.max_future_skew_s:
         return f"timestamp {ts:.0f} is more than {limits.max_future_skew_s:g} s in the future."
     return ""

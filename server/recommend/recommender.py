@@ -15,6 +15,7 @@ import math
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -58,6 +59,7 @@ from server.recommend.types import (
     RecRequest,
     RecResponse,
     ServedItem,
+    StateInfo,
     Surface,
 )
 from server.recommend.usercache import Precomputer, UserCache, UserEntry
@@ -100,6 +102,7 @@ class Recommender:
         self._seeds = np.random.SeedSequence(seed)
         self._rng_lock = threading.Lock()
         self._served_log = ServedLogWriter(engagement)
+        self._state_version = 0  # grows with every finished rebuild
         self._refresher = Refresher(self._rebuild, settings)
         self._refresher.request()  # the first snapshot builds in the background
 
@@ -124,11 +127,17 @@ class Recommender:
             ranking, offset = self._rankings.get(request.cursor, request.user_id)
         else:
             ranking, offset = self._rank(request, k, now), 0
+            if request.dry_run:  # a kept ranking could evict someone else's cursor
+                return replace(self._page(ranking, 0, k, now, log=False), next_cursor="")
             self._rankings.put(ranking)
         return self._page(ranking, offset, k, now, log=not request.dry_run)
 
-    def similar(self, media_id: str, user_id: str, k: int, filter: RecFilter) -> list[RecItem]:
-        """Items like ``media_id``: content similarity blended with co-engagement."""
+    def similar(
+        self, media_id: str, user_id: str, k: int, filter: RecFilter, *, dry_run: bool = False
+    ) -> list[RecItem]:
+        """Items like ``media_id``: content similarity blended with co-engagement.
+
+        ``dry_run`` reads the user's profile without caching it."""
         k = self._check_k(k)
         now = self._clock()
         anchor = self._items.get([media_id]).get(media_id)
@@ -137,7 +146,8 @@ class Recommender:
         vector = anchor.vector
         hidden: frozenset[str] = frozenset()
         if user_id:
-            hidden = self._user_entry(user_id, now).profile.summary.hidden_creators
+            entry = self._user_entry(user_id, now, keep=not dry_run)
+            hidden = entry.profile.summary.hidden_creators
         request = RecRequest(user_id=user_id or "-", k=k, filter=filter, now=now)
         sf = src.store_filter(request, _empty_profile(user_id, now), now, [media_id])
         sf = replace(sf, exclude_creator_ids=tuple(sorted(hidden)))
@@ -202,19 +212,39 @@ class Recommender:
         self._invalidate(user_id)
         return interests
 
-    def on_events(self, events: Sequence[Event]) -> None:
-        """Cheap incremental updates after ``events`` were stored; may schedule a rebuild."""
+    def on_events(self, events: Sequence[Event], *, schedule_rebuild: bool = True) -> None:
+        """Cheap incremental updates after ``events`` were stored; may schedule a rebuild
+        (an import, which rebuilds once at its end, passes ``schedule_rebuild=False``)."""
         if not events:
             return
         self._live.add_events(events)
         for user_id in {e.user_id for e in events}:
             self._invalidate(user_id)
-        self._refresher.notify(len(events))
+        if schedule_rebuild:
+            self._refresher.notify(len(events))
 
-    def refresh(self) -> None:
-        """Rebuild derived state now, synchronously (tests, benchmarks, after a bulk import)."""
+    def refresh(self) -> StateInfo:
+        """Rebuild derived state now and wait for it (Refresh, the end of an import, tests)."""
         self._users.clear()  # first: the rebuild warms the active users again
         self._refresher.run_now()
+        return self.state_info()
+
+    def refresh_in_background(self) -> None:
+        """Start a rebuild without waiting for it (an import that stopped part-way)."""
+        self._refresher.request()
+
+    def state_info(self) -> StateInfo:
+        """How current the derived state is: its version, the events in it and those not yet."""
+        state = self._state
+        built = self._state_version > 0
+        return StateInfo(
+            version=self._state_version,
+            events_included=state.events,
+            events_pending=self._live.events_since_rebuild,
+            built_at=state.built_at if built else None,
+            age_s=max(0.0, self._clock() - state.built_at) if built else 0.0,
+            rebuilding=self._refresher.running,
+        )
 
     def forget_user(self, user_id: str) -> ForgetReport:
         """Delete the user's stored data and every derived in-memory state of theirs."""
@@ -262,7 +292,7 @@ class Recommender:
 
     def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
         s = self._settings
-        entry = self._user_entry(request.user_id, now)
+        entry = self._user_entry(request.user_id, now, keep=not request.dry_run)
         profile = entry.profile
         state = self._state
         inputs = self._inputs(request, profile, state, now)
@@ -290,7 +320,9 @@ class Recommender:
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
-        final, explored = self._select(cands, table, scores, collapsed.keep, profile, k, queries)
+        final, explored = self._select(
+            cands, table, scores, collapsed.keep, profile, k, queries, lambda: self._rng(request)
+        )
         match_vectors = {
             f"c{q.label}": q.vector for q in queries if q.kind == "cluster"
         }  # the clusters and their centroid
@@ -331,6 +363,7 @@ class Recommender:
         profile: UserProfile,
         k: int,
         queries: Sequence[src.QueryVector],
+        rng_source: Callable[[], np.random.Generator],
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
@@ -397,7 +430,7 @@ class Recommender:
             prior[pool], s.explore_prior_strength,
             table.engagements[pool], table.impressions[pool],
         )
-        rng = self._rng()
+        rng = rng_source()
         order = bandit.thompson_select(arms, total, rng)
         picks = [pool[j] for j in order]
         # The n-th draw fills page n // slots: its propensity is the chance of landing there.
@@ -481,16 +514,18 @@ class Recommender:
         )  # fmt: skip
         return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
 
-    def _user_entry(self, user_id: str, now: float) -> UserEntry:
-        """The user's cached profile (and candidates), else a new one, built here and kept."""
+    def _user_entry(self, user_id: str, now: float, *, keep: bool = True) -> UserEntry:
+        """The user's cached profile (and candidates), else a new one, built here and kept
+        unless ``keep`` is False (a dry run)."""
         entry = self._users.get(user_id, now)
         if entry is not None:
-            if self._precomputing and self._users.is_aging(entry):
+            if keep and self._precomputing and self._users.is_aging(entry):
                 self._precompute.schedule([user_id], delay=False)  # rebuilt before it expires
             return entry
         version = self._users.version(user_id)
         entry = UserEntry(self._profiles.build(user_id, self._engagement, now), time.monotonic())
-        self._users.put(user_id, entry, version)
+        if keep:
+            self._users.put(user_id, entry, version)
         return entry
 
     def _nearest(
@@ -625,7 +660,15 @@ class Recommender:
             raise ResourceLimitError("k", f"k = {k} is over the limit of {s.max_k}")
         return k
 
-    def _rng(self) -> np.random.Generator:
+    def _rng(self, request: RecRequest) -> np.random.Generator:
+        """The request's exploration draws: the next child of the recommender's seed, or for a
+        dry run a stream of its own (from the seed and the user), which leaves the sequence of
+        later requests' draws as it was."""
+        if request.dry_run:
+            key = zlib.crc32(request.user_id.encode("utf-8"))
+            return np.random.default_rng(
+                np.random.SeedSequence(self._seeds.entropy, spawn_key=(1 << 32, key))
+            )
         with self._rng_lock:
             child = self._seeds.spawn(1)[0]
         return np.random.default_rng(child)
@@ -639,6 +682,7 @@ class Recommender:
             self._live.finish_rebuild(False, started)
             raise
         self._state = state
+        self._state_version += 1
         self._live.finish_rebuild(True, started)
         if self._precomputing:
             cold = [

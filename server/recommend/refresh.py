@@ -1,9 +1,11 @@
 """Rebuilds derived state off the request path: in a background thread, one at a time.
 
-``notify(n)`` counts new events and starts a background rebuild once enough have arrived
-(``refresh_min_events``, at most one per ``refresh_min_interval_s``, and at least one per
-``refresh_max_interval_s`` while events keep coming). ``run_now()`` rebuilds synchronously,
-after any rebuild in flight. Requests never wait on either.
+``notify(n)`` counts new events and starts a background rebuild once enough have arrived:
+``refresh_min_events`` of them, at most one rebuild per ``refresh_min_interval_s`` (events that
+arrive inside the interval get a rebuild when it ends, even if no more come), at least one per
+``refresh_max_interval_s`` while events keep coming, and at once, whatever the interval, when
+``refresh_max_pending_events`` are waiting. ``run_now()`` rebuilds synchronously, after any
+rebuild in flight. Requests never wait on either.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ class Refresher:
         self._again = False
         self._running = False
         self._closed = False
+        self._deferred: threading.Timer | None = None  # a rebuild due when the interval ends
+
+    @property
+    def running(self) -> bool:
+        """True while a rebuild is in flight."""
+        return self._running or self._build_lock.locked()
 
     def notify(self, events: int) -> None:
         """``events`` new events were logged; maybe start a background rebuild."""
@@ -44,11 +52,27 @@ class Refresher:
             self._pending_events += events
             since = self._monotonic() - self._last_started
             s = self._settings
+            enough = self._pending_events >= s.refresh_min_events
             due = (
-                self._pending_events >= s.refresh_min_events and since >= s.refresh_min_interval_s
-            ) or (self._pending_events > 0 and since >= s.refresh_max_interval_s)
+                (enough and since >= s.refresh_min_interval_s)
+                or self._pending_events >= s.refresh_max_pending_events
+                or (self._pending_events > 0 and since >= s.refresh_max_interval_s)
+            )
+            defer_s = s.refresh_min_interval_s - since if enough and not due else None
         if due:
             self.request()
+        elif defer_s is not None:
+            self._defer(defer_s)
+
+    def _defer(self, delay_s: float) -> None:
+        # Without this, a burst that ends inside the interval (an import right after start-up)
+        # would wait for the next event to be picked up, which may never come.
+        with self._lock:
+            if self._closed or (self._deferred is not None and self._deferred.is_alive()):
+                return
+            self._deferred = threading.Timer(max(0.0, delay_s), self.request)
+            self._deferred.daemon = True
+            self._deferred.start()
 
     def request(self) -> None:
         """Start a background rebuild now (or once more after the one in flight)."""
@@ -81,6 +105,8 @@ class Refresher:
         with self._lock:
             self._closed = True
             self._again = False
+            if self._deferred is not None:
+                self._deferred.cancel()
         self.wait(timeout)
 
     def _loop(self) -> None:

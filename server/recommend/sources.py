@@ -130,27 +130,25 @@ def store_filter(
 
 
 def nearest(ctx: SourceContext) -> list[Proposal]:
-    """content (clusters), interests (texts, steering) and seed: two batched searches."""
+    """content (clusters), interests (texts, steering) and seed: each query searches both the
+    visual and the caption vectors (two batched searches), so caption-only posts are found."""
     queries = ctx.queries
     if not queries:
         return []
     s = ctx.settings
-    visual = ctx.store.search_batch(
-        schema.VISUAL, [q.vector for q in queries], [_budget(q, ctx) for q in queries],
-        ctx.search_filter, with_payload=False, hnsw_ef=s.candidate_hnsw_ef,
-    )  # fmt: skip
+    budgets = [_budget(q, ctx) for q in queries]
+    texts = [i for i, q in enumerate(queries) if q.kind not in ("cluster", SEED)]
+    k_text = max(1, s.interest_candidates // max(1, len(texts)))
+    # Interests are text: their caption search gets its own budget (text to text matches best).
+    caption_budgets = [k_text if i in texts else b for i, b in enumerate(budgets)]
     proposals = []
-    for q, hits in zip(queries, visual, strict=True):
-        proposals += _from_hits(hits, _source_of(q))
-    texts = [q for q in queries if q.kind not in ("cluster", SEED)]
-    if texts:
-        k_text = max(1, s.interest_candidates // max(1, len(texts)))
-        caption = ctx.store.search_batch(
-            schema.CAPTION, [q.vector for q in texts], k_text, ctx.search_filter,
+    for vector_name, ks in ((schema.VISUAL, budgets), (schema.CAPTION, caption_budgets)):
+        batches = ctx.store.search_batch(
+            vector_name, [q.vector for q in queries], ks, ctx.search_filter,
             with_payload=False, hnsw_ef=s.candidate_hnsw_ef,
-        )
-        for hits in caption:
-            proposals += _from_hits(hits, INTERESTS)
+        )  # fmt: skip
+        for q, hits in zip(queries, batches, strict=True):
+            proposals += _from_hits(hits, _source_of(q))
     return proposals
 
 
@@ -259,11 +257,14 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     queries = strongest_tastes(ctx.queries, s.fresh_queries)
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
-        batches = ctx.store.search_batch(
-            schema.VISUAL, [q.vector for q in queries], k, window, with_payload=False,
-            hnsw_ef=s.candidate_hnsw_ef,
-        )
-        return [p for hits in batches for p in _from_hits(hits, FRESH)]
+        found = []
+        for vector_name in (schema.VISUAL, schema.CAPTION):
+            batches = ctx.store.search_batch(
+                vector_name, [q.vector for q in queries], k, window, with_payload=False,
+                hnsw_ef=s.candidate_hnsw_ef,
+            )
+            found += [p for hits in batches for p in _from_hits(hits, FRESH)]
+        return found
     # Nothing known about the user: simply the newest posts (however old the newest are).
     points = ctx.store.list_media(f, limit=s.fresh_candidates, payload_keys=[schema.CREATED_AT])
     return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]

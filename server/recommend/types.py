@@ -124,6 +124,18 @@ class EngagementStore(Protocol):
 
 
 @dataclass(frozen=True)
+class StateInfo:
+    """How current the recommender's derived state is (GetServerInfo, Refresh, imports)."""
+
+    version: int  # grows with every finished rebuild; 0 until the first one finishes
+    events_included: int  # events the current state was built from
+    events_pending: int  # events stored since the current state's rebuild started
+    built_at: float | None  # unix seconds; None until the first rebuild finishes
+    age_s: float
+    rebuilding: bool
+
+
+@dataclass(frozen=True)
 class RecFilter:
     media_types: tuple[str, ...] = ()  # "image", "video", "text"
     creator_ids: tuple[str, ...] = ()
@@ -143,7 +155,8 @@ class RecRequest:
     exclude_seen: bool = True
     cursor: str = ""
     now: float | None = None  # unix seconds; None = wall clock (benchmarks replay time)
-    # Offline evaluation: rank and return, but log no impressions and count no fatigue.
+    # A preview: rank and return, but log no impressions, keep no user cache entry or cursor,
+    # and draw exploration from a stream of its own (see Recommender.recommend).
     dry_run: bool = False
 
 

@@ -98,3 +98,19 @@ class MediaFilter(_message.Message):
     topics: _containers.RepeatedScalarFieldContainer[str]
     created_at: TimeRange
     def __init__(self, media_types: _Optional[_Iterable[_Union[MediaType, str]]] = ..., creator_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., topics: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class RecommendState(_message.Message):
+    __slots__ = ("version", "events_included", "events_pending", "built_at", "age_s", "rebuilding")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_PENDING_FIELD_NUMBER: _ClassVar[int]
+    BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    REBUILDING_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    events_included: int
+    events_pending: int
+    built_at: _timestamp_pb2.Timestamp
+    age_s: float
+    rebuilding: bool
+    def __init__(self, version: _Optional[int] = ..., events_included: _Optional[int] = ..., events_pending: _Optional[int] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., age_s: _Optional[float] = ..., rebuilding: _Optional[bool] = ...) -> None: ...

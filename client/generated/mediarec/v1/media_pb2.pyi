@@ -206,7 +206,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_caption_chars: _Optional[int] = ..., max_tags: _Optional[int] = ..., max_k: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("model_id", "dims", "store_kind", "collection", "media_count", "image_count", "video_count", "text_count", "video_frames", "topic_vocabulary", "limits", "server_version", "started_at")
+    __slots__ = ("model_id", "dims", "store_kind", "collection", "media_count", "image_count", "video_count", "text_count", "video_frames", "topic_vocabulary", "limits", "server_version", "started_at", "recommend_state")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMS_FIELD_NUMBER: _ClassVar[int]
     STORE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class GetServerInfoResponse(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECOMMEND_STATE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dims: int
     store_kind: StoreKind
@@ -233,4 +234,5 @@ class GetServerInfoResponse(_message.Message):
     limits: ServerLimits
     server_version: str
     started_at: _timestamp_pb2.Timestamp
-    def __init__(self, model_id: _Optional[str] = ..., dims: _Optional[int] = ..., store_kind: _Optional[_Union[StoreKind, str]] = ..., collection: _Optional[str] = ..., media_count: _Optional[int] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., text_count: _Optional[int] = ..., video_frames: _Optional[int] = ..., topic_vocabulary: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., server_version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    recommend_state: _common_pb2.RecommendState
+    def __init__(self, model_id: _Optional[str] = ..., dims: _Optional[int] = ..., store_kind: _Optional[_Union[StoreKind, str]] = ..., collection: _Optional[str] = ..., media_count: _Optional[int] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., text_count: _Optional[int] = ..., video_frames: _Optional[int] = ..., topic_vocabulary: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., server_version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommend_state: _Optional[_Union[_common_pb2.RecommendState, _Mapping]] = ...) -> None: ...

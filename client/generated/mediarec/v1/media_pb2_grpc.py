@@ -107,7 +107,8 @@ class MediaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetServerInfo(self, request, context):
-        """Describes the serving model, the store, the item counts and the request limits.
+        """Describes the serving model, the store, the item counts, the request limits and how
+        current the recommender's derived state is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -27,19 +27,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mediarec.v1 import common_pb2 as mediarec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmediarec/v1/recommend.proto\x12\x0bmediarec.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mediarec/v1/common.proto\"p\n\rClientContext\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x17\n\nlocal_hour\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.mediarec.v1.LocationB\r\n\x0b_local_hour\"\xb0\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.mediarec.v1.EventKind\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08media_id\x18\x05 \x01(\t\x12\x12\n\ncreator_id\x18\x06 \x01(\t\x12\x10\n\x08\x64well_ms\x18\x07 \x01(\x03\x12\x16\n\x0ewatch_fraction\x18\x08 \x01(\x01\x12\r\n\x05query\x18\t \x01(\t\x12\x0f\n\x07hashtag\x18\n \x01(\t\x12+\n\x07\x63ontext\x18\x0b \x01(\x0b\x32\x1a.mediarec.v1.ClientContext\x12\x12\n\nrequest_id\x18\x0c \x01(\t\"X\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.mediarec.v1.EventStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"6\n\x10LogEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mediarec.v1.Event\"\x87\x01\n\x11LogEventsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.mediarec.v1.EventResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"\x8d\x01\n\x0fRecommendFilter\x12+\n\x0bmedia_types\x18\x01 \x03(\x0e\x32\x16.mediarec.v1.MediaType\x12\x13\n\x0b\x63reator_ids\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12*\n\x07max_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9f\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07surface\x18\x03 \x01(\x0e\x32\x14.mediarec.v1.Surface\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.mediarec.v1.ClientContext\x12\x15\n\rseed_media_id\x18\x05 \x01(\t\x12\x15\n\rsteering_text\x18\x06 \x01(\t\x12,\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x1c.mediarec.v1.RecommendFilter\x12\x19\n\x0c\x65xclude_seen\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bpage_cursor\x18\t \x01(\tB\x0f\n\r_exclude_seen\"/\n\x0eScoreComponent\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02\"\xa7\x02\n\x0eRecommendation\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.mediarec.v1.MediaItem\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x34\n\x0fscore_breakdown\x18\x03 \x03(\x0b\x32\x1b.mediarec.v1.ScoreComponent\x12\x0f\n\x07sources\x18\x04 \x03(\t\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12&\n\x19matched_frame_timestamp_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x13\x63ollapsed_media_ids\x18\x07 \x03(\t\x12\x10\n\x08\x65xplored\x18\x08 \x01(\x08\x12\x12\n\npropensity\x18\t \x01(\x02\x42\x1c\n\x1a_matched_frame_timestamp_s\"m\n\x11RecommendResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.mediarec.v1.Recommendation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10next_page_cursor\x18\x03 \x01(\t\"q\n\x13SimilarMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.mediarec.v1.RecommendFilter\"B\n\x14SimilarMediaResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.mediarec.v1.Recommendation\"4\n\x13SetInterestsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\")\n\x14SetInterestsResponse\x12\x11\n\tinterests\x18\x01 \x03(\t\"$\n\x11\x46orgetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x01\n\x12\x46orgetUserResponse\x12\x16\n\x0e\x65vents_deleted\x18\x01 \x01(\x03\x12\x1b\n\x13impressions_deleted\x18\x02 \x01(\x03\x12\x17\n\x0f\x66ollows_deleted\x18\x03 \x01(\x03\x12\x19\n\x11interests_deleted\x18\x04 \x01(\x03\x12\x15\n\rother_deleted\x18\x05 \x01(\x03*\xbe\x02\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_KIND_IMPRESSION\x10\x01\x12\x13\n\x0f\x45VENT_KIND_VIEW\x10\x02\x12\x13\n\x0f\x45VENT_KIND_LIKE\x10\x03\x12\x16\n\x12\x45VENT_KIND_COMMENT\x10\x04\x12\x14\n\x10\x45VENT_KIND_SHARE\x10\x05\x12\x13\n\x0f\x45VENT_KIND_SAVE\x10\x06\x12\x13\n\x0f\x45VENT_KIND_SKIP\x10\x07\x12\x13\n\x0f\x45VENT_KIND_HIDE\x10\x08\x12\x15\n\x11\x45VENT_KIND_FOLLOW\x10\t\x12\x17\n\x13\x45VENT_KIND_UNFOLLOW\x10\n\x12\x15\n\x11\x45VENT_KIND_SEARCH\x10\x0b\x12\x1c\n\x18\x45VENT_KIND_PROFILE_VISIT\x10\x0c*\\\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSURFACE_FEED\x10\x01\x12\x13\n\x0fSURFACE_EXPLORE\x10\x02\x12\x11\n\rSURFACE_REELS\x10\x03*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\xa8\x03\n\x15RecommendationService\x12J\n\tLogEvents\x12\x1d.mediarec.v1.LogEventsRequest\x1a\x1e.mediarec.v1.LogEventsResponse\x12J\n\tRecommend\x12\x1d.mediarec.v1.RecommendRequest\x1a\x1e.mediarec.v1.RecommendResponse\x12S\n\x0cSimilarMedia\x12 .mediarec.v1.SimilarMediaRequest\x1a!.mediarec.v1.SimilarMediaResponse\x12S\n\x0cSetInterests\x12 .mediarec.v1.SetInterestsRequest\x1a!.mediarec.v1.SetInterestsResponse\x12M\n\nForgetUser\x12\x1e.mediarec.v1.ForgetUserRequest\x1a\x1f.mediarec.v1.ForgetUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmediarec/v1/recommend.proto\x12\x0bmediarec.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mediarec/v1/common.proto\"p\n\rClientContext\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x17\n\nlocal_hour\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\'\n\x08location\x18\x03 \x01(\x0b\x32\x15.mediarec.v1.LocationB\r\n\x0b_local_hour\"\xb0\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.mediarec.v1.EventKind\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08media_id\x18\x05 \x01(\t\x12\x12\n\ncreator_id\x18\x06 \x01(\t\x12\x10\n\x08\x64well_ms\x18\x07 \x01(\x03\x12\x16\n\x0ewatch_fraction\x18\x08 \x01(\x01\x12\r\n\x05query\x18\t \x01(\t\x12\x0f\n\x07hashtag\x18\n \x01(\t\x12+\n\x07\x63ontext\x18\x0b \x01(\x0b\x32\x1a.mediarec.v1.ClientContext\x12\x12\n\nrequest_id\x18\x0c \x01(\t\"X\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.mediarec.v1.EventStatus\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"6\n\x10LogEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mediarec.v1.Event\"\x87\x01\n\x11LogEventsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.mediarec.v1.EventResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x16\n\x0erejected_count\x18\x04 \x01(\x05\"9\n\x13ImportEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mediarec.v1.Event\">\n\x0eImportRowError\x12\x0b\n\x03row\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\xd2\x01\n\x14ImportEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x03\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x03\x12\x16\n\x0erejected_count\x18\x03 \x01(\x03\x12+\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x1b.mediarec.v1.ImportRowError\x12\x18\n\x10\x65rrors_truncated\x18\x05 \x01(\x08\x12*\n\x05state\x18\x06 \x01(\x0b\x32\x1b.mediarec.v1.RecommendState\"\x8d\x01\n\x0fRecommendFilter\x12+\n\x0bmedia_types\x18\x01 \x03(\x0e\x32\x16.mediarec.v1.MediaType\x12\x13\n\x0b\x63reator_ids\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12*\n\x07max_age\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb0\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12%\n\x07surface\x18\x03 \x01(\x0e\x32\x14.mediarec.v1.Surface\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.mediarec.v1.ClientContext\x12\x15\n\rseed_media_id\x18\x05 \x01(\t\x12\x15\n\rsteering_text\x18\x06 \x01(\t\x12,\n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x1c.mediarec.v1.RecommendFilter\x12\x19\n\x0c\x65xclude_seen\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0bpage_cursor\x18\t \x01(\t\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\x42\x0f\n\r_exclude_seen\"/\n\x0eScoreComponent\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02\"\xa7\x02\n\x0eRecommendation\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.mediarec.v1.MediaItem\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x34\n\x0fscore_breakdown\x18\x03 \x03(\x0b\x32\x1b.mediarec.v1.ScoreComponent\x12\x0f\n\x07sources\x18\x04 \x03(\t\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12&\n\x19matched_frame_timestamp_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x13\x63ollapsed_media_ids\x18\x07 \x03(\t\x12\x10\n\x08\x65xplored\x18\x08 \x01(\x08\x12\x12\n\npropensity\x18\t \x01(\x02\x42\x1c\n\x1a_matched_frame_timestamp_s\"m\n\x11RecommendResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.mediarec.v1.Recommendation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x18\n\x10next_page_cursor\x18\x03 \x01(\t\"\x82\x01\n\x13SimilarMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.mediarec.v1.RecommendFilter\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\"B\n\x14SimilarMediaResponse\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.mediarec.v1.Recommendation\"4\n\x13SetInterestsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\")\n\x14SetInterestsResponse\x12\x11\n\tinterests\x18\x01 \x03(\t\"$\n\x11\x46orgetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x94\x01\n\x12\x46orgetUserResponse\x12\x16\n\x0e\x65vents_deleted\x18\x01 \x01(\x03\x12\x1b\n\x13impressions_deleted\x18\x02 \x01(\x03\x12\x17\n\x0f\x66ollows_deleted\x18\x03 \x01(\x03\x12\x19\n\x11interests_deleted\x18\x04 \x01(\x03\x12\x15\n\rother_deleted\x18\x05 \x01(\x03*\xbe\x02\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_KIND_IMPRESSION\x10\x01\x12\x13\n\x0f\x45VENT_KIND_VIEW\x10\x02\x12\x13\n\x0f\x45VENT_KIND_LIKE\x10\x03\x12\x16\n\x12\x45VENT_KIND_COMMENT\x10\x04\x12\x14\n\x10\x45VENT_KIND_SHARE\x10\x05\x12\x13\n\x0f\x45VENT_KIND_SAVE\x10\x06\x12\x13\n\x0f\x45VENT_KIND_SKIP\x10\x07\x12\x13\n\x0f\x45VENT_KIND_HIDE\x10\x08\x12\x15\n\x11\x45VENT_KIND_FOLLOW\x10\t\x12\x17\n\x13\x45VENT_KIND_UNFOLLOW\x10\n\x12\x15\n\x11\x45VENT_KIND_SEARCH\x10\x0b\x12\x1c\n\x18\x45VENT_KIND_PROFILE_VISIT\x10\x0c*\\\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSURFACE_FEED\x10\x01\x12\x13\n\x0fSURFACE_EXPLORE\x10\x02\x12\x11\n\rSURFACE_REELS\x10\x03*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\xff\x03\n\x15RecommendationService\x12J\n\tLogEvents\x12\x1d.mediarec.v1.LogEventsRequest\x1a\x1e.mediarec.v1.LogEventsResponse\x12U\n\x0cImportEvents\x12 .mediarec.v1.ImportEventsRequest\x1a!.mediarec.v1.ImportEventsResponse(\x01\x12J\n\tRecommend\x12\x1d.mediarec.v1.RecommendRequest\x1a\x1e.mediarec.v1.RecommendResponse\x12S\n\x0cSimilarMedia\x12 .mediarec.v1.SimilarMediaRequest\x1a!.mediarec.v1.SimilarMediaResponse\x12S\n\x0cSetInterests\x12 .mediarec.v1.SetInterestsRequest\x1a!.mediarec.v1.SetInterestsResponse\x12M\n\nForgetUser\x12\x1e.mediarec.v1.ForgetUserRequest\x1a\x1f.mediarec.v1.ForgetUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mediarec.v1.recommend_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTKIND']._serialized_start=2202
-  _globals['_EVENTKIND']._serialized_end=2520
-  _globals['_SURFACE']._serialized_start=2522
-  _globals['_SURFACE']._serialized_end=2614
-  _globals['_EVENTSTATUS']._serialized_start=2616
-  _globals['_EVENTSTATUS']._serialized_end=2741
+  _globals['_EVENTKIND']._serialized_start=2573
+  _globals['_EVENTKIND']._serialized_end=2891
+  _globals['_SURFACE']._serialized_start=2893
+  _globals['_SURFACE']._serialized_end=2985
+  _globals['_EVENTSTATUS']._serialized_start=2987
+  _globals['_EVENTSTATUS']._serialized_end=3112
   _globals['_CLIENTCONTEXT']._serialized_start=135
   _globals['_CLIENTCONTEXT']._serialized_end=247
   _globals['_EVENT']._serialized_start=250
@@ -50,28 +50,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGEVENTSREQUEST']._serialized_end=700
   _globals['_LOGEVENTSRESPONSE']._serialized_start=703
   _globals['_LOGEVENTSRESPONSE']._serialized_end=838
-  _globals['_RECOMMENDFILTER']._serialized_start=841
-  _globals['_RECOMMENDFILTER']._serialized_end=982
-  _globals['_RECOMMENDREQUEST']._serialized_start=985
-  _globals['_RECOMMENDREQUEST']._serialized_end=1272
-  _globals['_SCORECOMPONENT']._serialized_start=1274
-  _globals['_SCORECOMPONENT']._serialized_end=1321
-  _globals['_RECOMMENDATION']._serialized_start=1324
-  _globals['_RECOMMENDATION']._serialized_end=1619
-  _globals['_RECOMMENDRESPONSE']._serialized_start=1621
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1730
-  _globals['_SIMILARMEDIAREQUEST']._serialized_start=1732
-  _globals['_SIMILARMEDIAREQUEST']._serialized_end=1845
-  _globals['_SIMILARMEDIARESPONSE']._serialized_start=1847
-  _globals['_SIMILARMEDIARESPONSE']._serialized_end=1913
-  _globals['_SETINTERESTSREQUEST']._serialized_start=1915
-  _globals['_SETINTERESTSREQUEST']._serialized_end=1967
-  _globals['_SETINTERESTSRESPONSE']._serialized_start=1969
-  _globals['_SETINTERESTSRESPONSE']._serialized_end=2010
-  _globals['_FORGETUSERREQUEST']._serialized_start=2012
-  _globals['_FORGETUSERREQUEST']._serialized_end=2048
-  _globals['_FORGETUSERRESPONSE']._serialized_start=2051
-  _globals['_FORGETUSERRESPONSE']._serialized_end=2199
-  _globals['_RECOMMENDATIONSERVICE']._serialized_start=2744
-  _globals['_RECOMMENDATIONSERVICE']._serialized_end=3168
+  _globals['_IMPORTEVENTSREQUEST']._serialized_start=840
+  _globals['_IMPORTEVENTSREQUEST']._serialized_end=897
+  _globals['_IMPORTROWERROR']._serialized_start=899
+  _globals['_IMPORTROWERROR']._serialized_end=961
+  _globals['_IMPORTEVENTSRESPONSE']._serialized_start=964
+  _globals['_IMPORTEVENTSRESPONSE']._serialized_end=1174
+  _globals['_RECOMMENDFILTER']._serialized_start=1177
+  _globals['_RECOMMENDFILTER']._serialized_end=1318
+  _globals['_RECOMMENDREQUEST']._serialized_start=1321
+  _globals['_RECOMMENDREQUEST']._serialized_end=1625
+  _globals['_SCORECOMPONENT']._serialized_start=1627
+  _globals['_SCORECOMPONENT']._serialized_end=1674
+  _globals['_RECOMMENDATION']._serialized_start=1677
+  _globals['_RECOMMENDATION']._serialized_end=1972
+  _globals['_RECOMMENDRESPONSE']._serialized_start=1974
+  _globals['_RECOMMENDRESPONSE']._serialized_end=2083
+  _globals['_SIMILARMEDIAREQUEST']._serialized_start=2086
+  _globals['_SIMILARMEDIAREQUEST']._serialized_end=2216
+  _globals['_SIMILARMEDIARESPONSE']._serialized_start=2218
+  _globals['_SIMILARMEDIARESPONSE']._serialized_end=2284
+  _globals['_SETINTERESTSREQUEST']._serialized_start=2286
+  _globals['_SETINTERESTSREQUEST']._serialized_end=2338
+  _globals['_SETINTERESTSRESPONSE']._serialized_start=2340
+  _globals['_SETINTERESTSRESPONSE']._serialized_end=2381
+  _globals['_FORGETUSERREQUEST']._serialized_start=2383
+  _globals['_FORGETUSERREQUEST']._serialized_end=2419
+  _globals['_FORGETUSERRESPONSE']._serialized_start=2422
+  _globals['_FORGETUSERRESPONSE']._serialized_end=2570
+  _globals['_RECOMMENDATIONSERVICE']._serialized_start=3115
+  _globals['_RECOMMENDATIONSERVICE']._serialized_end=3626
 # @@protoc_insertion_point(module_scope)

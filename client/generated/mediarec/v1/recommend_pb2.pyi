@@ -129,6 +129,38 @@ class LogEventsResponse(_message.Message):
     rejected_count: int
     def __init__(self, results: _Optional[_Iterable[_Union[EventResult, _Mapping]]] = ..., accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ...) -> None: ...
 
+class ImportEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class ImportRowError(_message.Message):
+    __slots__ = ("row", "event_id", "error")
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    row: int
+    event_id: str
+    error: str
+    def __init__(self, row: _Optional[int] = ..., event_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ImportEventsResponse(_message.Message):
+    __slots__ = ("accepted_count", "duplicate_count", "rejected_count", "errors", "errors_truncated", "state")
+    ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    accepted_count: int
+    duplicate_count: int
+    rejected_count: int
+    errors: _containers.RepeatedCompositeFieldContainer[ImportRowError]
+    errors_truncated: bool
+    state: _common_pb2.RecommendState
+    def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., rejected_count: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ImportRowError, _Mapping]]] = ..., errors_truncated: _Optional[bool] = ..., state: _Optional[_Union[_common_pb2.RecommendState, _Mapping]] = ...) -> None: ...
+
 class RecommendFilter(_message.Message):
     __slots__ = ("media_types", "creator_ids", "tags", "max_age")
     MEDIA_TYPES_FIELD_NUMBER: _ClassVar[int]
@@ -142,7 +174,7 @@ class RecommendFilter(_message.Message):
     def __init__(self, media_types: _Optional[_Iterable[_Union[_common_pb2.MediaType, str]]] = ..., creator_ids: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., max_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "surface", "context", "seed_media_id", "steering_text", "filter", "exclude_seen", "page_cursor")
+    __slots__ = ("user_id", "k", "surface", "context", "seed_media_id", "steering_text", "filter", "exclude_seen", "page_cursor", "dry_run")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     SURFACE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +184,7 @@ class RecommendRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_SEEN_FIELD_NUMBER: _ClassVar[int]
     PAGE_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     surface: Surface
@@ -161,7 +194,8 @@ class RecommendRequest(_message.Message):
     filter: RecommendFilter
     exclude_seen: bool
     page_cursor: str
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., surface: _Optional[_Union[Surface, str]] = ..., context: _Optional[_Union[ClientContext, _Mapping]] = ..., seed_media_id: _Optional[str] = ..., steering_text: _Optional[str] = ..., filter: _Optional[_Union[RecommendFilter, _Mapping]] = ..., exclude_seen: _Optional[bool] = ..., page_cursor: _Optional[str] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., surface: _Optional[_Union[Surface, str]] = ..., context: _Optional[_Union[ClientContext, _Mapping]] = ..., seed_media_id: _Optional[str] = ..., steering_text: _Optional[str] = ..., filter: _Optional[_Union[RecommendFilter, _Mapping]] = ..., exclude_seen: _Optional[bool] = ..., page_cursor: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ScoreComponent(_message.Message):
     __slots__ = ("signal", "value")
@@ -204,16 +238,18 @@ class RecommendResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., request_id: _Optional[str] = ..., next_page_cursor: _Optional[str] = ...) -> None: ...
 
 class SimilarMediaRequest(_message.Message):
-    __slots__ = ("media_id", "user_id", "k", "filter")
+    __slots__ = ("media_id", "user_id", "k", "filter", "dry_run")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     user_id: str
     k: int
     filter: RecommendFilter
-    def __init__(self, media_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[RecommendFilter, _Mapping]] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, media_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[RecommendFilter, _Mapping]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class SimilarMediaResponse(_message.Message):
     __slots__ = ("items",)

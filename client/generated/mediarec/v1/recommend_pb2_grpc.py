@@ -40,6 +40,11 @@ class RecommendationServiceStub:
                 request_serializer=mediarec_dot_v1_dot_recommend__pb2.LogEventsRequest.SerializeToString,
                 response_deserializer=mediarec_dot_v1_dot_recommend__pb2.LogEventsResponse.FromString,
                 _registered_method=True)
+        self.ImportEvents = channel.stream_unary(
+                '/mediarec.v1.RecommendationService/ImportEvents',
+                request_serializer=mediarec_dot_v1_dot_recommend__pb2.ImportEventsRequest.SerializeToString,
+                response_deserializer=mediarec_dot_v1_dot_recommend__pb2.ImportEventsResponse.FromString,
+                _registered_method=True)
         self.Recommend = channel.unary_unary(
                 '/mediarec.v1.RecommendationService/Recommend',
                 request_serializer=mediarec_dot_v1_dot_recommend__pb2.RecommendRequest.SerializeToString,
@@ -68,6 +73,14 @@ class RecommendationServiceServicer:
 
     def LogEvents(self, request, context):
         """Stores a batch of engagement events; idempotent by event_id, with one result per event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportEvents(self, request_iterator, context):
+        """Imports a stream of historical events (the rules of LogEvents), then rebuilds the derived
+        state before it answers, so the next Recommend already uses the imported history.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +121,11 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
                     servicer.LogEvents,
                     request_deserializer=mediarec_dot_v1_dot_recommend__pb2.LogEventsRequest.FromString,
                     response_serializer=mediarec_dot_v1_dot_recommend__pb2.LogEventsResponse.SerializeToString,
+            ),
+            'ImportEvents': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportEvents,
+                    request_deserializer=mediarec_dot_v1_dot_recommend__pb2.ImportEventsRequest.FromString,
+                    response_serializer=mediarec_dot_v1_dot_recommend__pb2.ImportEventsResponse.SerializeToString,
             ),
             'Recommend': grpc.unary_unary_rpc_method_handler(
                     servicer.Recommend,
@@ -158,6 +176,33 @@ class RecommendationService:
             '/mediarec.v1.RecommendationService/LogEvents',
             mediarec_dot_v1_dot_recommend__pb2.LogEventsRequest.SerializeToString,
             mediarec_dot_v1_dot_recommend__pb2.LogEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mediarec.v1.RecommendationService/ImportEvents',
+            mediarec_dot_v1_dot_recommend__pb2.ImportEventsRequest.SerializeToString,
+            mediarec_dot_v1_dot_recommend__pb2.ImportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

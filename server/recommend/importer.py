@@ -1,0 +1,104 @@
+"""Bulk import of engagement history: store chunk by chunk, then rebuild the derived state once.
+
+Rows follow the rules of LogEvents (validation, idempotence by event_id), but the per-event
+rebuild triggers are skipped: one synchronous rebuild at the end makes the imported history
+visible to the next request. The summary counts every row and lists the first rejected ones,
+so memory stays bounded whatever the size of the import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from server.recommend.types import EngagementStore, Event, EventResult, StateInfo
+
+logger = logging.getLogger(__name__)
+
+
+class ImportTarget(Protocol):
+    """What an import needs of the recommender (``Recommender`` satisfies it)."""
+
+    def on_events(self, events: Sequence[Event], *, schedule_rebuild: bool = True) -> None: ...
+
+    def refresh(self) -> StateInfo: ...
+
+    def refresh_in_background(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int  # position in the whole import, from 0
+    event_id: str
+    error: str
+
+
+@dataclass
+class ImportSummary:
+    """Counts of an import so far and its first ``max_errors`` rejected rows."""
+
+    max_errors: int
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rows: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def errors_truncated(self) -> bool:
+        return self.rejected > len(self.errors)
+
+    def add(self, results: Sequence[EventResult]) -> None:
+        """Count one chunk's results (in row order) and keep its rejections while room lasts."""
+        for offset, result in enumerate(results):
+            if result.accepted:
+                self.accepted += 1
+            elif result.duplicate:
+                self.duplicates += 1
+            else:
+                self.rejected += 1
+                if len(self.errors) < self.max_errors:
+                    self.errors.append(RowError(self.rows + offset, result.event_id, result.error))
+        self.rows += len(results)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    summary: ImportSummary
+    state: StateInfo
+
+
+def import_events(
+    chunks: Iterable[Sequence[Event | EventResult]],
+    engagement: EngagementStore,
+    recommender: ImportTarget,
+    *,
+    max_errors: int,
+) -> ImportResult:
+    """Store every chunk (an ``EventResult`` stands for a row already rejected upstream), then
+    rebuild. When the import fails part-way, what was stored stays stored (a rerun reports it as
+    duplicates) and a background rebuild picks it up."""
+    summary = ImportSummary(max_errors=max_errors)
+    try:
+        for chunk in chunks:
+            events = [row for row in chunk if isinstance(row, Event)]
+            stored = iter(engagement.log_events(events) if events else [])
+            results = [row if isinstance(row, EventResult) else next(stored) for row in chunk]
+            accepted = [
+                row for row, result in zip(chunk, results, strict=True)
+                if isinstance(row, Event) and result.accepted
+            ]  # fmt: skip
+            recommender.on_events(accepted, schedule_rebuild=False)
+            summary.add(results)
+    except BaseException:
+        if summary.accepted:
+            recommender.refresh_in_background()
+        raise
+    state = recommender.refresh()
+    logger.info(
+        "imported %d rows: %d accepted, %d duplicates, %d rejected; derived state version %d",
+        summary.rows, summary.accepted, summary.duplicates, summary.rejected, state.version,
+    )
+    return ImportResult(summary, state)

@@ -1,0 +1,94 @@
+"""When the background rebuild of derived state starts (server/recommend/refresh.py)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from server.recommend.refresh import Refresher
+from server.recommend.settings import RecommendSettings
+
+SETTINGS = replace(
+    RecommendSettings(),
+    refresh_min_events=10,
+    refresh_min_interval_s=30.0,
+    refresh_max_interval_s=900.0,
+    refresh_max_pending_events=100,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refresher(settings: RecommendSettings = SETTINGS) -> tuple[Refresher, list[float], Clock]:
+    clock = Clock()
+    builds: list[float] = []
+    built = threading.Event()
+
+    def rebuild() -> None:
+        builds.append(clock.now)
+        built.set()
+
+    r = Refresher(rebuild, settings, monotonic=clock)
+    r.built = built  # type: ignore[attr-defined]
+    return r, builds, clock
+
+
+def settle(r: Refresher) -> None:
+    assert r.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("events", "seconds_since_last", "rebuilds"),
+    [
+        (5, 60.0, 0),  # too few events
+        (10, 60.0, 1),  # enough events, interval passed
+        (10, 5.0, 0),  # enough events inside the interval: deferred, not now
+        (100, 5.0, 1),  # the count alone, whatever the interval
+        (1, 901.0, 1),  # the longest interval, while events keep coming
+    ],
+    ids=["few", "enough", "inside-interval", "count-alone", "max-interval"],
+)
+def test_notify_rebuilds_now_only_when_a_rule_says_so(
+    events: int, seconds_since_last: float, rebuilds: int
+) -> None:
+    r, builds, clock = refresher()
+    r.run_now()  # a rebuild at t=1000 sets the interval's start
+    builds.clear()
+    clock.now += seconds_since_last
+    r.notify(events)
+    settle(r)
+    assert len(builds) == rebuilds
+    r.close()
+
+
+def test_events_that_arrive_inside_the_interval_are_rebuilt_when_it_ends() -> None:
+    # A bulk replay right after start-up ends inside the interval; no later event comes.
+    r, builds, clock = refresher(replace(SETTINGS, refresh_min_interval_s=0.3))
+    r.run_now()
+    builds.clear()
+    r.built.clear()  # type: ignore[attr-defined]
+    r.notify(50)  # the monotonic clock stands still: the interval has not passed by it
+    assert builds == []
+    assert r.built.wait(5)  # type: ignore[attr-defined]
+    settle(r)
+    assert len(builds) == 1
+    r.close()
+
+
+def test_close_cancels_a_deferred_rebuild() -> None:
+    r, builds, _ = refresher(replace(SETTINGS, refresh_min_interval_s=0.2))
+    r.run_now()
+    builds.clear()
+    r.built.clear()  # type: ignore[attr-defined]
+    r.notify(50)
+    r.close()
+    assert not r.built.wait(0.5)  # type: ignore[attr-defined]
+    assert builds == []
