@@ -80,7 +80,7 @@ bench-speed: $(STAMP)
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
 
-# ImportEvents against LogEvents in events/s (about 2 min); writes docs/bench/import.{json,md}.
+# ImportEvents against LogEvents in events/s (about 1 min); writes docs/bench/import.{json,md}.
 bench-import: $(STAMP)
 	$(PY) -m bench.import_speed
 
