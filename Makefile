@@ -7,9 +7,9 @@ BUF    := $(VENV)/buf/node_modules/.bin/buf
 DATA   ?= demo-data
 LOCK   := requirements.lock
 # Every extra of pyproject.toml enters the lock, so CI and the benchmarks install from it too.
-LOCK_EXTRAS := dev int8 parquet
+LOCK_EXTRAS := dev int8 parquet bench
 
-.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-gpu clean
+.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-gpu clean
 
 # The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
 # rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
@@ -79,6 +79,11 @@ bench-speed: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+# mediarec against tuned baselines on MovieLens through the real server (../shared/datasets);
+# writes docs/bench/real.{json,md}. Development runs score validation: python -m bench.real.
+bench-real: $(STAMP)
+	$(PY) -m bench.real --split test
 
 # ImportEvents against LogEvents in events/s (about 1 min); writes docs/bench/import.{json,md}.
 bench-import: $(STAMP)

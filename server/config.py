@@ -380,6 +380,12 @@ class RecommendConfig:
         minimum=0.0,
         maximum=1.0,
     )
+    content_signals: bool = setting(
+        _recommend_default("content_signals"),
+        "content_signals",
+        "false: taste vectors search nothing (the content source, fresh posts by taste) and "
+        "the content feature weighs 0; for measuring what content adds.",
+    )
     creator_cap: int = setting(
         _recommend_default("creator_cap"),
         "creator_cap",

@@ -35,6 +35,7 @@ from encoders.synthetic.world import ATTRIBUTE_FAMILIES, WorldGenerator
 from server.app import RunningServer, build_server
 from server.config import Settings, load_settings
 from server.engagement import DATABASE_NAME
+from server.recommend.types import RecRequest
 from server.runtime import ServiceDeps, ServiceState, open_deps
 
 MODEL_ID = "mediarec-demo"
@@ -297,12 +298,16 @@ def test_a_caption_only_post_with_its_own_vector_reaches_an_interested_user(
     assert "words-only" in ids(slate)
 
 
+@pytest.mark.parametrize("content_signals", [True, False])
 def test_likes_of_caption_only_posts_find_more_of_them_through_content(
-    imported: Imported, tmp_path: Path
+    imported: Imported, tmp_path: Path, content_signals: bool
 ) -> None:
     # A text catalogue (articles, films described in words) has caption vectors only: the
     # content source must search them, or liking such posts finds nothing like them.
-    service = start(_copy(imported, tmp_path, "text-catalogue"))
+    # recommend.content_signals = false switches content off (bench-real's content_off).
+    service = start(
+        _copy(imported, tmp_path, "text-catalogue"), content_signals=content_signals
+    )
     try:
         captions = {
             f"red-{i}": f"{n} solid red circles at the beach"
@@ -328,8 +333,15 @@ def test_likes_of_caption_only_posts_find_more_of_them_through_content(
             [Event(f"r{i}", "reader", EventKind.LIKE, now - i, f"red-{i}") for i in (0, 1)]
         )
         slate = service.client.recommend("reader", k=20, dry_run=True)
+        union = service.deps.recommender.candidate_ranking(RecRequest("reader"))
     finally:
         service.stop()
+    assert not {"red-0", "red-1"} & set(union), "liked posts are no candidates"
     found = {i.media_id: i.sources for i in slate.items if i.media_id.startswith("red-")}
+    if not content_signals:
+        assert not any("content" in i.sources for i in slate.items)
+        assert all(dict(i.score_breakdown).get("content", 0.0) == 0.0 for i in slate.items)
+        return
+    assert {"red-2", "red-3"} <= set(union)
     assert found, ids(slate)
     assert any("content" in sources for sources in found.values()), found

@@ -290,7 +290,18 @@ class Recommender:
 
     # ---------------------------------------------------------------- ranking
 
-    def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
+    def candidate_ranking(self, request: RecRequest) -> list[str]:
+        """The request's whole candidate union, best blended score first, before diversity,
+        exploration and paging (benchmarks measure retrieval with it). Keeps nothing."""
+        now = request.now if request.now is not None else self._clock()
+        scored = self._score(replace(request, dry_run=True), now)
+        if scored is None:
+            return []
+        order = np.argsort(-scored.scores, kind="stable")
+        return [scored.cands.ids[int(i)] for i in order]
+
+    def _score(self, request: RecRequest, now: float) -> _Scored | None:
+        """Candidates from every source, their features and blended scores; None if none."""
         s = self._settings
         entry = self._user_entry(request.user_id, now, keep=not request.dry_run)
         profile = entry.profile
@@ -300,9 +311,8 @@ class Recommender:
         user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
         known = {"nearest": self._nearest(entry, ctx), **self._catalogue(entry, ctx)}
         cands = self._candidates(src.gather(ctx, known), sf, excluded)
-        request_id = uuid.uuid4().hex
         if not len(cands):
-            return Ranking(request_id, request.user_id, [])
+            return None
         table = compute_features(
             cands, profile, queries, seed_vector, ctx.coscores, state,
             engagements=self._live.engagements(state, cands.ids),
@@ -312,8 +322,22 @@ class Recommender:
             context=request.context, settings=s, now=now,
         )
         ranker = self._ranker  # one model per request, whatever a reload swaps in meanwhile
+        if not s.content_signals:
+            ranker = replace(ranker, weights={**ranker.weights, b.CONTENT: 0.0})
         scores, contrib = ranker.score(
             table.x, profile.confidence, table.item_conf, request.surface
+        )
+        return _Scored(cands, table, scores, contrib, profile, queries, seed_vector, ranker)
+
+    def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
+        s = self._settings
+        request_id = uuid.uuid4().hex
+        scored = self._score(request, now)
+        if scored is None:
+            return Ranking(request_id, request.user_id, [])
+        cands, table, scores, contrib = scored.cands, scored.table, scored.scores, scored.contrib
+        profile, queries, seed_vector, ranker = (
+            scored.profile, scored.queries, scored.seed_vector, scored.ranker
         )
         # Only the best few times the depth can reach the ranking or the exploration pool.
         order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
@@ -690,6 +714,20 @@ class Recommender:
                 if not self._users.is_warm(u)
             ]  # fmt: skip
             self._precompute.schedule(cold, delay=False)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One request's scored candidates and what its ranking goes on to need."""
+
+    cands: Candidates
+    table: FeatureTable
+    scores: np.ndarray
+    contrib: np.ndarray
+    profile: UserProfile
+    queries: list[src.QueryVector]
+    seed_vector: np.ndarray | None
+    ranker: RankerModel
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ class RecommendSettings:
 
     # -- candidate sources: how many candidates each proposes -------------------------------
     content_candidates: int = 120
+    # False: the user's taste vectors search nothing (content source, fresh by taste) and the
+    # content feature weighs 0, to measure what content adds (bench-real's content_off).
+    content_signals: bool = True
     coengagement_candidates: int = 150
     following_candidates: int = 60
     social_candidates: int = 40

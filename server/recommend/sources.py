@@ -132,10 +132,12 @@ def store_filter(
 def nearest(ctx: SourceContext) -> list[Proposal]:
     """content (clusters), interests (texts, steering) and seed: each query searches both the
     visual and the caption vectors (two batched searches), so caption-only posts are found."""
+    s = ctx.settings
     queries = ctx.queries
+    if not s.content_signals:
+        queries = tuple(q for q in queries if q.kind != "cluster")
     if not queries:
         return []
-    s = ctx.settings
     budgets = [_budget(q, ctx) for q in queries]
     texts = [i for i, q in enumerate(queries) if q.kind not in ("cluster", SEED)]
     k_text = max(1, s.interest_candidates // max(1, len(texts)))
@@ -254,7 +256,7 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
         since = max(since, f.created_at_from)
     window = replace(f, created_at_from=since, exclude_media_ids=fresh_exclusions(
         ctx.profile.summary, f.exclude_media_ids, since))
-    queries = strongest_tastes(ctx.queries, s.fresh_queries)
+    queries = strongest_tastes(ctx.queries, s.fresh_queries) if s.content_signals else []
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
         found = []
