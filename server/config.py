@@ -334,6 +334,19 @@ class RecommendConfig:
         "Seconds after which the interest from a search query or hashtag halves.",
         minimum=1,
     )
+    coeng_half_life_s: float = setting(
+        _recommend_default("coeng_half_life_s"),
+        "coeng_half_life_s",
+        "Seconds after which an engagement's weight in the co-engagement (item-kNN) counts "
+        "halves; 0: never fade.",
+        minimum=0,
+    )
+    coeng_shrinkage: float = setting(
+        _recommend_default("coeng_shrinkage"),
+        "coeng_shrinkage",
+        "Co-engagement similarity shrinkage: pairs seen together only a few times count less.",
+        minimum=0,
+    )
     trending_half_life_s: float = setting(
         _recommend_default("trending_half_life_s"),
         "trending_half_life_s",
