@@ -217,6 +217,8 @@ def server_info_from_proto(message: media_pb2.GetServerInfoResponse) -> ServerIn
             max_caption_chars=limits.max_caption_chars,
             max_tags=limits.max_tags,
             max_k=limits.max_k,
+            max_events_per_batch=limits.max_events_per_batch,
+            import_chunk_events=limits.import_chunk_events,
         ),
         server_version=message.server_version,
         started_at=timestamp_from_proto(message, "started_at"),

@@ -64,10 +64,20 @@ def file_format(path: Path, declared: str | None = None) -> str:
 
 
 def read_events(path: Path, fmt: str | None = None) -> Iterator[Row | BadRow]:
-    """Every row of the file as an event or a :class:`BadRow`, in file order."""
+    """Every row of the file as an event or a :class:`BadRow`, in file order.
+
+    The format, the file and its header are checked here, at once, so a file that cannot be
+    read fails before anything is sent; the rows are then read lazily.
+    """
     fmt = file_format(path, fmt)
-    readers = {"csv": _csv_records, "jsonl": _jsonl_records, "parquet": _parquet_records}
-    for line, record in readers[fmt](path):
+    opened = {"csv": _csv_records, "jsonl": _jsonl_records, "parquet": _parquet_records}[fmt](
+        path
+    )
+    return _rows(opened)
+
+
+def _rows(records: Iterator[tuple[int, dict[str, Any] | str]]) -> Iterator[Row | BadRow]:
+    for line, record in records:
         if isinstance(record, str):
             yield BadRow(line, "", record)
             continue
@@ -157,16 +167,28 @@ def _number(record: Mapping[str, Any], name: str, kind: type[int] | type[float])
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with _open_text(path) as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise EventFileError(f"{path.name} has no header row")
+    handle = _open_text(path)
+    reader = csv.DictReader(handle)
+    if not reader.fieldnames:
+        handle.close()
+        raise EventFileError(f"{path.name} has no header row")
+    return _csv_rows(handle, reader)
+
+
+def _csv_rows(
+    handle: Any, reader: csv.DictReader[str]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with handle:
         for record in reader:
             yield reader.line_num, record
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with _open_text(path) as handle:
+    return _jsonl_rows(_open_text(path))
+
+
+def _jsonl_rows(handle: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -192,11 +214,18 @@ def _parquet_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
         table = pq.ParquetFile(path)
     except (OSError, ValueError) as exc:
         raise EventFileError(f"{path.name} is not a readable Parquet file: {exc}") from exc
+    return _parquet_rows(path, table)
+
+
+def _parquet_rows(path: Path, table: Any) -> Iterator[tuple[int, dict[str, Any] | str]]:
     row = 0
-    for batch in table.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
-        for record in batch.to_pylist():
-            row += 1
-            yield row, record
+    try:
+        for batch in table.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
+                row += 1
+                yield row, record
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise EventFileError(f"{path.name} cannot be read past row {row}: {exc}") from exc
 
 
 def _open_text(path: Path) -> Any:

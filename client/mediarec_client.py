@@ -54,6 +54,8 @@ from mediarec.v1 import (
 )
 
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_IMPORT_CHUNK_EVENTS = 5000
+DEFAULT_IMPORT_CHUNK_BYTES = 1 << 20  # well under the server's default 4 MiB message cap
 DEFAULT_UPLOAD_TIMEOUT_S = 600.0
 # 1 MiB chunks stay far below the default 4 MiB message cap while keeping per-message overhead low.
 DEFAULT_CHUNK_BYTES = 1 << 20
@@ -286,30 +288,42 @@ class MediarecClient:
         self,
         events: Iterable[Event],
         *,
-        chunk_events: int = 5000,
+        chunk_events: int = DEFAULT_IMPORT_CHUNK_EVENTS,
+        chunk_bytes: int = DEFAULT_IMPORT_CHUNK_BYTES,
         on_chunk: Callable[[int], None] | None = None,
         timeout_s: float | None = None,
     ) -> ImportEventsResult:
         """Stream historical events to the server in chunks; returns when the server has stored
         them and rebuilt its derived state, so the next ``recommend`` uses them.
 
+        A chunk holds at most ``chunk_events`` events and about ``chunk_bytes`` bytes (keep
+        both under the server's ``limits.import_chunk_events`` and message size).
         ``events`` is read lazily (a generator over a large file is fine); ``on_chunk(n)`` is
-        called as each chunk of ``n`` events is sent. Idempotent by ``event_id``: an import
-        that failed part-way can be run again, and what arrived before counts as duplicates.
+        called as each chunk of ``n`` events is sent. An exception raised by ``events``
+        cancels the import and is raised here. Idempotent by ``event_id``: an import that
+        failed part-way can be run again, and what arrived before counts as duplicates.
         ``timeout_s`` bounds the whole import (default: none).
         """
-        if chunk_events <= 0:
-            raise ValueError("chunk_events must be positive")
+        if chunk_events <= 0 or chunk_bytes <= 0:
+            raise ValueError("chunk_events and chunk_bytes must be positive")
+        failure: list[BaseException] = []
 
         def requests() -> Iterator[recommend_pb2.ImportEventsRequest]:
             chunk: list[recommend_pb2.Event] = []
-            for event in events:
-                chunk.append(convert.event_to_proto(event))
-                if len(chunk) == chunk_events:
-                    yield recommend_pb2.ImportEventsRequest(events=chunk)
-                    if on_chunk is not None:
-                        on_chunk(len(chunk))
-                    chunk = []
+            size = 0
+            try:
+                for event in events:
+                    message = convert.event_to_proto(event)
+                    chunk.append(message)
+                    size += message.ByteSize() + 8  # the field's tag and length
+                    if len(chunk) == chunk_events or size >= chunk_bytes:
+                        yield recommend_pb2.ImportEventsRequest(events=chunk)
+                        if on_chunk is not None:
+                            on_chunk(len(chunk))
+                        chunk, size = [], 0
+            except Exception as exc:  # reading the events failed: grpc would hide why
+                failure.append(exc)
+                raise
             if chunk:
                 yield recommend_pb2.ImportEventsRequest(events=chunk)
                 if on_chunk is not None:
@@ -320,15 +334,21 @@ class MediarecClient:
                 requests(), timeout=timeout_s, metadata=self._metadata
             )
         except grpc.RpcError as error:
+            if failure:
+                raise failure[0] from error
             raise from_rpc_error(error, "ImportEvents") from error
         return convert.import_result_from_proto(response)
 
     def refresh(self, *, timeout_s: float | None = None) -> RecommendState:
         """Rebuild the recommender's derived state now (AdminService; needs an admin key
-        when the server has keys); returns the new state once the rebuild has finished."""
-        response = self._unary(
-            "Refresh", self._admin.Refresh, admin_pb2.RefreshRequest(), timeout_s
-        )
+        when the server has keys); returns the new state once the rebuild has finished.
+        ``timeout_s`` bounds the wait (default: none, as a large rebuild takes a while)."""
+        try:
+            response = self._admin.Refresh(
+                admin_pb2.RefreshRequest(), timeout=timeout_s, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, "Refresh") from error
         return convert.recommend_state_from_proto(response.state)
 
     def recommend(

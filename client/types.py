@@ -161,6 +161,8 @@ class ServerLimits:
     max_caption_chars: int
     max_tags: int
     max_k: int
+    max_events_per_batch: int = 0  # 0: a server that does not say
+    import_chunk_events: int = 0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from encoders.images import MAX_ASPECT_RATIO
 from encoders.registry import PreprocessSpec
 
 _INTERPOLATIONS = {
@@ -23,14 +24,15 @@ _INTERPOLATIONS = {
 # 1,000,000x2 picture resizes to 112,000,000x224), so only the cropped region is resampled.
 # Decoding already refuses such shapes (encoders.images.MAX_ASPECT_RATIO); this bound keeps
 # the function safe for any caller.
-_MAX_INTERMEDIATE_ASPECT = 32
+_MAX_INTERMEDIATE_ASPECT = MAX_ASPECT_RATIO
 
 
 def resize_and_crop(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     """Shortest side to ``spec.size`` then a centred square crop (torchvision's arithmetic).
 
-    Work and memory stay within ``spec.size`` squared times ``_MAX_INTERMEDIATE_ASPECT``
-    whatever the input's shape.
+    The intermediate image stays within ``spec.size`` squared times
+    ``_MAX_INTERMEDIATE_ASPECT`` pixels whatever the input's shape (the input itself is
+    bounded by decoding's pixel cap).
     """
     image = image.convert("RGB") if image.mode != "RGB" else image
     width, height = image.size

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHUNK_EVENTS = 5000
+CHUNK_BYTES = 1 << 20
 SHOWN_ERRORS = 20
+KEPT_UNREADABLE = 10_000  # unreadable rows listed; the count covers all of them
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,20 @@ class RejectedRow:
 
 
 class _Sent:
-    """The file lines of the rows sent, by stream position (the server numbers rows so), and
-    the rows that could not be read at all. One machine word a row keeps memory bounded."""
+    """The file line of each row sent, by stream position (the server numbers rows so): eight
+    bytes a row. And the rows that could not be read at all, the first KEPT_UNREADABLE listed."""
 
     def __init__(self) -> None:
         self.lines = array("q")
         self.unreadable: list[RejectedRow] = []
+        self.unreadable_count = 0
 
     def events(self, rows: Iterable[Row | BadRow]) -> Iterator[Event]:
         for row in rows:
             if isinstance(row, BadRow):
-                self.unreadable.append(RejectedRow(row.line, row.event_id, row.error))
+                self.unreadable_count += 1
+                if len(self.unreadable) < KEPT_UNREADABLE:
+                    self.unreadable.append(RejectedRow(row.line, row.event_id, row.error))
                 continue
             self.lines.append(row.line)
             yield row.event
@@ -87,14 +92,15 @@ def run_import(
         for e in result.errors
     ]
     rejected.sort(key=lambda r: r.line)
-    total_rejected = len(sent.unreadable) + result.rejected_count
+    total_rejected = sent.unreadable_count + result.rejected_count
+    truncated = result.errors_truncated or sent.unreadable_count > len(sent.unreadable)
     print(
         f"imported {path.name}: {result.accepted_count} stored, "
         f"{result.duplicate_count} duplicates, {total_rejected} rejected; "
         f"derived state version {result.state.version} "
         f"({result.state.events_included} events)"
     )
-    _print_rejected(rejected, total_rejected, result.errors_truncated, report, sys.stderr)
+    _print_rejected(rejected, total_rejected, truncated, report, sys.stderr)
     if report is not None:
         write_report(report, rejected)
     return EXIT_FAILED if total_rejected else EXIT_OK
@@ -107,7 +113,12 @@ def _import_server(
 
     with MediarecClient(target, api_key=api_key) as client:
         try:
-            return client.import_events(events, chunk_events=CHUNK_EVENTS, on_chunk=advance)
+            limits = client.server_info(timeout_s=10).limits
+            chunk_events = min(CHUNK_EVENTS, limits.import_chunk_events or CHUNK_EVENTS)
+            chunk_bytes = min(CHUNK_BYTES, limits.max_message_bytes // 2)
+            return client.import_events(
+                events, chunk_events=chunk_events, chunk_bytes=chunk_bytes, on_chunk=advance
+            )
         except MediarecError as exc:
             raise CommandError(f"the import through {target} failed: {exc}", EXIT_FAILED) from exc
 
@@ -182,8 +193,8 @@ def _print_rejected(
     listed = len(rejected)
     if truncated:
         print(
-            f"  the server listed {listed} of the {total} rejected rows "
-            "(recommend.import_max_errors)",
+            f"  {listed} of the {total} rejected rows are listed (the server lists "
+            "recommend.import_max_errors of its own)",
             file=out,
         )
     elif listed > SHOWN_ERRORS and report is None:

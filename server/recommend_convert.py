@@ -213,11 +213,14 @@ __all__ = [
     "event_result_to_proto",
     "filter_from_proto",
     "forget_report_to_proto",
+    "import_response",
     "log_events_response",
+    "optional_id",
     "rec_item_to_proto",
     "rec_request_from_proto",
     "require_id",
     "resolve_k",
+    "state_to_proto",
 ]
 
 

@@ -220,6 +220,8 @@ class ServiceState:
                 max_caption_chars=settings.media.max_caption_chars,
                 max_tags=settings.media.max_tags,
                 max_k=settings.search.max_k,
+                max_events_per_batch=settings.recommend.max_events_per_batch,
+                import_chunk_events=settings.recommend.import_chunk_events,
             ),
             server_version=SERVER_VERSION,
             started_at=self._started_at,

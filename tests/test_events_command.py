@@ -171,3 +171,27 @@ def test_reading_is_lazy_and_keeps_file_order(tmp_path: Path) -> None:
     assert [type(r) for r in rest] == [Row, Row, BadRow, Row]
     # e5 is readable (a like without media_id is the server's rule to refuse), e4 is not
     assert isinstance(rest[2], BadRow) and rest[2].line == 5
+
+
+def test_a_file_that_cannot_be_read_fails_before_anything_is_sent(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unknown = tmp_path / "events.txt"
+    unknown.write_text(CSV)
+    assert main(["events", "import", str(unknown), "--server", server]) == 1
+    assert "--format" in capsys.readouterr().err
+    headerless = tmp_path / "empty.csv"
+    headerless.write_text("")
+    assert main(["events", "import", str(headerless), "--server", server]) == 1
+    assert "no header" in capsys.readouterr().err
+
+
+def test_an_error_while_reading_events_cancels_the_import_and_is_raised(server: str) -> None:
+    from client import Event, MediarecClient
+
+    def events() -> Iterator[Event]:
+        yield Event("g1", "u1", EventKind.LIKE, T0, "m1")
+        raise EventFileError("events.parquet cannot be read past row 1")
+
+    with MediarecClient(server) as client, pytest.raises(EventFileError, match="past row 1"):
+        client.import_events(events(), chunk_events=1)

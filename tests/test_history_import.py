@@ -28,6 +28,7 @@ from client import (
     MediaType,
     PermissionDenied,
     RecommendPage,
+    ResourceExhausted,
     ServerInfo,
     Unauthenticated,
 )
@@ -141,6 +142,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
         rows = history(posts, now.timestamp())
         bad = Event("bad-row", "u0", EventKind.LIKE, -5.0, media_id="p-0-0")  # before 1970
         rows.insert(7, bad)
+        rows.insert(120, Event("bad-later", "u0", EventKind.LIKE, 1.0))  # no media_id; chunk 3
         result = service.client.import_events(iter(rows), chunk_events=50)
         slate = service.client.recommend("u3", k=10, dry_run=True)
         info = service.client.server_info()
@@ -152,7 +154,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
         slate,
         (before.version, result.state.version),
         result.accepted_count,
-        len(rows) - 1,
+        len(rows) - 2,
         tuple((e.row, e.event_id) for e in result.errors),
         info,
     )
@@ -163,7 +165,7 @@ def ids(page: RecommendPage) -> list[str]:
 
 
 def test_an_import_reports_each_bad_row_and_stores_the_rest(imported: Imported) -> None:
-    assert imported.errors == ((7, "bad-row"),)
+    assert imported.errors == ((7, "bad-row"), (120, "bad-later"))
     assert imported.accepted == imported.valid_rows
 
 
@@ -232,6 +234,11 @@ def test_a_dry_run_changes_no_row_no_server_info_and_not_the_next_slate(
         assert _rows(with_dry_runs) == rows_before
         assert _without_age(service.client.server_info()) == _without_age(info_before)
         after_dry_runs = service.client.recommend("u5", k=10)
+        assert after_dry_runs.next_page_cursor
+        page_two = service.client.recommend(
+            "u5", k=10, page_cursor=after_dry_runs.next_page_cursor, dry_run=True
+        )
+        assert page_two.items and not page_two.next_page_cursor
     finally:
         service.stop()
     service = start(without)
@@ -345,3 +352,23 @@ def test_likes_of_caption_only_posts_find_more_of_them_through_content(
     assert {"red-2", "red-3"} <= set(union)
     assert found, ids(slate)
     assert any("content" in sources for sources in found.values()), found
+
+
+def test_an_import_message_over_the_chunk_limit_is_refused(
+    imported: Imported, tmp_path: Path
+) -> None:
+    service = start(_copy(imported, tmp_path, "chunks"), import_chunk_events=10)
+    try:
+        before = service.client.server_info().recommend_state
+        rows = [Event(f"c{i}", "chunky", EventKind.VIEW, 1e9 + i, "p-0-1") for i in range(11)]
+        with pytest.raises(ResourceExhausted):
+            service.client.import_events(iter(rows), chunk_events=11)
+        assert service.client.import_events(iter(rows), chunk_events=10).accepted_count == 11
+        duplicates = service.client.import_events(iter(rows[:10]), chunk_events=10)
+        after = service.client.server_info().recommend_state
+    finally:
+        service.stop()
+    assert duplicates.duplicate_count == 10
+    assert before is not None and after is not None
+    # The refused message stored nothing; the import rebuilt once; the duplicates did not.
+    assert after.version == before.version + 1 == duplicates.state.version

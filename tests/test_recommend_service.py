@@ -529,7 +529,7 @@ def test_an_oversized_batch_and_bad_requests_fail_with_clear_codes(
 
 
 def test_overlong_ids_are_refused_before_anything_is_stored(service: Service, world: World) -> None:
-    # Each served row stores the user id: a 1 MiB id once cost about 66 MiB of disk per call.
+    # Each served row stores the user id, so an uncapped id grows the disk with every call.
     huge = "u" * (1 << 20)
     served_before = sum(1 for _ in service.deps.engagement.iter_served())
     with pytest.raises(InvalidArgument):

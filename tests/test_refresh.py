@@ -92,3 +92,15 @@ def test_close_cancels_a_deferred_rebuild() -> None:
     r.close()
     assert not r.built.wait(0.5)  # type: ignore[attr-defined]
     assert builds == []
+
+
+def test_a_rebuild_in_the_meantime_cancels_a_deferred_one() -> None:
+    r, builds, _ = refresher(replace(SETTINGS, refresh_min_interval_s=0.3))
+    r.run_now()
+    r.notify(50)  # deferred to the end of the interval
+    r.run_now()  # a Refresh takes the events in first
+    builds.clear()
+    r.built.clear()  # type: ignore[attr-defined]
+    assert not r.built.wait(0.6)  # type: ignore[attr-defined]
+    assert builds == []
+    r.close()

@@ -27,6 +27,8 @@ class ImportTarget(Protocol):
 
     def refresh_in_background(self) -> None: ...
 
+    def state_info(self) -> StateInfo: ...
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -78,8 +80,8 @@ def import_events(
     max_errors: int,
 ) -> ImportResult:
     """Store every chunk (an ``EventResult`` stands for a row already rejected upstream), then
-    rebuild. When the import fails part-way, what was stored stays stored (a rerun reports it as
-    duplicates) and a background rebuild picks it up."""
+    rebuild, unless nothing new was stored. When the import fails part-way, what was stored
+    stays stored (a rerun reports it as duplicates) and a background rebuild picks it up."""
     summary = ImportSummary(max_errors=max_errors)
     try:
         for chunk in chunks:
@@ -96,7 +98,13 @@ def import_events(
         if summary.accepted:
             recommender.refresh_in_background()
         raise
-    state = recommender.refresh()
+    if not summary.accepted:  # nothing new: no rebuild (an empty or fully duplicate import)
+        return ImportResult(summary, recommender.state_info())
+    try:
+        state = recommender.refresh()
+    except BaseException:
+        recommender.refresh_in_background()
+        raise
     logger.info(
         "imported %d rows: %d accepted, %d duplicates, %d rejected; derived state version %d",
         summary.rows, summary.accepted, summary.duplicates, summary.rejected, state.version,

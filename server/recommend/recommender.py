@@ -127,10 +127,10 @@ class Recommender:
             ranking, offset = self._rankings.get(request.cursor, request.user_id)
         else:
             ranking, offset = self._rank(request, k, now), 0
-            if request.dry_run:  # a kept ranking could evict someone else's cursor
-                return replace(self._page(ranking, 0, k, now, log=False), next_cursor="")
-            self._rankings.put(ranking)
-        return self._page(ranking, offset, k, now, log=not request.dry_run)
+            if not request.dry_run:  # a kept ranking could evict someone else's cursor
+                self._rankings.put(ranking)
+        page = self._page(ranking, offset, k, now, log=not request.dry_run)
+        return replace(page, next_cursor="") if request.dry_run else page
 
     def similar(
         self, media_id: str, user_id: str, k: int, filter: RecFilter, *, dry_run: bool = False
@@ -309,7 +309,8 @@ class Recommender:
         inputs = self._inputs(request, profile, state, now)
         ctx, queries, seed_vector = inputs.ctx, inputs.queries, inputs.seed_vector
         user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
-        known = {"nearest": self._nearest(entry, ctx), **self._catalogue(entry, ctx)}
+        keep = not request.dry_run
+        known = {"nearest": self._nearest(entry, ctx, keep), **self._catalogue(entry, ctx, keep)}
         cands = self._candidates(src.gather(ctx, known), sf, excluded)
         if not len(cands):
             return None
@@ -553,7 +554,7 @@ class Recommender:
         return entry
 
     def _nearest(
-        self, entry: UserEntry, ctx: src.SourceContext
+        self, entry: UserEntry, ctx: src.SourceContext, keep: bool = True
     ) -> tuple[src.ProposalTuple, ...]:
         """The "nearest" source's proposals: kept in the user's entry for a surface's default
         request (which the warming computes ahead), computed here for any other."""
@@ -562,12 +563,12 @@ class Recommender:
         if default and key in entry.nearest:
             return entry.nearest[key]
         proposals = src.as_tuples(src.nearest(ctx))
-        if default:
+        if default and keep:
             entry.nearest[key] = proposals
         return proposals
 
     def _catalogue(
-        self, entry: UserEntry, ctx: src.SourceContext
+        self, entry: UserEntry, ctx: src.SourceContext, keep: bool = True
     ) -> dict[str, tuple[src.ProposalTuple, ...]]:
         """The catalogue sources' proposals (fresh, following): kept in the user's entry for a
         surface's default request while the store's content version is unchanged (a new post
@@ -584,7 +585,8 @@ class Recommender:
             return kept[1]
         chain = dict(src.SOURCE_CHAIN)
         proposals = {name: src.as_tuples(chain[name](ctx)) for name in src.CATALOGUE_SOURCES}
-        entry.catalogue[key] = (version, proposals)
+        if keep:
+            entry.catalogue[key] = (version, proposals)
         return proposals
 
     @property

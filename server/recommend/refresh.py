@@ -70,9 +70,17 @@ class Refresher:
         with self._lock:
             if self._closed or (self._deferred is not None and self._deferred.is_alive()):
                 return
-            self._deferred = threading.Timer(max(0.0, delay_s), self.request)
+            self._deferred = threading.Timer(max(0.0, delay_s), self._deferred_due)
             self._deferred.daemon = True
             self._deferred.start()
+
+    def _deferred_due(self) -> None:
+        # A rebuild since the deferral (Refresh, an import, the count rule) may have taken the
+        # events in already; then there is nothing to do.
+        with self._lock:
+            due = self._pending_events >= self._settings.refresh_min_events
+        if due:
+            self.request()
 
     def request(self) -> None:
         """Start a background rebuild now (or once more after the one in flight)."""
@@ -126,4 +134,7 @@ class Refresher:
         with self._lock:
             self._pending_events = 0
             self._last_started = self._monotonic()
+            if self._deferred is not None:
+                self._deferred.cancel()
+                self._deferred = None
         self._rebuild()

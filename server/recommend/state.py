@@ -517,14 +517,17 @@ class LiveCounters:
         self._current = _Deltas()
         self._handed_over = _Deltas()
         self._served: dict[str, dict[str, set[str]]] = {}
-        self._events = 0
+        self._events = 0  # events since the rebuild in flight (or the last one) started
+        self._handed_over_events = 0  # events before it that it is taking in
         # Users forgotten since the current snapshot was built: the snapshot's per-user
         # entries are ignored for them until a rebuild that started after the forget.
         self._forgotten: dict[str, float] = {}
 
     @property
     def events_since_rebuild(self) -> int:
-        return self._events
+        """Events not in the current snapshot: those a rebuild in flight is taking in too."""
+        with self._lock:
+            return self._events + self._handed_over_events
 
     def add_events(self, events: Sequence[Event]) -> None:
         with self._lock:
@@ -559,6 +562,7 @@ class LiveCounters:
         with self._lock:
             self._handed_over.merge(self._current)
             self._current = _Deltas()
+            self._handed_over_events += self._events
             self._events = 0
 
     def finish_rebuild(self, succeeded: bool, build_started: float) -> None:
@@ -566,12 +570,15 @@ class LiveCounters:
         with self._lock:
             if succeeded:
                 self._handed_over = _Deltas()
+                self._handed_over_events = 0
                 self._forgotten = {
                     u: t for u, t in self._forgotten.items() if t >= build_started
                 }
             else:
                 self._handed_over.merge(self._current)
                 self._current, self._handed_over = self._handed_over, _Deltas()
+                self._events += self._handed_over_events
+                self._handed_over_events = 0
 
     def engagements(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
         with self._lock:

@@ -190,20 +190,24 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_message_bytes", "max_upload_bytes", "max_image_pixels", "max_caption_chars", "max_tags", "max_k")
+    __slots__ = ("max_message_bytes", "max_upload_bytes", "max_image_pixels", "max_caption_chars", "max_tags", "max_k", "max_events_per_batch", "import_chunk_events")
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_UPLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_CAPTION_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_TAGS_FIELD_NUMBER: _ClassVar[int]
     MAX_K_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_PER_BATCH_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_CHUNK_EVENTS_FIELD_NUMBER: _ClassVar[int]
     max_message_bytes: int
     max_upload_bytes: int
     max_image_pixels: int
     max_caption_chars: int
     max_tags: int
     max_k: int
-    def __init__(self, max_message_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_caption_chars: _Optional[int] = ..., max_tags: _Optional[int] = ..., max_k: _Optional[int] = ...) -> None: ...
+    max_events_per_batch: int
+    import_chunk_events: int
+    def __init__(self, max_message_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_caption_chars: _Optional[int] = ..., max_tags: _Optional[int] = ..., max_k: _Optional[int] = ..., max_events_per_batch: _Optional[int] = ..., import_chunk_events: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
     __slots__ = ("model_id", "dims", "store_kind", "collection", "media_count", "image_count", "video_count", "text_count", "video_frames", "topic_vocabulary", "limits", "server_version", "started_at", "recommend_state")
