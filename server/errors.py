@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -262,11 +263,61 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         return wrap_handler(handler, self._table)
 
 
+class _Undecodable:
+    """Stands for request bytes protobuf could not parse, until the handler can refuse them.
+
+    grpc turns a deserializer's exception into INTERNAL before any handler runs; parsing
+    leniently lets the call fail with INVALID_ARGUMENT and a sentence instead.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:  # e.g. a string field that is not UTF-8
+            return _Undecodable(error)
+
+    return parse
+
+
+def _refuse_undecodable(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgumentError(
+            "request",
+            "the request is not a valid message: a string field holds invalid UTF-8, or the "
+            "bytes are malformed",
+        )
+    return request
+
+
+def _checked(
+    behavior: Callable[[Any, grpc.ServicerContext], Any], request_streaming: bool
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """``behavior`` refusing undecodable requests (each message, for a request stream)."""
+
+    def checked(request: Any, context: grpc.ServicerContext, *args: Any) -> Any:
+        if request_streaming:
+            request = (_refuse_undecodable(message) for message in request)
+        else:
+            request = _refuse_undecodable(request)
+        return behavior(request, context, *args)  # type: ignore[call-arg]
+
+    return functools.wraps(behavior)(checked)
+
+
 def wrap_handler(
     handler: grpc.RpcMethodHandler,
     table: Mapping[type[BaseException], StatusRule] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """A copy of ``handler`` whose behavior maps errors to status codes."""
+    """A copy of ``handler`` whose behavior maps errors to status codes, and refuses
+    requests that do not parse with INVALID_ARGUMENT instead of grpc's INTERNAL."""
     streaming_response = bool(handler.response_streaming)
     factories = {
         (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -274,10 +325,11 @@ def wrap_handler(
         (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
         (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
     }
-    attribute, factory = factories[(bool(handler.request_streaming), streaming_response)]
-    behavior = getattr(handler, attribute)
+    streaming_request = bool(handler.request_streaming)
+    attribute, factory = factories[(streaming_request, streaming_response)]
+    behavior = _checked(getattr(handler, attribute), streaming_request)
     return factory(
         wrap_behavior(behavior, streaming_response, table),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_lenient(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -243,11 +244,12 @@ class MediaIndexer:
             for i, (_, vector) in enumerate(frames)
         ]
         timestamps = tuple(float(t) for t, _ in frames)
-        if any(b <= a for a, b in zip(timestamps, timestamps[1:], strict=False)) or any(
-            t < 0 for t in timestamps
+        if any(not math.isfinite(t) or t < 0 for t in timestamps) or any(
+            b <= a for a, b in zip(timestamps, timestamps[1:], strict=False)
         ):
             raise InvalidArgumentError(
-                "embeddings.frames", "frame timestamps must be non-negative and increasing"
+                "embeddings.frames",
+                "frame timestamps must be finite, non-negative and increasing",
             )
         # A vector that is present but empty is a wrong dimension, not an absent vector.
         visual_vector = None if visual is None else check_vector(visual, dim, "embeddings.visual")

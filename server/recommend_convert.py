@@ -128,7 +128,8 @@ def resolve_k(k: int, *, default_k: int, max_k: int) -> int:
     if k < 0:
         raise InvalidArgumentError("k", "k must not be negative")
     if k > max_k:
-        raise ResourceLimitError("k", f"k={k} is over the maximum of {max_k}")
+        # A k past the maximum is a malformed request, not a resource the server ran out of.
+        raise InvalidArgumentError("k", f"k={k} is over the maximum of {max_k}")
     return k or default_k
 
 

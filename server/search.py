@@ -10,7 +10,7 @@ import numpy as np
 from encoders import Encoder
 from encoders.images import decode_image
 from encoders.media_errors import MediaDecodeError
-from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from server.errors import InvalidArgumentError, NotFoundError
 from server.indexing import decode_failure, jpeg_draft_size
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
@@ -56,7 +56,8 @@ class MediaSearch:
         if k < 0:
             raise InvalidArgumentError("k", "k must not be negative")
         if k > self._max_k:
-            raise ResourceLimitError("k", f"k={k} is over the maximum of {self._max_k}")
+            # A k past the maximum is a malformed request, not a resource the server ran out of.
+            raise InvalidArgumentError("k", f"k={k} is over the maximum of {self._max_k}")
         return k or self._default_k
 
     def by_text(self, text: str, k: int, filter: SearchFilter) -> list[MediaHit]:

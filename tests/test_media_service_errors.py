@@ -260,7 +260,7 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "delete-unknown": (lambda svc: svc.client.delete_media("no-such-item"), NOT_FOUND),
     "delete-empty-id": (lambda svc: svc.client.delete_media("", allow_missing=True), INVALID),
     "similar-unknown": (_similar("no-such-item"), NOT_FOUND),
-    "k-over-max": (_text(k=MAX_K + 1), EXHAUSTED),
+    "k-over-max": (_text(k=MAX_K + 1), INVALID),
     "k-negative": (_text(k=-1), INVALID),
     "empty-text": (_text("   "), INVALID),
     "query-image-junk": (_image_query(JUNK), INVALID),
@@ -379,6 +379,50 @@ def test_truncated_video_is_invalid_and_changes_nothing(svc: ErrorService) -> No
     for cut in (len(svc.video) // 2, 2000):
         with pytest.raises(InvalidArgument):
             svc.client.index_media(MediaMetadata(media_id=SEED_ID), svc.video[:cut])
+    assert svc.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "payload"),
+    [
+        ("/mediarec.v1.MediaService/GetMedia", b"\x0a\x02\xff\xfe"),  # media_id: not UTF-8
+        ("/mediarec.v1.MediaService/SearchMedia", b"\x0a\x03a\xc3("),  # text: cut sequence
+        ("/mediarec.v1.MediaService/GetMedia", b"\x0a\x7f"),  # a length past the end
+        ("/mediarec.v1.RecommendationService/Recommend", b"\x0a\x01\x80"),  # user_id
+    ],
+    ids=["get-media", "search-text", "truncated", "recommend"],
+)
+def test_undecodable_requests_are_invalid_not_internal(
+    svc: ErrorService, method: str, payload: bytes
+) -> None:
+    before = svc.snapshot()
+    channel = grpc.insecure_channel(f"127.0.0.1:{svc.running.port}")
+    call = channel.unary_unary(method)  # raw bytes: no serializer
+    with pytest.raises(grpc.RpcError) as caught:
+        call(payload, timeout=10)
+    channel.close()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert svc.snapshot() == before
+
+
+def test_a_bring_your_own_frame_time_must_be_finite(svc: ErrorService) -> None:
+    dim = svc.running.state.require().encoder.dim
+    vector = media_pb2.Vector(values=[1.0] + [0.0] * (dim - 1))
+    before = svc.snapshot()
+    for bad in (float("nan"), float("inf")):
+        request = media_pb2.IndexMediaRequest(
+            metadata=common_pb2.MediaMetadata(media_id=SEED_ID, caption="frames"),
+            embeddings=media_pb2.MediaEmbeddings(
+                model_id=MODEL_ID,
+                frames=[
+                    media_pb2.FrameVector(timestamp_s=0.0, vector=vector),
+                    media_pb2.FrameVector(timestamp_s=bad, vector=vector),
+                ],
+            ),
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            svc.stub.IndexMedia(request, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert svc.snapshot() == before
 
 

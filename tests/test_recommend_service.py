@@ -516,7 +516,7 @@ def test_an_oversized_batch_and_bad_requests_fail_with_clear_codes(
         service.client.recommend("", k=5)
     with pytest.raises(InvalidArgument):
         service.client.recommend("someone", k=-1)
-    with pytest.raises(ResourceExhausted):
+    with pytest.raises(InvalidArgument):
         service.client.recommend("someone", k=100_000)
     with pytest.raises(InvalidArgument):
         service.client.recommend("someone", k=5, page_cursor="not-a-cursor")

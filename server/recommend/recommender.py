@@ -25,7 +25,7 @@ import numpy as np
 
 from encoders import Encoder
 from server.embed_batcher import Priority, embed_scope
-from server.errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from server.errors import InvalidArgumentError, NotFoundError
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
@@ -683,7 +683,7 @@ class Recommender:
         if k < 0:
             raise InvalidArgumentError("k", f"k must be positive, got {k}")
         if k > s.max_k:
-            raise ResourceLimitError("k", f"k = {k} is over the limit of {s.max_k}")
+            raise InvalidArgumentError("k", f"k = {k} is over the limit of {s.max_k}")
         return k
 
     def _rng(self, request: RecRequest) -> np.random.Generator:
