@@ -12,7 +12,6 @@ from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mediarec.v1 import (
     admin_pb2,
@@ -31,6 +30,7 @@ from server.heap import freeze_startup_objects, schedule_full_collections
 from server.media_servicer import MediaServicer
 from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
+from server.reflection import enable_reflection
 from server.runtime import ServiceState
 from server.threads import limit_numpy_blas_threads
 
@@ -94,9 +94,7 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in SERVICE_NAMES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (*[n for n in SERVICE_NAMES if n], health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*[n for n in SERVICE_NAMES if n], health.SERVICE_NAME), server)
     address = f"{limits.host}:{limits.port}"
     if limits.tls_cert and limits.tls_key:
         credentials = grpc.ssl_server_credentials(

@@ -631,6 +631,24 @@ def test_health_and_reflection_list_the_recommendation_service(service: Service)
     assert name in names
 
 
+def test_reflection_v1_answers_like_v1alpha(service: Service) -> None:
+    # Newer tools ask grpc.reflection.v1 first; v1 has v1alpha's messages on the wire.
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    lookup = reflection_pb2.ServerReflectionRequest(
+        file_containing_symbol="mediarec.v1.RecommendationService"
+    )
+    with grpc.insecure_channel(service.target) as channel:
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, found = list(v1(iter([request, lookup]), timeout=10))
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"grpc.reflection.v1.ServerReflection", "mediarec.v1.AdminService"} <= names
+    assert found.file_descriptor_response.file_descriptor_proto
+
+
 def test_exclude_seen_unset_means_true_on_the_wire(service: Service, world: World) -> None:
     user = "raw-wire"
     first = recommend(service, user, k=5)
