@@ -38,6 +38,7 @@ from bench.real.data import (
 )
 from bench.real.models import Interactions, Scorer
 from bench.real.report import write_fragment
+from bench.report import code_version
 from server.recommend.settings import RecommendSettings
 
 logger = logging.getLogger(__name__)
@@ -459,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("server", "grpc", "sentence_transformers", "httpx", "implicit"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
+    measured = code_version()  # the code as it was loaded, even if the tree changes meanwhile
     try:
         data = load_movielens(args.data)
     except DatasetMissingError as exc:
@@ -473,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert chosen is not None
     summary = summarize(results, chosen, time.monotonic() - started)
     summary["split"] = args.split
+    summary["code"] = measured
     summary["calibration_ndcg10"] = calibration(data)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     if args.split == "test":

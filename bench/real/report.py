@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import code_version, machine
+from bench.report import machine
 
 LABELS = {
     "mediarec": "mediarec",
@@ -39,7 +39,7 @@ def render(summary: Mapping[str, Any]) -> str:
         "## Real engagement data: MovieLens (ml-latest-small)",
         "",
         f"Command: `make bench-real` (`python -m bench.real --split test`). Machine: "
-        f"{machine()}. Date: {datetime.now(UTC):%Y-%m-%d}. Code: {code_version()}. "
+        f"{machine()}. Date: {datetime.now(UTC):%Y-%m-%d}. Code: {summary['code']}. "
         f"Runtime: {summary['wall_s'] / 60:.1f} min. Seeds: {summary['seeds']} "
         f"(split digests {summary['split_sha']}).",
         "",
