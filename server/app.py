@@ -32,6 +32,7 @@ from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
 from server.reflection import enable_reflection
 from server.runtime import ServiceState
+from server.streams import StreamLimits, UploadGate
 from server.threads import limit_numpy_blas_threads
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,13 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         interceptors=interceptors,
         options=options,
     )
-    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(state), server)
+    # Streaming calls share one gate, so stalled clients can never hold every worker thread.
+    uploads = max(1, min(limits.max_concurrent_uploads, limits.workers - 1))
+    gate = UploadGate(uploads, limits.max_uploads_per_key)
+    streams = StreamLimits(limits.stream_idle_timeout_s, limits.stream_total_timeout_s)
+    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(state, gate, streams), server)
     recommend_pb2_grpc.add_RecommendationServiceServicer_to_server(
-        RecommendationServicer(state), server
+        RecommendationServicer(state, gate, streams), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(state), server)
     health_servicer = health.HealthServicer()

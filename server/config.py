@@ -114,6 +114,36 @@ class ServerSettings:
         minimum=1,
         maximum=1 << 40,
     )
+    max_concurrent_uploads: int = setting(
+        4,
+        "max_concurrent_uploads",
+        "Streaming calls (UploadMedia, ImportEvents) in flight at once; more are refused with "
+        "RESOURCE_EXHAUSTED. At most workers - 1 apply, so other calls always find a thread.",
+        minimum=1,
+        maximum=255,
+    )
+    max_uploads_per_key: int = setting(
+        2,
+        "max_uploads_per_key",
+        "Streaming calls one API key may have in flight at once (all callers share one "
+        "count when no keys are configured).",
+        minimum=1,
+        maximum=255,
+    )
+    stream_idle_timeout_s: float = setting(
+        30.0,
+        "stream_idle_timeout_s",
+        "A client stream that sends nothing for this long ends with DEADLINE_EXCEEDED.",
+        minimum=0.1,
+        maximum=3600,
+    )
+    stream_total_timeout_s: float = setting(
+        1800.0,
+        "stream_total_timeout_s",
+        "A client stream that takes longer than this in all ends with DEADLINE_EXCEEDED.",
+        minimum=1,
+        maximum=86_400,
+    )
     shutdown_grace_s: float = setting(
         10.0,
         "shutdown_grace_s",

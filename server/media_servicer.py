@@ -19,10 +19,12 @@ import grpc
 
 from mediarec.v1 import media_pb2, media_pb2_grpc
 from server import convert
+from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.indexing import validate_media_id, validate_metadata
 from server.runtime import ServiceState
+from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,10 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, gate: UploadGate, limits: StreamLimits) -> None:
         self._state = state
+        self._gate = gate
+        self._limits = limits
 
     @embeds(Priority.BULK)
     def IndexMedia(  # noqa: N802 (gRPC method names are fixed by the proto)
@@ -58,6 +62,18 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 
     @embeds(Priority.BULK)
     def UploadMedia(  # noqa: N802
+        self,
+        request_iterator: Iterator[media_pb2.UploadMediaRequest],
+        context: grpc.ServicerContext,
+    ) -> media_pb2.UploadMediaResponse:
+        self._state.require()  # UNAVAILABLE before the gate while the server loads
+        ticket = self._gate.acquire(bearer_token(context.invocation_metadata()))
+        try:
+            return self._upload(bounded(request_iterator, self._limits, "upload"), context)
+        finally:
+            self._gate.release(ticket)
+
+    def _upload(
         self,
         request_iterator: Iterator[media_pb2.UploadMediaRequest],
         context: grpc.ServicerContext,

@@ -15,6 +15,7 @@ import grpc
 
 from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
 from server import recommend_convert as convert
+from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
@@ -22,13 +23,16 @@ from server.payload import stored_item
 from server.recommend.importer import import_events
 from server.recommend.types import Event, EventResult, RecItem
 from server.runtime import ServiceDeps, ServiceState
+from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)
 
 
 class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, state: ServiceState, gate: UploadGate, limits: StreamLimits) -> None:
         self._state = state
+        self._gate = gate
+        self._limits = limits
 
     @embeds(Priority.INTERACTIVE)
     def LogEvents(  # noqa: N802 (gRPC method names are fixed by the proto)
@@ -55,12 +59,17 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
     ) -> recommend_pb2.ImportEventsResponse:
         deps = self._state.require()
         settings = deps.settings.recommend
-        result = import_events(
-            _import_chunks(request_iterator, settings.import_chunk_events),
-            deps.engagement,
-            deps.recommender,
-            max_errors=settings.import_max_errors,
-        )
+        ticket = self._gate.acquire(bearer_token(context.invocation_metadata()))
+        try:
+            messages = bounded(request_iterator, self._limits, "import")
+            result = import_events(
+                _import_chunks(messages, settings.import_chunk_events),
+                deps.engagement,
+                deps.recommender,
+                max_errors=settings.import_max_errors,
+            )
+        finally:
+            self._gate.release(ticket)
         return convert.import_response(result)
 
     @embeds(Priority.INTERACTIVE)
