@@ -339,6 +339,13 @@ class RecommendConfig:
         "Impressions without engagement after which an item is no longer shown to that user.",
         minimum=1,
     )
+    served_window_s: float = setting(
+        _recommend_default("served_window_s"),
+        "served_window_s",
+        "Seconds served impressions are kept: fatigue counts within this window, and older "
+        "rows are deleted at each rebuild (training sees only this window).",
+        minimum=3600,
+    )
     max_clusters: int = setting(
         _recommend_default("max_clusters"),
         "max_interest_clusters",

@@ -179,6 +179,17 @@ def test_served_items_round_trip_and_relogging_is_a_no_op(store: SqliteEngagemen
     assert list(store.iter_served(since=NOW)) == []
 
 
+def test_trimming_deletes_only_served_items_older_than_the_cut(
+    store: SqliteEngagementStore,
+) -> None:
+    old = served("r1", 0, media="m1")
+    store.log_served([old])
+    recent = [item for item in store.iter_served()]
+    assert store.trim_served(before=recent[0].timestamp) == 0  # not older than itself
+    assert store.trim_served(before=recent[0].timestamp + 1) == 1
+    assert list(store.iter_served()) == []
+
+
 def test_rankings_expire(store: SqliteEngagementStore) -> None:
     store.save_ranking("rk1", "u1", '["m1","m2"]', now=NOW, ttl_s=60)
     assert store.load_ranking("rk1", "u1", now=NOW + 30) == '["m1","m2"]'

@@ -1,11 +1,13 @@
-"""Pure helpers that read derived counts for a request's candidates."""
+"""Pure helpers that read derived counts for a request's candidates, and the live counters."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from server.recommend.features import _popular_in
-from server.recommend.state import _counts
+from server.recommend.settings import RecommendSettings
+from server.recommend.state import DerivedState, LiveCounters, _counts
+from server.recommend.types import ServedItem
 
 
 def test_counts_add_every_delta_whichever_side_is_walked() -> None:
@@ -26,3 +28,27 @@ def test_popular_in_names_the_most_specific_context_that_applies() -> None:
         "location_hour": np.array([0.0, 0.0, 0.25, 0.1]),
     }
     assert _popular_in(levels, 4) == ["device", "", "location_hour", ""]
+
+
+def _served(user: str, media: str, request: str, ts: float = 1.0) -> ServedItem:
+    return ServedItem(request, user, media, 0, 1.0, 1.0, (), {}, ts)
+
+
+def test_live_served_impressions_are_dropped_once_a_rebuild_has_read_them() -> None:
+    live = LiveCounters(RecommendSettings())
+    live.add_served([_served("u", "m1", "r1"), _served("u", "m2", "r1")])
+    empty = DerivedState()
+    assert live.served_keys(empty, "u") == {"m1": {"request:r1"}, "m2": {"request:r1"}}
+    live.start_rebuild()
+    live.add_served([_served("u", "m1", "r2")])  # during the rebuild: kept after it
+    assert live.served_keys(empty, "u")["m1"] == {"request:r1", "request:r2"}
+    live.finish_rebuild(True, 0.0)
+    assert live.served_keys(empty, "u") == {"m1": {"request:r2"}}  # the rest is in the state
+
+
+def test_a_failed_rebuild_keeps_the_live_served_impressions() -> None:
+    live = LiveCounters(RecommendSettings())
+    live.add_served([_served("u", "m1", "r1")])
+    live.start_rebuild()
+    live.finish_rebuild(False, 0.0)
+    assert live.served_keys(DerivedState(), "u") == {"m1": {"request:r1"}}

@@ -218,6 +218,11 @@ class SqliteEngagementStore:
         for row in self._scan(sql, params):
             yield _served_from_row(row)
 
+    def trim_served(self, before: float) -> int:
+        """Delete logged impressions with ``ts < before`` (bounded history); returns how many."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM served WHERE ts < ?", (before,)).rowcount
+
     # -- cached rankings (page cursors) ----------------------------------------------------
 
     def save_ranking(

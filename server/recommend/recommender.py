@@ -701,6 +701,9 @@ class Recommender:
 
     def _rebuild(self) -> None:
         started = time.monotonic()
+        # Served impressions must be in the store before the rebuild reads it: the live
+        # counts of them are dropped when it finishes.
+        self._served_log.flush()
         self._live.start_rebuild()
         try:
             state = build_state(self._engagement, self._store, self._settings, self._clock())
@@ -710,6 +713,9 @@ class Recommender:
         self._state = state
         self._state_version += 1
         self._live.finish_rebuild(True, started)
+        trimmed = self._engagement.trim_served(self._clock() - self._settings.served_window_s)
+        if trimmed:
+            logger.info("deleted %d served impressions older than the served window", trimmed)
         if self._precomputing:
             cold = [
                 u for u in state.active_users[: self._settings.precompute_users]

@@ -24,6 +24,9 @@ class RecommendSettings:
     long_view_watch_fraction: float = 0.8  # a video view this complete counts as positive
     long_view_dwell_ms: int = 8_000  # a view this long counts as positive
     max_impressions: int = 3  # impressions without engagement before an item is dropped
+    # Served impressions older than this are forgotten: fatigue counts within it, and rows
+    # beyond it are deleted at each rebuild, so neither memory nor disk grows without bound.
+    served_window_s: float = 30 * DAY_S
 
     # -- the user profile ---------------------------------------------------------------------
     max_clusters: int = 5  # interest clusters (taste vectors) per user

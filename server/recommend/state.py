@@ -389,7 +389,7 @@ def build_state(
     acc = _Accumulator(settings)
     for event in engagement.iter_events():
         acc.add_event(event)
-    for served in engagement.iter_served():
+    for served in engagement.iter_served(since=now - settings.served_window_s):
         acc.add_served(served)
     engaged = list(acc.item_engagements)
     meta = _fetch_meta(store, engaged)  # deleted media drop out here
@@ -516,7 +516,9 @@ class LiveCounters:
         self._lock = threading.Lock()
         self._current = _Deltas()
         self._handed_over = _Deltas()
+        # Impressions served since the rebuild in flight started (which reads those before).
         self._served: dict[str, dict[str, set[str]]] = {}
+        self._handed_over_served: dict[str, dict[str, set[str]]] = {}
         self._events = 0  # events since the rebuild in flight (or the last one) started
         self._handed_over_events = 0  # events before it that it is taking in
         # Users forgotten since the current snapshot was built: the snapshot's per-user
@@ -564,6 +566,8 @@ class LiveCounters:
             self._current = _Deltas()
             self._handed_over_events += self._events
             self._events = 0
+            _merge_served(self._handed_over_served, self._served)
+            self._served = {}
 
     def finish_rebuild(self, succeeded: bool, build_started: float) -> None:
         """The rebuild's snapshot is current (or the rebuild failed and nothing changed)."""
@@ -571,6 +575,7 @@ class LiveCounters:
             if succeeded:
                 self._handed_over = _Deltas()
                 self._handed_over_events = 0
+                self._handed_over_served = {}
                 self._forgotten = {
                     u: t for u, t in self._forgotten.items() if t >= build_started
                 }
@@ -579,6 +584,8 @@ class LiveCounters:
                 self._current, self._handed_over = self._handed_over, _Deltas()
                 self._events += self._handed_over_events
                 self._handed_over_events = 0
+                _merge_served(self._served, self._handed_over_served)
+                self._handed_over_served = {}
 
     def engagements(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
         with self._lock:
@@ -600,7 +607,10 @@ class LiveCounters:
 
     def served_keys(self, state: DerivedState, user_id: str) -> dict[str, frozenset[str]]:
         with self._lock:
-            live = {m: frozenset(k) for m, k in self._served.get(user_id, {}).items()}
+            live: dict[str, frozenset[str]] = {}
+            for per_user in (self._handed_over_served, self._served):
+                for m, k in per_user.get(user_id, {}).items():
+                    live[m] = live.get(m, frozenset()) | k
             forgotten = user_id in self._forgotten
         merged = {} if forgotten else dict(state.served.get(user_id, {}))
         for m, keys in live.items():
@@ -611,6 +621,7 @@ class LiveCounters:
         """Drop the user's per-user entries (live, and masked in ``state``); returns how many."""
         with self._lock:
             removed = len(self._served.pop(user_id, {}))
+            removed += len(self._handed_over_served.pop(user_id, {}))
             for deltas in (self._current, self._handed_over):
                 removed += len(deltas.recent.pop(user_id, ()))
             self._forgotten[user_id] = time.monotonic()
@@ -645,6 +656,15 @@ def _counts(
             out += np.fromiter((more(m, 0.0) for m in media_ids), dtype=np.float64,
                                count=len(media_ids))  # fmt: skip
     return out
+
+
+def _merge_served(
+    into: dict[str, dict[str, set[str]]], other: Mapping[str, Mapping[str, set[str]]]
+) -> None:
+    for user, per_media in other.items():
+        mine = into.setdefault(user, {})
+        for media_id, keys in per_media.items():
+            mine.setdefault(media_id, set()).update(keys)
 
 
 @dataclass
