@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +28,7 @@ from server.config import Settings
 from server.errors import ErrorMappingInterceptor
 from server.folder_index import open_local_deps
 from server.heap import freeze_startup_objects, schedule_full_collections
+from server.inflight import InFlight
 from server.media_servicer import MediaServicer
 from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
@@ -46,23 +48,38 @@ SERVICE_NAMES = (
 )
 
 
+# After the grace, handlers still running get this long to notice they were cancelled.
+ABANDON_AFTER_S = 1.0
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
     state: ServiceState
+    inflight: InFlight = field(default_factory=InFlight)
 
     def set_serving(self) -> None:
         for name in SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def stop(self, grace_s: float) -> None:
-        """Graceful shutdown: report NOT_SERVING, let in-flight calls finish, close the store."""
+    def stop(self, grace_s: float) -> bool:
+        """Graceful shutdown: report NOT_SERVING, let in-flight calls finish within the grace,
+        close the stores. False when handlers still ran after it: the stores are then left
+        open (closing them under a running handler could break its write) for the caller to
+        abandon with the process; every acknowledged write is already durable."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
+        if not self.inflight.wait_idle(ABANDON_AFTER_S):
+            logger.warning(
+                "%d calls still running %.0f s after the grace; abandoning them",
+                self.inflight.count, ABANDON_AFTER_S,
+            )
+            return False
         if self.state.ready:
             self.state.require().close()
+        return True
 
 
 def build_server(settings: Settings, state: ServiceState) -> RunningServer:
@@ -77,9 +94,10 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    inflight = InFlight()
     interceptors = [
         *auth_interceptors(limits.api_keys, limits.admin_api_keys),
-        ErrorMappingInterceptor(),
+        ErrorMappingInterceptor(inflight=inflight),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="rpc"),
@@ -111,7 +129,7 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     if port == 0:
         raise OSError(f"could not listen on {address}")
     server.start()
-    running = RunningServer(server, port, health_servicer, state)
+    running = RunningServer(server, port, health_servicer, state, inflight)
     if state.ready:
         running.set_serving()
     logger.info("listening on %s:%d (%s)", limits.host, port, "TLS" if limits.tls_cert else "plain")
@@ -169,9 +187,15 @@ def serve(settings: Settings) -> int:
     print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
     try:
         stop.wait()
-        running.stop(settings.server.shutdown_grace_s)
+        finished = running.stop(settings.server.shutdown_grace_s)
     finally:
         if full_collections is not None:
             full_collections.close()
+    if not finished:
+        # The executor's exit handler would wait for those handlers, however long they take;
+        # the process leaves now, within grace + ABANDON_AFTER_S.
+        logger.info("stopped (abandoned calls that outran the grace)")
+        logging.shutdown()
+        os._exit(0)
     logger.info("stopped")
     return 0

@@ -8,6 +8,7 @@ anything unexpected becomes INTERNAL with a generic one-sentence message and a l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -17,6 +18,8 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from server.inflight import InFlight
 
 logger = logging.getLogger(__name__)
 
@@ -184,13 +187,16 @@ def wrap_behavior(
     behavior: Callable[[Any, grpc.ServicerContext], Any],
     response_streaming: bool,
     table: Mapping[type[BaseException], StatusRule] | None = None,
+    inflight: InFlight | None = None,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     """Wrap one handler function ``(request_or_iterator, context)`` with the error mapping.
 
     grpc calls a behavior marked ``experimental_non_blocking`` (the health servicer's
     ``Watch``) with a third argument, ``send_response_callback``, and it returns instead of
     yielding; the wrapper keeps that calling convention, or such a call fails as UNKNOWN.
+    ``inflight`` counts the handler while it runs (a non-blocking one returns at once).
     """
+    running = inflight if inflight is not None else contextlib.nullcontext()
     if getattr(behavior, "experimental_non_blocking", False):
 
         def non_blocking(request: Any, context: grpc.ServicerContext, *args: Any) -> Any:
@@ -204,18 +210,20 @@ def wrap_behavior(
     if response_streaming:
 
         def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            try:
-                yield from behavior(request, context)
-            except Exception as error:
-                _handle(error, context, table)
+            with running:
+                try:
+                    yield from behavior(request, context)
+                except Exception as error:
+                    _handle(error, context, table)
 
         return functools.wraps(behavior)(streaming)
 
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return behavior(request, context)
-        except Exception as error:
-            _handle(error, context, table)
+        with running:
+            try:
+                return behavior(request, context)
+            except Exception as error:
+                _handle(error, context, table)
 
     return functools.wraps(behavior)(unary)
 
@@ -247,10 +255,16 @@ def maps_errors(method: _Method) -> _Method:
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Applies the error table to every RPC of the server, including services we didn't write."""
+    """Applies the error table to every RPC of the server, including services we didn't write,
+    and counts running handlers in ``inflight`` when given one."""
 
-    def __init__(self, table: Mapping[type[BaseException], StatusRule] | None = None) -> None:
+    def __init__(
+        self,
+        table: Mapping[type[BaseException], StatusRule] | None = None,
+        inflight: InFlight | None = None,
+    ) -> None:
         self._table = dict(default_status_table() if table is None else table)
+        self._inflight = inflight
 
     def intercept_service(
         self,
@@ -260,7 +274,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return wrap_handler(handler, self._table)
+        return wrap_handler(handler, self._table, self._inflight)
 
 
 class _Undecodable:
@@ -315,6 +329,7 @@ def _checked(
 def wrap_handler(
     handler: grpc.RpcMethodHandler,
     table: Mapping[type[BaseException], StatusRule] | None = None,
+    inflight: InFlight | None = None,
 ) -> grpc.RpcMethodHandler:
     """A copy of ``handler`` whose behavior maps errors to status codes, and refuses
     requests that do not parse with INVALID_ARGUMENT instead of grpc's INTERNAL."""
@@ -329,7 +344,7 @@ def wrap_handler(
     attribute, factory = factories[(streaming_request, streaming_response)]
     behavior = _checked(getattr(handler, attribute), streaming_request)
     return factory(
-        wrap_behavior(behavior, streaming_response, table),
+        wrap_behavior(behavior, streaming_response, table, inflight),
         request_deserializer=_lenient(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )

@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -294,3 +296,41 @@ def test_sighup_with_a_bad_ranker_file_keeps_serving_with_the_ranker_in_use(
     finally:
         exit_code = _stop_child(child, signal.SIGTERM)
     assert exit_code == 0
+
+
+@pytest.mark.slow  # a `mediarec serve` process, loading torch and the model
+def test_sigterm_exits_within_the_grace_while_cpu_heavy_calls_run(settings: Settings) -> None:
+    # An 8,900 x 8,900 PNG (79 MP, under the pixel cap) takes seconds to decode and resize.
+    # A handler busy with it does not notice the cancellation; the executor's exit handler
+    # once waited for it, so shutdown overran its grace by tens of seconds.
+    buffer = io.BytesIO()
+    Image.new("RGB", (8900, 8900), (30, 60, 90)).save(buffer, "PNG")
+    heavy = buffer.getvalue()
+    grace_s = 0.5
+    child, address = _serve_process(settings, "--shutdown-grace-s", str(grace_s))
+    errors: list[BaseException] = []
+
+    def index(i: int) -> None:
+        try:
+            with MediarecClient(address) as client:
+                client.index_media(MediaMetadata(media_id=f"heavy-{i}"), heavy, timeout_s=60)
+        except BaseException as exc:  # the server goes away mid-call: expected
+            errors.append(exc)
+
+    threads = [threading.Thread(target=index, args=(i,)) for i in range(3)]
+    try:
+        with MediarecClient(address) as client:
+            client.wait_until_serving(timeout_s=60)
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # the calls are decoding
+        started = time.monotonic()
+        exit_code = _stop_child(child, signal.SIGTERM)
+        took = time.monotonic() - started
+    finally:
+        if child.poll() is None:
+            child.kill()
+        for thread in threads:
+            thread.join(30)
+    assert exit_code == 0
+    assert took < grace_s + 2.5, f"shutdown took {took:.1f} s"
