@@ -351,6 +351,18 @@ def candidate_recall(
     return recall_at_k(unions, t.targets, CANDIDATE_K)
 
 
+def mean_ci(
+    values: Sequence[np.ndarray], rng: np.random.Generator, resamples: int = 2000
+) -> list[float]:
+    """95 % percentile-bootstrap CI of the mean over (seed, user) pairs."""
+    x = np.concatenate(values)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return []
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    return [round(float(v), 4) for v in np.quantile(means, [0.025, 0.975])]
+
+
 def paired_ratio_ci(
     a: Sequence[np.ndarray],
     b: Sequence[np.ndarray],
@@ -381,6 +393,7 @@ def summarize(
         "split_sha": ",".join(r.split_sha for r in results),
         "wall_s": round(wall_s, 1),
         "ndcg10": {m: mean([r.ndcg[m] for r in results]) for m in MODELS},
+        "ndcg10_ci95": {m: mean_ci([r.ndcg[m] for r in results], rng) for m in MODELS},
         "ndcg10_ratio_vs_ease_ci95": [
             round(v, 3)
             for v in paired_ratio_ci(

@@ -25,6 +25,10 @@ def _cell(value: Any) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _interval(bounds: Any) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "–"
+
+
 def render(summary: Mapping[str, Any]) -> str:
     models = list(LABELS)
     head = "| | " + " | ".join(LABELS[m] for m in models) + " |"
@@ -60,6 +64,9 @@ def render(summary: Mapping[str, Any]) -> str:
         head,
         rule,
         row("NDCG@10", summary["ndcg10"]),
+        "| NDCG@10, 95 % CI | "
+        + " | ".join(_interval(summary.get("ndcg10_ci95", {}).get(m)) for m in models)
+        + " |",
         row("Recall@20", summary["recall20"]),
         row("Recall@20, cold items", summary["recall20_cold"]),
     ]
@@ -97,7 +104,26 @@ def render(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- BEGIN bench-real -->", "<!-- END bench-real -->"
+
+
 def write_fragment(out: Path, summary: Mapping[str, Any]) -> None:
+    """``real.json`` and ``real.md`` under ``out``, and the same section in benchmarks.md
+    (between its markers, replaced, never duplicated) beside ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    text = render(summary)
     (out / "real.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "real.md").write_text(render(summary))
+    (out / "real.md").write_text(text)
+    splice(out.parent / "benchmarks.md", text)
+
+
+def splice(path: Path, text: str) -> None:
+    """Put ``text`` between the bench-real markers of ``path`` (appended the first time)."""
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in current and END in current:
+        head, rest = current.split(BEGIN, 1)
+        current = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        current = current.rstrip() + "\n\n" + block
+    path.write_text(current)
