@@ -105,6 +105,7 @@ def run_import(data_dir: Path, events: Sequence[Event]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code_version()  # names the code as loaded, whatever the tree holds when the run ends
     parser = argparse.ArgumentParser(prog="python -m bench.import_speed", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=2000)

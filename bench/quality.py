@@ -42,7 +42,7 @@ from bench.blend_runner import (
     to_events,
 )
 from bench.engagement_sim import EngagementLog, SimConfig, simulate_cached
-from bench.report import summarize, write_docs
+from bench.report import code_version, summarize, write_docs
 from bench.world_sim import (
     NOT_NEW,
     World,
@@ -327,6 +327,7 @@ def _init_worker() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code_version()  # names the code as loaded, whatever the tree holds when the run ends
     parser = argparse.ArgumentParser(prog="python -m bench.quality",
                                      description="Recommendation quality benchmark.")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))

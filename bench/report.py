@@ -4,6 +4,7 @@ of docs/benchmarks.md."""
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import re
 import subprocess
@@ -222,8 +223,12 @@ def machine() -> str:
     return f"{model}, {cores} cores"
 
 
+@functools.cache
 def code_version() -> str:
-    """The commit measured, and whether code the benchmark runs had uncommitted changes."""
+    """The commit measured, and whether code the benchmark runs had uncommitted changes.
+
+    Cached: each benchmark calls it as it starts, so its report names the code it loaded,
+    not what the tree holds when it ends."""
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()

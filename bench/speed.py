@@ -127,6 +127,7 @@ def write_docs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code_version()  # names the code as loaded, whatever the tree holds when the run ends
     parser = argparse.ArgumentParser(
         prog="python -m bench.speed", description=__doc__.splitlines()[0]
     )
