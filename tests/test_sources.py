@@ -10,11 +10,13 @@ from server.recommend.settings import RecommendSettings
 from server.recommend.sources import (
     SEED_COENGAGEMENT_WEIGHT,
     QueryVector,
+    caption_only,
     fresh_exclusions,
     seeded_positives,
     strongest_tastes,
 )
 from server.recommend.types import Event, EventKind
+from server.store import SearchFilter
 
 V = np.zeros(3)
 
@@ -75,3 +77,19 @@ def test_a_seed_post_weighs_twice_the_strongest_positive_in_co_engagement() -> N
     assert seeded_positives(likes, "a")["a"] == 1.0 + 5.0
     assert seeded_positives({}, "s") == {"s": 2.0}  # no positives: the strongest counts as 1
     assert likes == {"a": 1.0, "b": 2.5}  # the profile's own mapping is left alone
+
+
+@pytest.mark.parametrize(
+    ("media_types", "expected"),
+    [((), ("text",)), (("image", "text"), ("text",)), (("video",), None)],
+    ids=["any", "includes-text", "videos-only"],
+)
+def test_taste_vectors_search_captions_only_of_caption_only_posts(
+    media_types: tuple[str, ...], expected: tuple[str, ...] | None
+) -> None:
+    narrowed = caption_only(SearchFilter(media_types=media_types, tags=("cats",)))
+    if expected is None:
+        assert narrowed is None
+        return
+    assert narrowed is not None
+    assert narrowed.media_types == expected and narrowed.tags == ("cats",)

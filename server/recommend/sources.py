@@ -130,28 +130,46 @@ def store_filter(
 
 
 def nearest(ctx: SourceContext) -> list[Proposal]:
-    """content (clusters), interests (texts, steering) and seed: each query searches both the
-    visual and the caption vectors (two batched searches), so caption-only posts are found."""
+    """content (clusters), interests (texts, steering) and seed, in up to three batched
+    searches: every query on the visual vectors; text queries on every caption vector; taste
+    and seed vectors on the caption vectors of caption-only posts, which have no visual one."""
     s = ctx.settings
     queries = ctx.queries
     if not s.content_signals:
         queries = tuple(q for q in queries if q.kind != "cluster")
     if not queries:
         return []
-    budgets = [_budget(q, ctx) for q in queries]
-    texts = [i for i, q in enumerate(queries) if q.kind not in ("cluster", SEED)]
+    f = ctx.search_filter
+    texts = [q for q in queries if q.kind not in ("cluster", SEED)]
+    tastes = [q for q in queries if q.kind in ("cluster", SEED)]
     k_text = max(1, s.interest_candidates // max(1, len(texts)))
-    # Interests are text: their caption search gets its own budget (text to text matches best).
-    caption_budgets = [k_text if i in texts else b for i, b in enumerate(budgets)]
+    plans = [
+        (schema.VISUAL, queries, [_budget(q, ctx) for q in queries], f),
+        (schema.CAPTION, texts, [k_text] * len(texts), f),
+        (schema.CAPTION, tastes, [_budget(q, ctx) for q in tastes], caption_only(f)),
+    ]
     proposals = []
-    for vector_name, ks in ((schema.VISUAL, budgets), (schema.CAPTION, caption_budgets)):
+    for vector_name, group, ks, group_filter in plans:
+        if not group or group_filter is None:
+            continue
         batches = ctx.store.search_batch(
-            vector_name, [q.vector for q in queries], ks, ctx.search_filter,
+            vector_name, [q.vector for q in group], ks, group_filter,
             with_payload=False, hnsw_ef=s.candidate_hnsw_ef,
         )  # fmt: skip
-        for q, hits in zip(queries, batches, strict=True):
+        for q, hits in zip(group, batches, strict=True):
             proposals += _from_hits(hits, _source_of(q))
     return proposals
+
+
+def caption_only(f: SearchFilter) -> SearchFilter | None:
+    """``f`` narrowed to caption-only posts, or None when ``f`` excludes them.
+
+    A taste vector (a mean of liked items' vectors) searches the caption vectors only of posts
+    that have nothing else: matching every photo's caption too doubled the search time, and
+    photos are found by their visual vectors already (their captions by text queries)."""
+    if f.media_types and schema.MEDIA_TYPE_TEXT not in f.media_types:
+        return None
+    return replace(f, media_types=(schema.MEDIA_TYPE_TEXT,))
 
 
 def _source_of(q: QueryVector) -> str:
@@ -260,9 +278,14 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     if queries:
         k = max(5, s.fresh_candidates // len(queries))
         found = []
-        for vector_name in (schema.VISUAL, schema.CAPTION):
+        for vector_name, vector_filter in (
+            (schema.VISUAL, window),
+            (schema.CAPTION, caption_only(window)),
+        ):
+            if vector_filter is None:
+                continue
             batches = ctx.store.search_batch(
-                vector_name, [q.vector for q in queries], k, window, with_payload=False,
+                vector_name, [q.vector for q in queries], k, vector_filter, with_payload=False,
                 hnsw_ef=s.candidate_hnsw_ef,
             )
             found += [p for hits in batches for p in _from_hits(hits, FRESH)]
