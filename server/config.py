@@ -115,15 +115,16 @@ class ServerSettings:
         maximum=1 << 40,
     )
     max_concurrent_uploads: int = setting(
-        4,
+        6,
         "max_concurrent_uploads",
         "Streaming calls (UploadMedia, ImportEvents) in flight at once; more are refused with "
         "RESOURCE_EXHAUSTED. At most workers - 1 apply, so other calls always find a thread.",
         minimum=1,
         maximum=255,
     )
+    # `mediarec index --server` keeps 4 uploads in flight.
     max_uploads_per_key: int = setting(
-        2,
+        4,
         "max_uploads_per_key",
         "Streaming calls one API key may have in flight at once (all callers share one "
         "count when no keys are configured).",
