@@ -67,11 +67,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         context: grpc.ServicerContext,
     ) -> media_pb2.UploadMediaResponse:
         self._state.require()  # UNAVAILABLE before the gate while the server loads
-        ticket = self._gate.acquire(bearer_token(context.invocation_metadata()))
-        try:
+        with self._gate.admitted(bearer_token(context.invocation_metadata())):
             return self._upload(bounded(request_iterator, self._limits, "upload"), context)
-        finally:
-            self._gate.release(ticket)
 
     def _upload(
         self,

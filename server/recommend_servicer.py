@@ -59,8 +59,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
     ) -> recommend_pb2.ImportEventsResponse:
         deps = self._state.require()
         settings = deps.settings.recommend
-        ticket = self._gate.acquire(bearer_token(context.invocation_metadata()))
-        try:
+        with self._gate.admitted(bearer_token(context.invocation_metadata())):
             messages = bounded(request_iterator, self._limits, "import")
             result = import_events(
                 _import_chunks(messages, settings.import_chunk_events),
@@ -68,8 +67,6 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
                 deps.recommender,
                 max_errors=settings.import_max_errors,
             )
-        finally:
-            self._gate.release(ticket)
         return convert.import_response(result)
 
     @embeds(Priority.INTERACTIVE)

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -111,6 +112,15 @@ class UploadGate:
             self._in_flight += 1
             self._by_key[key] = self._by_key.get(key, 0) + 1
         return key
+
+    @contextmanager
+    def admitted(self, api_key: str | None) -> Iterator[None]:
+        """Hold one upload's place for the ``with`` block (refused as :meth:`acquire` is)."""
+        ticket = self.acquire(api_key)
+        try:
+            yield
+        finally:
+            self.release(ticket)
 
     def release(self, ticket: str) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bench.metrics import ndcg_at_k, recall_at_k
+from bench.metrics import bootstrap_ci, ndcg_at_k, recall_at_k
 from bench.real import models, server_run
 from bench.real.content import TextEncoder, item_texts
 from bench.real.data import (
@@ -363,12 +363,10 @@ def mean_ci(
     values: Sequence[np.ndarray], rng: np.random.Generator, resamples: int = 2000
 ) -> list[float]:
     """95 % percentile-bootstrap CI of the mean over (seed, user) pairs."""
-    x = np.concatenate(values)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
+    interval = bootstrap_ci(np.concatenate(values), rng, resamples=resamples)
+    if interval.n == 0:
         return []
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    return [round(float(v), 4) for v in np.quantile(means, [0.025, 0.975])]
+    return [round(interval.low, 4), round(interval.high, 4)]
 
 
 def paired_ratio_ci(
