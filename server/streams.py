@@ -1,8 +1,8 @@
 """Client streams that cannot hold the server: idle and total timeouts, and a cap on uploads.
 
 A request stream is read on the handler's thread, and grpc's ``next()`` blocks for as long as
-the client sends nothing. Eight uploads that sent a header and then stalled once held all eight
-worker threads, so nothing else, health checks included, was answered. Two defences:
+the client sends nothing: stalled uploads could hold every worker thread, so that nothing else,
+health checks included, was answered. Two defences:
 
 - :class:`UploadGate`: at most ``total`` streaming uploads at once, and at most ``per_key`` of
   one API key; more are refused at once (RESOURCE_EXHAUSTED), never queued.

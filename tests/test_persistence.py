@@ -301,8 +301,8 @@ def test_sighup_with_a_bad_ranker_file_keeps_serving_with_the_ranker_in_use(
 @pytest.mark.slow  # a `mediarec serve` process, loading torch and the model
 def test_sigterm_exits_within_the_grace_while_cpu_heavy_calls_run(settings: Settings) -> None:
     # An 8,900 x 8,900 PNG (79 MP, under the pixel cap) takes seconds to decode and resize.
-    # A handler busy with it does not notice the cancellation; the executor's exit handler
-    # once waited for it, so shutdown overran its grace by tens of seconds.
+    # A handler busy with it does not notice the cancellation, and the executor's exit handler
+    # would wait for it.
     buffer = io.BytesIO()
     Image.new("RGB", (8900, 8900), (30, 60, 90)).save(buffer, "PNG")
     heavy = buffer.getvalue()
