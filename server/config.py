@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from encoders.options import PRECISIONS
+from server.recommend.learned import LEARNED_RANKER_FILE
 from server.recommend.settings import RecommendSettings
 
 ENV_PREFIX = "MEDIAREC_"
@@ -515,15 +516,85 @@ class RecommendConfig:
         "ranker_path",
         "Trained ranker (from `mediarec train-ranker`) loaded on start; empty: default weights.",
     )
+    learned_ranker_path: Path | None = setting(
+        None,
+        "learned_ranker_path",
+        "Learned ranker (LightGBM, from `mediarec train-ranker` or the schedule) loaded on "
+        "start; it ranks when the file exists, the blend until then. Empty: "
+        "DATA_DIR/learned_ranker.json.",
+    )
+    learned_train_interval_s: float = setting(
+        _recommend_default("learned_train_interval_s"),
+        "learned_train_interval_s",
+        "Retrain the learned ranker from the event history this often (seconds) and swap it "
+        "in; 0: only `mediarec train-ranker` trains it.",
+        minimum=0,
+    )
+    collab_candidates: int = setting(
+        _recommend_default("collab_candidates"),
+        "collab_candidates",
+        "Candidates each collaborative source (ALS, item-kNN, RP3beta, popularity) proposes "
+        "per request while the learned ranker serves.",
+        minimum=0,
+    )
+    collab_als_factors: int = setting(
+        _recommend_default("collab_als_factors"),
+        "collab_als_factors",
+        "Latent factors of the collaborative core's ALS models.",
+        minimum=1,
+    )
+    collab_als_regularization: float = setting(
+        _recommend_default("collab_als_regularization"),
+        "collab_als_regularization",
+        "L2 regularisation of the ALS models.",
+        minimum=0,
+    )
+    collab_als_alpha: float = setting(
+        _recommend_default("collab_als_alpha"),
+        "collab_als_alpha",
+        "ALS confidence of an observed interaction (1 + alpha).",
+        minimum=0,
+    )
+    collab_als_iterations: int = setting(
+        _recommend_default("collab_als_iterations"),
+        "collab_als_iterations",
+        "ALS alternating passes.",
+        minimum=1,
+    )
+    collab_knn_neighbours: int = setting(
+        _recommend_default("collab_knn_neighbours"),
+        "collab_knn_neighbours",
+        "Neighbours kept per item in the core's item-kNN and RP3beta graphs.",
+        minimum=1,
+    )
+    collab_knn_exponent: float = setting(
+        _recommend_default("collab_knn_exponent"),
+        "collab_knn_exponent",
+        "Item-kNN similarities are raised to this power (higher: sharper neighbourhoods).",
+        minimum=0,
+    )
+    collab_rp3_beta: float = setting(
+        _recommend_default("collab_rp3_beta"),
+        "collab_rp3_beta",
+        "RP3beta divides a walk's target by its popularity to this power.",
+        minimum=0,
+    )
 
 
-def recommend_settings(config: RecommendConfig) -> RecommendSettings:
-    """The recommender's settings: its defaults, overridden by the configured knobs."""
+def recommend_settings(
+    config: RecommendConfig, data_dir: Path | str | None = None
+) -> RecommendSettings:
+    """The recommender's settings: its defaults, overridden by the configured knobs. The
+    learned ranker's file defaults to ``data_dir``/learned_ranker.json."""
     known = {f.name for f in dataclasses.fields(RecommendSettings)}
     values: dict[str, Any] = {
         f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in known
     }
     values["ranker_path"] = str(config.ranker_path) if config.ranker_path else ""
+    learned = config.learned_ranker_path or (
+        Path(data_dir) / LEARNED_RANKER_FILE if data_dir else None
+    )
+    values["learned_ranker_path"] = str(learned) if learned else ""
     return RecommendSettings(**values)
 
 

@@ -117,7 +117,7 @@ def _open_deps(
         raise
     try:
         recommender = Recommender(
-            encoder, store, engagement, recommend_settings(settings.recommend)
+            encoder, store, engagement, recommend_settings(settings.recommend, data_dir)
         )
     except BaseException:
         engagement.close()

@@ -69,10 +69,10 @@ SPACES: dict[str, dict[str, Sequence[Any]]] = {
         "iterations": [15, 30],
     },
     "hybrid": {"weight": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
-    # serve's defaults are one point of this grid (5-day fade, shrinkage 2, MMR 0.9).
+    # serve's defaults are one point of this grid (100 candidates per collaborative source,
+    # MMR 0.9): the knobs of the learned ranker's serving path.
     "mediarec": {
-        "coeng_half_life_s": [0.0, 5 * 86_400.0, 365 * 86_400.0],
-        "coeng_shrinkage": [2.0, 20.0],
+        "collab_candidates": [50, 100, 200],
         "mmr_lambda": [0.9, 1.0],
     },
 }
@@ -247,7 +247,7 @@ def run_seed(
             rows: np.ndarray, users: np.ndarray, params: Mapping[str, Any]
         ) -> np.ndarray:
             with server_run.mediarec(data, fit_vectors, mediarec_overrides(params)) as running:
-                server_run.import_rows(running.client, server_run.events_of(data, rows))
+                server_run.import_history(running, server_run.events_of(data, rows))
                 return server_run.top_items(running.client, users, K_RECALL)
 
         chosen = tune(data, s, fit_vectors, mediarec_run)
@@ -267,7 +267,7 @@ def run_seed(
         ranked[name] = evaluate(build(name, t.train, knobs(chosen[name]), train_vectors, chosen), t)
     overrides: dict[str, Any] = {}  # serve's defaults from here on
     with server_run.mediarec(data, train_vectors, overrides=overrides) as running:
-        server_run.import_rows(running.client, server_run.events_of(data, train_rows))
+        server_run.import_history(running, server_run.events_of(data, train_rows))
         ranked["mediarec"] = server_run.top_items(running.client, t.users, K_RECALL)
         new_users(data, s, train_rows, result, running.client, train_vectors, chosen)
     tuned = mediarec_overrides(knobs(chosen["mediarec"]))
@@ -275,7 +275,7 @@ def run_seed(
         ranked["mediarec_tuned"] = ranked["mediarec"]
     else:
         with server_run.mediarec(data, train_vectors, overrides=tuned) as running:
-            server_run.import_rows(running.client, server_run.events_of(data, train_rows))
+            server_run.import_history(running, server_run.events_of(data, train_rows))
             ranked["mediarec_tuned"] = server_run.top_items(running.client, t.users, K_RECALL)
     for name, top in ranked.items():
         result.ndcg[name] = ndcg_at_k(top, t.targets, K_NDCG)
@@ -283,13 +283,13 @@ def run_seed(
         result.recall_cold[name] = recall_at_k(top, cold_targets, K_RECALL)
     off = {**overrides, "content_signals": False}
     with server_run.mediarec(data, train_vectors, overrides=off) as running:
-        server_run.import_rows(running.client, server_run.events_of(data, train_rows))
+        server_run.import_history(running, server_run.events_of(data, train_rows))
         top = server_run.top_items(running.client, t.users, K_RECALL)
         result.content_off_ndcg = ndcg_at_k(top, t.targets, K_NDCG)
         result.content_off_recall = recall_at_k(top, t.targets, K_RECALL)
     with server_run.mediarec(data, train_vectors, overrides=overrides) as running:
         shifted = server_run.events_of(data, train_rows, shift_s=SHIFT_S)
-        server_run.import_rows(running.client, shifted)
+        server_run.import_history(running, shifted)
         result.shifted_ndcg = ndcg_at_k(
             server_run.top_items(running.client, t.users, K_RECALL), t.targets, K_NDCG
         )
@@ -354,7 +354,7 @@ def candidate_recall(
     cannot find what retrieval missed."""
     t = task(data, s.fit, s.valid)
     with server_run.mediarec(data, vectors) as running:  # serve's defaults
-        server_run.import_rows(running.client, server_run.events_of(data, s.fit))
+        server_run.import_history(running, server_run.events_of(data, s.fit))
         unions = server_run.candidate_unions(running.recommender, t.users, CANDIDATE_K)
     return recall_at_k(unions, t.targets, CANDIDATE_K)
 

@@ -3,7 +3,8 @@
 Each run gets a fresh data dir and a server on 127.0.0.1:0 in this process (``serve``'s default
 configuration plus the run's overrides; the model is ``external:DIM``, because the vectors come
 from outside). Items are indexed as caption-only posts with their text vectors, the history is
-loaded through ImportEvents, Refresh is called, and every user is asked for a dry-run page.
+loaded through ImportEvents, the learned ranker is trained on it (the deployment step after an
+import), and every user is asked for a dry-run page.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def import_rows(client: MediarecClient, events: Iterator[Event]) -> None:
     result = client.import_events(events, chunk_events=IMPORT_CHUNK)
     if result.rejected_count:
         raise RuntimeError(f"the server rejected {result.rejected_count} rows: {result.errors[:3]}")
+
+
+def import_history(running: Running, events: Iterator[Event]) -> None:
+    """Import the history, then train the learned ranker on it, as a deployment does after
+    importing (``mediarec train-ranker``; here the same code, in the server's process)."""
+    import_rows(running.client, events)
+    running.recommender.train_learned_ranker()
 
 
 def top_items(client: MediarecClient, users: Sequence[int] | np.ndarray, k: int) -> np.ndarray:

@@ -78,6 +78,7 @@ class EngagementSummary:
     """A user's history reduced to what ranking needs (no vectors)."""
 
     positives: Mapping[str, float] = field(default_factory=dict)  # media -> decayed weight
+    positive_at: Mapping[str, float] = field(default_factory=dict)  # media -> last positive time
     positive_items: int = 0  # distinct positively engaged media (all time)
     negatives: Mapping[str, float] = field(default_factory=dict)  # media -> decayed weight
     seen: frozenset[str] = frozenset()
@@ -101,6 +102,7 @@ def summarize_events(
 ) -> EngagementSummary:
     """Reduce one user's events: positives, negatives, seen, impressions, hides, affinity."""
     positives: dict[str, float] = {}
+    positive_at: dict[str, float] = {}
     negatives: dict[str, float] = {}
     seen: dict[str, float] = {}  # media -> last time seen
     impressions: dict[str, set[str]] = {}
@@ -117,6 +119,7 @@ def summarize_events(
             positives[e.media_id] = positives.get(e.media_id, 0.0) + weight * decay(
                 age, settings.positive_half_life_s
             )
+            positive_at[e.media_id] = max(positive_at.get(e.media_id, e.timestamp), e.timestamp)
         elif e.kind in NEGATIVE_WEIGHTS and e.media_id:
             negatives[e.media_id] = negatives.get(e.media_id, 0.0) + NEGATIVE_WEIGHTS[
                 e.kind
@@ -145,6 +148,7 @@ def summarize_events(
     newest_first = sorted(seen, key=lambda m: -seen[m])
     return EngagementSummary(
         positives=positives,
+        positive_at=positive_at,
         positive_items=len(positives),
         negatives={m: w for m, w in negatives.items() if m not in positives},
         seen=frozenset(seen),

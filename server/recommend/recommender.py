@@ -29,9 +29,13 @@ from server.errors import InvalidArgumentError, NotFoundError
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
+from server.recommend.collab import CollabModel, UserHistory
 from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
 from server.recommend.items import ItemCache, matches
+from server.recommend.learned import LearnedRanker, load_learned_or_none, save_learned_ranker
+from server.recommend.ltr_features import feature_matrix, reported_contributions
+from server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_from_store
 from server.recommend.paging import (
     RankedEntry,
     Ranking,
@@ -45,6 +49,7 @@ from server.recommend.profile import (
 )
 from server.recommend.ranker import RankerModel, load_or_default
 from server.recommend.refresh import Refresher
+from server.recommend.schedule import Periodic
 from server.recommend.servedlog import ServedLogWriter
 from server.recommend.settings import RecommendSettings
 from server.recommend.slate import Slate, ordered_sources
@@ -96,6 +101,7 @@ class Recommender:
         self._live = LiveCounters(settings)
         self._rankings = RankingCache(settings.page_cache_ttl_s, settings.page_cache_max_entries)
         self._ranker = load_or_default(settings.ranker_path)
+        self._learned = load_learned_or_none(settings.learned_ranker_path)
         # ``seed`` (offline replays, tests) overrides the configured one, where 0 means none.
         if seed is None:
             seed = settings.explore_seed or None
@@ -105,6 +111,11 @@ class Recommender:
         self._state_version = 0  # grows with every finished rebuild
         self._refresher = Refresher(self._rebuild, settings)
         self._refresher.request()  # the first snapshot builds in the background
+        self._trainer = (
+            Periodic(self._scheduled_training, settings.learned_train_interval_s,
+                     "learned-ranker training")
+            if settings.learned_train_interval_s > 0 else None
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- public API
 
@@ -265,10 +276,45 @@ class Recommender:
         self._refresher.request()
         return replace(report, other=report.other + derived)
 
+    @property
+    def learned_ranker(self) -> LearnedRanker | None:
+        return self._learned
+
     def reload_ranker(self) -> bool:
-        """Load the ranker file again (after `mediarec train-ranker`); True if one is in use."""
+        """Load the ranker files again (after `mediarec train-ranker`); True if a trained one
+        is in use. A learned ranker that arrives when the collaborative core is not built yet
+        serves from the rebuild that this starts."""
         self._ranker = load_or_default(self._settings.ranker_path)
-        return self._ranker.trained
+        learned = load_learned_or_none(self._settings.learned_ranker_path)
+        had_core = self._wants_collab
+        self._learned = learned
+        if learned is not None and not had_core:
+            self._refresher.request()
+        return self._ranker.trained or learned is not None
+
+    def train_learned_ranker(self, config: LtrConfig | None = None) -> LearnedRanker:
+        """Train the learned ranker on the whole event log, save it to
+        ``learned_ranker_path`` (when set) and serve it; the core it needs is rebuilt first
+        when it was not built yet. Raises NotEnoughHistoryError on too little history."""
+        self._served_log.flush()
+        model = train_from_store(
+            self._engagement, self._store, self._settings, config or LtrConfig()
+        )
+        if self._settings.learned_ranker_path:
+            save_learned_ranker(model, self._settings.learned_ranker_path)
+        had_core = self._wants_collab and self._state.collab.n_items > 0
+        self._learned = model
+        if not had_core:
+            self._refresher.run_now()
+        return model
+
+    def _scheduled_training(self) -> None:
+        try:
+            model = self.train_learned_ranker()
+        except NotEnoughHistoryError as exc:
+            logger.info("learned ranker not trained: %s", exc)
+            return
+        logger.info("learned ranker retrained and swapped in: %s", model.info)
 
     def wait_for_refresh(self, timeout: float | None = None) -> bool:
         """Wait for a background rebuild in flight (tests); False on timeout."""
@@ -284,6 +330,8 @@ class Recommender:
 
     def close(self) -> None:
         """Stop background work: pending served items are stored, a rebuild in flight ends."""
+        if self._trainer is not None:
+            self._trainer.close()
         self._refresher.close()
         self._precompute.close()
         self._served_log.close()
@@ -311,7 +359,17 @@ class Recommender:
         user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
         keep = not request.dry_run
         known = {"nearest": self._nearest(entry, ctx, keep), **self._catalogue(entry, ctx, keep)}
-        cands = self._candidates(src.gather(ctx, known), sf, excluded)
+        proposals = src.gather(ctx, known)
+        learned = self._learned  # one model per request, whatever a reload swaps in meanwhile
+        history = None
+        # A seeded or steered request is about that post or text first: the blend ranks it.
+        steered = bool(request.seed_media_id or request.steering_text.strip())
+        if learned is not None and state.collab.n_items and not steered:
+            history = learned_history(profile, state.collab, now)
+            proposals = with_collab_candidates(
+                proposals, state.collab, history, s.collab_candidates
+            )
+        cands = self._candidates(proposals, sf, excluded)
         if not len(cands):
             return None
         table = compute_features(
@@ -328,7 +386,16 @@ class Recommender:
         scores, contrib = ranker.score(
             table.x, profile.confidence, table.item_conf, request.surface
         )
-        return _Scored(cands, table, scores, contrib, profile, queries, seed_vector, ranker)
+        learned_x = None
+        if history is not None and learned is not None:
+            learned_x = learned_features(state, history, cands, s.content_signals)
+            scores = learned.score(learned_x)
+        else:
+            learned = None
+        return _Scored(
+            cands, table, scores, contrib, profile, queries, seed_vector, ranker, learned,
+            learned_x,
+        )  # fmt: skip
 
     def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
         s = self._settings
@@ -356,11 +423,15 @@ class Recommender:
         if seed_vector is not None:
             match_vectors["seed"] = seed_vector
         ids = cands.ids
+        contributions, bias, explain = contrib[final], ranker.bias, None
+        if scored.learned is not None and scored.learned_x is not None:
+            contributions, bias = np.zeros((len(final), len(b.FEATURES))), 0.0
+            explain = _explainer(scored.learned, scored.learned_x[final])
         slate = Slate(
             items=[cands.items[i] for i in final],
             sources=[cands.sources[i] for i in final],
             x=table.x[final].astype(np.float32),
-            contributions=contrib[final],
+            contributions=contributions,
             scores=scores[final],
             item_conf=table.item_conf[final],
             best_cluster=table.best_cluster[final],
@@ -373,9 +444,10 @@ class Recommender:
             profile=profile,
             request=request,
             now=now,
-            bias=ranker.bias,
+            bias=bias,
             fresh_window_s=s.fresh_window_s,
             texts=self._text_queries(profile, request),
+            explain=explain,
         )
         return Ranking(request_id, request.user_id, slate, match_vectors)
 
@@ -590,6 +662,11 @@ class Recommender:
         return proposals
 
     @property
+    def _wants_collab(self) -> bool:
+        """The collaborative core is built while a learned ranker serves or is trained."""
+        return self._learned is not None or self._settings.learned_train_interval_s > 0
+
+    @property
     def _precomputing(self) -> bool:
         return self._settings.precompute_users > 0
 
@@ -706,7 +783,10 @@ class Recommender:
         self._served_log.flush()
         self._live.start_rebuild()
         try:
-            state = build_state(self._engagement, self._store, self._settings, self._clock())
+            state = build_state(
+                self._engagement, self._store, self._settings, self._clock(),
+                with_collab=self._wants_collab,
+            )  # fmt: skip
         except BaseException:
             self._live.finish_rebuild(False, started)
             raise
@@ -736,6 +816,8 @@ class _Scored:
     queries: list[src.QueryVector]
     seed_vector: np.ndarray | None
     ranker: RankerModel
+    learned: LearnedRanker | None = None  # when set, it scored the candidates ...
+    learned_x: np.ndarray | None = None  # ... from these features
 
 
 @dataclass(frozen=True)
@@ -747,6 +829,50 @@ class _Inputs:
     seed_vector: np.ndarray | None
     user_impressions: dict[str, int]
     excluded: set[str]
+
+
+def _explainer(
+    model: LearnedRanker, x: np.ndarray
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Positions -> (their SHAP values summed into blend columns, base values)."""
+
+    def explain(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shap, base = model.contributions(x[rows])
+        return reported_contributions(shap), base
+
+    return explain
+
+
+def learned_history(profile: UserProfile, collab: CollabModel, now: float) -> UserHistory:
+    """The user's history in the core's items: positives newest first, everything seen."""
+    summary = profile.summary
+    positives = sorted(summary.positive_at.items(), key=lambda kv: (-kv[1], kv[0]))
+    seen = list(zip(summary.recent_seen, summary.recent_seen_at, strict=True))
+    return collab.history(positives, seen, now)
+
+
+def with_collab_candidates(
+    proposals: Mapping[str, Mapping[str, float]],
+    collab: CollabModel,
+    history: UserHistory,
+    per_source: int,
+) -> dict[str, dict[str, float]]:
+    """``proposals`` plus the collaborative core's candidates (proposed as co-engagement)."""
+    out = {m: dict(p) for m, p in proposals.items()}
+    for i in collab.candidates(history, per_source).tolist():
+        out.setdefault(collab.item_ids[i], {}).setdefault(src.COENGAGEMENT, 0.0)
+    return out
+
+
+def learned_features(
+    state: DerivedState, history: UserHistory, cands: Candidates, content_signals: bool
+) -> np.ndarray:
+    """The learned ranker's features of the candidates (``content_signals`` off: the content
+    columns read 0, as for a user with no liked vectors)."""
+    collab = state.collab
+    liked = state.collab_vectors[history.positives] if content_signals else np.zeros((0, 0))
+    x = feature_matrix(collab, history, collab.indices(cands.ids), cands.visual, liked)
+    return x
 
 
 def _is_default(request: RecRequest) -> bool:

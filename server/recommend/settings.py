@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from server.recommend.collab import CollabSettings
+
 DAY_S = 86_400.0
 
 
@@ -113,11 +115,35 @@ class RecommendSettings:
     # -- the trained ranker ---------------------------------------------------------------------
     ranker_path: str = ""  # JSON model from `mediarec train-ranker`; empty: default weights
 
+    # -- the learned ranker and its collaborative core (collab.py, ltr_*.py) -----------------------
+    learned_ranker_path: str = ""  # LightGBM model file; when it exists it ranks, else the blend
+    learned_train_interval_s: float = 0.0  # retrain and swap in the model this often; 0: never
+    collab_candidates: int = 100  # candidates from each collaborative source per request
+    collab_als_factors: int = 256
+    collab_als_regularization: float = 10.0
+    collab_als_alpha: float = 1.0
+    collab_als_iterations: int = 30
+    collab_knn_neighbours: int = 100
+    collab_knn_exponent: float = 2.0
+    collab_rp3_beta: float = 0.5
+
     # -- background refresh of derived state -----------------------------------------------------
     refresh_min_events: int = 200  # new events that trigger a background rebuild
     refresh_min_interval_s: float = 30.0  # at most one rebuild per this many seconds
     refresh_max_interval_s: float = 900.0  # rebuild at least this often while events arrive
     refresh_max_pending_events: int = 10_000  # this many new events rebuild at once
+
+    def collab(self) -> CollabSettings:
+        return CollabSettings(
+            als_factors=self.collab_als_factors,
+            als_regularization=self.collab_als_regularization,
+            als_alpha=self.collab_als_alpha,
+            als_iterations=self.collab_als_iterations,
+            knn_neighbours=self.collab_knn_neighbours,
+            knn_exponent=self.collab_knn_exponent,
+            rp3_beta=self.collab_rp3_beta,
+            rp3_neighbours=self.collab_knn_neighbours,
+        )
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -6,7 +6,7 @@ Building an item's breakdown, reasons and training features costs ~0.1 ms; a ran
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +20,7 @@ from server.recommend.sources import SOURCES
 from server.recommend.types import RecItem, RecRequest, Surface
 
 _SOURCE_ORDER = {name: i for i, name in enumerate(SOURCES)}
+_EXPLAIN_BLOCK = 32  # positions explained together (a page or two)
 
 
 @dataclass
@@ -45,7 +46,12 @@ class Slate(Sequence[RankedEntry]):
     bias: float
     fresh_window_s: float
     texts: Sequence[tuple[str, str]]  # (kind, text) of the text queries, by query index
+    # A learned ranker's explanation of positions -> (contributions (n, F), base values (n,)),
+    # computed a block of positions at a time as pages are built: it costs more than the
+    # scores, and most clients read one page. ``contributions`` is filled in as it goes.
+    explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     _built: dict[int, RankedEntry] = field(default_factory=dict)
+    _explained: set[int] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,9 +72,21 @@ class Slate(Sequence[RankedEntry]):
     def __iter__(self) -> Iterator[RankedEntry]:
         return (self[i] for i in range(len(self)))
 
+    def _explain(self, n: int) -> None:
+        block = n // _EXPLAIN_BLOCK
+        if self.explain is None or block in self._explained:
+            return
+        rows = np.arange(block * _EXPLAIN_BLOCK, min(len(self), (block + 1) * _EXPLAIN_BLOCK))
+        contributions, base = self.explain(rows)
+        self.contributions[rows] = contributions
+        if base.size:
+            self.bias = float(base[0])  # a tree ensemble's base value is one constant
+        self._explained.add(block)
+
     def _build(self, n: int) -> RankedEntry:
         item = self.items[n]
         profile = self.profile
+        self._explain(n)
         breakdown = b.breakdown_of(self.contributions[n], self.bias)
         q, c = int(self.best_query[n]), int(self.best_cluster[n])
         creator = item.creator_id

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders import l2_normalize
+from server.recommend.collab import CollabModel, Interactions, build_collab
 from server.recommend.profile import decay, item_vector, positive_weight
 from server.recommend.settings import RecommendSettings
-from server.recommend.types import EngagementStore, Event, EventKind, ServedItem
+from server.recommend.types import SEEN_KINDS, EngagementStore, Event, EventKind, ServedItem
 from server.store import VectorStore, schema
 
 logger = logging.getLogger(__name__)
@@ -338,6 +339,10 @@ class DerivedState:
     recent_positives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # newest first
     served: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     active_users: tuple[str, ...] = ()  # users with events, most recently active first
+    # The collaborative core, built only while a learned ranker serves (or is trained), and
+    # each of its items' unit content vectors (zero rows: none), in its item order.
+    collab: CollabModel = field(default_factory=CollabModel)
+    collab_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def trending_list(self, key: str) -> RankedList:
         return self.trending.get(key, EMPTY_LIST)
@@ -358,6 +363,8 @@ class _Accumulator:
     )  # (user, media, ts, weight, context keys)
     served: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)
+    # (user, media, time, positive) of every event that engaged with a media item.
+    interactions: list[tuple[str, str, float, bool]] = field(default_factory=list)
 
     def add_event(self, e: Event) -> None:
         self.events += 1
@@ -365,6 +372,8 @@ class _Accumulator:
         if e.timestamp > self.last_active.get(e.user_id, float("-inf")):
             self.last_active[e.user_id] = e.timestamp
         weight = positive_weight(e, self.settings)
+        if e.media_id and (weight > 0 or e.kind in SEEN_KINDS):
+            self.interactions.append((e.user_id, e.media_id, e.timestamp, weight > 0))
         if weight > 0 and e.media_id:
             self.user_items.setdefault(e.user_id, []).append((e.timestamp, e.media_id))
             self.item_engagements[e.media_id] = self.item_engagements.get(e.media_id, 0.0) + 1.0
@@ -382,9 +391,16 @@ class _Accumulator:
 
 
 def build_state(
-    engagement: EngagementStore, store: VectorStore, settings: RecommendSettings, now: float
+    engagement: EngagementStore,
+    store: VectorStore,
+    settings: RecommendSettings,
+    now: float,
+    *,
+    with_collab: bool = False,
 ) -> DerivedState:
-    """Rebuild every derived structure from the engagement log (slow; off the request path)."""
+    """Rebuild every derived structure from the engagement log (slow; off the request path).
+
+    ``with_collab`` also fits the collaborative core (the learned ranker's features)."""
     started = time.monotonic()
     acc = _Accumulator(settings)
     for event in engagement.iter_events():
@@ -392,6 +408,9 @@ def build_state(
     for served in engagement.iter_served(since=now - settings.served_window_s):
         acc.add_served(served)
     engaged = list(acc.item_engagements)
+    if with_collab:  # every item engaged with in any way, not only the positively engaged
+        engaged += [m for m in dict.fromkeys(r[1] for r in acc.interactions)
+                    if m not in acc.item_engagements]  # fmt: skip
     meta = _fetch_meta(store, engaged)  # deleted media drop out here
     reference = max(acc.max_ts, 0.0) or now
     newest_first = {
@@ -412,6 +431,9 @@ def build_state(
     )
     trending = _trending(acc.positive_rows, meta, settings, reference)
     cohorts = _cohorts(user_items, acc.positive_rows, meta, settings, reference)
+    collab, collab_vectors = (
+        _collab(acc.interactions, meta, settings) if with_collab else (CollabModel(), None)
+    )
     state = DerivedState(
         built_at=now,
         reference_time=reference,
@@ -426,6 +448,8 @@ def build_state(
         },
         served={u: {m: frozenset(k) for m, k in per.items()} for u, per in acc.served.items()},
         active_users=tuple(sorted(acc.last_active, key=lambda u: (-acc.last_active[u], u))),
+        collab=collab,
+        **({"collab_vectors": collab_vectors} if collab_vectors is not None else {}),
     )
     logger.info(
         "derived state rebuilt in %.2fs: %d events, %d engaged items, %d users, %d cohorts",
@@ -433,6 +457,70 @@ def build_state(
         cohorts.centroids.shape[0],
     )
     return state
+
+
+def interaction_arrays(
+    rows: Sequence[tuple[str, str, float, bool]], keep: Mapping[str, object]
+) -> tuple[Interactions, list[str]]:
+    """(user, media, time, positive) rows as index arrays over the media in ``keep``; the item
+    ids in index order."""
+    rows = [r for r in rows if r[1] in keep]
+    users = {u: i for i, u in enumerate(dict.fromkeys(r[0] for r in rows))}
+    items = {m: i for i, m in enumerate(dict.fromkeys(r[1] for r in rows))}
+    n = len(rows)
+    data = Interactions(
+        n_users=len(users),
+        n_items=len(items),
+        users=np.fromiter((users[r[0]] for r in rows), dtype=np.int64, count=n),
+        items=np.fromiter((items[r[1]] for r in rows), dtype=np.int64, count=n),
+        timestamps=np.fromiter((r[2] for r in rows), dtype=np.float64, count=n),
+        positive=np.fromiter((r[3] for r in rows), dtype=bool, count=n),
+    )
+    return data, list(items)
+
+
+def interaction_log(
+    engagement: EngagementStore, store: VectorStore, settings: RecommendSettings
+) -> tuple[Interactions, list[str], np.ndarray]:
+    """Every media interaction in the log (of media still stored) as index arrays, the item
+    ids in index order, and their unit content vectors: what ``train-ranker`` learns from."""
+    rows = []
+    for e in engagement.iter_events():
+        weight = positive_weight(e, settings)
+        if e.media_id and (weight > 0 or e.kind in SEEN_KINDS):
+            rows.append((e.user_id, e.media_id, e.timestamp, weight > 0))
+    meta = _fetch_meta(store, list(dict.fromkeys(r[1] for r in rows)))
+    data, item_ids = interaction_arrays(rows, meta)
+    return data, item_ids, unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
+
+
+def unit_vectors(item_ids: Sequence[str], vectors: Mapping[str, np.ndarray | None]) -> np.ndarray:
+    """Unit content vectors of ``item_ids`` (zero rows where an item has none)."""
+    dim = next((v.shape[0] for v in vectors.values() if v is not None), 0)
+    out = np.zeros((len(item_ids), dim), dtype=np.float32)
+    for row, media_id in enumerate(item_ids):
+        vector = vectors.get(media_id)
+        if vector is not None:
+            out[row] = vector
+    return l2_normalize(out) if dim else out
+
+
+def _collab(
+    rows: Sequence[tuple[str, str, float, bool]],
+    meta: Mapping[str, _Meta],
+    settings: RecommendSettings,
+) -> tuple[CollabModel, np.ndarray]:
+    started = time.monotonic()
+    data, item_ids = interaction_arrays(rows, meta)
+    if not item_ids:
+        return CollabModel(), np.zeros((0, 0), dtype=np.float32)
+    model = build_collab(data, item_ids, settings.collab())
+    vectors = unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
+    logger.info(
+        "collaborative core built in %.2fs: %d items, %d interactions",
+        time.monotonic() - started, len(item_ids), data.users.size,
+    )
+    return model, vectors
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,347 @@
+"""The collaborative core: ALS factors, item-item graphs and popularity over the event log.
+
+``build_collab`` turns interactions (user, item, time, positive or not) into a frozen
+:class:`CollabModel`; ``derived state`` builds one from the whole log, and ``train-ranker``
+builds one per time cut from the history before it (so a training example's features never
+contain its own label). A model proposes candidates for a user's history and computes the
+collaborative columns of the learned ranker's features (``ltr_features.py``):
+
+- ALS through ``implicit``, fitted on positives and, separately, on every interaction (a view
+  says something too); a user's vector is folded in from their history at request time, so a
+  user who is new since the last build is scored like everyone else.
+- Item-kNN: cosine of positive co-occurrence, each item's best ``knn_neighbours`` kept, raised to
+  ``knn_exponent`` (sharper neighbourhoods); the same over every interaction.
+- RP3beta (Paudel et al. 2017): two-step random walk item -> user -> item, divided by the target's
+  popularity to the ``rp3_beta``.
+- Popularity: positives per item, over all time and in windows ending at the *user's* last event,
+  so a user who returns after months, or a history replayed at another time, sees the catalogue
+  as it was when they were active, and the item's first positive (its age on the catalogue).
+
+No component fades with the age of an event: the catalogue's items may live for years. Time
+enters as features (windows, ages, a user's most recent positives) that the ranker weighs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+logger = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+# Positives of item i at time t are keyed i * _TIME_SPAN + t (whole seconds), so that one sorted
+# array answers "positives of these items between these times" with two searchsorted calls.
+_TIME_SPAN = 1 << 34
+
+
+@dataclass(frozen=True)
+class CollabSettings:
+    """The core's knobs (``recommend.collab_*`` in the configuration; chosen on validation)."""
+
+    als_factors: int = 256
+    als_regularization: float = 10.0
+    als_alpha: float = 1.0
+    als_iterations: int = 30
+    knn_neighbours: int = 100
+    knn_exponent: float = 2.0
+    rp3_beta: float = 0.5
+    rp3_neighbours: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Events as parallel arrays over dense user and item indices."""
+
+    n_users: int
+    n_items: int
+    users: np.ndarray  # int64
+    items: np.ndarray  # int64
+    timestamps: np.ndarray  # float64, seconds
+    positive: np.ndarray  # bool
+
+    def __post_init__(self) -> None:
+        sizes = {a.shape[0] for a in (self.users, self.items, self.timestamps, self.positive)}
+        if len(sizes) > 1:
+            raise ValueError(f"interaction arrays differ in length: {sorted(sizes)}")
+
+    def subset(self, keep: np.ndarray) -> Interactions:
+        return Interactions(
+            self.n_users, self.n_items, self.users[keep], self.items[keep],
+            self.timestamps[keep], self.positive[keep],
+        )  # fmt: skip
+
+    def matrix(self, positives_only: bool) -> sp.csr_matrix:
+        """Binary users x items matrix (repeated events collapse to 1)."""
+        keep = self.positive if positives_only else np.ones(self.users.size, dtype=bool)
+        m = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32), (self.users[keep], self.items[keep])),
+            shape=(self.n_users, self.n_items),
+        )
+        m.data[:] = 1.0
+        return m
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """One user's history as item indices of a :class:`CollabModel`."""
+
+    positives: np.ndarray  # newest first, distinct
+    interactions: np.ndarray  # every item engaged with in any way (positives included), distinct
+    first_ts: float
+    last_ts: float
+
+    @property
+    def empty(self) -> bool:
+        return self.interactions.size == 0
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Item factors of an implicit-feedback ALS model, with what folding a user in needs."""
+
+    items: np.ndarray  # (n_items, f) float32
+    gram: np.ndarray  # items^T items, (f, f)
+    regularization: float
+    alpha: float
+
+    def fold_in(self, history: np.ndarray) -> np.ndarray:
+        """The user vector ALS would fit for these (positive) items, the items held fixed.
+
+        Minimises sum_i c_ui (p_ui - x_u . y_i)^2 + reg |x_u|^2 with p = 1 on the history and
+        0 elsewhere, confidence 1 + alpha on the history and 1 elsewhere (Hu, Koren and Volinsky
+        2008): (Y^T Y + alpha Y_h^T Y_h + reg I) x = (1 + alpha) sum_h y_h.
+        """
+        f = self.items.shape[1]
+        if history.size == 0 or f == 0:
+            return np.zeros(f, dtype=np.float64)
+        y = self.items[history].astype(np.float64)
+        a = self.gram + self.alpha * (y.T @ y) + self.regularization * np.eye(f)
+        return np.linalg.solve(a, (1.0 + self.alpha) * y.sum(axis=0))
+
+
+@dataclass(frozen=True)
+class CollabModel:
+    """Everything collaborative about the catalogue, immutable once built."""
+
+    item_ids: tuple[str, ...] = ()
+    index: Mapping[str, int] = field(default_factory=dict)
+    als: Factors | None = None  # fitted on positives
+    als_all: Factors | None = None  # fitted on every interaction
+    knn: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0)))
+    knn_all: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0)))
+    rp3: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0)))
+    positives: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per item, all time
+    first_positive: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf: none yet
+    positive_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def indices(self, media_ids: Sequence[str]) -> np.ndarray:
+        """Item index of each media id, -1 where the core has never seen it."""
+        get = self.index.get
+        return np.fromiter((get(m, -1) for m in media_ids), dtype=np.int64, count=len(media_ids))
+
+    def history(
+        self,
+        positives: Sequence[tuple[str, float]],
+        interactions: Sequence[tuple[str, float]],
+        now: float,
+    ) -> UserHistory:
+        """A history from (media id, time) pairs: positives newest first, and every
+        interaction (positives included); ids the core has never seen drop out. A user with
+        no events at all is as of ``now``."""
+        times = [t for _, t in interactions] + [t for _, t in positives] or [now]
+        pos = self.indices([m for m, _ in positives])
+        everything = self.indices([m for m, _ in interactions] + [m for m, _ in positives])
+        return UserHistory(
+            positives=_distinct(pos[pos >= 0]),
+            interactions=np.unique(everything[everything >= 0]),
+            first_ts=float(min(times)),
+            last_ts=float(max(times)),
+        )
+
+    def candidates(self, history: UserHistory, per_source: int) -> np.ndarray:
+        """The best ``per_source`` items of each collaborative source (ALS, item-kNN, RP3beta,
+        popularity) not in the history, as one distinct array of item indices."""
+        n = self.n_items
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        seen = np.zeros(n, dtype=bool)
+        seen[history.interactions] = True
+        parts = [_top(self.positives, seen, per_source)]
+        if history.positives.size:
+            if self.als is not None:
+                user = self.als.fold_in(history.positives)
+                parts.append(_top(self.als.items @ user, seen, per_source))
+            parts.append(_top(_graph_scores(self.knn, history.positives), seen, per_source))
+            parts.append(_top(_graph_scores(self.rp3, history.positives), seen, per_source))
+        return np.unique(np.concatenate(parts))
+
+    def features(self, history: UserHistory, items: np.ndarray) -> dict[str, np.ndarray]:
+        """The collaborative feature columns for ``items`` (indices; -1: unknown to the core,
+        which gets 0 for every score and NaN for its age)."""
+        n = items.size
+        known = items >= 0
+        at = np.where(known, items, 0)
+        out: dict[str, np.ndarray] = {}
+        pos, every = history.positives, history.interactions
+
+        def on_known(values: np.ndarray) -> np.ndarray:
+            return np.where(known, values[at], 0.0) if values.size else np.zeros(n)
+
+        if self.als is not None and pos.size:
+            scores = self.als.items @ self.als.fold_in(pos)
+            best = float(np.max(np.delete(scores, pos))) if scores.size > pos.size else 0.0
+            out["als"] = on_known(scores)
+            out["als_relative"] = out["als"] / best if best > 0 else np.zeros(n)
+        else:
+            out["als"] = out["als_relative"] = np.zeros(n)
+        if self.als_all is not None and every.size:
+            out["als_all"] = on_known(self.als_all.items @ self.als_all.fold_in(every))
+        else:
+            out["als_all"] = np.zeros(n)
+        out["knn"] = on_known(_graph_scores(self.knn, pos))
+        out["knn_recent"] = on_known(_graph_scores(self.knn, pos[:5]))
+        out["knn_recent20"] = on_known(_graph_scores(self.knn, pos[:20]))
+        out["knn_all"] = on_known(_graph_scores(self.knn_all, every))
+        out["rp3"] = on_known(_graph_scores(self.rp3, pos))
+        out["popularity"] = on_known(np.log1p(self.positives))
+        for days in (90, 365):
+            out[f"popularity_{days}d"] = np.log1p(
+                self.window_positives(at, history.last_ts, days * DAY_S) * known
+            )
+        first = np.where(known, self.first_positive[at] if self.n_items else np.inf, np.inf)
+        out["item_age_days"] = np.where(
+            np.isfinite(first), (history.last_ts - first) / DAY_S, np.nan
+        )
+        return out
+
+    def window_positives(self, items: np.ndarray, end: float, window_s: float) -> np.ndarray:
+        """Positives of each item in (end - window_s, end]."""
+        if self.positive_keys.size == 0 or items.size == 0:
+            return np.zeros(items.size)
+        base = items.astype(np.int64) * _TIME_SPAN
+        hi = np.searchsorted(self.positive_keys, base + int(end), side="right")
+        lo = np.searchsorted(self.positive_keys, base + int(end - window_s), side="right")
+        return (hi - lo).astype(np.float64)
+
+
+def build_collab(
+    data: Interactions, item_ids: Sequence[str], settings: CollabSettings
+) -> CollabModel:
+    """Fit every component on ``data`` (whose item indices point into ``item_ids``)."""
+    if data.n_items != len(item_ids):
+        raise ValueError(f"{data.n_items} items in the interactions, {len(item_ids)} ids")
+    positives = data.matrix(positives_only=True)
+    every = data.matrix(positives_only=False)
+    n = data.n_items
+    pos_items, pos_ts = data.items[data.positive], data.timestamps[data.positive]
+    first = np.full(n, np.inf)
+    np.minimum.at(first, pos_items, pos_ts)
+    keys = np.sort(pos_items.astype(np.int64) * _TIME_SPAN + pos_ts.astype(np.int64))
+    return CollabModel(
+        item_ids=tuple(item_ids),
+        index={m: i for i, m in enumerate(item_ids)},
+        als=fit_als(positives, settings),
+        als_all=fit_als(every, settings),
+        knn=item_knn(positives, settings.knn_neighbours, settings.knn_exponent),
+        knn_all=item_knn(every, settings.knn_neighbours, settings.knn_exponent),
+        rp3=rp3beta(positives, settings.rp3_beta, settings.rp3_neighbours),
+        positives=np.asarray(positives.sum(axis=0), dtype=np.float64).ravel(),
+        first_positive=first,
+        positive_keys=keys,
+    )
+
+
+def fit_als(user_items: sp.csr_matrix, settings: CollabSettings) -> Factors | None:
+    """implicit's ALS on a binary users x items matrix; None when it has no entries."""
+    if user_items.nnz == 0 or settings.als_factors <= 0:
+        return None
+    from implicit.cpu.als import AlternatingLeastSquares  # loads OpenMP; only when fitting
+
+    # implicit's own threads do the work; a multithreaded BLAS underneath only contends.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=settings.als_factors,
+            regularization=settings.als_regularization,
+            alpha=settings.als_alpha,
+            iterations=settings.als_iterations,
+            random_state=settings.seed,
+        )
+        model.fit(user_items.astype(np.float32), show_progress=False)
+    items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    gram = items.T.astype(np.float64) @ items.astype(np.float64)
+    return Factors(items, gram, settings.als_regularization, settings.als_alpha)
+
+
+def item_knn(user_items: sp.csr_matrix, neighbours: int, exponent: float) -> sp.csr_matrix:
+    """Row i: cosine(i, j) ** exponent of i's best ``neighbours`` co-occurring items j."""
+    x = user_items.astype(np.float64).tocsc()
+    co = (x.T @ x).tocsr()
+    co.setdiag(0.0)
+    co.eliminate_zeros()
+    norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+    coo = co.tocoo()
+    sims = (coo.data / (norms[coo.row] * norms[coo.col])) ** exponent
+    return top_per_row(sp.csr_matrix((sims, (coo.row, coo.col)), shape=co.shape), neighbours)
+
+
+def rp3beta(user_items: sp.csr_matrix, beta: float, neighbours: int) -> sp.csr_matrix:
+    """Row i: P(i -> user -> j) / popularity(j) ** beta, i's best ``neighbours`` kept."""
+    x = user_items.astype(np.float64).tocsr()
+    user_degree = np.asarray(x.sum(axis=1)).ravel()
+    item_degree = np.asarray(x.sum(axis=0)).ravel()
+    p_ui = sp.diags(_inverse(user_degree)) @ x
+    p_iu = sp.diags(_inverse(item_degree)) @ x.T.tocsr()
+    walk = (p_iu @ p_ui).tocsr()
+    walk.setdiag(0.0)
+    walk.eliminate_zeros()
+    walk = walk @ sp.diags(_inverse(item_degree**beta))
+    return top_per_row(walk.tocsr(), neighbours)
+
+
+def top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's ``k`` largest entries (vectorised: one sort of all entries)."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((-matrix.data, rows))
+    rank = np.arange(order.size) - matrix.indptr[rows[order]]
+    keep = order[rank < k]
+    return sp.csr_matrix(
+        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
+    )
+
+
+def _graph_scores(graph: sp.csr_matrix, history: np.ndarray) -> np.ndarray:
+    """score_j = sum over the history's items i of graph[i, j]."""
+    n = graph.shape[1]
+    if history.size == 0 or n == 0:
+        return np.zeros(n)
+    return np.asarray(graph[history].sum(axis=0)).ravel()
+
+
+def _top(scores: np.ndarray, excluded: np.ndarray, limit: int) -> np.ndarray:
+    masked = np.where(excluded, -np.inf, scores)
+    limit = min(limit, int(np.count_nonzero(np.isfinite(masked) & (masked > 0))))
+    if limit <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.argpartition(-masked, limit - 1)[:limit].astype(np.int64)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Distinct values in their first order."""
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)]
+
+
+def _inverse(values: np.ndarray) -> np.ndarray:
+    return np.divide(1.0, values, out=np.zeros_like(values, dtype=np.float64), where=values > 0)

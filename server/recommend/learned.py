@@ -1,0 +1,121 @@
+"""The learned ranker: a LightGBM lambdarank model over ``ltr_features.FEATURES``, kept as JSON.
+
+The file is one JSON document: format, version, the feature list the model was trained on, what
+training measured (``info``), and LightGBM's own text model. A file whose feature list differs
+from this server's is refused with the reason, never scored with shifted columns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from server.recommend.ltr_features import FEATURES
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mediarec-learned-ranker"
+FORMAT_VERSION = 1
+LEARNED_RANKER_FILE = "learned_ranker.json"  # default name under the data dir
+
+
+class LearnedRankerFileError(ValueError):
+    """A learned-ranker file is unreadable, of another format, or of other features."""
+
+
+@dataclass(frozen=True)
+class LearnedRanker:
+    booster: lgb.Booster
+    features: tuple[str, ...] = FEATURES
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
+
+    def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions ``(n, F)`` (SHAP values) and the base value per row; a
+        row's contributions plus its base value are its score."""
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.features))), np.zeros(0)
+        raw = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
+        return raw[:, :-1], raw[:, -1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "features": list(self.features),
+            "info": dict(self.info),
+            "model": self.booster.model_to_string(),
+        }
+
+
+def save_learned_ranker(model: LearnedRanker, path: str | Path) -> None:
+    """Write atomically (temp file, fsync, rename) so a reader never sees half a model."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(model.to_json(), fh)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_learned_ranker(path: str | Path) -> LearnedRanker:
+    """Read a model file; FileNotFoundError when absent, LearnedRankerFileError when wrong."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise LearnedRankerFileError(f"{path}: not a readable learned-ranker file ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise LearnedRankerFileError(f"{path}: not a {FORMAT} file")
+    if doc.get("version") != FORMAT_VERSION:
+        raise LearnedRankerFileError(
+            f"{path}: format version {doc.get('version')!r}, this server reads "
+            f"{FORMAT_VERSION}; train it again with `mediarec train-ranker`"
+        )
+    features = doc.get("features")
+    if features != list(FEATURES):
+        missing = sorted(set(FEATURES) - set(features or ()))
+        extra = sorted(set(features or ()) - set(FEATURES))
+        raise LearnedRankerFileError(
+            f"{path}: trained on other features (missing {missing}, unknown {extra}, or in "
+            "another order); train it again with `mediarec train-ranker`"
+        )
+    try:
+        booster = lgb.Booster(model_str=str(doc["model"]))
+    except (KeyError, lgb.basic.LightGBMError) as exc:
+        raise LearnedRankerFileError(f"{path}: the LightGBM model does not load ({exc})") from exc
+    if booster.num_feature() != len(FEATURES):
+        raise LearnedRankerFileError(
+            f"{path}: the model reads {booster.num_feature()} features, the file lists "
+            f"{len(FEATURES)}"
+        )
+    return LearnedRanker(booster, FEATURES, dict(doc.get("info", {})))
+
+
+def load_learned_or_none(path: str | Path | None) -> LearnedRanker | None:
+    """The model at ``path`` when it exists, else None (the blend serves). A file that exists
+    but is wrong is an error, not a silent fallback."""
+    if not path:
+        return None
+    try:
+        model = load_learned_ranker(path)
+    except FileNotFoundError:
+        logger.info("no learned ranker at %s; the blend ranks until one is trained", path)
+        return None
+    logger.info("loaded learned ranker from %s (%s)", path, model.info.get("trained_at", "?"))
+    return model

@@ -1,0 +1,146 @@
+"""The learned ranker: its model file, training from a log, and serving it in the Recommender
+over the real stores (the synthetic world of test_recommender)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.recommend import blend as b
+from server.recommend.collab import CollabSettings, Interactions
+from server.recommend.learned import (
+    LearnedRankerFileError,
+    load_learned_or_none,
+    load_learned_ranker,
+    save_learned_ranker,
+)
+from server.recommend.ltr_features import FEATURES
+from server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_learned_ranker
+from server.recommend.recommender import Recommender
+from server.recommend.settings import RecommendSettings
+from server.recommend.types import RecRequest
+from tests.test_recommender import NOW, World, world  # noqa: F401  (the module's fixture)
+
+SMALL = CollabSettings(als_factors=8, als_iterations=5, knn_neighbours=20, rp3_neighbours=20)
+QUICK = LtrConfig(cuts=2, rounds=20, min_data_in_leaf=5, min_groups=5, content_candidates=10,
+                  candidates_per_source=20)  # fmt: skip
+
+
+def taste_log(users: int = 60, items: int = 40, seed: int = 0):
+    """Users like items of one of four groups (10 each), in time order, and view a few others."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        group = u % 4
+        liked = rng.permutation(np.arange(group * 10, group * 10 + 10))[:8]
+        viewed = rng.choice(items, 3, replace=False)
+        for n, item in enumerate(liked):
+            rows.append((u, int(item), 1000.0 * n + u, True))
+        for n, item in enumerate(viewed):
+            rows.append((u, int(item), 1000.0 * n + 500 + u, False))
+    users_a, items_a, ts, pos = (np.array(c) for c in zip(*rows, strict=True))
+    data = Interactions(users, items, users_a.astype(np.int64), items_a.astype(np.int64),
+                        ts.astype(float), pos.astype(bool))  # fmt: skip
+    vectors = np.zeros((items, 4), dtype=np.float32)
+    vectors[np.arange(items), np.arange(items) // 10] = 1.0  # content knows the groups too
+    return data, [f"m{i}" for i in range(items)], vectors
+
+
+def test_training_learns_the_groups_and_the_file_round_trips(tmp_path: Path) -> None:
+    data, ids, vectors = taste_log()
+    model = train_learned_ranker(data, ids, vectors, SMALL, QUICK)
+    assert model.features == FEATURES
+    assert model.info["groups"] >= QUICK.min_groups
+    path = tmp_path / "learned.json"
+    save_learned_ranker(model, path)
+    again = load_learned_ranker(path)
+    x = np.random.default_rng(1).random((5, len(FEATURES))).astype(np.float32)
+    assert again.score(x).tolist() == pytest.approx(model.score(x).tolist())
+    contrib, base = again.contributions(x)
+    assert (contrib.sum(axis=1) + base).tolist() == pytest.approx(again.score(x).tolist())
+
+
+def test_too_little_history_is_refused_with_the_reason() -> None:
+    data, ids, vectors = taste_log(users=2)
+    with pytest.raises(NotEnoughHistoryError, match="at least 5 are needed"):
+        train_learned_ranker(data, ids, vectors, SMALL, QUICK)
+
+
+def doc(path: Path) -> dict:
+    data, ids, vectors = taste_log()
+    save_learned_ranker(train_learned_ranker(data, ids, vectors, SMALL, QUICK), path)
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(features=d["features"][::-1]), "trained on other features"),
+        (lambda d: d.update(features=d["features"][:-1]), r"missing \['content_recent'\]"),
+        (lambda d: d.update(version=99), "format version 99"),
+        (lambda d: d.update(format="other"), "not a mediarec-learned-ranker file"),
+        (lambda d: d.update(model="tree soup"), "does not load"),
+    ],
+)
+def test_a_file_of_other_features_or_format_is_refused(tmp_path: Path, change, message) -> None:
+    path = tmp_path / "learned.json"
+    d = doc(path)
+    change(d)
+    path.write_text(json.dumps(d))
+    with pytest.raises(LearnedRankerFileError, match=message):
+        load_learned_or_none(path)
+
+
+def test_no_file_means_the_blend(tmp_path: Path) -> None:
+    assert load_learned_or_none(tmp_path / "absent.json") is None
+    assert load_learned_or_none("") is None
+
+
+@pytest.fixture
+def learned_rec(world: World, tmp_path: Path) -> Iterator[Recommender]:  # noqa: F811
+    settings = RecommendSettings(
+        refresh_min_events=10_000, learned_ranker_path=str(tmp_path / "learned.json"),
+        collab_als_factors=8, collab_als_iterations=5, collab_candidates=30,
+    )  # fmt: skip
+    r = Recommender(world.encoder, world.store, world.engagement, settings, clock=lambda: NOW,
+                    seed=5)  # fmt: skip
+    r.refresh()
+    yield r
+    r.close()
+
+
+def test_a_trained_ranker_serves_with_a_breakdown_that_adds_up(
+    world: World, learned_rec: Recommender, tmp_path: Path  # noqa: F811
+) -> None:
+    user = "bg0"
+    before = learned_rec.recommend(RecRequest(user, k=10, dry_run=True))
+    assert learned_rec.learned_ranker is None
+    learned_rec.train_learned_ranker(
+        LtrConfig(cuts=1, rounds=10, min_data_in_leaf=3, min_groups=5, min_user_events=3)
+    )
+    assert (tmp_path / "learned.json").is_file()
+    assert learned_rec.state.collab.n_items > 0
+    page = learned_rec.recommend(RecRequest(user, k=10, dry_run=True))
+    assert page.items and [i.media_id for i in page.items] != [i.media_id for i in before.items]
+    liked = {e.media_id for e in world.engagement.user_events(user) if e.media_id}
+    for item in page.items:
+        assert item.media_id not in liked
+        if not item.explored:
+            assert sum(item.breakdown.values()) == pytest.approx(item.score, abs=1e-6)
+            assert set(item.breakdown) <= {*b.FEATURES, b.BIAS}
+    # A new Recommender on the same settings loads the file and serves it.
+    settings = learned_rec._settings
+    again = Recommender(world.encoder, world.store, world.engagement, settings,
+                        clock=lambda: NOW, seed=5)  # fmt: skip
+    try:
+        again.refresh()
+        assert again.learned_ranker is not None
+        assert again.state.collab.n_items == learned_rec.state.collab.n_items
+        same = again.recommend(RecRequest(user, k=10, dry_run=True))
+        assert [i.media_id for i in same.items] == [i.media_id for i in page.items]
+    finally:
+        again.close()
