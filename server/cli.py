@@ -1,4 +1,4 @@
-"""The ``mediarec`` command: serve, index a folder, search, import events.
+"""The ``mediarec`` command: serve, index a folder, search, import events, train the ranker.
 
 Configuration is built here, in ``main()``: defaults, then ``--config``/``$MEDIAREC_CONFIG``,
 then ``MEDIAREC_*`` variables, then flags.
@@ -67,12 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_arguments(importer, sections=("storage", "model", "recommend", "log"))
 
-    # train-ranker has its own flags (server/recommend/train.py); they are passed through.
-    commands.add_parser(
+    trainer = commands.add_parser(
         "train-ranker",
-        help="fit the ranking weights from logged impressions (see: train-ranker --help)",
-        add_help=False,
+        help="train the learned ranker from the event history (and the blend's weights)",
+        description="Train the learned ranker (LightGBM) from the whole event history and "
+        "write it with its model card; refit the blend's weights from served impressions "
+        "when there are enough. The data dir must not be in use by a running server.",
     )
+    trainer.add_argument("--since-days", type=float, default=None,
+                         help="blend weights: only impressions of the last N days")
+    trainer.add_argument("--label-window-hours", type=float, default=24.0,
+                         help="blend weights: engagement this soon after serving is positive")
+    trainer.add_argument("--l2", type=float, default=5.0,
+                         help="blend weights: L2 penalty pulling them toward the defaults")
+    trainer.add_argument("--min-examples", type=int, default=200)
+    trainer.add_argument("--min-positives", type=int, default=20)
+    add_arguments(trainer, sections=("storage", "model", "recommend", "log"))
     return parser
 
 
@@ -85,11 +95,6 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["train-ranker"]:
-        from server.recommend.train import main as train_ranker
-
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        return train_ranker(arguments[1:])
     args = _parser().parse_args(arguments)
     try:
         settings = settings_from_args(args)
@@ -106,6 +111,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CommandError as exc:  # a locked store, a ranker to train again, a bad model
             print(f"mediarec serve: {exc}", file=sys.stderr)
             return exc.exit_code
+    if args.command == "train-ranker":
+        import time
+
+        from server.recommend.train import DAY_S, TrainConfig
+        from server.train_command import run_train
+
+        since = args.since_days
+        return run_train(
+            settings,
+            TrainConfig(
+                since=time.time() - since * DAY_S if since is not None else None,
+                label_window_s=args.label_window_hours * 3600.0,
+                l2=args.l2,
+                min_examples=args.min_examples,
+                min_positives=args.min_positives,
+            ),
+        )
     if args.command == "index":
         from server.folder_index import run_index_command
 

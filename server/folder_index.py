@@ -774,6 +774,7 @@ def open_local_deps(settings: Settings, locked_message: str | None = None) -> Se
     """
     from encoders.base import EncoderError
     from server.engagement.schema import SchemaVersionError
+    from server.recommend.learned import LearnedRankerFileError
     from server.recommend.ranker import RankerFileError, load_or_default
     from server.runtime import open_deps
     from server.store import EDGE_SUBDIR, StoreError, StoreLockedError
@@ -790,7 +791,8 @@ def open_local_deps(settings: Settings, locked_message: str | None = None) -> Se
         logger.debug("store locked: %s", exc)
         message = locked_message or locked_store_message(settings)
         raise CommandError(message, EXIT_UNUSABLE) from exc
-    except (RankerFileError, SchemaVersionError) as exc:  # files this version cannot use
+    # files this version cannot use
+    except (RankerFileError, LearnedRankerFileError, SchemaVersionError) as exc:
         raise CommandError(str(exc), EXIT_UNUSABLE) from exc
     except (EncoderError, StoreError) as exc:
         raise CommandError(str(exc), EXIT_FAILED) from exc

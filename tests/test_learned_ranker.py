@@ -4,6 +4,7 @@ over the real stores (the synthetic world of test_recommender)."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,67 @@ def test_a_trained_ranker_serves_with_a_breakdown_that_adds_up(
         assert [i.media_id for i in same.items] == [i.media_id for i in page.items]
     finally:
         again.close()
+
+
+def external_data_dir(data_dir: Path) -> list[str]:
+    """A data dir of 40 caption-only items with their own 4-d vectors and the taste log's
+    events, written through the service's own indexer and store; the flags that open it."""
+    from server.config import load_settings
+    from server.media import ItemMetadata
+    from server.recommend.types import Event, EventKind
+    from server.runtime import open_deps
+
+    flags = ["--model-id", "external:4", "--data-dir", str(data_dir)]
+    settings = load_settings({"model_id": "external:4", "data_dir": str(data_dir)}, {}, None)
+    deps = open_deps(settings)
+    try:
+        data, ids, vectors = taste_log()
+        for media_id, vector in zip(ids, vectors, strict=True):
+            prepared = deps.indexer.prepare_vectors(
+                ItemMetadata(media_id=media_id, caption=media_id), model_id="external:4",
+                visual=None, caption=vector.tolist(), frames=(),
+            )  # fmt: skip
+            deps.indexer.index(prepared)
+        events = [
+            Event(event_id=f"e{n}", user_id=f"u{u}", media_id=ids[i], timestamp=NOW - 1e6 + t,
+                  kind=EventKind.LIKE if p else EventKind.VIEW)
+            for n, (u, i, t, p) in enumerate(zip(data.users.tolist(), data.items.tolist(),
+                                                 data.timestamps.tolist(),
+                                                 data.positive.tolist(), strict=True))
+        ]  # fmt: skip
+        deps.engagement.log_events(events)
+    finally:
+        deps.close()
+    return flags
+
+
+def test_train_ranker_command_writes_the_model_and_its_card_and_serve_refuses_a_bad_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    data_dir = tmp_path / "data"
+    flags = external_data_dir(data_dir)
+    assert main(["train-ranker", *flags, "--collab-als-factors", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "learned ranker:" in out and "held-out NDCG@10" in out
+    model = load_learned_ranker(data_dir / "learned_ranker.json")
+    assert model.info["events"] == 60 * 11
+    card = (data_dir / "learned_ranker.md").read_text()
+    assert "| `als` |" in card and "NDCG@10" in card
+    # A file trained on other features is refused by serve, and replaced by train-ranker.
+    d = json.loads((data_dir / "learned_ranker.json").read_text())
+    d["features"] = d["features"][:-1]
+    (data_dir / "learned_ranker.json").write_text(json.dumps(d))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main(["serve", *flags, "--host", "127.0.0.1", "--port", "0"]) == 2
+    finally:  # serve() installs its own shutdown handlers
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mediarec serve:") and "trained on other features" in err
+    assert len(err.splitlines()) == 1
+    assert main(["train-ranker", *flags, "--collab-als-factors", "8"]) == 0
+    assert "replacing an unusable model" in capsys.readouterr().err
+    assert load_learned_ranker(data_dir / "learned_ranker.json").features == FEATURES

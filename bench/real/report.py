@@ -56,10 +56,11 @@ def render(summary: Mapping[str, Any]) -> str:
         "seed's validation split, with the same number of trials for each model that has "
         "knobs, then every model was refit on train + validation. mediarec runs as a real "
         "server over gRPC: items as caption-only posts with all-MiniLM-L6-v2 vectors of title, "
-        "genres and training-part tags, history through ImportEvents, pages through "
-        'Recommend with dry_run, in serve\'s default configuration ("mediarec"; the new-user, '
-        "content-off, time-shift and candidate rows too) and with the best knobs of its own "
-        'search space ("mediarec, tuned knobs"). Means over seeds of per-user means.',
+        "genres and training-part tags, history through ImportEvents, then the learned ranker "
+        "trained on it (the deployment step after an import, `mediarec train-ranker`), pages "
+        'through Recommend with dry_run, in serve\'s default configuration ("mediarec"; the '
+        "new-user, content-off, time-shift and candidate rows too) and with the best knobs of "
+        'its own search space ("mediarec, tuned knobs"). Means over seeds of per-user means.',
         "",
         f"Users per seed: test {n['test_users']}, with a cold test item "
         f"{n['cold_item_users']}, new-user cohort {n['new_users']}.",

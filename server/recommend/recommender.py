@@ -124,6 +124,10 @@ class Recommender:
         return self._state
 
     @property
+    def settings(self) -> RecommendSettings:
+        return self._settings
+
+    @property
     def ranker(self) -> RankerModel:
         return self._ranker
 

@@ -14,12 +14,10 @@ model learns from the exploration policy without its selection bias.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import numpy as np
 
 from server.recommend import blend as b
 from server.recommend.profile import positive_weight
-from server.recommend.ranker import RANKER_FILE, RankerModel, save_ranker
+from server.recommend.ranker import RankerModel, save_ranker
 from server.recommend.settings import RecommendSettings
 from server.recommend.types import EngagementStore, Surface
 
@@ -332,51 +330,3 @@ def format_report(report: TrainReport) -> str:
     weights = ", ".join(f"{k}={v:+.3f}" for k, v in report.model.weights.items())
     lines.append(f"weights: {weights}; bias={report.model.bias:+.3f}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`mediarec train-ranker --data-dir DIR [--out FILE] [--since-days N] ...`."""
-    parser = argparse.ArgumentParser(
-        prog="mediarec train-ranker",
-        description="Fit the ranking weights from logged impressions -> engagement.",
-    )
-    parser.add_argument("--data-dir", type=Path, required=True,
-                        help="the server's data dir (holds engagement.sqlite3)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"model file to write (default: DATA_DIR/{RANKER_FILE})")
-    parser.add_argument("--since-days", type=float, default=None,
-                        help="only impressions of the last N days (default: all)")
-    parser.add_argument("--label-window-hours", type=float, default=24.0,
-                        help="engagement this soon after serving counts as positive")
-    parser.add_argument("--l2", type=float, default=5.0,
-                        help="L2 penalty pulling the weights toward the default blend")
-    parser.add_argument("--min-examples", type=int, default=200)
-    parser.add_argument("--min-positives", type=int, default=20)
-    args = parser.parse_args(argv)
-    from server.engagement import open_engagement_store
-
-    if not args.data_dir.is_dir():
-        print(f"error: --data-dir {args.data_dir} is not a directory", file=sys.stderr)
-        return 2
-    since = time.time() - args.since_days * DAY_S if args.since_days is not None else None
-    config = TrainConfig(
-        since=since,
-        label_window_s=args.label_window_hours * 3600.0,
-        l2=args.l2,
-        min_examples=args.min_examples,
-        min_positives=args.min_positives,
-    )
-    out = args.out or args.data_dir / RANKER_FILE
-    store = open_engagement_store(args.data_dir)
-    try:
-        report = train_ranker(store, config=config, out_path=out)
-    finally:
-        store.close()
-    print(format_report(report))
-    if report.trained:
-        print(f"saved the ranker to {out}; the server loads it at start or on reload")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
