@@ -189,6 +189,7 @@ def test_train_ranker_command_writes_the_model_and_its_card_and_serve_refuses_a_
     assert main(["train-ranker", *flags, "--collab-als-factors", "8"]) == 0
     out = capsys.readouterr().out
     assert "learned ranker:" in out and "held-out NDCG@10" in out
+    assert "blend weights: too little training data" in out  # nothing was served yet
     model = load_learned_ranker(data_dir / "learned_ranker.json")
     assert model.info["events"] == 60 * 11
     card = (data_dir / "learned_ranker.md").read_text()
@@ -209,3 +210,15 @@ def test_train_ranker_command_writes_the_model_and_its_card_and_serve_refuses_a_
     assert main(["train-ranker", *flags, "--collab-als-factors", "8"]) == 0
     assert "replacing an unusable model" in capsys.readouterr().err
     assert load_learned_ranker(data_dir / "learned_ranker.json").features == FEATURES
+
+
+def test_train_ranker_on_an_empty_log_says_why_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    flags = ["--model-id", "external:4", "--data-dir", str(tmp_path / "data")]
+    assert main(["train-ranker", *flags]) == 1
+    out = capsys.readouterr().out
+    assert "learned ranker: not trained: only 0 users" in out
+    assert not (tmp_path / "data" / "learned_ranker.json").exists()

@@ -23,7 +23,6 @@ from server.recommend.train import (
     TrainConfig,
     auc,
     fit_logistic,
-    main,
     mean_ndcg,
     train_ranker,
 )
@@ -140,28 +139,6 @@ def test_training_learns_what_predicts_engagement(engagement, tmp_path: Path) ->
     model = load_ranker(out)
     assert model.weights[b.SOCIAL] > model.weights[b.CONTENT]
     assert model.info["metrics"]["after"]["auc"] == pytest.approx(report.after.auc)
-
-
-def test_cli_prints_before_and_after_and_saves(tmp_path: Path, capsys) -> None:
-    store = open_engagement_store(tmp_path, clock=lambda: T0 + 10 * 86_400)
-    log_history(store, 150)
-    store.close()
-    assert main(["--data-dir", str(tmp_path), "--min-examples", "100"]) == 0
-    printed = capsys.readouterr().out
-    assert "before" in printed and "after" in printed and "AUC" in printed
-    assert load_ranker(tmp_path / "ranker.json").trained
-
-
-def test_cli_on_an_empty_log_keeps_defaults(tmp_path: Path, capsys) -> None:
-    open_engagement_store(tmp_path).close()
-    assert main(["--data-dir", str(tmp_path)]) == 0
-    assert "too little training data" in capsys.readouterr().out
-    assert not (tmp_path / "ranker.json").exists()
-
-
-def test_cli_rejects_a_missing_data_dir(tmp_path: Path, capsys) -> None:
-    assert main(["--data-dir", str(tmp_path / "nope")]) == 2
-    assert "not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

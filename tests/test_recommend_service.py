@@ -312,12 +312,14 @@ def test_every_recommend_config_key_reaches_the_recommender() -> None:
         if f.name in servicer_only:
             continue
         assert f.name in logic, f"recommend.{f.name} names no RecommendSettings field"
-        if f.name != "ranker_path":
+        if f.name not in ("ranker_path", "learned_ranker_path"):  # paths: None means ""
             assert f.default == logic[f.name], f.name
     configured = load_settings({"creator_cap": "4", "explore_fraction": "0.25"}, {}, None)
     built = recommend_settings(configured.recommend)
     assert (built.creator_cap, built.explore_fraction) == (4, 0.25)
     assert recommend_settings(Settings().recommend) == RecommendSettings()
+    in_data_dir = recommend_settings(Settings().recommend, "/srv/data")
+    assert in_data_dir.learned_ranker_path == "/srv/data/learned_ranker.json"
     with pytest.raises(ConfigError) as caught:
         load_settings({"rec_default_k": "50", "rec_max_k": "10"}, {}, None)
     assert caught.value.key == "recommend.default_k"
