@@ -314,9 +314,17 @@ def _refuse_undecodable(request: Any) -> Any:
 def _checked(
     behavior: Callable[[Any, grpc.ServicerContext], Any], request_streaming: bool
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
-    """``behavior`` refusing undecodable requests (each message, for a request stream)."""
+    """``behavior`` refusing undecodable requests (each message, for a request stream), and
+    never starting a call whose deadline has passed."""
 
     def checked(request: Any, context: grpc.ServicerContext, *args: Any) -> Any:
+        # A call that waited for a worker past its deadline has no one left to answer: work
+        # done for it would only delay the calls queued behind it.
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceededError(
+                "the request's deadline passed while it waited for a worker, so it was not run"
+            )
         if request_streaming:
             request = (_refuse_undecodable(message) for message in request)
         else:
