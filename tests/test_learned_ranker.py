@@ -133,6 +133,13 @@ def test_a_trained_ranker_serves_with_a_breakdown_that_adds_up(
         if not item.explored:
             assert sum(item.breakdown.values()) == pytest.approx(item.score, abs=1e-6)
             assert set(item.breakdown) <= {*b.FEATURES, b.BIAS}
+    # A user with no positive yet is ranked by popularity, which the breakdown says.
+    newcomer = learned_rec.recommend(RecRequest("newcomer", k=10, dry_run=True))
+    exploited = [i for i in newcomer.items if not i.explored]
+    assert exploited and all(set(i.breakdown) == {b.POPULARITY} for i in exploited)
+    counts = learned_rec.state.collab.positives
+    index = learned_rec.state.collab.index
+    assert all(counts[index[i.media_id]] > 0 for i in exploited)
     # A new Recommender on the same settings loads the file and serves it.
     settings = learned_rec._settings
     again = Recommender(world.encoder, world.store, world.engagement, settings,

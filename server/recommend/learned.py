@@ -58,6 +58,23 @@ class LearnedRanker:
         }
 
 
+@dataclass(frozen=True)
+class PopularityRanker:
+    """Ranks by the core's all-time popularity: what the learned ranker defers to for a user
+    with no positive yet, whose empty history it never saw in training (on bench-real's
+    validation split it ranked such users well below popularity)."""
+
+    features: tuple[str, ...] = FEATURES
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x[:, FEATURES.index("popularity")], dtype=np.float64)
+
+    def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.zeros((x.shape[0], len(FEATURES)))
+        out[:, FEATURES.index("popularity")] = self.score(x)
+        return out, np.zeros(x.shape[0])
+
+
 def save_learned_ranker(model: LearnedRanker, path: str | Path) -> None:
     """Write atomically (temp file, fsync, rename) so a reader never sees half a model."""
     path = Path(path)

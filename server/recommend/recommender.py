@@ -33,7 +33,12 @@ from server.recommend.collab import CollabModel, UserHistory
 from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
 from server.recommend.items import ItemCache, matches
-from server.recommend.learned import LearnedRanker, load_learned_or_none, save_learned_ranker
+from server.recommend.learned import (
+    LearnedRanker,
+    PopularityRanker,
+    load_learned_or_none,
+    save_learned_ranker,
+)
 from server.recommend.ltr_features import feature_matrix, reported_contributions
 from server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_from_store
 from server.recommend.paging import (
@@ -71,6 +76,7 @@ from server.recommend.usercache import Precomputer, UserCache, UserEntry
 from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
+POPULARITY_RANKER = PopularityRanker()
 # The exploration pool takes at most 1/POOL_SHARE_DIVISOR of the candidates past page 1.
 POOL_SHARE_DIVISOR = 3
 
@@ -391,14 +397,17 @@ class Recommender:
             table.x, profile.confidence, table.item_conf, request.surface
         )
         learned_x = None
+        scorer: LearnedRanker | PopularityRanker | None = None
         if history is not None and learned is not None:
+            # No positive yet: no taste to go on, and a history the model never trained on.
+            scorer = POPULARITY_RANKER if history.positives.size == 0 else learned
             learned_x = learned_features(state, history, cands, s.content_signals)
-            scores = learned.score(learned_x)
+            scores = scorer.score(learned_x)
         else:
             learned = None
         return _Scored(
-            cands, table, scores, contrib, profile, queries, seed_vector, ranker, learned,
-            learned_x,
+            cands, table, scores, contrib, profile, queries, seed_vector, ranker,
+            scorer, learned_x,
         )  # fmt: skip
 
     def _rank(self, request: RecRequest, k: int, now: float) -> Ranking:
@@ -820,7 +829,7 @@ class _Scored:
     queries: list[src.QueryVector]
     seed_vector: np.ndarray | None
     ranker: RankerModel
-    learned: LearnedRanker | None = None  # when set, it scored the candidates ...
+    learned: LearnedRanker | PopularityRanker | None = None  # when set, it scored ...
     learned_x: np.ndarray | None = None  # ... from these features
 
 
@@ -836,7 +845,7 @@ class _Inputs:
 
 
 def _explainer(
-    model: LearnedRanker, x: np.ndarray
+    model: LearnedRanker | PopularityRanker, x: np.ndarray
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Positions -> (their SHAP values summed into blend columns, base values)."""
 
