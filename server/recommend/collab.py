@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,6 +103,23 @@ class UserHistory:
 
 
 @dataclass(frozen=True)
+class UserScores:
+    """One user's score of every item from each collaborative component."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "als", "als_all", "knn", "knn_recent", "knn_recent20", "knn_all", "rp3",
+    )  # fmt: skip
+
+    als: np.ndarray
+    als_all: np.ndarray
+    knn: np.ndarray
+    knn_recent: np.ndarray
+    knn_recent20: np.ndarray
+    knn_all: np.ndarray
+    rp3: np.ndarray
+
+
+@dataclass(frozen=True)
 class Factors:
     """Item factors of an implicit-feedback ALS model, with what folding a user in needs."""
 
@@ -168,51 +186,60 @@ class CollabModel:
             last_ts=float(max(times)),
         )
 
-    def candidates(self, history: UserHistory, per_source: int) -> np.ndarray:
+    def user_scores(self, history: UserHistory) -> UserScores:
+        """Every item's score from each component for this history (dense, one per item):
+        computed once per request, read by both ``candidates`` and ``features``."""
+        n, pos, every = self.n_items, history.positives, history.interactions
+        zeros = np.zeros(n)
+        als = self.als.items @ self.als.fold_in(pos) if self.als and pos.size else zeros
+        als_all = (
+            self.als_all.items @ self.als_all.fold_in(every)
+            if self.als_all and every.size else zeros
+        )  # fmt: skip
+        return UserScores(
+            als=np.asarray(als, dtype=np.float64),
+            als_all=np.asarray(als_all, dtype=np.float64),
+            knn=_graph_scores(self.knn, pos, n),
+            knn_recent=_graph_scores(self.knn, pos[:5], n),
+            knn_recent20=_graph_scores(self.knn, pos[:20], n),
+            knn_all=_graph_scores(self.knn_all, every, n),
+            rp3=_graph_scores(self.rp3, pos, n),
+        )
+
+    def candidates(
+        self, history: UserHistory, per_source: int, scores: UserScores | None = None
+    ) -> np.ndarray:
         """The best ``per_source`` items of each collaborative source (ALS, item-kNN, RP3beta,
         popularity) not in the history, as one distinct array of item indices."""
         n = self.n_items
         if n == 0:
             return np.zeros(0, dtype=np.int64)
+        scores = scores or self.user_scores(history)
         seen = np.zeros(n, dtype=bool)
         seen[history.interactions] = True
         parts = [_top(self.positives, seen, per_source)]
         if history.positives.size:
-            if self.als is not None:
-                user = self.als.fold_in(history.positives)
-                parts.append(_top(self.als.items @ user, seen, per_source))
-            parts.append(_top(_graph_scores(self.knn, history.positives), seen, per_source))
-            parts.append(_top(_graph_scores(self.rp3, history.positives), seen, per_source))
+            parts += [_top(s, seen, per_source) for s in (scores.als, scores.knn, scores.rp3)]
         return np.unique(np.concatenate(parts))
 
-    def features(self, history: UserHistory, items: np.ndarray) -> dict[str, np.ndarray]:
+    def features(
+        self, history: UserHistory, items: np.ndarray, scores: UserScores | None = None
+    ) -> dict[str, np.ndarray]:
         """The collaborative feature columns for ``items`` (indices; -1: unknown to the core,
         which gets 0 for every score and NaN for its age)."""
         n = items.size
         known = items >= 0
         at = np.where(known, items, 0)
-        out: dict[str, np.ndarray] = {}
-        pos, every = history.positives, history.interactions
+        scores = scores or self.user_scores(history)
+        pos = history.positives
 
         def on_known(values: np.ndarray) -> np.ndarray:
             return np.where(known, values[at], 0.0) if values.size else np.zeros(n)
 
-        if self.als is not None and pos.size:
-            scores = self.als.items @ self.als.fold_in(pos)
-            best = float(np.max(np.delete(scores, pos))) if scores.size > pos.size else 0.0
-            out["als"] = on_known(scores)
-            out["als_relative"] = out["als"] / best if best > 0 else np.zeros(n)
-        else:
-            out["als"] = out["als_relative"] = np.zeros(n)
-        if self.als_all is not None and every.size:
-            out["als_all"] = on_known(self.als_all.items @ self.als_all.fold_in(every))
-        else:
-            out["als_all"] = np.zeros(n)
-        out["knn"] = on_known(_graph_scores(self.knn, pos))
-        out["knn_recent"] = on_known(_graph_scores(self.knn, pos[:5]))
-        out["knn_recent20"] = on_known(_graph_scores(self.knn, pos[:20]))
-        out["knn_all"] = on_known(_graph_scores(self.knn_all, every))
-        out["rp3"] = on_known(_graph_scores(self.rp3, pos))
+        out = {name: on_known(getattr(scores, name)) for name in UserScores.COLUMNS}
+        unseen = np.delete(scores.als, pos)
+        best = float(unseen.max()) if unseen.size and pos.size else 0.0
+        out["als_relative"] = out["als"] / best if best > 0 else np.zeros(n)
         out["popularity"] = on_known(np.log1p(self.positives))
         for days in (90, 365):
             out[f"popularity_{days}d"] = np.log1p(
@@ -321,10 +348,9 @@ def top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     )
 
 
-def _graph_scores(graph: sp.csr_matrix, history: np.ndarray) -> np.ndarray:
-    """score_j = sum over the history's items i of graph[i, j]."""
-    n = graph.shape[1]
-    if history.size == 0 or n == 0:
+def _graph_scores(graph: sp.csr_matrix, history: np.ndarray, n: int) -> np.ndarray:
+    """score_j = sum over the history's items i of graph[i, j] (``n`` items)."""
+    if history.size == 0 or graph.shape[1] == 0:
         return np.zeros(n)
     return np.asarray(graph[history].sum(axis=0)).ravel()
 

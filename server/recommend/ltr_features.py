@@ -19,7 +19,7 @@ import numpy as np
 
 from encoders import l2_normalize
 from server.recommend import blend as b
-from server.recommend.collab import DAY_S, CollabModel, UserHistory
+from server.recommend.collab import DAY_S, CollabModel, UserHistory, UserScores
 
 RECENT_POSITIVES = 5  # "what you liked lately": the newest positives the recent columns use
 
@@ -63,14 +63,16 @@ def feature_matrix(
     items: np.ndarray,
     item_vectors: np.ndarray,
     liked_vectors: np.ndarray,
+    scores: UserScores | None = None,
 ) -> np.ndarray:
     """``(len(items), len(FEATURES))`` float32 for one user.
 
     ``items`` are collab indices (-1: an item the core has never seen, a cold item);
     ``item_vectors`` their unit content vectors (zero rows: none); ``liked_vectors`` the unit
-    vectors of the user's positives, newest first.
+    vectors of the user's positives, newest first; ``scores`` the history's scores when the
+    caller has them already (``CollabModel.user_scores``).
     """
-    columns = collab.features(history, items)
+    columns = collab.features(history, items, scores)
     columns["user_positives"] = np.full(items.size, np.log1p(history.positives.size))
     columns["user_span_days"] = np.full(
         items.size, max(0.0, history.last_ts - history.first_ts) / DAY_S

@@ -171,11 +171,12 @@ def examples(
     core: CollabModel, history: UserHistory, vectors: np.ndarray, config: LtrConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates of one history and their features."""
-    collab = core.candidates(history, config.candidates_per_source)
+    scores = core.user_scores(history)
+    collab = core.candidates(history, config.candidates_per_source, scores)
     near = content_candidates(vectors, history.positives, history.interactions,
                               config.content_candidates)  # fmt: skip
     cands = np.union1d(collab, near)
-    x = feature_matrix(core, history, cands, vectors[cands], vectors[history.positives])
+    x = feature_matrix(core, history, cands, vectors[cands], vectors[history.positives], scores)
     return x, cands
 
 

@@ -29,7 +29,7 @@ from server.errors import InvalidArgumentError, NotFoundError
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
-from server.recommend.collab import CollabModel, UserHistory
+from server.recommend.collab import CollabModel, UserHistory, UserScores
 from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
 from server.recommend.items import ItemCache, matches
@@ -371,13 +371,14 @@ class Recommender:
         known = {"nearest": self._nearest(entry, ctx, keep), **self._catalogue(entry, ctx, keep)}
         proposals = src.gather(ctx, known)
         learned = self._learned  # one model per request, whatever a reload swaps in meanwhile
-        history = None
+        history, user_scores = None, None
         # A seeded or steered request is about that post or text first: the blend ranks it.
         steered = bool(request.seed_media_id or request.steering_text.strip())
         if learned is not None and state.collab.n_items and not steered:
             history = learned_history(profile, state.collab, now)
+            user_scores = state.collab.user_scores(history)
             proposals = with_collab_candidates(
-                proposals, state.collab, history, s.collab_candidates
+                proposals, state.collab, history, user_scores, s.collab_candidates
             )
         cands = self._candidates(proposals, sf, excluded)
         if not len(cands):
@@ -398,13 +399,11 @@ class Recommender:
         )
         learned_x = None
         scorer: LearnedRanker | PopularityRanker | None = None
-        if history is not None and learned is not None:
+        if history is not None and user_scores is not None and learned is not None:
             # No positive yet: no taste to go on, and a history the model never trained on.
             scorer = POPULARITY_RANKER if history.positives.size == 0 else learned
-            learned_x = learned_features(state, history, cands, s.content_signals)
+            learned_x = learned_features(state, history, user_scores, cands, s.content_signals)
             scores = scorer.score(learned_x)
-        else:
-            learned = None
         return _Scored(
             cands, table, scores, contrib, profile, queries, seed_vector, ranker,
             scorer, learned_x,
@@ -868,24 +867,28 @@ def with_collab_candidates(
     proposals: Mapping[str, Mapping[str, float]],
     collab: CollabModel,
     history: UserHistory,
+    scores: UserScores,
     per_source: int,
 ) -> dict[str, dict[str, float]]:
     """``proposals`` plus the collaborative core's candidates (proposed as co-engagement)."""
     out = {m: dict(p) for m, p in proposals.items()}
-    for i in collab.candidates(history, per_source).tolist():
+    for i in collab.candidates(history, per_source, scores).tolist():
         out.setdefault(collab.item_ids[i], {}).setdefault(src.COENGAGEMENT, 0.0)
     return out
 
 
 def learned_features(
-    state: DerivedState, history: UserHistory, cands: Candidates, content_signals: bool
+    state: DerivedState,
+    history: UserHistory,
+    scores: UserScores,
+    cands: Candidates,
+    content_signals: bool,
 ) -> np.ndarray:
     """The learned ranker's features of the candidates (``content_signals`` off: the content
     columns read 0, as for a user with no liked vectors)."""
     collab = state.collab
     liked = state.collab_vectors[history.positives] if content_signals else np.zeros((0, 0))
-    x = feature_matrix(collab, history, collab.indices(cands.ids), cands.visual, liked)
-    return x
+    return feature_matrix(collab, history, collab.indices(cands.ids), cands.visual, liked, scores)
 
 
 def _is_default(request: RecRequest) -> bool:
