@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 
 from server.recommend.ltr_features import FEATURES
+from server.recommend.ranker import save_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +76,7 @@ class PopularityRanker:
 
 
 def save_learned_ranker(model: LearnedRanker, path: str | Path) -> None:
-    """Write atomically (temp file, fsync, rename) so a reader never sees half a model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(model.to_json(), fh)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    save_json_atomically(model.to_json(), path)
 
 
 def load_learned_ranker(path: str | Path) -> LearnedRanker:

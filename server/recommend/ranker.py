@@ -107,12 +107,17 @@ def load_ranker(path: str | Path) -> RankerModel:
 
 
 def save_ranker(model: RankerModel, path: str | Path) -> None:
-    """Write atomically (temp file, fsync, rename) so a reader never sees half a model."""
+    save_json_atomically(model.to_json(), path, indent=2, sort_keys=True)
+
+
+def save_json_atomically(doc: Mapping[str, Any], path: str | Path, **dump: Any) -> None:
+    """Write a model file atomically (temp file, fsync, rename) so a reader never sees half
+    of it; ``dump`` goes to ``json.dump``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(model.to_json(), fh, indent=2, sort_keys=True)
+        json.dump(doc, fh, **dump)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())

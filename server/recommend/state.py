@@ -372,8 +372,9 @@ class _Accumulator:
         if e.timestamp > self.last_active.get(e.user_id, float("-inf")):
             self.last_active[e.user_id] = e.timestamp
         weight = positive_weight(e, self.settings)
-        if e.media_id and (weight > 0 or e.kind in SEEN_KINDS):
-            self.interactions.append((e.user_id, e.media_id, e.timestamp, weight > 0))
+        row = interaction_row(e, weight)
+        if row is not None:
+            self.interactions.append(row)
         if weight > 0 and e.media_id:
             self.user_items.setdefault(e.user_id, []).append((e.timestamp, e.media_id))
             self.item_engagements[e.media_id] = self.item_engagements.get(e.media_id, 0.0) + 1.0
@@ -484,12 +485,26 @@ def interaction_log(
 ) -> tuple[Interactions, list[str], np.ndarray]:
     """Every media interaction in the log (of media still stored) as index arrays, the item
     ids in index order, and their unit content vectors: what ``train-ranker`` learns from."""
-    rows = []
-    for e in engagement.iter_events():
-        weight = positive_weight(e, settings)
-        if e.media_id and (weight > 0 or e.kind in SEEN_KINDS):
-            rows.append((e.user_id, e.media_id, e.timestamp, weight > 0))
+    rows = [
+        row for e in engagement.iter_events()
+        if (row := interaction_row(e, positive_weight(e, settings))) is not None
+    ]  # fmt: skip
     meta = _fetch_meta(store, list(dict.fromkeys(r[1] for r in rows)))
+    return _core_inputs(rows, meta)
+
+
+def interaction_row(e: Event, weight: float) -> tuple[str, str, float, bool] | None:
+    """(user, media, time, positive) of an event that engaged with a media item, else None;
+    ``weight`` is the event's ``positive_weight``."""
+    if e.media_id and (weight > 0 or e.kind in SEEN_KINDS):
+        return (e.user_id, e.media_id, e.timestamp, weight > 0)
+    return None
+
+
+def _core_inputs(
+    rows: Sequence[tuple[str, str, float, bool]], meta: Mapping[str, _Meta]
+) -> tuple[Interactions, list[str], np.ndarray]:
+    """The rows of stored media as index arrays, the item ids, and their unit vectors."""
     data, item_ids = interaction_arrays(rows, meta)
     return data, item_ids, unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
 
@@ -511,11 +526,10 @@ def _collab(
     settings: RecommendSettings,
 ) -> tuple[CollabModel, np.ndarray]:
     started = time.monotonic()
-    data, item_ids = interaction_arrays(rows, meta)
+    data, item_ids, vectors = _core_inputs(rows, meta)
     if not item_ids:
         return CollabModel(), np.zeros((0, 0), dtype=np.float32)
     model = build_collab(data, item_ids, settings.collab())
-    vectors = unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
     logger.info(
         "collaborative core built in %.2fs: %d items, %d interactions",
         time.monotonic() - started, len(item_ids), data.users.size,
