@@ -77,6 +77,23 @@ def test_observed_failures_lower_an_arm() -> None:
 
 
 @pytest.mark.parametrize(
+    ("engagements", "impressions", "alpha", "beta"),
+    [
+        (0, 0, 4.0, 16.0),  # the prior alone
+        (2, 10, 6.0, 24.0),  # 2 successes, 8 failures
+        (5, 0, 4.0, 16.0),  # likes nobody was shown: imported, or from outside the feed
+        (5, 3, 7.0, 16.0),  # only the shown ones count, and none failed
+    ],
+)
+def test_posterior_counts_only_engagements_that_impressions_account_for(
+    engagements: int, impressions: int, alpha: float, beta: float
+) -> None:
+    arms = bandit.posterior(np.array([0.2]), 20.0, np.array([engagements]), np.array([impressions]))
+    assert arms.alpha[0] == pytest.approx(alpha)
+    assert arms.beta[0] == pytest.approx(beta)
+
+
+@pytest.mark.parametrize(
     ("k", "fraction", "max_slots", "min_k", "expected"),
     [(20, 0.1, 2, 5, 2), (10, 0.1, 2, 5, 1), (4, 0.5, 2, 5, 0), (100, 0.1, 2, 5, 2),
      (20, 0.0, 2, 5, 0)],
@@ -85,8 +102,9 @@ def test_exploration_budget(k, fraction, max_slots, min_k, expected) -> None:
     assert bandit.exploration_slots(k, fraction, max_slots, min_k) == expected
 
 
-def test_slot_positions_are_spread_and_never_first() -> None:
-    assert bandit.slot_positions(20, 2) == [5, 15]
-    assert bandit.slot_positions(5, 1) == [2]
+def test_slot_positions_are_spread_over_the_second_half_and_never_first() -> None:
+    assert bandit.slot_positions(20, 2) == [12, 17]
+    assert bandit.slot_positions(10, 1) == [7]
+    assert bandit.slot_positions(5, 1) == [3]
     assert bandit.slot_positions(2, 1) == [1]
     assert bandit.slot_positions(10, 0) == []

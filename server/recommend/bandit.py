@@ -39,10 +39,16 @@ def prior_mean(match: np.ndarray, base: float, gain: float) -> np.ndarray:
 def posterior(
     prior: np.ndarray, strength: float, engagements: np.ndarray, impressions: np.ndarray
 ) -> BetaArms:
-    """Beta posteriors: prior pseudo-counts plus observed successes and failures."""
+    """Beta posteriors: prior pseudo-counts plus observed successes and failures.
+
+    The arm is an item's engagement rate per impression, so only engagements that impressions
+    account for are successes: an imported like, or one from outside the feed, says nothing
+    about that rate (counting it would rank an item with a few likes and no impressions above
+    every item the content prior favours)."""
     prior = np.asarray(prior, dtype=np.float64)
-    successes = np.maximum(np.asarray(engagements, dtype=np.float64), 0.0)
-    failures = np.maximum(np.asarray(impressions, dtype=np.float64) - successes, 0.0)
+    shown = np.maximum(np.asarray(impressions, dtype=np.float64), 0.0)
+    successes = np.clip(np.asarray(engagements, dtype=np.float64), 0.0, shown)
+    failures = shown - successes
     alpha = np.maximum(prior * strength + successes, _MIN_PARAM)
     beta = np.maximum((1.0 - prior) * strength + failures, _MIN_PARAM)
     return BetaArms(alpha, beta)
@@ -106,7 +112,11 @@ def exploration_slots(k: int, fraction: float, max_slots: int, min_k: int) -> in
 
 
 def slot_positions(k: int, slots: int) -> list[int]:
-    """Positions within a page of ``k`` where exploration items go: spread, never first."""
+    """Positions within a page of ``k`` where exploration items go: spread over the page's
+    second half, which is where a gamble costs the user least (the first half is what the
+    ranker is surest of)."""
     if slots <= 0:
         return []
-    return sorted({min(k - 1, max(1, int((s + 0.5) * k / slots))) for s in range(slots)})
+    half = k // 2
+    span = k - half
+    return sorted({min(k - 1, max(1, half + int((s + 0.5) * span / slots))) for s in range(slots)})
