@@ -432,6 +432,14 @@ class RecommendConfig:
         minimum=0.0,
         maximum=1.0,
     )
+    learned_mmr_lambda: float = setting(
+        _recommend_default("learned_mmr_lambda"),
+        "learned_mmr_lambda",
+        "MMR relevance-vs-novelty weight, for every user, while the learned ranker scores "
+        "(1 = no diversity: on real data any lower value cost accuracy).",
+        minimum=0.0,
+        maximum=1.0,
+    )
     content_signals: bool = setting(
         _recommend_default("content_signals"),
         "content_signals",

@@ -70,10 +70,10 @@ SPACES: dict[str, dict[str, Sequence[Any]]] = {
     },
     "hybrid": {"weight": [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
     # serve's defaults are one point of this grid (100 candidates per collaborative source,
-    # MMR 0.9): the knobs of the learned ranker's serving path.
+    # no MMR): the knobs of the learned ranker's serving path.
     "mediarec": {
         "collab_candidates": [50, 100, 200],
-        "mmr_lambda": [0.9, 1.0],
+        "learned_mmr_lambda": [0.9, 1.0],
     },
 }
 TRIALS = 8

@@ -419,13 +419,20 @@ class Recommender:
         profile, queries, seed_vector, ranker = (
             scored.profile, scored.queries, scored.seed_vector, scored.ranker
         )
-        # Only the best few times the depth can reach the ranking or the exploration pool.
+        # Only the best few times the depth can reach the ranking, and the best-prior
+        # explorable items (a never-engaged item ranks low on score, so it would never be
+        # explored if the pool came from the best scores alone).
         order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
+        if bandit.exploration_slots(k, s.explore_fraction, s.explore_max_slots, s.explore_min_k):
+            prior = self._exploration_prior(table, queries, profile)
+            listed = set(order)
+            order += [i for i in self._explorable(table, prior) if i not in listed]
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
         final, explored = self._select(
-            cands, table, scores, collapsed.keep, profile, k, queries, lambda: self._rng(request)
+            cands, table, scores, collapsed.keep, profile, k, queries, lambda: self._rng(request),
+            learned=scored.learned is not None,
         )
         match_vectors = {
             f"c{q.label}": q.vector for q in queries if q.kind == "cluster"
@@ -473,6 +480,8 @@ class Recommender:
         k: int,
         queries: Sequence[src.QueryVector],
         rng_source: Callable[[], np.random.Generator],
+        *,
+        learned: bool = False,
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
@@ -485,8 +494,9 @@ class Recommender:
         page n // slots, and an explored item's propensity is the probability of its draw
         ranking among that page's slots; in the rare case that its creator reached the cap on
         that page anyway (two draws of one creator), ``merge_pages`` moves it to a later slot.
-        Pool items the draw passes over wait for a later request. Returns candidate indices in
-        order and {index: propensity} of the explored ones.
+        Pool items the draw passes over wait for a later request. ``learned``: the learned
+        ranker scored, so MMR weighs relevance by ``learned_mmr_lambda`` for every user.
+        Returns candidate indices in order and {index: propensity} of the explored ones.
         """
         s = self._settings
         depth = s.rank_depth
@@ -496,26 +506,19 @@ class Recommender:
         pages = math.ceil(depth / k)
         top = set(kept[:k])  # the first page's best are never gambled on
         # Without exploration slots nothing is set aside for the draw.
-        pool = [
-            i for i in kept
-            if i not in top
-            and table.item_conf[i] < 0.5
-            and table.impressions[i] < s.explore_max_impressions
-        ] if slots > 0 else []
-        col = b.FEATURE_INDEX
-        has_vectors = any(q.kind != "seed" for q in queries) or bool(profile.clusters)
-        if has_vectors:
-            match = table.x[:, [col[b.CONTENT], col[b.INTEREST], col[b.SEED]]].max(axis=1)
-        else:
-            match = table.x[:, col[b.POPULARITY]]
-        prior = bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
+        explorable = self._is_explorable(table)
+        pool = [i for i in kept if i not in top and explorable[i]] if slots > 0 else []
+        prior = self._exploration_prior(table, queries, profile)
         # Exploitation never sees the pool, so in a small catalogue a full pool would leave it
         # too few items to fill pages under the creator cap.
         room = max(slots, (len(kept) - len(top)) // POOL_SHARE_DIVISOR)
         pool = sorted(pool, key=lambda i: (-prior[i], i))[: min(s.explore_pool_size, room)]
         pool0 = set(pool)
         exploit = [i for i in kept if i not in pool0]
-        lam = s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
+        lam = (
+            s.learned_mmr_lambda if learned
+            else s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
+        )  # fmt: skip
         creators = cands.creators()
         budget = min(slots * pages, len(pool))
         ranked = mmr_rank(
@@ -552,6 +555,31 @@ class Recommender:
             exploited, picks, set(positions[: len(picks)]), creators, s.creator_cap, k
         )
         return final, explored
+
+    def _is_explorable(self, table: FeatureTable) -> np.ndarray:
+        """Little-known, rarely shown candidates: what the bandit may spend a slot on."""
+        s = self._settings
+        return (table.item_conf < 0.5) & (table.impressions < s.explore_max_impressions)
+
+    def _explorable(self, table: FeatureTable, prior: np.ndarray) -> list[int]:
+        """The ``explore_pool_size`` explorable candidates of best prior, best first."""
+        index = np.flatnonzero(self._is_explorable(table))
+        best = index[np.argsort(-prior[index], kind="stable")]
+        return [int(i) for i in best[: self._settings.explore_pool_size]]
+
+    def _exploration_prior(
+        self, table: FeatureTable, queries: Sequence[src.QueryVector], profile: UserProfile
+    ) -> np.ndarray:
+        """Each candidate's prior engagement rate: from its content match to the user's taste,
+        or from its popularity for a user with nothing to match."""
+        s = self._settings
+        col = b.FEATURE_INDEX
+        has_vectors = any(q.kind != "seed" for q in queries) or bool(profile.clusters)
+        if has_vectors:
+            match = table.x[:, [col[b.CONTENT], col[b.INTEREST], col[b.SEED]]].max(axis=1)
+        else:
+            match = table.x[:, col[b.POPULARITY]]
+        return bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
 
     def _page(
         self, ranking: Ranking, offset: int, k: int, now: float, *, log: bool = True

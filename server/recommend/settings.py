@@ -105,6 +105,9 @@ class RecommendSettings:
     # -- diversity ------------------------------------------------------------------------------
     mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
     mmr_lambda_cold: float = 0.9  # the same for a user with no history
+    # The same when the learned ranker scores: it is trained for the accuracy of the whole
+    # list, and diversity on top of it costs that accuracy at every history length.
+    learned_mmr_lambda: float = 1.0
     creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
 
@@ -150,8 +153,8 @@ class RecommendSettings:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"recommend.{f.name} must be >= 0, got {value}")
-        for name in ("mmr_lambda", "mmr_lambda_cold", "explore_fraction", "near_duplicate_cosine",
-                     "cluster_merge_margin", "long_view_watch_fraction"):
+        for name in ("mmr_lambda", "mmr_lambda_cold", "learned_mmr_lambda", "explore_fraction",
+                     "near_duplicate_cosine", "cluster_merge_margin", "long_view_watch_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"recommend.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("default_k", "max_k", "rank_depth", "max_clusters", "max_impressions",
