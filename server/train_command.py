@@ -97,7 +97,9 @@ def model_card(model: LearnedRanker) -> str:
         "every collaborative feature computed from a core built without those events. "
         f"{config.get('rounds')} rounds, learning rate {config.get('learning_rate')}, "
         f"{config.get('num_leaves')} leaves, at least {config.get('min_data_in_leaf')} rows per "
-        "leaf. See docs/recommend.md.",
+        f"leaf. At the first cut, a share of {config.get('newcomer_share')} of users are also "
+        "newcomers, ranked by a core without any of their events after each of their first "
+        f"{config.get('newcomer_likes')} likes. See docs/recommend.md.",
         "",
         "## Held-out users",
         "",
@@ -110,6 +112,12 @@ def model_card(model: LearnedRanker) -> str:
     ]
     lines += [f"| {name} | {metrics[name]:.4f} |" for name in ("model", *BASELINE_COLUMNS)
               if name in metrics]  # fmt: skip
+    if "newcomers_model" in metrics:
+        lines += [
+            "",
+            f"Among them, the newcomers' lists: model {metrics['newcomers_model']:.4f}, "
+            f"popularity {metrics.get('newcomers_popularity', 0.0):.4f}.",
+        ]
     lines += ["", "## Features", "", "| feature | reported as | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {r} | {d} |" for n, r, d in describe()]
     lines += ["", f"Written {time.strftime('%Y-%m-%d', time.gmtime())}.", ""]

@@ -8,6 +8,12 @@ would be trusted for the wrong reason). Each (user, cut) is one LightGBM lambdar
 candidates of every source: the collaborative ones and the content nearest neighbours of the
 user's likes, which is how a never-engaged item (cold) can be ranked at all.
 
+A user who has just arrived looks nothing like those examples: a few likes, and a core that has
+never seen them. So at the first cut a share of users are also newcomers, ranked by a core of
+their own that has none of their events: each of them gives one group per entry of
+``newcomer_likes``, whose history is their events up to their k-th positive and whose labels are
+every positive after it.
+
 A share of users is held out of training; the model card reports NDCG@10 on their first cut for
 the model and for each single collaborative score, over the same candidates. The saved model is
 then refitted on every user.
@@ -45,6 +51,7 @@ logger = logging.getLogger(__name__)
 NDCG_K = 10
 # Single-score rankings reported beside the model on the held-out users.
 BASELINE_COLUMNS = ("als", "knn", "rp3", "popularity")
+NEWCOMER_SALT = 7919  # newcomers are drawn apart from the held-out users
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class LtrConfig:
     truncation_level: int = 20
     held_out_users: float = 0.1
     min_groups: int = 20
+    newcomer_share: float = 0.2
+    newcomer_likes: tuple[int, ...] = (1, 2, 3, 5)
     seed: int = 0
 
 
@@ -78,18 +87,30 @@ class Groups:
     y: list[np.ndarray] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     wanted: list[int] = field(default_factory=list)  # label count of each group (for NDCG)
+    newcomer: list[bool] = field(default_factory=list)  # whether a group is a newcomer's
 
-    def add(self, x: np.ndarray, y: np.ndarray, wanted: int) -> None:
+    def add(self, x: np.ndarray, y: np.ndarray, wanted: int, newcomer: bool = False) -> None:
         self.x.append(x)
         self.y.append(y)
         self.sizes.append(int(y.size))
         self.wanted.append(wanted)
+        self.newcomer.append(newcomer)
 
     def extend(self, other: Groups) -> None:
         self.x += other.x
         self.y += other.y
         self.sizes += other.sizes
         self.wanted += other.wanted
+        self.newcomer += other.newcomer
+
+    def subset(self, wanted: Sequence[bool]) -> Groups:
+        """The groups where ``wanted`` is true, in order."""
+        out = Groups()
+        for x, y, n, w, keep in zip(self.x, self.y, self.wanted, self.newcomer, wanted,
+                                    strict=True):  # fmt: skip
+            if keep:
+                out.add(x, y, n, w)
+        return out
 
     def stacked(self) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate(self.x), np.concatenate(self.y)
@@ -164,7 +185,59 @@ def cut_groups(
         if y.sum() == 0:
             continue
         (chosen if user in wanted_users else others).add(x, y, int(labels.size))
+    if cut == 1:
+        newcomer_groups(data, item_ids, vectors, keep, wanted_users, rows_of, collab_settings,
+                        config, chosen, others)  # fmt: skip
     return chosen, others
+
+
+def newcomer_groups(
+    data: Interactions,
+    item_ids: Sequence[str],
+    vectors: np.ndarray,
+    keep: np.ndarray,
+    wanted_users: set[int],
+    rows_of: Sequence[np.ndarray],
+    collab_settings: CollabSettings,
+    config: LtrConfig,
+    chosen: Groups,
+    others: Groups,
+) -> None:
+    """Newcomers' groups, added to ``chosen`` (``wanted_users``) or ``others``: a core of its
+    own without any of their events, so that the core of every other example stays whole."""
+    newcomers = {
+        user: rows for user, rows in enumerate(rows_of)
+        if rows.size >= config.min_user_events
+        and _hash_fraction(user, config.seed + NEWCOMER_SALT) < config.newcomer_share
+    }  # fmt: skip
+    if not newcomers:
+        return
+    without = keep.copy()
+    without[np.concatenate(list(newcomers.values()))] = False
+    core = build_collab(data.subset(without), item_ids, collab_settings)
+    for user, rows in newcomers.items():
+        for history, labels in newcomer_windows(data, rows, config.newcomer_likes):
+            x, cands = examples(core, history, vectors, config)
+            y = np.isin(cands, labels).astype(np.float32)
+            if y.sum() > 0:
+                group = chosen if user in wanted_users else others
+                group.add(x, y, int(labels.size), newcomer=True)
+
+
+def newcomer_windows(
+    data: Interactions, rows: np.ndarray, likes: Sequence[int]
+) -> list[tuple[UserHistory, np.ndarray]]:
+    """(history up to the k-th positive, every later positive's item) for each k in ``likes``
+    that leaves at least one positive after it."""
+    at = np.flatnonzero(data.positive[rows])
+    out = []
+    for k in likes:
+        if k < 1 or at.size <= k:
+            continue
+        past, future = rows[: at[k - 1] + 1], rows[at[k - 1] + 1 :]
+        history = history_at(data.items[past], data.timestamps[past], data.positive[past])
+        out.append((history, np.unique(data.items[future][data.positive[future]])))
+    return out
 
 
 def examples(
@@ -215,9 +288,17 @@ def train_learned_ranker(
     if valid.sizes:
         model = _fit(train, config)
         x, y = valid.stacked()
-        metrics["model"] = mean_ndcg(np.asarray(model.predict(x, num_threads=1)), y, valid)
+        predicted = np.asarray(model.predict(x, num_threads=1))
+        metrics["model"] = mean_ndcg(predicted, y, valid)
         for name in BASELINE_COLUMNS:
             metrics[name] = mean_ndcg(x[:, FEATURES.index(name)], y, valid)
+        newcomer = np.repeat(np.array(valid.newcomer, dtype=bool), valid.sizes)
+        if newcomer.any():
+            only = valid.subset(valid.newcomer)
+            metrics["newcomers_model"] = mean_ndcg(predicted[newcomer], y[newcomer], only)
+            metrics["newcomers_popularity"] = mean_ndcg(
+                x[newcomer, FEATURES.index("popularity")], y[newcomer], only
+            )
         train.extend(valid)
     booster = _fit(train, config)
     info = {
