@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from server.recommend import blend as b
+from server.recommend import collab
 from server.recommend.collab import (
     DAY_S,
     CollabModel,
@@ -21,7 +22,7 @@ from server.recommend.collab import (
     top_per_row,
 )
 from server.recommend.ltr_features import FEATURES, feature_matrix, reported_contributions
-from server.recommend.ltr_train import Groups, history_at, mean_ndcg
+from server.recommend.ltr_train import Groups, history_at, mean_ndcg, newcomer_windows
 
 SMALL = CollabSettings(als_factors=4, als_iterations=5, knn_neighbours=10, rp3_neighbours=10)
 
@@ -64,6 +65,26 @@ def test_rp3beta_walks_item_user_item_and_discounts_popular_targets() -> None:
     # from item 2: to user 2, then to item 0 with 1/2; item 0 has 3 fans
     assert rp3beta(x, beta=0.0, neighbours=5)[2, 0] == pytest.approx(0.5)
     assert rp3beta(x, beta=1.0, neighbours=5)[2, 0] == pytest.approx(0.5 / 3)
+
+
+@pytest.mark.parametrize("graph", ["knn", "rp3"])
+def test_item_graphs_built_in_row_blocks_equal_the_whole_product(
+    graph: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    x = sp.csr_matrix((rng.random((40, 23)) < 0.3).astype(float))
+
+    def build() -> np.ndarray:
+        if graph == "knn":
+            return item_knn(x, neighbours=4, exponent=2.0).toarray()
+        return rp3beta(x, beta=0.5, neighbours=4).toarray()
+
+    whole = build()  # one block: 23 rows < ITEM_BLOCK_ROWS
+    monkeypatch.setattr(collab, "ITEM_BLOCK_ROWS", 5)
+    blocked = build()
+    np.testing.assert_allclose(blocked, whole)
+    assert (np.count_nonzero(whole, axis=1) <= 4).all()
+    assert not np.diag(whole).any()
 
 
 def test_fold_in_solves_the_implicit_als_normal_equations() -> None:
@@ -173,3 +194,42 @@ def test_mean_ndcg_counts_labels_missing_from_the_candidates(
     g = Groups()
     g.add(np.zeros((3, 1)), np.array(labels, float), wanted)
     assert mean_ndcg(np.array(scores, float), np.array(labels, float), g) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("likes", "expected"),
+    [
+        # rows: item 5 (view), 1 (like), 2 (like), 6 (view), 3 (like), 4 (like)
+        ((1,), [([1], [1, 5], [2, 3, 4])]),
+        ((2, 3), [([2, 1], [1, 2, 5], [3, 4]), ([3, 2, 1], [1, 2, 3, 5, 6], [4])]),
+        ((4, 0), []),  # nothing after the 4th like; 0 likes is never a newcomer's window
+    ],
+)
+def test_newcomer_windows_end_at_the_kth_like_and_label_every_later_like(
+    likes: tuple[int, ...], expected: list[tuple[list[int], list[int], list[int]]]
+) -> None:
+    data = interactions(
+        [(0, 5, 1.0, False), (0, 1, 2.0, True), (0, 2, 3.0, True), (0, 6, 4.0, False),
+         (0, 3, 5.0, True), (0, 4, 6.0, True)], n_users=1, n_items=7,
+    )  # fmt: skip
+    windows = newcomer_windows(data, np.arange(6), likes)
+    got = [(h.positives.tolist(), h.interactions.tolist(), labels.tolist())
+           for h, labels in windows]  # fmt: skip
+    assert got == expected
+
+
+def test_top_per_row_breaks_ties_by_the_lowest_item_index() -> None:
+    kept = top_per_row(sp.csr_matrix(np.array([[1.0, 2.0, 1.0, 1.0, 0.5]])), 3)
+    assert kept.toarray().tolist() == [[1.0, 2.0, 1.0, 0.0, 0.0]]
+    assert top_per_row(sp.csr_matrix(np.array([[1.0, 2.0]])), 0).nnz == 0
+
+
+def test_top_per_row_matches_a_full_sort_of_each_row() -> None:
+    rng = np.random.default_rng(9)
+    dense = rng.integers(0, 4, size=(30, 25)).astype(float)  # many ties
+    kept = top_per_row(sp.csr_matrix(dense), 5).toarray()
+    for row, got in zip(dense, kept, strict=True):
+        order = sorted(np.flatnonzero(row), key=lambda j: (-row[j], j))[:5]
+        expected = np.zeros_like(row)
+        expected[order] = row[order]
+        assert got.tolist() == expected.tolist()

@@ -24,9 +24,10 @@ enters as features (windows, ages, a user's most recent positives) that the rank
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +36,8 @@ from threadpoolctl import threadpool_limits
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
+# Rows of an item x item product formed at once: bounds its memory by 1024 full rows at worst.
+ITEM_BLOCK_ROWS = 1024
 # Positives of item i at time t are keyed i * _TIME_SPAN + t (whole seconds), so that one sorted
 # array answers "positives of these items between these times" with two searchsorted calls.
 _TIME_SPAN = 1 << 34
@@ -157,6 +160,7 @@ class CollabModel:
     positives: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per item, all time
     first_positive: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf: none yet
     positive_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    build_seconds: Mapping[str, float] = field(default_factory=dict)  # per component
 
     @property
     def n_items(self) -> int:
@@ -267,6 +271,14 @@ def build_collab(
     """Fit every component on ``data`` (whose item indices point into ``item_ids``)."""
     if data.n_items != len(item_ids):
         raise ValueError(f"{data.n_items} items in the interactions, {len(item_ids)} ids")
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, build: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        out = build()
+        seconds[name] = time.perf_counter() - started
+        return out
+
     positives = data.matrix(positives_only=True)
     every = data.matrix(positives_only=False)
     n = data.n_items
@@ -274,17 +286,19 @@ def build_collab(
     first = np.full(n, np.inf)
     np.minimum.at(first, pos_items, pos_ts)
     keys = np.sort(pos_items.astype(np.int64) * _TIME_SPAN + pos_ts.astype(np.int64))
+    kn, exp = settings.knn_neighbours, settings.knn_exponent
     return CollabModel(
         item_ids=tuple(item_ids),
         index={m: i for i, m in enumerate(item_ids)},
-        als=fit_als(positives, settings),
-        als_all=fit_als(every, settings),
-        knn=item_knn(positives, settings.knn_neighbours, settings.knn_exponent),
-        knn_all=item_knn(every, settings.knn_neighbours, settings.knn_exponent),
-        rp3=rp3beta(positives, settings.rp3_beta, settings.rp3_neighbours),
+        als=timed("als", lambda: fit_als(positives, settings)),
+        als_all=timed("als_all", lambda: fit_als(every, settings)),
+        knn=timed("knn", lambda: item_knn(positives, kn, exp)),
+        knn_all=timed("knn_all", lambda: item_knn(every, kn, exp)),
+        rp3=timed("rp3", lambda: rp3beta(positives, settings.rp3_beta, settings.rp3_neighbours)),
         positives=np.asarray(positives.sum(axis=0), dtype=np.float64).ravel(),
         first_positive=first,
         positive_keys=keys,
+        build_seconds=seconds,
     )
 
 
@@ -311,14 +325,13 @@ def fit_als(user_items: sp.csr_matrix, settings: CollabSettings) -> Factors | No
 
 def item_knn(user_items: sp.csr_matrix, neighbours: int, exponent: float) -> sp.csr_matrix:
     """Row i: cosine(i, j) ** exponent of i's best ``neighbours`` co-occurring items j."""
-    x = user_items.astype(np.float64).tocsc()
-    co = (x.T @ x).tocsr()
-    co.setdiag(0.0)
-    co.eliminate_zeros()
+    x = user_items.astype(np.float64).tocsr()
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
-    coo = co.tocoo()
-    sims = (coo.data / (norms[coo.row] * norms[coo.col])) ** exponent
-    return top_per_row(sp.csr_matrix((sims, (coo.row, coo.col)), shape=co.shape), neighbours)
+
+    def cosine(block: sp.coo_matrix, first: int) -> np.ndarray:
+        return (block.data / (norms[block.row + first] * norms[block.col])) ** exponent
+
+    return item_item(x.T.tocsr(), x, cosine, neighbours)
 
 
 def rp3beta(user_items: sp.csr_matrix, beta: float, neighbours: int) -> sp.csr_matrix:
@@ -326,23 +339,62 @@ def rp3beta(user_items: sp.csr_matrix, beta: float, neighbours: int) -> sp.csr_m
     x = user_items.astype(np.float64).tocsr()
     user_degree = np.asarray(x.sum(axis=1)).ravel()
     item_degree = np.asarray(x.sum(axis=0)).ravel()
-    p_ui = sp.diags(_inverse(user_degree)) @ x
-    p_iu = sp.diags(_inverse(item_degree)) @ x.T.tocsr()
-    walk = (p_iu @ p_ui).tocsr()
-    walk.setdiag(0.0)
-    walk.eliminate_zeros()
-    walk = walk @ sp.diags(_inverse(item_degree**beta))
-    return top_per_row(walk.tocsr(), neighbours)
+    p_ui = (sp.diags(_inverse(user_degree)) @ x).tocsr()
+    p_iu = (sp.diags(_inverse(item_degree)) @ x.T).tocsr()
+    damping = _inverse(item_degree**beta)
+
+    def walk(block: sp.coo_matrix, first: int) -> np.ndarray:
+        return block.data * damping[block.col]
+
+    return item_item(p_iu, p_ui, walk, neighbours)
+
+
+def item_item(
+    left: sp.csr_matrix,
+    right: sp.csr_matrix,
+    weight: Callable[[sp.coo_matrix, int], np.ndarray],
+    neighbours: int,
+) -> sp.csr_matrix:
+    """The top ``neighbours`` per row of ``weight(left @ right)``, without the diagonal.
+
+    The product is formed a block of rows at a time and pruned at once: the whole item x item
+    co-occurrence matrix of a large catalogue would not fit in memory, its top rows do.
+    ``weight(block, first)`` maps a block's entries (``first``: its first row) to the kept
+    values."""
+    n = left.shape[0]
+    parts = []
+    for first in range(0, n, ITEM_BLOCK_ROWS):
+        block = (left[first : first + ITEM_BLOCK_ROWS] @ right).tocoo()
+        off_diagonal = block.row + first != block.col
+        block = sp.coo_matrix(
+            (block.data[off_diagonal], (block.row[off_diagonal], block.col[off_diagonal])),
+            shape=block.shape,
+        )
+        weighted = sp.csr_matrix((weight(block, first), (block.row, block.col)),
+                                 shape=block.shape)  # fmt: skip
+        weighted.eliminate_zeros()
+        parts.append(top_per_row(weighted, neighbours))
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, right.shape[1]))
 
 
 def top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's ``k`` largest entries (vectorised: one sort of all entries)."""
+    """Each row's ``k`` largest entries. A row with more than ``k`` is partitioned on its own
+    (linear in its length): one sort of every entry of a large co-occurrence block costs
+    more than the product that made it."""
     matrix = matrix.tocsr()
-    matrix.sort_indices()
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-    order = np.lexsort((-matrix.data, rows))
-    rank = np.arange(order.size) - matrix.indptr[rows[order]]
-    keep = order[rank < k]
+    matrix.sort_indices()  # ties go to the lowest item index
+    lengths = np.diff(matrix.indptr)
+    keep = np.ones(matrix.data.size, dtype=bool)
+    for row in np.flatnonzero(lengths > k).tolist():
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        values = matrix.data[start:end]
+        kth = -np.partition(-values, k - 1)[k - 1] if k > 0 else np.inf
+        above = values > kth
+        tied = np.flatnonzero(values == kth)[: k - int(above.sum())]
+        row_keep = above
+        row_keep[tied] = True
+        keep[start:end] = row_keep
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
     return sp.csr_matrix(
         (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
     )
