@@ -100,12 +100,13 @@ def test_test_is_the_last_fifth_of_each_users_ratings(data: Dataset) -> None:
 
 
 def test_the_benchmarks_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
-    from bench.real.report import BEGIN, END, splice
+    from bench.report import splice
 
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\n## Other\n\ntext\n")
-    splice(path, "## Real\n\nfirst\n")
-    splice(path, "## Real\n\nsecond\n")
+    splice(path, "bench-real", "## Real\n\nfirst\n")
+    splice(path, "bench-real", "## Real\n\nsecond\n")
     text = path.read_text()
-    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert text.count("<!-- BEGIN bench-real -->") == 1
+    assert text.count("<!-- END bench-real -->") == 1
     assert "second" in text and "first" not in text and "## Other" in text

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import machine
+from bench.report import machine, splice
 
 LABELS = {
     "mediarec": "mediarec",
@@ -108,9 +108,6 @@ def render(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-BEGIN, END = "<!-- BEGIN bench-real -->", "<!-- END bench-real -->"
-
-
 def write_fragment(out: Path, summary: Mapping[str, Any]) -> None:
     """``real.json`` and ``real.md`` under ``out``, and the same section in benchmarks.md
     (between its markers, replaced, never duplicated) beside ``out``."""
@@ -118,16 +115,4 @@ def write_fragment(out: Path, summary: Mapping[str, Any]) -> None:
     text = render(summary)
     (out / "real.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "real.md").write_text(text)
-    splice(out.parent / "benchmarks.md", text)
-
-
-def splice(path: Path, text: str) -> None:
-    """Put ``text`` between the bench-real markers of ``path`` (appended the first time)."""
-    block = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        current = current.rstrip() + "\n\n" + block
-    path.write_text(current)
+    splice(out.parent / "benchmarks.md", "bench-real", text)
