@@ -278,9 +278,10 @@ def train_learned_ranker(
             valid.extend(chosen)
         else:
             train.extend(chosen)  # only the first cut is held out; later cuts are older
-    if len(train.sizes) < config.min_groups:
+    lists = train.newcomer.count(False)  # a newcomer's lists repeat one user
+    if lists < config.min_groups:
         raise NotEnoughHistoryError(
-            f"only {len(train.sizes)} users have a positive after their history among their "
+            f"only {lists} users have a positive after their history among their "
             f"candidates; at least {config.min_groups} are needed to train a ranker"
         )
     # Validation: fit without the held-out users' first cut, then measure on it.
