@@ -587,6 +587,301 @@ class RecommendConfig:
         "RP3beta divides a walk's target by its popularity to this power.",
         minimum=0,
     )
+    # Advanced: the rest of the recommender's knobs (TOML and environment only, no flags).
+    cluster_merge_margin: float = setting(
+        _recommend_default("cluster_merge_margin"),
+        "cluster_merge_margin",
+        "Interest clusters merge while their centroids are more alike than the user's liked "
+        "posts are on average, by this share of the way to identical.",
+        minimum=0,
+        maximum=1,
+        flag=False,
+    )
+    profile_max_items: int = setting(
+        _recommend_default("profile_max_items"),
+        "profile_max_items",
+        "Most important positive items a profile clusters.",
+        minimum=1,
+        flag=False,
+    )
+    interest_half_life_s: float = setting(
+        _recommend_default("interest_half_life_s"),
+        "interest_half_life_s",
+        "Seconds after which a declared interest's weight halves.",
+        minimum=1,
+        flag=False,
+    )
+    affinity_half_life_s: float = setting(
+        _recommend_default("affinity_half_life_s"),
+        "affinity_half_life_s",
+        "Seconds after which creator affinity (visits, engagement) halves.",
+        minimum=1,
+        flag=False,
+    )
+    user_prior: float = setting(
+        _recommend_default("user_prior"),
+        "user_prior",
+        "User confidence = positives / (positives + user_prior).",
+        flag=False,
+    )
+    item_prior: float = setting(
+        _recommend_default("item_prior"),
+        "item_prior",
+        "Item confidence = engagements / (engagements + item_prior); the bandit explores items "
+        "under 0.5.",
+        flag=False,
+    )
+    max_interests: int = setting(
+        _recommend_default("max_interests"),
+        "max_interests",
+        "Declared interests kept per SetInterests text.",
+        minimum=1,
+        flag=False,
+    )
+    profile_cache_ttl_s: float = setting(
+        _recommend_default("profile_cache_ttl_s"),
+        "profile_cache_ttl_s",
+        "Seconds a cached profile and its candidates serve before a rebuild; past half of it a "
+        "request also queues one.",
+        minimum=0,
+        flag=False,
+    )
+    precompute_delay_s: float = setting(
+        _recommend_default("precompute_delay_s"),
+        "precompute_delay_s",
+        "Seconds a user's events settle before their cached profile is warmed again.",
+        minimum=0,
+        flag=False,
+    )
+    long_view_dwell_ms: int = setting(
+        _recommend_default("long_view_dwell_ms"),
+        "long_view_dwell_ms",
+        "A view at least this long (milliseconds) counts as a positive.",
+        minimum=0,
+        flag=False,
+    )
+    long_view_watch_fraction: float = setting(
+        _recommend_default("long_view_watch_fraction"),
+        "long_view_watch_fraction",
+        "A video view at least this complete counts as a positive.",
+        minimum=0,
+        maximum=1,
+        flag=False,
+    )
+    content_candidates: int = setting(
+        _recommend_default("content_candidates"),
+        "content_candidates",
+        "Candidates from the user's taste vectors (nearest neighbours).",
+        minimum=0,
+        flag=False,
+    )
+    coengagement_candidates: int = setting(
+        _recommend_default("coengagement_candidates"),
+        "coengagement_candidates",
+        "Candidates from the blend's co-engagement graph.",
+        minimum=0,
+        flag=False,
+    )
+    following_candidates: int = setting(
+        _recommend_default("following_candidates"),
+        "following_candidates",
+        "Candidates from recent posts of followed creators.",
+        minimum=0,
+        flag=False,
+    )
+    social_candidates: int = setting(
+        _recommend_default("social_candidates"),
+        "social_candidates",
+        "Candidates liked by creators the user follows.",
+        minimum=0,
+        flag=False,
+    )
+    trending_candidates: int = setting(
+        _recommend_default("trending_candidates"),
+        "trending_candidates",
+        "Candidates from trending lists of the request's context.",
+        minimum=0,
+        flag=False,
+    )
+    cohort_candidates: int = setting(
+        _recommend_default("cohort_candidates"),
+        "cohort_candidates",
+        "Candidates from the favourites of the user's taste cohort.",
+        minimum=0,
+        flag=False,
+    )
+    fresh_candidates: int = setting(
+        _recommend_default("fresh_candidates"),
+        "fresh_candidates",
+        "Candidates among fresh posts, by taste.",
+        minimum=0,
+        flag=False,
+    )
+    interest_candidates: int = setting(
+        _recommend_default("interest_candidates"),
+        "interest_candidates",
+        "Candidates from declared interests and searches.",
+        minimum=0,
+        flag=False,
+    )
+    candidate_hnsw_ef: int = setting(
+        _recommend_default("candidate_hnsw_ef"),
+        "candidate_hnsw_ef",
+        "HNSW search beam of the candidate searches (SearchMedia uses the store's own).",
+        minimum=1,
+        flag=False,
+    )
+    following_window_s: float = setting(
+        _recommend_default("following_window_s"),
+        "following_window_s",
+        "Seconds a followed creator's post stays a recent post.",
+        minimum=0,
+        flag=False,
+    )
+    fresh_queries: int = setting(
+        _recommend_default("fresh_queries"),
+        "fresh_queries",
+        "The user's strongest taste and interest vectors that look for fresh posts.",
+        minimum=0,
+        flag=False,
+    )
+    freshness_half_life_s: float = setting(
+        _recommend_default("freshness_half_life_s"),
+        "freshness_half_life_s",
+        "Seconds after which the freshness feature halves.",
+        minimum=1,
+        flag=False,
+    )
+    coeng_neighbours: int = setting(
+        _recommend_default("coeng_neighbours"),
+        "coeng_neighbours",
+        "Neighbours kept per item in the blend's co-engagement graph.",
+        minimum=1,
+        flag=False,
+    )
+    coeng_alpha: float = setting(
+        _recommend_default("coeng_alpha"),
+        "coeng_alpha",
+        "Co-engagement similarity exponent: 0.5 is the cosine, lower discounts popular "
+        "neighbours more.",
+        minimum=0,
+        maximum=1,
+        flag=False,
+    )
+    coeng_max_user_items: int = setting(
+        _recommend_default("coeng_max_user_items"),
+        "coeng_max_user_items",
+        "Most recent positives per user counted in co-occurrence.",
+        minimum=1,
+        flag=False,
+    )
+    trending_top_n: int = setting(
+        _recommend_default("trending_top_n"),
+        "trending_top_n",
+        "Items kept per trending list (global, context, hashtag).",
+        minimum=1,
+        flag=False,
+    )
+    cohort_top_n: int = setting(
+        _recommend_default("cohort_top_n"),
+        "cohort_top_n",
+        "Favourites kept per taste cohort.",
+        minimum=1,
+        flag=False,
+    )
+    cohort_half_life_s: float = setting(
+        _recommend_default("cohort_half_life_s"),
+        "cohort_half_life_s",
+        "Seconds after which an engagement's weight in cohort favourites halves.",
+        minimum=1,
+        flag=False,
+    )
+    social_recent_per_user: int = setting(
+        _recommend_default("social_recent_per_user"),
+        "social_recent_per_user",
+        "Recent positives remembered per user for liked-by reasons and candidates.",
+        minimum=0,
+        flag=False,
+    )
+    explore_min_k: int = setting(
+        _recommend_default("explore_min_k"),
+        "explore_min_k",
+        "Pages smaller than this get no exploration slot.",
+        minimum=1,
+        flag=False,
+    )
+    explore_max_impressions: int = setting(
+        _recommend_default("explore_max_impressions"),
+        "explore_max_impressions",
+        "Items shown more often than this are never explored.",
+        minimum=0,
+        flag=False,
+    )
+    explore_pool_size: int = setting(
+        _recommend_default("explore_pool_size"),
+        "explore_pool_size",
+        "Best-prior candidates the bandit draws from.",
+        minimum=0,
+        flag=False,
+    )
+    explore_prior_strength: float = setting(
+        _recommend_default("explore_prior_strength"),
+        "explore_prior_strength",
+        "Pseudo-impressions of an explored item's content-based prior.",
+        minimum=0,
+        flag=False,
+    )
+    explore_prior_base: float = setting(
+        _recommend_default("explore_prior_base"),
+        "explore_prior_base",
+        "Prior engagement rate of an explored item that matches nothing.",
+        minimum=0,
+        maximum=1,
+        flag=False,
+    )
+    explore_prior_gain: float = setting(
+        _recommend_default("explore_prior_gain"),
+        "explore_prior_gain",
+        "Added to the prior engagement rate for a perfect content match.",
+        minimum=0,
+        maximum=1,
+        flag=False,
+    )
+    propensity_samples: int = setting(
+        _recommend_default("propensity_samples"),
+        "propensity_samples",
+        "Policy re-samples that estimate an explored item's logged propensity.",
+        minimum=1,
+        flag=False,
+    )
+    item_cache_entries: int = setting(
+        _recommend_default("item_cache_entries"),
+        "item_cache_entries",
+        "Items whose vectors and ranking fields are cached in memory.",
+        minimum=0,
+        flag=False,
+    )
+    item_cache_ttl_s: float = setting(
+        _recommend_default("item_cache_ttl_s"),
+        "item_cache_ttl_s",
+        "Seconds a cached item is trusted before it is read again.",
+        minimum=0,
+        flag=False,
+    )
+    page_cache_max_entries: int = setting(
+        _recommend_default("page_cache_max_entries"),
+        "page_cache_max_entries",
+        "Rankings kept for paging; the least recently used go first.",
+        minimum=1,
+        flag=False,
+    )
+    refresh_max_interval_s: float = setting(
+        _recommend_default("refresh_max_interval_s"),
+        "refresh_max_interval_s",
+        "Derived state is rebuilt at least this often (seconds) while events arrive.",
+        minimum=1,
+        flag=False,
+    )
 
 
 def recommend_settings(
@@ -973,7 +1268,7 @@ def render_reference_table() -> str:
         "|---|---|---|---|---|",
     ]
     for spec in key_specs():
-        flag = f"`{spec.flag}`" if spec.flag else "— (secret)"
+        flag = f"`{spec.flag}`" if spec.flag else "— (secret)" if spec.secret else "—"
         meaning = spec.help.replace("|", "\\|")
         lines.append(
             f"| `{spec.toml_key}` | `{spec.env}` | {flag} | `{_display(spec.default)}` "

@@ -170,7 +170,8 @@ def test_topic_vocabulary_may_be_a_file(tmp_path: Path) -> None:
 def test_secrets_are_kept_out_of_repr_and_flags() -> None:
     settings = load_settings({}, {"MEDIAREC_API_KEYS": "s3cret-key"}, None)
     assert "s3cret-key" not in repr(settings)
-    secret_keys = {spec.toml_key for spec in config.key_specs() if spec.flag is None}
+    secret_keys = {spec.toml_key for spec in config.key_specs() if spec.secret}
+    assert all(spec.flag is None for spec in config.key_specs() if spec.secret)
     assert secret_keys == {"server.api_keys", "server.admin_api_keys", "storage.qdrant_api_key"}
 
 
@@ -247,3 +248,15 @@ def test_int8_precision_reaches_the_encoder_with_a_cache_in_the_data_dir(tmp_pat
     options = encoder_options(settings)
     assert options.precision == "int8"
     assert options.onnx_cache_dir == tmp_path / "data" / "onnx"
+
+
+def test_every_recommender_setting_has_a_configuration_key() -> None:
+    import dataclasses
+
+    from server.recommend.settings import RecommendSettings
+
+    knobs = {f.name for f in dataclasses.fields(RecommendSettings)}
+    keys = {f.name for f in dataclasses.fields(config.RecommendConfig)}
+    # Set from other keys: the blend weights' file and the learned ranker's default path.
+    derived = {"ranker_path", "learned_ranker_path"}
+    assert sorted(knobs - keys - derived) == []
