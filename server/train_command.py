@@ -89,7 +89,8 @@ def model_card(model: LearnedRanker) -> str:
         "",
         f"Trained {info.get('trained_at', '?')} from {info.get('events')} events of "
         f"{info.get('users')} users over {info.get('items')} items "
-        f"({info.get('groups')} training lists, {info.get('train_s')} s).",
+        f"({info.get('groups')} training lists, {info.get('train_s')} s; "
+        f"{info.get('served_impressions', 0)} served impressions joined their lists).",
         "",
         "Method: LightGBM lambdarank over the candidates of every source, trained by time-split "
         f"self-supervision: {config.get('cuts')} nested cuts per user, each holding out the next "

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from server.recommend import blend as b
-from server.recommend.collab import CollabSettings, Interactions
+from server.recommend.collab import CollabSettings, Interactions, build_collab
 from server.recommend.learned import (
     LearnedRankerFileError,
     load_learned_or_none,
@@ -20,10 +21,17 @@ from server.recommend.learned import (
     save_learned_ranker,
 )
 from server.recommend.ltr_features import FEATURES
-from server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_learned_ranker
+from server.recommend.ltr_train import (
+    LtrConfig,
+    NotEnoughHistoryError,
+    Shown,
+    examples,
+    history_at,
+    train_learned_ranker,
+)
 from server.recommend.recommender import Recommender
 from server.recommend.settings import RecommendSettings
-from server.recommend.types import RecRequest
+from server.recommend.types import RecRequest, ServedItem
 from tests.test_recommender import NOW, World, world  # noqa: F401  (the module's fixture)
 
 SMALL = CollabSettings(als_factors=8, als_iterations=5, knn_neighbours=20, rp3_neighbours=20)
@@ -63,6 +71,38 @@ def test_training_learns_the_groups_and_the_file_round_trips(tmp_path: Path) -> 
     assert again.score(x).tolist() == pytest.approx(model.score(x).tolist())
     contrib, base = again.contributions(x)
     assert (contrib.sum(axis=1) + base).tolist() == pytest.approx(again.score(x).tolist())
+
+
+def served(user: str, media: str, at: float) -> ServedItem:
+    return ServedItem(request_id="r", user_id=user, media_id=media, position=0, score=0.0,
+                      propensity=1.0, sources=(), features={}, timestamp=at)  # fmt: skip
+
+
+def test_shown_maps_known_ids_and_finds_a_users_impressions_in_a_window() -> None:
+    shown = Shown.of(
+        [served("u1", "m2", 30.0), served("u0", "m1", 10.0), served("u1", "m0", 20.0),
+         served("u1", "m2", 25.0), served("ghost", "m0", 5.0), served("u0", "gone", 5.0)],
+        user_ids=["u0", "u1"], item_ids=["m0", "m1", "m2"],
+    )  # fmt: skip
+    assert shown.users.tolist() == [0, 1, 1, 1]  # unknown users and items left out
+    assert shown.between(1, 20.0, 30.0).tolist() == [2]  # (start, end]: 20 is out
+    assert shown.between(1, 0.0, 30.0).tolist() == [0, 2]
+    assert shown.between(0, 10.0, 99.0).tolist() == []
+    assert shown.between(7, 0.0, 99.0).tolist() == []
+
+
+def test_items_shown_in_the_label_window_join_the_list_unless_already_engaged() -> None:
+    data, ids, vectors = taste_log()
+    core = build_collab(data, ids, SMALL)
+    rows = np.flatnonzero(data.users == 0)
+    history = history_at(data.items[rows], data.timestamps[rows], data.positive[rows])
+    config = replace(QUICK, candidates_per_source=1, content_candidates=0)
+    _, plain = examples(core, history, vectors, config)
+    outside = int(np.setdiff1d(np.arange(len(ids)), np.union1d(plain, history.interactions))[0])
+    engaged = int(history.interactions[0])
+    _, cands = examples(core, history, vectors, config, np.array([outside, engaged]))
+    assert outside in cands.tolist()
+    assert engaged not in cands.tolist()
 
 
 def test_too_little_history_is_refused_with_the_reason() -> None:

@@ -6,7 +6,9 @@ history, and their positives in the next ``label_fraction`` of their events are 
 no collaborative feature of an example contains a label event (a feature that saw its own label
 would be trusted for the wrong reason). Each (user, cut) is one LightGBM lambdarank group over the
 candidates of every source: the collaborative ones and the content nearest neighbours of the
-user's likes, which is how a never-engaged item (cold) can be ranked at all.
+user's likes, which is how a never-engaged item (cold) can be ranked at all. Items the service
+served the user in the label window join the list too: what was shown and ignored is the most
+informative negative there is.
 
 A user who has just arrived looks nothing like those examples: a few likes, and a core that has
 never seen them. So at the first cut a share of users are also newcomers, ranked by a core of
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +45,7 @@ from server.recommend.learned import LearnedRanker
 from server.recommend.ltr_features import FEATURES, feature_matrix
 from server.recommend.settings import RecommendSettings
 from server.recommend.state import interaction_log
-from server.recommend.types import EngagementStore
+from server.recommend.types import EngagementStore, ServedItem
 from server.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,46 @@ class Groups:
         return np.concatenate(self.x), np.concatenate(self.y)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """Served impressions as index arrays, sorted by user and then time."""
+
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        served: Iterable[ServedItem],
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+    ) -> Shown:
+        """The impressions of known users and items (the rest cannot be features' rows)."""
+        user_index = {u: i for i, u in enumerate(user_ids)}
+        item_index = {m: i for i, m in enumerate(item_ids)}
+        rows = [
+            (user_index[s.user_id], item_index[s.media_id], s.timestamp) for s in served
+            if s.user_id in user_index and s.media_id in item_index
+        ]  # fmt: skip
+        users, items, ts = (np.array(c) for c in zip(*rows, strict=True)) if rows else (
+            np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+        )  # fmt: skip
+        order = np.lexsort((ts, users))
+        return cls(users[order].astype(np.int64), items[order].astype(np.int64),
+                   ts[order].astype(np.float64))  # fmt: skip
+
+    def between(self, user: int, start: float, end: float) -> np.ndarray:
+        """The distinct items shown to ``user`` in (start, end]."""
+        lo, hi = np.searchsorted(self.users, [user, user + 1])
+        times = self.timestamps[lo:hi]
+        first, last = np.searchsorted(times, [start, end], side="right")
+        return np.unique(self.items[lo + first : lo + last])
+
+
+NOTHING_SHOWN = Shown(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
 def history_at(
     item_rows: np.ndarray, ts_rows: np.ndarray, pos_rows: np.ndarray
 ) -> UserHistory:
@@ -158,6 +200,7 @@ def cut_groups(
     rows_of: Sequence[np.ndarray],
     collab_settings: CollabSettings,
     config: LtrConfig,
+    shown: Shown = NOTHING_SHOWN,
 ) -> tuple[Groups, Groups]:
     """Examples at one cut: (groups of ``users``, groups of everyone else)."""
     keep = np.ones(data.users.size, dtype=bool)
@@ -180,7 +223,8 @@ def cut_groups(
         if labels.size == 0:
             continue
         history = history_at(data.items[past], data.timestamps[past], data.positive[past])
-        x, cands = examples(core, history, vectors, config)
+        served = shown.between(user, data.timestamps[past[-1]], data.timestamps[future[-1]])
+        x, cands = examples(core, history, vectors, config, served)
         y = np.isin(cands, labels).astype(np.float32)
         if y.sum() == 0:
             continue
@@ -241,14 +285,21 @@ def newcomer_windows(
 
 
 def examples(
-    core: CollabModel, history: UserHistory, vectors: np.ndarray, config: LtrConfig
+    core: CollabModel,
+    history: UserHistory,
+    vectors: np.ndarray,
+    config: LtrConfig,
+    shown: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates of one history and their features."""
+    """Candidates of one history and their features; ``shown`` (items served to the user in
+    the label window) join the candidates, so what was shown and ignored is a negative."""
     scores = core.user_scores(history)
     collab = core.candidates(history, config.candidates_per_source, scores)
     near = content_candidates(vectors, history.positives, history.interactions,
                               config.content_candidates)  # fmt: skip
     cands = np.union1d(collab, near)
+    if shown is not None and shown.size:
+        cands = np.union1d(cands, np.setdiff1d(shown, history.interactions))
     x = feature_matrix(core, history, cands, vectors[cands], vectors[history.positives], scores)
     return x, cands
 
@@ -259,9 +310,12 @@ def train_learned_ranker(
     vectors: np.ndarray,
     collab_settings: CollabSettings,
     config: LtrConfig = LtrConfig(),
+    shown: Shown = NOTHING_SHOWN,
 ) -> LearnedRanker:
     """Fit the model (see the module docstring); ``vectors`` are unit rows per item (zeros:
-    none). Raises NotEnoughHistoryError when there are too few groups to learn from."""
+    none); ``shown``: served impressions, which join the candidates of the lists whose label
+    window they fall in. Raises NotEnoughHistoryError when there are too few groups to learn
+    from."""
     started = time.monotonic()
     rows_of = user_rows(data)
     held_out = np.array(
@@ -271,7 +325,7 @@ def train_learned_ranker(
     train, valid = Groups(), Groups()
     for cut in range(1, config.cuts + 1):
         chosen, others = cut_groups(
-            data, item_ids, vectors, cut, held_out, rows_of, collab_settings, config
+            data, item_ids, vectors, cut, held_out, rows_of, collab_settings, config, shown
         )
         train.extend(others)
         if cut == 1:
@@ -308,6 +362,7 @@ def train_learned_ranker(
         "users": int(data.n_users),
         "items": int(data.n_items),
         "groups": len(train.sizes),
+        "served_impressions": int(shown.users.size),
         "held_out_groups": len(valid.sizes),
         "validation_ndcg10": {k: round(float(v), 4) for k, v in metrics.items()},
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
@@ -324,8 +379,10 @@ def train_from_store(
     config: LtrConfig = LtrConfig(),
 ) -> LearnedRanker:
     """Train on the whole event log of a running (or stopped) service."""
-    data, item_ids, vectors = interaction_log(engagement, store, settings)
-    return train_learned_ranker(data, item_ids, vectors, settings.collab(), config)
+    log = interaction_log(engagement, store, settings)
+    shown = Shown.of(engagement.iter_served(), log.user_ids, log.item_ids)
+    return train_learned_ranker(log.data, log.item_ids, log.vectors, settings.collab(), config,
+                                shown)  # fmt: skip
 
 
 def _fit(groups: Groups, config: LtrConfig) -> lgb.Booster:

@@ -462,9 +462,9 @@ def build_state(
 
 def interaction_arrays(
     rows: Sequence[tuple[str, str, float, bool]], keep: Mapping[str, object]
-) -> tuple[Interactions, list[str]]:
+) -> tuple[Interactions, list[str], list[str]]:
     """(user, media, time, positive) rows as index arrays over the media in ``keep``; the item
-    ids in index order."""
+    ids and the user ids in index order."""
     rows = [r for r in rows if r[1] in keep]
     users = {u: i for i, u in enumerate(dict.fromkeys(r[0] for r in rows))}
     items = {m: i for i, m in enumerate(dict.fromkeys(r[1] for r in rows))}
@@ -477,20 +477,32 @@ def interaction_arrays(
         timestamps=np.fromiter((r[2] for r in rows), dtype=np.float64, count=n),
         positive=np.fromiter((r[3] for r in rows), dtype=bool, count=n),
     )
-    return data, list(items)
+    return data, list(items), list(users)
+
+
+@dataclass(frozen=True)
+class InteractionLog:
+    """The event log as index arrays, with the ids of its users and items in index order and
+    the items' unit content vectors: what ``train-ranker`` learns from."""
+
+    data: Interactions
+    item_ids: list[str]
+    user_ids: list[str]
+    vectors: np.ndarray
 
 
 def interaction_log(
     engagement: EngagementStore, store: VectorStore, settings: RecommendSettings
-) -> tuple[Interactions, list[str], np.ndarray]:
-    """Every media interaction in the log (of media still stored) as index arrays, the item
-    ids in index order, and their unit content vectors: what ``train-ranker`` learns from."""
+) -> InteractionLog:
+    """Every media interaction in the log, of media still stored."""
     rows = [
         row for e in engagement.iter_events()
         if (row := interaction_row(e, positive_weight(e, settings))) is not None
     ]  # fmt: skip
     meta = _fetch_meta(store, list(dict.fromkeys(r[1] for r in rows)))
-    return _core_inputs(rows, meta)
+    data, item_ids, user_ids = interaction_arrays(rows, meta)
+    vectors = unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
+    return InteractionLog(data, item_ids, user_ids, vectors)
 
 
 def interaction_row(e: Event, weight: float) -> tuple[str, str, float, bool] | None:
@@ -505,7 +517,7 @@ def _core_inputs(
     rows: Sequence[tuple[str, str, float, bool]], meta: Mapping[str, _Meta]
 ) -> tuple[Interactions, list[str], np.ndarray]:
     """The rows of stored media as index arrays, the item ids, and their unit vectors."""
-    data, item_ids = interaction_arrays(rows, meta)
+    data, item_ids, _ = interaction_arrays(rows, meta)
     return data, item_ids, unit_vectors(item_ids, {m: meta[m].vector for m in item_ids})
 
 
