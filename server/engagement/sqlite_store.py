@@ -262,7 +262,8 @@ class SqliteEngagementStore:
                 counts[table] = max(cursor.rowcount, 0)
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        logger.info("forgot user %s: %s", user_id, counts)
+        logger.info("forgot a user: %s", counts)  # no user id at INFO
+        logger.debug("forgot user %s", user_id)
         return ForgetReport(
             events=counts["events"],
             impressions=counts["served"],

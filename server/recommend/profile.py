@@ -393,7 +393,7 @@ class ProfileBuilder:
         try:
             vectors = self._texts.embed([text for _, text in keys])
         except EmbeddingUnsupportedError:
-            logger.info("user %s has text interests but the model cannot embed text", user_id)
+            logger.debug("user %s has text interests but the model cannot embed text", user_id)
             return ()
         return tuple(
             TextInterest(kind, text, best[(kind, text)], vector)
