@@ -30,6 +30,9 @@ from server.folder_index import open_local_deps
 from server.heap import freeze_startup_objects, schedule_full_collections
 from server.inflight import InFlight
 from server.media_servicer import MediaServicer
+from server.observability.http import OperatorsPort
+from server.observability.metrics import ServerMetrics
+from server.observability.requests import RequestObserver
 from server.recommend.ranker import RankerFileError
 from server.recommend_servicer import RecommendationServicer
 from server.reflection import enable_reflection
@@ -59,6 +62,8 @@ class RunningServer:
     health: health.HealthServicer
     state: ServiceState
     inflight: InFlight = field(default_factory=InFlight)
+    metrics: ServerMetrics | None = None
+    http: OperatorsPort | None = None  # the operators' HTTP port, when configured
 
     def set_serving(self) -> None:
         for name in SERVICE_NAMES:
@@ -71,6 +76,8 @@ class RunningServer:
         abandon with the process; every acknowledged write is already durable."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
+        if self.http is not None:
+            self.http.close()
         if not self.inflight.wait_idle(ABANDON_AFTER_S):
             logger.warning(
                 "%d calls still running %.0f s after the grace; abandoning them",
@@ -95,7 +102,9 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         ("grpc.so_reuseport", 0),
     ]
     inflight = InFlight()
+    metrics = ServerMetrics(state)
     interceptors = [
+        RequestObserver(metrics),  # outermost: refused and failed calls are measured too
         *auth_interceptors(limits.api_keys, limits.admin_api_keys),
         ErrorMappingInterceptor(inflight=inflight),
     ]
@@ -129,7 +138,18 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     if port == 0:
         raise OSError(f"could not listen on {address}")
     server.start()
-    running = RunningServer(server, port, health_servicer, state, inflight)
+    try:
+        http = (
+            OperatorsPort(limits.http_host, limits.http_port, metrics.registry)
+            if limits.http_port >= 0 else None
+        )  # fmt: skip
+    except OSError as exc:
+        server.stop(0)
+        raise OSError(
+            f"could not listen on {limits.http_host}:{limits.http_port} (server.http_port): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    running = RunningServer(server, port, health_servicer, state, inflight, metrics, http)
     if state.ready:
         running.set_serving()
     logger.info("listening on %s:%d (%s)", limits.host, port, "TLS" if limits.tls_cert else "plain")

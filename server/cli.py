@@ -86,11 +86,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    """``text``: one readable line; ``json``: one object per line with the same fields."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(LOG_FIELDS.replace(":", ""),
+                             rename_fields={"levelname": "level", "name": "logger"})  # fmt: skip
+    return logging.Formatter(LOG_FIELDS)
+
+
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(log_format))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mediarec: configuration error: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log.level)
+    _configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
         from server.app import serve
         from server.folder_index import CommandError

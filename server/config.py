@@ -34,6 +34,7 @@ CONFIG_ENV = "MEDIAREC_CONFIG"
 DEFAULT_MODEL_ID = "openclip:ViT-B-32/laion2b_s34b_b79k"
 TOPIC_VOCABULARIES = ("auto", "everyday", "demo-world")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 _DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 MiB = 1 << 20
 
@@ -82,6 +83,20 @@ class ServerSettings:
     )
     workers: int = setting(
         8, "workers", "Threads that serve RPCs concurrently.", minimum=1, maximum=256
+    )
+    http_port: int = setting(
+        -1,
+        "http_port",
+        "The operators' HTTP port (/metrics in Prometheus' text format); -1 turns it off, "
+        "0 picks a free port.",
+        minimum=-1,
+        maximum=65535,
+    )
+    http_host: str = setting(
+        "127.0.0.1",
+        "http_host",
+        "Address of the operators' HTTP port; metrics are for operators, so localhost unless "
+        "a scraper elsewhere needs it.",
     )
     blas_threads: int = setting(
         1,
@@ -904,6 +919,13 @@ def recommend_settings(
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("INFO", "log_level", "Log level.", choices=LOG_LEVELS)
+    format: str = setting(
+        "text",
+        "log_format",
+        "text: one readable line per record; json: one JSON object per line (for a log "
+        "pipeline), with the same fields.",
+        choices=LOG_FORMATS,
+    )
 
 
 @dataclass(frozen=True)

@@ -341,18 +341,39 @@ def wrap_handler(
 ) -> grpc.RpcMethodHandler:
     """A copy of ``handler`` whose behavior maps errors to status codes, and refuses
     requests that do not parse with INVALID_ARGUMENT instead of grpc's INTERNAL."""
-    streaming_response = bool(handler.response_streaming)
-    factories = {
-        (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
-        (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
-        (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
-        (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
-    }
     streaming_request = bool(handler.request_streaming)
-    attribute, factory = factories[(streaming_request, streaming_response)]
-    behavior = _checked(getattr(handler, attribute), streaming_request)
-    return factory(
-        wrap_behavior(behavior, streaming_response, table, inflight),
+    behavior = _checked(handler_behavior(handler), streaming_request)
+    return with_behavior(
+        handler,
+        wrap_behavior(behavior, bool(handler.response_streaming), table, inflight),
         request_deserializer=_lenient(handler.request_deserializer),
+    )
+
+
+_FACTORIES = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+def handler_behavior(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
+    """The function a handler calls, whichever of the four call shapes it has."""
+    attribute, _ = _FACTORIES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    return getattr(handler, attribute)  # type: ignore[no-any-return]
+
+
+def with_behavior(
+    handler: grpc.RpcMethodHandler,
+    behavior: Callable[..., Any],
+    request_deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler:
+    """A handler of the same shape and serializers as ``handler`` that calls ``behavior``
+    (and parses requests with ``request_deserializer`` when given)."""
+    _, factory = _FACTORIES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+    return factory(
+        behavior,
+        request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )

@@ -115,6 +115,7 @@ class Recommender:
         self._rng_lock = threading.Lock()
         self._served_log = ServedLogWriter(engagement)
         self._state_version = 0  # grows with every finished rebuild
+        self._last_rebuild_s = 0.0
         self._refresher = Refresher(self._rebuild, settings)
         self._refresher.request()  # the first snapshot builds in the background
         self._trainer = (
@@ -265,6 +266,7 @@ class Recommender:
             built_at=state.built_at if built else None,
             age_s=max(0.0, self._clock() - state.built_at) if built else 0.0,
             rebuilding=self._refresher.running,
+            last_rebuild_s=self._last_rebuild_s,
         )
 
     def forget_user(self, user_id: str) -> ForgetReport:
@@ -832,6 +834,7 @@ class Recommender:
             raise
         self._state = state
         self._state_version += 1
+        self._last_rebuild_s = time.monotonic() - started
         self._live.finish_rebuild(True, started)
         trimmed = self._engagement.trim_served(self._clock() - self._settings.served_window_s)
         if trimmed:

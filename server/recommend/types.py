@@ -137,6 +137,7 @@ class StateInfo:
     built_at: float | None  # unix seconds; None until the first rebuild finishes
     age_s: float
     rebuilding: bool
+    last_rebuild_s: float = 0.0  # how long the last finished rebuild took
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,181 @@
+"""Observability end to end: a real server with its operators' HTTP port, real calls, and the
+metrics, log lines and request ids those calls must leave behind."""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from client import Event, EventKind, MediarecClient, ServingStatus
+from client.errors import MediarecError
+from mediarec.v1 import media_pb2, media_pb2_grpc
+from server.app import RunningServer, build_server
+from server.config import load_settings
+from server.observability.requests import REQUEST_ID_KEY, request_id_of
+from server.runtime import ServiceState, open_deps
+
+GET_INFO = "/mediarec.v1.MediaService/GetServerInfo"
+GET_MEDIA = "/mediarec.v1.MediaService/GetMedia"
+LOG_EVENTS = "/mediarec.v1.RecommendationService/LogEvents"
+RECOMMEND = "/mediarec.v1.RecommendationService/Recommend"
+HEALTH = "/grpc.health.v1.Health/Check"
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    settings = load_settings(
+        {
+            "model_id": "mediarec-demo",
+            "data_dir": str(tmp_path_factory.mktemp("observed") / "data"),
+            "port": 0,
+            "http_port": 0,
+        },
+        {},
+        None,
+    )
+    server = build_server(settings, ServiceState(open_deps(settings)))
+    try:
+        yield server
+    finally:
+        server.stop(0)
+
+
+def scrape(server: RunningServer, path: str = "/metrics") -> str:
+    assert server.http is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http.port}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def rpc_count(found: dict, method: str, code: str) -> float:
+    key = ("mediarec_rpc_duration_seconds_count", (("code", code), ("method", method)))
+    return found.get(key, 0.0)
+
+
+def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningServer) -> None:
+    before = samples(scrape(running))
+    client = MediarecClient(f"127.0.0.1:{running.port}")
+    try:
+        assert client.health() is ServingStatus.SERVING
+        client.server_info()
+        client.server_info()
+        with pytest.raises(MediarecError):
+            client.get_media("no-such-item")  # NOT_FOUND
+        events = [Event(event_id=f"e{i}", user_id="u1", kind=EventKind.VIEW, timestamp=1.0e9,
+                        media_id=f"m{i}") for i in range(3)]  # fmt: skip
+        client.log_events(events)
+        client.recommend("u1", k=5, dry_run=True)
+        with pytest.raises(MediarecError):
+            client.recommend("u1", k=10_000, dry_run=True)  # over max_k: INVALID_ARGUMENT
+    finally:
+        client.close()
+    after = samples(scrape(running))
+
+    def moved(method: str, code: str) -> float:
+        return rpc_count(after, method, code) - rpc_count(before, method, code)
+
+    assert moved(HEALTH, "OK") == 1
+    assert moved(GET_INFO, "OK") == 2
+    assert moved(GET_MEDIA, "NOT_FOUND") == 1
+    assert moved(LOG_EVENTS, "OK") == 1
+    assert moved(RECOMMEND, "OK") == 1
+    assert moved(RECOMMEND, "INVALID_ARGUMENT") == 1
+    assert after[("mediarec_rpc_in_flight", (("method", RECOMMEND),))] == 0
+    assert after[("process_resident_memory_bytes", ())] > 0
+    assert ("mediarec_derived_state_age_seconds", ()) in after
+    demo = (("model", "mediarec-demo"), ("precision", "fp32"))
+    assert ("mediarec_embed_queue_depth", demo) in after
+    assert not any("u1" in str(labels) for _, labels in after)  # no user ids in labels
+
+
+def test_one_log_line_per_call_with_the_clients_request_id(
+    running: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = media_pb2_grpc.MediaServiceStub(channel)
+    try:
+        with caplog.at_level(logging.INFO, logger="server.observability.requests"):
+            _, call = stub.GetServerInfo.with_call(
+                media_pb2.GetServerInfoRequest(), metadata=[(REQUEST_ID_KEY, "trace-abc-1")]
+            )
+            with pytest.raises(grpc.RpcError) as failed:
+                stub.GetMedia(media_pb2.GetMediaRequest(media_id="missing"),
+                              metadata=[(REQUEST_ID_KEY, "trace-abc-2")])  # fmt: skip
+    finally:
+        channel.close()
+    assert (REQUEST_ID_KEY, "trace-abc-1") in call.trailing_metadata()
+    assert (REQUEST_ID_KEY, "trace-abc-2") in failed.value.trailing_metadata()
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.observability.requests"]
+    assert len([line for line in lines if "id=trace-abc-1" in line]) == 1
+    assert len([line for line in lines if "id=trace-abc-2" in line]) == 1
+    ok = next(line for line in lines if "id=trace-abc-1" in line)
+    assert ok.startswith(f"rpc {GET_INFO} OK ")
+    assert "NOT_FOUND" in next(line for line in lines if "id=trace-abc-2" in line)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "kept"),
+    [
+        ([(REQUEST_ID_KEY, "abc-123")], True),
+        ([(REQUEST_ID_KEY, "has space")], False),
+        ([(REQUEST_ID_KEY, "x" * 129)], False),
+        ([("other", "abc")], False),
+        (None, False),
+    ],
+)
+def test_a_clients_request_id_is_kept_only_when_it_is_safe_to_echo(metadata, kept) -> None:
+    got = request_id_of(metadata)
+    assert (bool(metadata) and got == metadata[0][1]) is kept
+    assert 1 <= len(got) <= 128
+
+
+def test_the_operators_port_serves_an_index_and_404s_the_rest(running: RunningServer) -> None:
+    assert "/metrics" in scrape(running, "/")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        scrape(running, "/nothing")
+    assert missing.value.code == 404
+
+
+def test_the_operators_port_is_off_by_default(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"model_id": "mediarec-demo", "data_dir": str(tmp_path / "data"), "port": 0}, {}, None
+    )
+    server = build_server(settings, ServiceState())
+    try:
+        assert settings.server.http_port == -1 and settings.server.http_host == "127.0.0.1"
+        assert server.http is None
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_lines_carry_the_same_fields_as_text_or_json(log_format: str) -> None:
+    import json
+
+    from server.cli import log_formatter
+
+    record = logging.LogRecord("server.observability.requests", logging.INFO, __file__, 1,
+                               "rpc %s OK id=%s", ("/m", "abc"), None)  # fmt: skip
+    line = log_formatter(log_format).format(record)
+    if log_format == "json":
+        fields = json.loads(line)
+        assert fields["message"] == "rpc /m OK id=abc"
+        assert fields["level"] == "INFO"
+        assert fields["logger"] == "server.observability.requests"
+        assert "asctime" in fields
+    else:
+        assert line.endswith("INFO server.observability.requests: rpc /m OK id=abc")
