@@ -23,6 +23,7 @@ from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.indexing import validate_media_id, validate_metadata
+from server.observability.tally import MEDIA_INDEXED
 from server.runtime import ServiceState
 from server.streams import StreamLimits, UploadGate, bounded
 
@@ -58,6 +59,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         else:
             item = deps.indexer.prepare_caption_only(metadata)
         result = deps.indexer.index(item)
+        self._state.tally.add(MEDIA_INDEXED, result.outcome.value)
         return media_pb2.IndexMediaResponse(result=convert.index_result_to_proto(result))
 
     @embeds(Priority.BULK)
@@ -102,6 +104,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             result = deps.indexer.index(item)
         finally:
             spool.unlink(missing_ok=True)
+        self._state.tally.add(MEDIA_INDEXED, result.outcome.value)
         return media_pb2.UploadMediaResponse(result=convert.index_result_to_proto(result))
 
     def _spool(

@@ -19,6 +19,7 @@ from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
 from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
+from server.observability.tally import EVENTS
 from server.payload import stored_item
 from server.recommend.importer import import_events
 from server.recommend.types import Event, EventResult, RecItem
@@ -50,6 +51,10 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         accepted = [e for e, r in zip(events, stored, strict=True) if r.accepted]
         if accepted:
             deps.recommender.on_events(accepted)
+        duplicates = sum(1 for r in stored if r.duplicate)
+        self._state.tally.add(EVENTS, "accepted", len(accepted))
+        self._state.tally.add(EVENTS, "duplicate", duplicates)
+        self._state.tally.add(EVENTS, "rejected", len(converted) - len(accepted) - duplicates)
         return convert.log_events_response(_in_request_order(converted, stored))
 
     def ImportEvents(  # noqa: N802
@@ -67,6 +72,10 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
                 deps.recommender,
                 max_errors=settings.import_max_errors,
             )
+        summary = result.summary
+        self._state.tally.add(EVENTS, "accepted", summary.accepted)
+        self._state.tally.add(EVENTS, "duplicate", summary.duplicates)
+        self._state.tally.add(EVENTS, "rejected", summary.rejected)
         return convert.import_response(result)
 
     @embeds(Priority.INTERACTIVE)

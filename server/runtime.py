@@ -16,6 +16,7 @@ from server.embed_batcher import BatchingEncoder
 from server.engagement import EventLimits, open_engagement_store
 from server.errors import UnavailableError
 from server.indexing import IndexLimits, MediaIndexer
+from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
 from server.recommend_convert import state_to_proto
@@ -176,6 +177,7 @@ class ServiceState:
 
     def __init__(self, deps: ServiceDeps | None = None) -> None:
         self._deps = deps
+        self.tally = Tally()  # what the API did, for /metrics
         self._started_at = Timestamp()
         self._started_at.GetCurrentTime()
 

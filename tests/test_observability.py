@@ -13,7 +13,15 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from client import Event, EventKind, MediarecClient, ServingStatus
+from client import (
+    Embeddings,
+    Event,
+    EventKind,
+    MediaMetadata,
+    MediarecClient,
+    MediaType,
+    ServingStatus,
+)
 from client.errors import MediarecError
 from mediarec.v1 import media_pb2, media_pb2_grpc
 from server.app import RunningServer, build_server
@@ -77,7 +85,12 @@ def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningS
             client.get_media("no-such-item")  # NOT_FOUND
         events = [Event(event_id=f"e{i}", user_id="u1", kind=EventKind.VIEW, timestamp=1.0e9,
                         media_id=f"m{i}") for i in range(3)]  # fmt: skip
-        client.log_events(events)
+        client.log_events(events + events[:1])  # the repeat is a duplicate
+        info = client.server_info()
+        client.index_embeddings(
+            MediaMetadata(media_id="p1", caption="a red circle", media_type=MediaType.TEXT),
+            Embeddings(model_id=info.model_id, caption=[1.0] + [0.0] * (info.dims - 1)),
+        )
         client.recommend("u1", k=5, dry_run=True)
         with pytest.raises(MediarecError):
             client.recommend("u1", k=10_000, dry_run=True)  # over max_k: INVALID_ARGUMENT
@@ -89,12 +102,20 @@ def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningS
         return rpc_count(after, method, code) - rpc_count(before, method, code)
 
     assert moved(HEALTH, "OK") == 1
-    assert moved(GET_INFO, "OK") == 2
+    assert moved(GET_INFO, "OK") == 3
     assert moved(GET_MEDIA, "NOT_FOUND") == 1
     assert moved(LOG_EVENTS, "OK") == 1
     assert moved(RECOMMEND, "OK") == 1
     assert moved(RECOMMEND, "INVALID_ARGUMENT") == 1
     assert after[("mediarec_rpc_in_flight", (("method", RECOMMEND),))] == 0
+
+    def total(name: str, outcome: str) -> float:
+        key = (name, (("outcome", outcome),))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert total("mediarec_events_total", "accepted") == 3
+    assert total("mediarec_events_total", "duplicate") == 1
+    assert total("mediarec_media_indexed_total", "created") == 1
     assert after[("process_resident_memory_bytes", ())] > 0
     assert ("mediarec_derived_state_age_seconds", ()) in after
     demo = (("model", "mediarec-demo"), ("precision", "fp32"))

@@ -21,6 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from server.observability.tally import EVENTS, MEDIA_INDEXED
 from server.runtime import ServiceState
 
 # From a cheap health check to a slow batch index.
@@ -83,6 +84,17 @@ class ComponentCollector(Collector):
             )  # fmt: skip
             queued.add_metric(values, float(stats.queued))
             yield queued
+        counts = self._state.tally.snapshot()
+        for name, key, help_text in (
+            ("mediarec_media_indexed_total", MEDIA_INDEXED,
+             "Media indexed through the API, by outcome (created, updated, unchanged)."),
+            ("mediarec_events_total", EVENTS,
+             "Events logged or imported, by outcome (accepted, duplicate, rejected)."),
+        ):  # fmt: skip
+            family = CounterMetricFamily(name, help_text, labels=("outcome",))
+            for outcome, n in sorted(counts.get(key, {}).items()):
+                family.add_metric((outcome,), float(n))
+            yield family
         info = deps.recommender.state_info()
         age = GaugeMetricFamily(
             "mediarec_derived_state_age_seconds",
