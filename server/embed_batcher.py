@@ -171,6 +171,7 @@ class BatcherStats:
     jobs: int  # jobs served, successfully or not (a call over max_items is several jobs)
     dropped_expired: int  # jobs dropped because their deadline had passed
     queued: int  # jobs waiting now
+    forward_seconds: float = 0.0  # time spent in the wrapped encoder
 
 
 class BatchingEncoder:
@@ -204,6 +205,7 @@ class BatchingEncoder:
         self._closed = False
         self._worker: threading.Thread | None = None
         self._forward_passes = 0
+        self._forward_seconds = 0.0
         self._items = 0
         self._jobs = 0
         self._dropped_expired = 0
@@ -251,6 +253,7 @@ class BatchingEncoder:
                 jobs=self._jobs,
                 dropped_expired=self._dropped_expired,
                 queued=len(self._pending),
+                forward_seconds=self._forward_seconds,
             )
 
     def close(self) -> None:
@@ -457,12 +460,17 @@ class BatchingEncoder:
         with self._changed:
             self._forward_passes += 1
             self._items += len(items)
-        if modality is Modality.TEXT:
-            rows = self._encoder.embed_texts(items)
-        elif modality is Modality.IMAGE:
-            rows = self._encoder.embed_images(items)
-        else:
-            rows = self._embed_pixels(items)
+        started = time.perf_counter()
+        try:
+            if modality is Modality.TEXT:
+                rows = self._encoder.embed_texts(items)
+            elif modality is Modality.IMAGE:
+                rows = self._encoder.embed_images(items)
+            else:
+                rows = self._embed_pixels(items)
+        finally:
+            with self._changed:
+                self._forward_seconds += time.perf_counter() - started
         if len(rows) != len(items):
             raise RuntimeError(f"the encoder returned {len(rows)} rows for {len(items)} items")
         return rows

@@ -109,6 +109,8 @@ def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningS
     assert moved(RECOMMEND, "INVALID_ARGUMENT") == 1
     assert after[("mediarec_rpc_in_flight", (("method", RECOMMEND),))] == 0
 
+    demo = (("model", "mediarec-demo"), ("precision", "fp32"))
+
     def total(name: str, outcome: str) -> float:
         key = (name, (("outcome", outcome),))
         return after.get(key, 0.0) - before.get(key, 0.0)
@@ -116,9 +118,11 @@ def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningS
     assert total("mediarec_events_total", "accepted") == 3
     assert total("mediarec_events_total", "duplicate") == 1
     assert total("mediarec_media_indexed_total", "created") == 1
+    pages = ("mediarec_cache_requests_total", (("cache", "users"), ("result", "miss")))
+    assert after[pages] - before.get(pages, 0.0) >= 1  # u1's first Recommend built a profile
+    assert after[("mediarec_embed_forward_seconds_total", demo)] >= 0
     assert after[("process_resident_memory_bytes", ())] > 0
     assert ("mediarec_derived_state_age_seconds", ()) in after
-    demo = (("model", "mediarec-demo"), ("precision", "fp32"))
     assert ("mediarec_embed_queue_depth", demo) in after
     assert not any("u1" in str(labels) for _, labels in after)  # no user ids in labels
 

@@ -74,6 +74,8 @@ class ComponentCollector(Collector):
                  stats.jobs),
                 ("mediarec_embed_expired_total", "Jobs dropped because their deadline passed.",
                  stats.dropped_expired),
+                ("mediarec_embed_forward_seconds_total", "Seconds spent in forward passes.",
+                 stats.forward_seconds),
             ):  # fmt: skip
                 counter = CounterMetricFamily(name, help_text, labels=labels)
                 counter.add_metric(values, float(value))
@@ -95,6 +97,15 @@ class ComponentCollector(Collector):
             for outcome, n in sorted(counts.get(key, {}).items()):
                 family.add_metric((outcome,), float(n))
             yield family
+        caches = CounterMetricFamily(
+            "mediarec_cache_requests_total",
+            "Lookups of the recommender's in-memory caches (items, users, pages), by result.",
+            labels=("cache", "result"),
+        )
+        for cache, hits in sorted(deps.recommender.cache_counts().items()):
+            caches.add_metric((cache, "hit"), float(hits.hits))
+            caches.add_metric((cache, "miss"), float(hits.misses))
+        yield caches
         info = deps.recommender.state_info()
         age = GaugeMetricFamily(
             "mediarec_derived_state_age_seconds",

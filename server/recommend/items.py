@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from server.payload import NEAR_DUPLICATE_OF
+from server.recommend.hits import HitCounter
 from server.store import SearchFilter, VectorStore, schema
 
 _FETCH_BATCH = 512
@@ -103,6 +104,7 @@ class ItemCache:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, ItemInfo]] = OrderedDict()
+        self.counts = HitCounter()
 
     def get(self, media_ids: Sequence[str]) -> dict[str, ItemInfo]:
         """Infos of the ids that exist (as of when they were cached); misses are fetched."""
@@ -115,6 +117,7 @@ class ItemCache:
                     self._entries.move_to_end(media_id)
                     found[media_id] = entry[1]
         missing = [m for m in dict.fromkeys(media_ids) if m not in found]
+        self.counts.record(len(found), len(missing))
         for start in range(0, len(missing), _FETCH_BATCH):
             batch = missing[start : start + _FETCH_BATCH]
             points = self._store.get(batch, with_vectors=True)

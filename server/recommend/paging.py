@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from server.errors import InvalidArgumentError, PreconditionError
+from server.recommend.hits import HitCounter
 from server.recommend.types import RecItem
 
 _CURSOR = re.compile(r"^([0-9a-f]{32})\.(\d{1,9})$")
@@ -59,6 +60,7 @@ class RankingCache:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._rankings: OrderedDict[str, Ranking] = OrderedDict()
+        self.counts = HitCounter()
 
     def put(self, ranking: Ranking) -> None:
         ranking.created = self._monotonic()
@@ -76,6 +78,8 @@ class RankingCache:
             if ranking is not None and self._monotonic() - ranking.created > self._ttl_s:
                 del self._rankings[request_id]
                 ranking = None
+        found = ranking is not None and ranking.user_id == user_id
+        self.counts.record(int(found), int(not found))
         # Another user's cursor looks exactly like an expired one: nothing leaks.
         if ranking is None or ranking.user_id != user_id:
             raise PreconditionError(

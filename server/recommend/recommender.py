@@ -32,6 +32,7 @@ from server.recommend import sources as src
 from server.recommend.collab import CollabModel, UserHistory, UserScores
 from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from server.recommend.features import Candidates, FeatureTable, compute_features
+from server.recommend.hits import HitCounts
 from server.recommend.items import ItemCache, matches
 from server.recommend.learned import (
     LearnedRanker,
@@ -268,6 +269,14 @@ class Recommender:
             rebuilding=self._refresher.running,
             last_rebuild_s=self._last_rebuild_s,
         )
+
+    def cache_counts(self) -> dict[str, HitCounts]:
+        """Hits and misses of each in-memory cache, by name (for /metrics)."""
+        return {
+            "items": self._items.counts.snapshot(),
+            "users": self._users.counts.snapshot(),
+            "pages": self._rankings.counts.snapshot(),
+        }
 
     def forget_user(self, user_id: str) -> ForgetReport:
         """Delete the user's stored data and every derived in-memory state of theirs."""

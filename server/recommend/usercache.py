@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from server.recommend.hits import HitCounter
 from server.recommend.profile import UserProfile
 from server.recommend.sources import ProposalTuple
 
@@ -69,18 +70,18 @@ class UserCache:
         self._versions: dict[str, int] = {}
         self._newest = 0  # the last version handed out
         self._floor = 0  # the version of every user without a counter
+        self.counts = HitCounter()
 
     def get(self, user_id: str, now: float) -> UserEntry | None:
         """The user's entry if it is younger than the TTL by both clocks, else None."""
         with self._lock:
             entry = self._entries.get(user_id)
-            if entry is None:
-                return None
-            fresh = (
+            fresh = entry is not None and (
                 self._monotonic() - entry.built_monotonic <= self._ttl_s
                 and abs(now - entry.profile.built_at) <= self._ttl_s
             )
-            if not fresh:
+            self.counts.record(int(fresh), int(not fresh))
+            if entry is None or not fresh:
                 return None
             self._entries.move_to_end(user_id)
             return entry
