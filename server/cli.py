@@ -94,7 +94,9 @@ def log_formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
-        return JsonFormatter(LOG_FIELDS.replace(":", ""),
+        # The same fields as the text line; a record's `extra` (a call's method, status,
+        # duration and request id) become fields of their own.
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                              rename_fields={"levelname": "level", "name": "logger"})  # fmt: skip
     return logging.Formatter(LOG_FIELDS)
 

@@ -45,8 +45,13 @@ from PIL import Image
 
 from encoders import Encoder
 from server.errors import DeadlineExceededError, UnavailableError
+from server.observability.buckets import BucketCounts, Buckets
 
 logger = logging.getLogger(__name__)
+
+# Histogram buckets of /metrics: a lone query up to a full batch, a millisecond to a minute.
+PASS_ITEM_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+PASS_SECOND_BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
 # gRPC reports "no deadline" as a remaining time of decades; anything this long is none.
 _NO_DEADLINE_S = 365 * 24 * 3600.0
@@ -171,7 +176,8 @@ class BatcherStats:
     jobs: int  # jobs served, successfully or not (a call over max_items is several jobs)
     dropped_expired: int  # jobs dropped because their deadline had passed
     queued: int  # jobs waiting now
-    forward_seconds: float = 0.0  # time spent in the wrapped encoder
+    pass_items: BucketCounts | None = None  # items per forward pass
+    pass_seconds: BucketCounts | None = None  # seconds per forward pass
 
 
 class BatchingEncoder:
@@ -205,7 +211,8 @@ class BatchingEncoder:
         self._closed = False
         self._worker: threading.Thread | None = None
         self._forward_passes = 0
-        self._forward_seconds = 0.0
+        self._pass_items = Buckets(PASS_ITEM_BOUNDS)
+        self._pass_seconds = Buckets(PASS_SECOND_BOUNDS)
         self._items = 0
         self._jobs = 0
         self._dropped_expired = 0
@@ -253,7 +260,8 @@ class BatchingEncoder:
                 jobs=self._jobs,
                 dropped_expired=self._dropped_expired,
                 queued=len(self._pending),
-                forward_seconds=self._forward_seconds,
+                pass_items=self._pass_items.snapshot(),
+                pass_seconds=self._pass_seconds.snapshot(),
             )
 
     def close(self) -> None:
@@ -469,8 +477,8 @@ class BatchingEncoder:
             else:
                 rows = self._embed_pixels(items)
         finally:
-            with self._changed:
-                self._forward_seconds += time.perf_counter() - started
+            self._pass_items.observe(len(items))
+            self._pass_seconds.observe(time.perf_counter() - started)
         if len(rows) != len(items):
             raise RuntimeError(f"the encoder returned {len(rows)} rows for {len(items)} items")
         return rows

@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from server.inflight import InFlight
+from server.observability.request_id import CURRENT_REQUEST_ID
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,9 @@ def status_for(
     code = lookup_status(error, default_status_table() if table is None else table)
     if code is not None:
         return code, str(error) or type(error).__name__
-    ref = uuid.uuid4().hex[:12]
+    # The call's request id when it has one, so the message, the traceback and the call's
+    # log line can be joined.
+    ref = CURRENT_REQUEST_ID.get() or uuid.uuid4().hex[:12]
     logger.error("unexpected error (ref %s)", ref, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"Internal server error (ref {ref}); see the server log."
 

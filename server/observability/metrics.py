@@ -18,9 +18,17 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from server.embed_batcher import BatcherStats
+from server.observability.buckets import BucketCounts
 from server.observability.tally import EVENTS, MEDIA_INDEXED
 from server.runtime import ServiceState
 
@@ -62,30 +70,9 @@ class ComponentCollector(Collector):
             return
         deps = self._state.require()
         if deps.batcher is not None:
-            stats = deps.batcher.stats()
-            labels = ("model", "precision")
-            values = (deps.settings.model.id, deps.settings.model.precision)
-            for name, help_text, value in (
-                ("mediarec_embed_forward_passes_total", "Forward passes of the encoder.",
-                 stats.forward_passes),
-                ("mediarec_embed_items_total", "Texts and images sent through forward passes.",
-                 stats.items),
-                ("mediarec_embed_jobs_total", "Embedding jobs served, failed ones included.",
-                 stats.jobs),
-                ("mediarec_embed_expired_total", "Jobs dropped because their deadline passed.",
-                 stats.dropped_expired),
-                ("mediarec_embed_forward_seconds_total", "Seconds spent in forward passes.",
-                 stats.forward_seconds),
-            ):  # fmt: skip
-                counter = CounterMetricFamily(name, help_text, labels=labels)
-                counter.add_metric(values, float(value))
-                yield counter
-            queued = GaugeMetricFamily(
-                "mediarec_embed_queue_depth", "Embedding jobs waiting for a forward pass.",
-                labels=labels,
-            )  # fmt: skip
-            queued.add_metric(values, float(stats.queued))
-            yield queued
+            yield from _batcher_metrics(
+                deps.batcher.stats(), (deps.settings.model.id, deps.settings.model.precision)
+            )
         counts = self._state.tally.snapshot()
         for name, key, help_text in (
             ("mediarec_media_indexed_total", MEDIA_INDEXED,
@@ -107,22 +94,60 @@ class ComponentCollector(Collector):
             caches.add_metric((cache, "miss"), float(hits.misses))
         yield caches
         info = deps.recommender.state_info()
-        age = GaugeMetricFamily(
-            "mediarec_derived_state_age_seconds",
-            "Seconds since the recommender's derived state was built (0 before the first).",
-            value=info.age_s,
-        )
-        yield age
-        yield CounterMetricFamily(
-            "mediarec_derived_state_rebuilds_total", "Finished rebuilds of the derived state.",
-            value=float(info.version),
-        )  # fmt: skip
-        yield GaugeMetricFamily(
-            "mediarec_derived_state_last_rebuild_seconds",
-            "Seconds the last finished rebuild of the derived state took.",
-            value=info.last_rebuild_s,
-        )
+        if info.built_at is not None:  # before the first rebuild there is no age to report
+            yield GaugeMetricFamily(
+                "mediarec_derived_state_age_seconds",
+                "Seconds since the recommender's derived state was built.",
+                value=info.age_s,
+            )
+        if info.rebuild_seconds is not None:
+            yield _histogram(
+                "mediarec_derived_state_rebuild_seconds",
+                "Seconds each finished rebuild of the derived state took.",
+                info.rebuild_seconds,
+            )
         yield GaugeMetricFamily(
             "mediarec_events_pending", "Events stored since the derived state's rebuild began.",
             value=float(info.events_pending),
         )  # fmt: skip
+
+
+def _batcher_metrics(stats: BatcherStats, values: tuple[str, str]) -> Iterator[Metric]:
+    labels = ("model", "precision")
+    for name, help_text, value in (
+        ("mediarec_embed_jobs_total", "Embedding jobs served, failed ones included.",
+         stats.jobs),
+        ("mediarec_embed_expired_total", "Jobs dropped because their deadline passed.",
+         stats.dropped_expired),
+    ):  # fmt: skip
+        counter = CounterMetricFamily(name, help_text, labels=labels)
+        counter.add_metric(values, float(value))
+        yield counter
+    queued = GaugeMetricFamily(
+        "mediarec_embed_queue_depth", "Embedding jobs waiting for a forward pass.",
+        labels=labels,
+    )  # fmt: skip
+    queued.add_metric(values, float(stats.queued))
+    yield queued
+    if stats.pass_items is not None:
+        yield _histogram("mediarec_embed_batch_items", "Texts and images per forward pass.",
+                         stats.pass_items, labels, values)  # fmt: skip
+    if stats.pass_seconds is not None:
+        yield _histogram("mediarec_embed_forward_seconds", "Seconds per forward pass.",
+                         stats.pass_seconds, labels, values)  # fmt: skip
+
+
+def _histogram(
+    name: str,
+    help_text: str,
+    counts: BucketCounts,
+    labels: tuple[str, ...] = (),
+    values: tuple[str, ...] = (),
+) -> HistogramMetricFamily:
+    cumulative, buckets = 0, []
+    for bound, n in zip((*counts.bounds, float("inf")), counts.counts, strict=True):
+        cumulative += n
+        buckets.append((floatToGoString(bound), float(cumulative)))
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    family.add_metric(list(values), buckets, counts.total)
+    return family

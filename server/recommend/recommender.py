@@ -26,6 +26,7 @@ import numpy as np
 from encoders import Encoder
 from server.embed_batcher import Priority, embed_scope
 from server.errors import InvalidArgumentError, NotFoundError
+from server.observability.buckets import Buckets
 from server.recommend import bandit
 from server.recommend import blend as b
 from server.recommend import sources as src
@@ -77,6 +78,8 @@ from server.recommend.usercache import Precomputer, UserCache, UserEntry
 from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
+
+REBUILD_SECOND_BOUNDS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 POPULARITY_RANKER = PopularityRanker()
 # The exploration pool takes at most 1/POOL_SHARE_DIVISOR of the candidates past page 1.
 POOL_SHARE_DIVISOR = 3
@@ -116,7 +119,7 @@ class Recommender:
         self._rng_lock = threading.Lock()
         self._served_log = ServedLogWriter(engagement)
         self._state_version = 0  # grows with every finished rebuild
-        self._last_rebuild_s = 0.0
+        self._rebuild_seconds = Buckets(REBUILD_SECOND_BOUNDS)
         self._refresher = Refresher(self._rebuild, settings)
         self._refresher.request()  # the first snapshot builds in the background
         self._trainer = (
@@ -267,7 +270,7 @@ class Recommender:
             built_at=state.built_at if built else None,
             age_s=max(0.0, self._clock() - state.built_at) if built else 0.0,
             rebuilding=self._refresher.running,
-            last_rebuild_s=self._last_rebuild_s,
+            rebuild_seconds=self._rebuild_seconds.snapshot(),
         )
 
     def cache_counts(self) -> dict[str, HitCounts]:
@@ -843,7 +846,7 @@ class Recommender:
             raise
         self._state = state
         self._state_version += 1
-        self._last_rebuild_s = time.monotonic() - started
+        self._rebuild_seconds.observe(time.monotonic() - started)
         self._live.finish_rebuild(True, started)
         trimmed = self._engagement.trim_served(self._clock() - self._settings.served_window_s)
         if trimmed:

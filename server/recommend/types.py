@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from server.observability.buckets import BucketCounts
+
 
 class EventKind(StrEnum):
     IMPRESSION = "impression"  # shown; adds fatigue, never makes an item "seen"
@@ -137,7 +139,7 @@ class StateInfo:
     built_at: float | None  # unix seconds; None until the first rebuild finishes
     age_s: float
     rebuilding: bool
-    last_rebuild_s: float = 0.0  # how long the last finished rebuild took
+    rebuild_seconds: BucketCounts | None = None  # how long finished rebuilds took
 
 
 @dataclass(frozen=True)

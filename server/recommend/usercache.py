@@ -240,7 +240,8 @@ class Precomputer:
             try:
                 self._warm(user_id)
             except Exception:  # a user's bad data must not stop the others' precompute
-                logger.exception("precomputing recommendations for %r failed", user_id)
+                logger.exception("precomputing a user's recommendations failed")
+                logger.debug("the user whose precompute failed: %r", user_id)
             finally:
                 with self._changed:
                     self._busy, self._current = False, ""
