@@ -51,11 +51,9 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         accepted = [e for e, r in zip(events, stored, strict=True) if r.accepted]
         if accepted:
             deps.recommender.on_events(accepted)
-        duplicates = sum(1 for r in stored if r.duplicate)
-        self._state.tally.add(EVENTS, "accepted", len(accepted))
-        self._state.tally.add(EVENTS, "duplicate", duplicates)
-        self._state.tally.add(EVENTS, "rejected", len(converted) - len(accepted) - duplicates)
-        return convert.log_events_response(_in_request_order(converted, stored))
+        results = _in_request_order(converted, stored)
+        self._count_events(results)
+        return convert.log_events_response(results)
 
     def ImportEvents(  # noqa: N802
         self,
@@ -71,12 +69,16 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
                 deps.engagement,
                 deps.recommender,
                 max_errors=settings.import_max_errors,
+                on_chunk=self._count_events,
             )
-        summary = result.summary
-        self._state.tally.add(EVENTS, "accepted", summary.accepted)
-        self._state.tally.add(EVENTS, "duplicate", summary.duplicates)
-        self._state.tally.add(EVENTS, "rejected", summary.rejected)
         return convert.import_response(result)
+
+    def _count_events(self, results: Sequence[EventResult]) -> None:
+        accepted = sum(1 for r in results if r.accepted)
+        duplicates = sum(1 for r in results if r.duplicate)
+        self._state.tally.add(EVENTS, "accepted", accepted)
+        self._state.tally.add(EVENTS, "duplicate", duplicates)
+        self._state.tally.add(EVENTS, "rejected", len(results) - accepted - duplicates)
 
     @embeds(Priority.INTERACTIVE)
     def Recommend(  # noqa: N802

@@ -9,7 +9,7 @@ so memory stays bounded whatever the size of the import.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,10 +78,13 @@ def import_events(
     recommender: ImportTarget,
     *,
     max_errors: int,
+    on_chunk: Callable[[Sequence[EventResult]], None] | None = None,
 ) -> ImportResult:
     """Store every chunk (an ``EventResult`` stands for a row already rejected upstream), then
     rebuild, unless nothing new was stored. When the import fails part-way, what was stored
-    stays stored (a rerun reports it as duplicates) and a background rebuild picks it up."""
+    stays stored (a rerun reports it as duplicates) and a background rebuild picks it up.
+    ``on_chunk`` sees each chunk's results as it is stored, so a count of them holds even
+    when a later chunk fails."""
     summary = ImportSummary(max_errors=max_errors)
     try:
         for chunk in chunks:
@@ -94,6 +97,8 @@ def import_events(
             ]  # fmt: skip
             recommender.on_events(accepted, schedule_rebuild=False)
             summary.add(results)
+            if on_chunk is not None:
+                on_chunk(results)
     except BaseException:
         if summary.accepted:
             recommender.refresh_in_background()
