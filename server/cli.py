@@ -1,4 +1,5 @@
-"""The ``mediarec`` command: serve, index a folder, search, import events, train the ranker.
+"""The ``mediarec`` command: serve, index a folder, search, import events, train the ranker,
+and a user's recommendations, interests and deletion through a running server.
 
 Configuration is built here, in ``main()``: defaults, then ``--config``/``$MEDIAREC_CONFIG``,
 then ``MEDIAREC_*`` variables, then flags.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from server.config import ConfigError, Settings, add_arguments, settings_from_args
+from server.user_commands import DEFAULT_SERVER, SURFACES
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,27 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_arguments(importer, sections=("storage", "model", "recommend", "log"))
 
+    def user_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text + ".")
+        command.add_argument("user", help="the user id")
+        command.add_argument("--server", metavar="HOST:PORT", default=DEFAULT_SERVER,
+                             help=f"the running server (default: {DEFAULT_SERVER})")  # fmt: skip
+        command.add_argument("--api-key", help="API key (default: $MEDIAREC_API_KEY)")
+        add_arguments(command, sections=("log",))
+        return command
+
+    recommend = user_command("recommend", "a user's recommendations, with their reasons")
+    recommend.add_argument("--surface", choices=SURFACES, default="feed")
+    recommend.add_argument("-k", type=int, default=10, help="items (default: 10)")
+    recommend.add_argument("--explain", action="store_true",
+                           help="show each score's largest terms")  # fmt: skip
+    recommend.add_argument("--commit", action="store_true",
+                           help="log the page as served (default: a dry run that logs nothing)")
+    recommend.add_argument("--json", action="store_true", help="JSON instead of a table")
+    interests = user_command("interests", "declare a user's interests in free text")
+    interests.add_argument("text", help='e.g. "hiking, street food, cats"')
+    user_command("forget", "delete everything stored about a user")
+
     trainer = commands.add_parser(
         "train-ranker",
         help="train the learned ranker from the event history (and the blend's weights)",
@@ -109,6 +132,9 @@ def _configure_logging(level: str, log_format: str = "text") -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments:  # a first try: show what there is rather than a usage error
+        _parser().print_help()
+        return 0
     args = _parser().parse_args(arguments)
     try:
         settings = settings_from_args(args)
@@ -158,7 +184,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=args.report,
             progress=not args.no_progress,
         )
+    if args.command in ("recommend", "interests", "forget"):
+        return _user_command(args)
     return _search(args, settings)
+
+
+def _user_command(args: argparse.Namespace) -> int:
+    from server.user_commands import run_forget, run_interests, run_recommend
+
+    key = args.api_key or os.environ.get("MEDIAREC_API_KEY")
+    if args.command == "recommend":
+        return run_recommend(
+            args.user, server=args.server, api_key=key, surface=args.surface, k=args.k,
+            explain=args.explain, commit=args.commit, as_json=args.json,
+        )  # fmt: skip
+    if args.command == "interests":
+        return run_interests(args.user, args.text, server=args.server, api_key=key)
+    return run_forget(args.user, server=args.server, api_key=key)
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:

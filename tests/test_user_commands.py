@@ -1,0 +1,104 @@
+"""`mediarec recommend`, `interests` and `forget` against a real server on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
+from server.app import RunningServer, build_server
+from server.cli import main
+from server.config import load_settings
+from server.runtime import ServiceState, open_deps
+
+ITEMS = 8
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = load_settings(
+        {
+            "model_id": "mediarec-demo",
+            "data_dir": str(tmp_path_factory.mktemp("users") / "data"),
+            "port": 0,
+        },
+        {},
+        None,
+    )
+    server: RunningServer = build_server(settings, ServiceState(open_deps(settings)))
+    address = f"127.0.0.1:{server.port}"
+    rng = np.random.default_rng(0)
+    try:
+        with MediarecClient(address) as client:
+            info = client.server_info()
+            for i in range(ITEMS):
+                vector = rng.normal(size=info.dims)
+                client.index_embeddings(
+                    MediaMetadata(media_id=f"p{i}", caption=f"post {i}", creator_id=f"c{i}",
+                                  media_type=MediaType.TEXT),
+                    Embeddings(model_id=info.model_id,
+                               caption=(vector / np.linalg.norm(vector)).tolist()),
+                )  # fmt: skip
+            client.log_events([
+                Event(event_id=f"e{i}", user_id=f"u{i % 3}", kind=EventKind.LIKE,
+                      timestamp=1.0e9 + i, media_id=f"p{i}")
+                for i in range(ITEMS)
+            ])  # fmt: skip
+            client.refresh()
+        yield address
+    finally:
+        server.stop(0)
+
+
+def test_recommend_prints_a_table_with_reasons_and_the_breakdown(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["recommend", "u0", "--server", address, "-k", "3", "--explain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["rank", "score", "media_id", "type"]
+    rows = [line for line in lines[1:] if line.split()[0].isdigit()]
+    assert len(rows) == 3
+    assert all(line.split()[2].startswith("p") for line in rows)
+    breakdowns = [line for line in lines[1:] if not line.split()[0].isdigit()]
+    assert len(breakdowns) == 3 and all("+" in b or "-" in b for b in breakdowns)
+
+
+def test_recommend_is_a_dry_run_unless_committed(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["recommend", "u1", "--server", address, "-k", "4", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["recommend", "u1", "--server", address, "-k", "4", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [r["media_id"] for r in first] == [r["media_id"] for r in again]  # nothing logged
+    assert {"media_id", "score", "reasons", "score_breakdown"} <= set(first[0])
+
+
+def test_interests_and_forget_report_what_they_did(
+    address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["interests", "u2", "hiking, street food", "--server", address]) == 0
+    assert "hiking" in capsys.readouterr().out
+    assert main(["forget", "u2", "--server", address]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("forgot u2: ") and " events" in out and "1 interests" in out
+
+
+def test_no_server_is_one_line_that_says_how_to_start_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["recommend", "u0", "--server", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no server answered at 127.0.0.1:1" in err and "mediarec serve" in err
+
+
+def test_mediarec_without_arguments_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mediarec")
+    for command in ("serve", "index", "search", "events", "recommend", "interests", "forget"):
+        assert command in out
