@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--image", type=Path, help="query image file")
     query.add_argument("--similar", metavar="MEDIA_ID", help="more like this stored item")
     search.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    search.add_argument("--type", action="append", choices=("image", "video", "text"),
+                        default=[], help="only this media type (repeat for several)")
+    search.add_argument("--creator", action="append", default=[], metavar="ID",
+                        help="only this creator's media (repeat for several)")
+    search.add_argument("--tag", action="append", default=[],
+                        help="only media with this tag (repeat for several)")
+    search.add_argument("--json", action="store_true", help="JSON instead of a table")  # fmt: skip
     search.add_argument("--server", metavar="HOST:PORT", help="search through a running server")
     search.add_argument("--api-key", default=None, help="API key for --server")
     add_arguments(search, sections=("storage", "model", "topics", "search", "log"))
@@ -204,7 +211,7 @@ def _user_command(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from server.search_command import run_search
+    from server.search_command import Filters, run_search
 
     return run_search(
         settings,
@@ -214,6 +221,8 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         k=args.k,
         server=args.server,
         api_key=args.api_key or os.environ.get("MEDIAREC_API_KEY"),
+        filters=Filters(tuple(args.type), tuple(args.creator), tuple(args.tag)),
+        as_json=args.json,
     )
 
 

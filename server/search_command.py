@@ -5,11 +5,12 @@ Runs in-process against the embedded store, or through a running server with ``-
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -41,6 +42,15 @@ class Query:
     similar: str | None = None
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What results may be: any of the types, any of the creators, any of the tags."""
+
+    media_types: tuple[str, ...] = ()  # "image", "video", "text"
+    creator_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
 def run_search(
     settings: Settings,
     *,
@@ -50,20 +60,26 @@ def run_search(
     k: int = 10,
     server: str | None = None,
     api_key: str | None = None,
+    filters: Filters = Filters(),
+    as_json: bool = False,
 ) -> int:
-    """Run one query and print the results; 0 on success, 1 on an error, 2 if the store is
-    locked by a running server."""
+    """Run one query and print the results (a table, or JSON); 0 on success, 1 on an error,
+    2 if the store is locked by a running server."""
     try:
         query = Query(text=text, image=_read_image(image) if image else None, similar=similar)
         rows = (
-            _search_server(server, api_key, query, k)
+            _search_server(server, api_key, query, k, filters)
             if server
-            else _search_local(settings, query, k)
+            else _search_local(settings, query, k, filters)
         )
     except CommandError as exc:
         print(f"mediarec search: {exc}", file=sys.stderr)
         return exc.exit_code
-    print_table(rows, sys.stdout)
+    if as_json:
+        json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
+        print()
+    else:
+        print_table(rows, sys.stdout)
     return EXIT_OK
 
 
@@ -75,7 +91,9 @@ def _read_image(path: Path) -> bytes:
         raise CommandError(message, EXIT_FAILED) from exc
 
 
-def _search_local(settings: Settings, query: Query, k: int) -> list[ResultRow]:
+def _search_local(
+    settings: Settings, query: Query, k: int, filters: Filters = Filters()
+) -> list[ResultRow]:
     from encoders.base import EncoderError
     from server.errors import ServiceError
     from server.store import SearchFilter
@@ -83,7 +101,9 @@ def _search_local(settings: Settings, query: Query, k: int) -> list[ResultRow]:
     # Searching labels nothing, so the topic vocabulary need not be embedded at startup.
     deps = open_local_deps(replace(settings, topics=replace(settings.topics, top_k=0)))
     try:
-        search, everything = deps.search, SearchFilter()
+        search = deps.search
+        everything = SearchFilter(media_types=filters.media_types,
+                                  creator_ids=filters.creator_ids, tags=filters.tags)  # fmt: skip
         k = search.resolve_k(k)
         if query.text is not None:
             hits = search.by_text(query.text, k, everything)
@@ -107,17 +127,24 @@ def _search_local(settings: Settings, query: Query, k: int) -> list[ResultRow]:
     ]
 
 
-def _search_server(server: str, api_key: str | None, query: Query, k: int) -> list[ResultRow]:
-    from client import MediarecClient, MediarecError
+def _search_server(
+    server: str, api_key: str | None, query: Query, k: int, filters: Filters = Filters()
+) -> list[ResultRow]:
+    from client import MediaFilter, MediarecClient, MediarecError, MediaType
 
+    only = MediaFilter(
+        media_types=tuple(MediaType[t.upper()] for t in filters.media_types),
+        creator_ids=filters.creator_ids,
+        tags=filters.tags,
+    )
     with MediarecClient(server, api_key=api_key) as client:
         try:
             if query.text is not None:
-                hits = client.search_text(query.text, k=k)
+                hits = client.search_text(query.text, k=k, media_filter=only)
             elif query.image is not None:
-                hits = client.search_image(query.image, k=k)
+                hits = client.search_image(query.image, k=k, media_filter=only)
             else:
-                hits = client.search_similar(query.similar or "", k=k)
+                hits = client.search_similar(query.similar or "", k=k, media_filter=only)
         except MediarecError as exc:
             raise CommandError(f"{server}: {exc}", EXIT_FAILED) from exc
     return [

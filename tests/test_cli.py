@@ -89,6 +89,23 @@ def test_search_text_prints_a_ranked_table(
     assert set(ids) <= {indexed.media_id(i) for i in indexed.items}
 
 
+@pytest.mark.parametrize("through", ["local", "server"])
+def test_search_filters_by_type_and_prints_json(
+    indexed: Indexed, server: Served, through: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = next(i for i in indexed.items if i.kind == "video")
+    # the indexed store itself is free; the server holds its own copy
+    where = [*indexed.flags] if through == "local" else ["--server", server.target]
+    args = ["search", video.caption, "-k", "20", "--type", "video", "--json", *where]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(row["media_type"] == "video" for row in rows)
+    assert {"score", "media_id", "media_type", "frame_s", "caption"} == set(rows[0])
+    args = ["search", video.caption, "-k", "20", "--type", "image", "--json", *where]
+    assert main(args) == 0
+    assert all(row["media_type"] == "image" for row in json.loads(capsys.readouterr().out))
+
+
 def test_search_for_an_unknown_id_is_one_sentence_and_exit_1(
     indexed: Indexed, capsys: pytest.CaptureFixture[str]
 ) -> None:
