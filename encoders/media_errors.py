@@ -18,6 +18,7 @@ class DecodeFailure(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
     NO_VIDEO_STREAM = "no_video_stream"
+    TOO_LONG = "too_long"  # a video over the frame-count or duration limit
 
 
 class MediaDecodeError(EncoderError, ValueError):

@@ -224,3 +224,24 @@ def _write_tone(
         frame.pts = start
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def write_sparse_video(path: str | os.PathLike[str], gap_s: float, size: tuple[int, int] = (64, 48)
+                       ) -> Path:  # fmt: skip
+    """Two black frames ``gap_s`` seconds apart: a few kilobytes that claim a long duration
+    (for the limits on a video's length)."""
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for pts in (0, int(gap_s * 1000)):
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8),
+                                               format="rgb24")  # fmt: skip
+            frame.pts = pts
+            frame.time_base = Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import io
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ VideoSource = bytes | str | os.PathLike[str]
 DEFAULT_FRAME_COUNT = 8
 # 8K UHD: the largest frames any mainstream camera or platform produces.
 DEFAULT_VIDEO_MAX_PIXELS = 7680 * 4320
+# The timeline scan holds one entry per packet, so its memory and time follow the frame count:
+# 500,000 frames is over 4.5 hours at 30 fps. The duration cap stops a file whose few frames
+# claim to span days (the samples would all fall in one frame anyway).
+DEFAULT_VIDEO_MAX_FRAMES = 500_000
+DEFAULT_VIDEO_MAX_DURATION_S = 4 * 3600.0
 # What one seek costs beyond the frames it decodes, in frame decodes: demuxer repositioning
 # plus refilling the frame-threaded decoder pipeline. On the 720p H.264 squirrel clip here
 # it measured 5-14 frames (12-36 ms at ~2.4 ms a frame) depending on how busy the two cores
@@ -83,6 +89,8 @@ def sample_frames(
     *,
     max_pixels: int = DEFAULT_VIDEO_MAX_PIXELS,
     strategy: Strategy = "auto",
+    max_frames: int = DEFAULT_VIDEO_MAX_FRAMES,
+    max_duration_s: float = DEFAULT_VIDEO_MAX_DURATION_S,
 ) -> tuple[VideoInfo, list[SampledFrame]]:
     """``k`` upright frames nearest to the times ``(i + 0.5) * duration / k``, in order.
 
@@ -99,7 +107,7 @@ def sample_frames(
     with open_container() as container:
         stream = _video_stream(container)
         _check_frame_size(stream, max_pixels)
-        timeline = _scan_timeline(container, stream)
+        timeline = _scan_timeline(container, stream, max_frames, max_duration_s)
         codec = stream.codec_context.name
         has_audio = bool(container.streams.audio)
     targets = sample_times(timeline.duration_s, k)
@@ -310,11 +318,18 @@ def _check_frame_size(stream: av.VideoStream, max_pixels: int) -> None:
     check_dimensions((width, height), max_pixels, what="each video frame")
 
 
-def _scan_timeline(container: av.container.InputContainer, stream: av.VideoStream) -> _Timeline:
+def _scan_timeline(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    max_frames: int = DEFAULT_VIDEO_MAX_FRAMES,
+    max_duration_s: float = DEFAULT_VIDEO_MAX_DURATION_S,
+) -> _Timeline:
     """Demux the video track without decoding: keyframe times, start, duration, frame rate.
 
     The duration is the track's own span (last frame end minus first frame start), which is
-    exact even when metadata is missing or covers a longer audio track.
+    exact even when metadata is missing or covers a longer audio track. A track of more than
+    ``max_frames`` frames stops the scan at once; one that spans more than ``max_duration_s``,
+    or nothing at all, is refused after it.
     """
     time_base = stream.time_base
     if time_base is None:
@@ -328,6 +343,11 @@ def _scan_timeline(container: av.container.InputContainer, stream: av.VideoStrea
             if packet.pts is None or packet.size == 0 or packet.is_discard:
                 continue
             pts_values.append(packet.pts)
+            if len(pts_values) > max_frames:
+                raise MediaDecodeError(
+                    DecodeFailure.TOO_LONG,
+                    f"the video has more than {max_frames} frames, over the limit",
+                )
             if packet.is_keyframe:
                 keyframe_pts.append(packet.pts)
             packet_end = packet.pts + (packet.duration or 0)
@@ -341,6 +361,14 @@ def _scan_timeline(container: av.container.InputContainer, stream: av.VideoStrea
     span = float((end_pts - start_pts) * time_base)
     if end_pts == max(pts_values):
         span += frame_interval  # packets carried no durations: the last frame lasts one interval
+    if not math.isfinite(span) or span <= 0:
+        raise MediaDecodeError(DecodeFailure.CORRUPT, "the video stream has no duration")
+    if span > max_duration_s:
+        raise MediaDecodeError(
+            DecodeFailure.TOO_LONG,
+            f"the video lasts {span / 3600:.1f} hours, over the limit of "
+            f"{max_duration_s / 3600:.1f} hours",
+        )
     return _Timeline(
         start_pts=start_pts,
         time_base=time_base,

@@ -73,9 +73,9 @@ StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusC
 
 
 def _decode_error_status(error: BaseException) -> grpc.StatusCode:
-    # An image over the pixel cap is over a limit; every other decode failure (an extreme aspect
-    # ratio included) is bad input.
-    if str(getattr(error, "reason", "")) == "too_many_pixels":
+    # An image over the pixel cap, or a video over the length limits, is over a limit; every
+    # other decode failure (an extreme aspect ratio included) is bad input.
+    if str(getattr(error, "reason", "")) in ("too_many_pixels", "too_long"):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.INVALID_ARGUMENT
 

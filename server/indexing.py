@@ -136,7 +136,7 @@ def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -
 
 
 def decode_failure(exc: MediaDecodeError, field_name: str) -> Exception:
-    if exc.reason == DecodeFailure.TOO_MANY_PIXELS:
+    if exc.reason in (DecodeFailure.TOO_MANY_PIXELS, DecodeFailure.TOO_LONG):
         return ResourceLimitError(field_name, str(exc))
     return InvalidArgumentError(field_name, str(exc))
 

@@ -34,7 +34,7 @@ from client import (
     ResourceExhausted,
 )
 from encoders.synthetic.world import WorldGenerator
-from encoders.synthetic_video import moving_shapes_frames, write_video
+from encoders.synthetic_video import moving_shapes_frames, write_sparse_video, write_video
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import Settings, load_settings
@@ -379,6 +379,17 @@ def test_truncated_video_is_invalid_and_changes_nothing(svc: ErrorService) -> No
     for cut in (len(svc.video) // 2, 2000):
         with pytest.raises(InvalidArgument):
             svc.client.index_media(MediaMetadata(media_id=SEED_ID), svc.video[:cut])
+    assert svc.snapshot() == before
+
+
+def test_a_video_that_claims_hours_is_over_a_limit_and_changes_nothing(
+    svc: ErrorService, tmp_path: Path
+) -> None:
+    sparse = write_sparse_video(tmp_path / "sparse.mkv", gap_s=5 * 3600.0).read_bytes()
+    before = svc.snapshot()
+    with pytest.raises(ResourceExhausted) as caught:
+        svc.client.index_media(MediaMetadata(media_id=SEED_ID), sparse)
+    assert "hours, over the limit" in caught.value.details
     assert svc.snapshot() == before
 
 

@@ -13,7 +13,12 @@ import pytest
 from PIL import Image
 
 from encoders.media_errors import DecodeFailure, MediaDecodeError
-from encoders.synthetic_video import frame_index_from_bar, moving_shapes_frames, write_video
+from encoders.synthetic_video import (
+    frame_index_from_bar,
+    moving_shapes_frames,
+    write_sparse_video,
+    write_video,
+)
 from encoders.video import VideoInfo, plan_seeks, sample_frames, sample_times
 
 FPS = 25
@@ -201,6 +206,26 @@ def test_frames_over_the_pixel_cap_are_rejected(clips: dict[str, Path]) -> None:
     with pytest.raises(MediaDecodeError) as caught:
         sample_frames(clips["h264"], max_pixels=320 * 240 - 1)
     assert caught.value.reason == DecodeFailure.TOO_MANY_PIXELS
+
+
+def test_a_video_over_the_frame_limit_is_refused_before_it_is_decoded(
+    clips: dict[str, Path],
+) -> None:
+    with pytest.raises(MediaDecodeError) as caught:
+        sample_frames(clips["h264"], max_frames=FRAMES - 1)
+    assert caught.value.reason == DecodeFailure.TOO_LONG
+    assert f"more than {FRAMES - 1} frames" in str(caught.value)
+    sample_frames(clips["h264"], max_frames=FRAMES)  # exactly at the limit is fine
+
+
+def test_a_video_that_claims_hours_is_refused_as_too_long(tmp_path: Path) -> None:
+    path = write_sparse_video(tmp_path / "sparse.mkv", gap_s=5 * 3600.0)
+    with pytest.raises(MediaDecodeError) as caught:
+        sample_frames(path, k=2)
+    assert caught.value.reason == DecodeFailure.TOO_LONG
+    assert "over the limit of 4.0 hours" in str(caught.value)
+    info, _ = sample_frames(path, k=2, max_duration_s=6 * 3600.0)  # within a higher limit
+    assert info.duration_s > 5 * 3600.0
 
 
 def _jpeg() -> bytes:
