@@ -208,6 +208,14 @@ class StorageSettings:
         "Unindexed points that trigger a background HNSW build of the embedded store.",
         minimum=1,
     )
+    min_free_mb: int = setting(
+        256,
+        "min_free_mb",
+        "Writes (indexing, events, interests) are refused with RESOURCE_EXHAUSTED while the "
+        "data dir's file system has less than this many MB free; 0 turns the check off. The "
+        "reserve keeps the embedded stores from running out of room mid-write.",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

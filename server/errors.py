@@ -9,9 +9,11 @@ anything unexpected becomes INTERNAL with a generic one-sentence message and a l
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import inspect
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn, TypeAlias, TypeVar
@@ -69,7 +71,7 @@ class DeadlineExceededError(ServiceError):
     """The caller's deadline passed before the work ran, so it was dropped unrun."""
 
 
-StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusCode]
+StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusCode | None]
 
 
 def _decode_error_status(error: BaseException) -> grpc.StatusCode:
@@ -107,7 +109,28 @@ def default_status_table() -> dict[type[BaseException], StatusRule]:
         MediaDecodeError: _decode_error_status,
     }
     table.update(_store_status_rules())
+    table[OSError] = _disk_full_status
+    table[sqlite3.OperationalError] = _disk_full_status
     return table
+
+
+# errno values of a write that found no room: the disk, the file size limit, the quota.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+DISK_FULL = (
+    "the server's storage is full, so the write did not complete; free space and retry"
+)
+
+
+def _disk_full_status(error: BaseException) -> grpc.StatusCode | None:
+    """RESOURCE_EXHAUSTED for a write that found no room; None (an internal error) otherwise.
+
+    SQLite reports a full disk as OperationalError("database or disk is full") and rolls the
+    transaction back; the file system's own errors carry an errno."""
+    if isinstance(error, OSError) and error.errno in _NO_ROOM:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower():
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return None
 
 
 def _store_status_rules() -> dict[type[BaseException], StatusRule]:
@@ -138,7 +161,7 @@ def lookup_status(
         rule = table.get(klass)
         if rule is None:
             continue
-        return rule if isinstance(rule, grpc.StatusCode) else rule(error)
+        return rule if isinstance(rule, grpc.StatusCode) else rule(error)  # None: not mapped
     return None
 
 
@@ -147,6 +170,11 @@ def status_for(
 ) -> tuple[grpc.StatusCode, str]:
     """(code, message) to send for ``error``; unmapped errors get INTERNAL and a log entry."""
     code = lookup_status(error, default_status_table() if table is None else table)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and isinstance(
+        error, (OSError, sqlite3.OperationalError)
+    ):
+        logger.error("a write found no room: %s", error)
+        return code, DISK_FULL
     if code is not None:
         return code, str(error) or type(error).__name__
     # The call's request id when it has one, so the message, the traceback and the call's

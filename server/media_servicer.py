@@ -43,6 +43,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self, request: media_pb2.IndexMediaRequest, context: grpc.ServicerContext
     ) -> media_pb2.IndexMediaResponse:
         deps = self._state.require()
+        deps.require_room()
         metadata = convert.metadata_from_proto(request.metadata)
         content = request.WhichOneof("content")
         if content == "data":
@@ -78,6 +79,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         context: grpc.ServicerContext,
     ) -> media_pb2.UploadMediaResponse:
         deps = self._state.require()
+        deps.require_room()
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         first = next(request_iterator, None)

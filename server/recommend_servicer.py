@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -45,6 +45,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
             raise ResourceLimitError(
                 "events", f"{len(request.events)} events is over the limit of {limit} per call"
             )
+        deps.require_room()
         converted = [convert.event_from_proto(message) for message in request.events]
         events = [item for item in converted if isinstance(item, Event)]
         stored = deps.engagement.log_events(events) if events else []
@@ -65,7 +66,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         with self._gate.admitted(bearer_token(context.invocation_metadata())):
             messages = bounded(request_iterator, self._limits, "import")
             result = import_events(
-                _import_chunks(messages, settings.import_chunk_events),
+                _import_chunks(messages, settings.import_chunk_events, deps.require_room),
                 deps.engagement,
                 deps.recommender,
                 max_errors=settings.import_max_errors,
@@ -126,6 +127,7 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         text = request.text.strip()
         if not text:
             raise InvalidArgumentError("text", "the interests text is empty")
+        deps.require_room()
         limit = deps.settings.media.max_caption_chars
         if len(text) > limit:
             raise ResourceLimitError("text", f"the interests text is over {limit} characters")
@@ -142,10 +144,14 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
 
 
 def _import_chunks(
-    messages: Iterator[recommend_pb2.ImportEventsRequest], limit: int
+    messages: Iterator[recommend_pb2.ImportEventsRequest],
+    limit: int,
+    require_room: Callable[[], None],
 ) -> Iterator[list[Event | EventResult]]:
-    """Each message's events as domain rows; a message over ``limit`` ends the import."""
+    """Each message's events as domain rows; a message over ``limit``, or a disk too full to
+    take it, ends the import."""
     for message in messages:
+        require_room()
         if len(message.events) > limit:
             raise ResourceLimitError(
                 "events",

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from encoders import Encoder, EncoderOptions, create_encoder
 from mediarec.v1 import media_pb2
 from server.config import Settings, recommend_settings
+from server.diskspace import DiskGuard
 from server.embed_batcher import BatchingEncoder
 from server.engagement import EventLimits, open_engagement_store
 from server.errors import UnavailableError
@@ -41,6 +42,12 @@ class ServiceDeps:
     engagement: EngagementStore
     recommender: Recommender
     batcher: BatchingEncoder | None = None  # the encoder's batching worker, when batching is on
+    disk: DiskGuard | None = None  # refuses writes while the data dir is nearly full
+
+    def require_room(self) -> None:
+        """Raise ResourceLimitError while the data dir is too full to take a write."""
+        if self.disk is not None:
+            self.disk.check()
 
     def close(self) -> None:
         """Stop the recommender's background work first: it reads both stores and the encoder."""
@@ -153,6 +160,7 @@ def _open_deps(
         engagement=engagement,
         recommender=recommender,
         batcher=batcher,
+        disk=DiskGuard(data_dir, settings.storage.min_free_mb),
     )
     logger.info(
         "service ready in %.1fs: model %s (%d-d), store %s",

@@ -296,9 +296,17 @@ class SqliteEngagementStore:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (a full disk): a second ROLLBACK
+                # would raise and hide the error that matters.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def _scan(self, sql: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
         """Rows of a read-only query on a private connection, fetched in batches."""

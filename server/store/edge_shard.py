@@ -18,6 +18,7 @@ points that no index covers yet.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -161,7 +162,17 @@ class ManagedShard:
     ) -> None:
         """Apply ``operations`` in order and return once they are on disk. ``applied`` runs
         under the write lock right after they are applied, so the caller's in-memory view of
-        the points (hit_keys.py) changes in the order the writes did."""
+        the points (hit_keys.py) changes in the order the writes did. A write that finds no
+        room raises OSError (ENOSPC or EFBIG)."""
+        with no_room_as_oserror():
+            self._write(operations, points_written, applied)
+
+    def _write(
+        self,
+        operations: Sequence[qe.UpdateOperation],
+        points_written: int,
+        applied: Callable[[], None] | None,
+    ) -> None:
         with self._write_lock:
             with self.reading() as shard:
                 for operation in operations:
@@ -344,7 +355,13 @@ class ManagedShard:
             builder.join()
         with self._readers:
             self._readers.wait_for(lambda: self._live.readers == 0)
-            self._live.shard.flush()
+            try:
+                with no_room_as_oserror():
+                    self._live.shard.flush()
+            except OSError as error:
+                # Every acknowledged write is already in the synced WAL, which the next open
+                # replays; a flush that finds no room must not fail the shutdown.
+                logger.error("flushing the vector store on close failed: %s", error)
             self._live.shard.close()
 
 
@@ -423,3 +440,23 @@ def _remove_stale_generations(root: Path, keep: str) -> None:
         if entry.is_dir() and _GENERATION.match(entry.name) and entry.name != keep:
             logger.info("removing the stale generation %s", entry)
             shutil.rmtree(entry, ignore_errors=True)
+
+
+# Qdrant Edge reports I/O failures as a bare Exception whose text ends in the OS error.
+_NO_ROOM_TEXT = re.compile(r"os error (28|27|122)\b|No space left on device|File too large")
+
+
+@contextlib.contextmanager
+def no_room_as_oserror() -> Iterator[None]:
+    """Turn Qdrant Edge's "no space left" and "file too large" failures into the OSError the
+    rest of the service knows (RESOURCE_EXHAUSTED at the API); anything else passes as is."""
+    try:
+        yield
+    except Exception as error:
+        found = None if isinstance(error, OSError) else _NO_ROOM_TEXT.search(str(error))
+        if found is None:
+            raise
+        too_large = found.group(1) == "27" or found.group(0) == "File too large"
+        number = errno.EFBIG if too_large else errno.ENOSPC
+        raise OSError(number, f"the vector store found no room: {error}") from error
+
