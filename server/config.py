@@ -884,6 +884,14 @@ class RecommendConfig:
         minimum=0,
         flag=False,
     )
+    item_cache_max_mb: int = setting(
+        _recommend_default("item_cache_max_mb"),
+        "item_cache_max_mb",
+        "Most memory (MB) the item cache holds, whatever item_cache_entries allows; the least "
+        "recently used go first. 0: the entry count alone bounds it.",
+        minimum=0,
+        flag=False,
+    )
     item_cache_ttl_s: float = setting(
         _recommend_default("item_cache_ttl_s"),
         "item_cache_ttl_s",

@@ -96,15 +96,24 @@ class ItemCache:
         max_entries: int,
         ttl_s: float,
         *,
+        max_bytes: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._max_entries = max_entries
+        self._max_bytes = max_bytes  # 0: no bound in bytes
         self._ttl_s = ttl_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, ItemInfo]] = OrderedDict()
+        self._bytes = 0
         self.counts = HitCounter()
+
+    @property
+    def size_bytes(self) -> int:
+        """The cached entries' approximate size (their arrays, ids and tags)."""
+        with self._lock:
+            return self._bytes
 
     def get(self, media_ids: Sequence[str]) -> dict[str, ItemInfo]:
         """Infos of the ids that exist (as of when they were cached); misses are fetched."""
@@ -144,7 +153,7 @@ class ItemCache:
         if gone:
             with self._lock:
                 for media_id in gone:
-                    self._entries.pop(media_id, None)
+                    self._drop(media_id)
         return present
 
     def _put(self, infos: Mapping[str, ItemInfo], now: float) -> None:
@@ -152,7 +161,28 @@ class ItemCache:
             return
         with self._lock:
             for media_id, info in infos.items():
+                self._drop(media_id)
                 self._entries[media_id] = (now, info)
-                self._entries.move_to_end(media_id)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+                self._bytes += info_bytes(info)
+            while len(self._entries) > self._max_entries or (
+                self._max_bytes and self._bytes > self._max_bytes and self._entries
+            ):
+                _, (_, oldest) = self._entries.popitem(last=False)
+                self._bytes -= info_bytes(oldest)
+
+    def _drop(self, media_id: str) -> None:
+        """Forget one entry (the caller holds the lock)."""
+        entry = self._entries.pop(media_id, None)
+        if entry is not None:
+            self._bytes -= info_bytes(entry[1])
+
+
+# Per entry beyond its arrays and strings: the dict slot, the tuple and the ItemInfo object.
+_ENTRY_OVERHEAD_BYTES = 400
+
+
+def info_bytes(info: ItemInfo) -> int:
+    """An item's approximate size in the cache."""
+    arrays = info.vector16.nbytes + (info.caption16.nbytes if info.caption16 is not None else 0)
+    strings = len(info.media_id) + len(info.creator_id) + sum(map(len, info.tags + info.topics))
+    return arrays + strings + _ENTRY_OVERHEAD_BYTES

@@ -113,6 +113,7 @@ class RecommendSettings:
 
     # -- in-memory item cache (vectors and ranking fields of recently seen candidates) ------------
     item_cache_entries: int = 200_000
+    item_cache_max_mb: int = 512  # and at most this much memory (0: entries alone bound it)
     item_cache_ttl_s: float = 300.0
 
     # -- the trained ranker ---------------------------------------------------------------------
