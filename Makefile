@@ -9,7 +9,7 @@ LOCK   := requirements.lock
 # Every extra of pyproject.toml enters the lock, so CI and the benchmarks install from it too.
 LOCK_EXTRAS := dev int8 parquet bench
 
-.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-gpu clean
+.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-gpu fuzz clean
 
 # The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
 # rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
@@ -84,6 +84,10 @@ bench-quality: $(STAMP)
 # writes docs/bench/real.{json,md}. Development runs score validation: python -m bench.real.
 bench-real: $(STAMP)
 	$(PY) -m bench.real --split test
+
+# The decode path's fuzz target at length (make test runs it briefly); about 5 min.
+fuzz: $(STAMP)
+	MEDIAREC_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz_decode.py
 
 # The collaborative core's build time, memory and request-side cost on generated logs up to
 # 100k items and 10M events; writes docs/bench/scale.{json,md}.

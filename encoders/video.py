@@ -288,8 +288,9 @@ def _container_opener(source: VideoSource) -> Callable[[], av.container.InputCon
 
     def open_container() -> av.container.InputContainer:
         try:
-            return av.open(target(), mode="r")
-        except av.FFmpegError as exc:
+            # Damaged metadata is not worth failing over: its text is replaced, not decoded.
+            return av.open(target(), mode="r", metadata_errors="replace")
+        except (av.FFmpegError, UnicodeDecodeError) as exc:
             # Bytes we recognised as a video container are damaged; anything else is unknown.
             reason = DecodeFailure.CORRUPT if fmt else DecodeFailure.UNKNOWN_FORMAT
             raise MediaDecodeError(reason, f"the video could not be opened: {exc}") from exc
@@ -312,7 +313,10 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
 
 
 def _check_frame_size(stream: av.VideoStream, max_pixels: int) -> None:
-    width, height = stream.codec_context.width, stream.codec_context.height
+    context = stream.codec_context
+    if context is None:  # a codec id FFmpeg has no decoder for (seen in damaged headers)
+        raise MediaDecodeError(DecodeFailure.CORRUPT, "the video stream's codec is unknown")
+    width, height = context.width, context.height
     if width <= 0 or height <= 0:
         raise MediaDecodeError(DecodeFailure.CORRUPT, "the video stream declares no frame size")
     check_dimensions((width, height), max_pixels, what="each video frame")
