@@ -32,6 +32,7 @@ from client import (
     MediaType,
     NotFound,
     ResourceExhausted,
+    ServingStatus,
 )
 from encoders.synthetic.world import WorldGenerator
 from encoders.synthetic_video import moving_shapes_frames, write_sparse_video, write_video
@@ -352,6 +353,29 @@ def test_bad_input_gets_its_status_code_and_changes_nothing(svc: ErrorService, c
     assert code == expected, caught.value
     assert svc.snapshot() == before
     assert not list((svc.settings.storage.data_dir / "uploads").iterdir())
+
+
+PEAK_GROWTH_LIMIT = 512 << 20  # bytes: bad input may cost work, never the machine's memory
+
+
+def _rss_bytes(field: str) -> int:
+    """VmRSS or VmHWM (the peak) of this process, which runs the server in these tests."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} not in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_every_hostile_case_together_keeps_the_peak_within_512_mib(svc: ErrorService) -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from now
+    start = _rss_bytes("VmRSS")
+    for call, _ in CASES.values():
+        with pytest.raises((MediarecError, grpc.RpcError)):
+            call(svc)
+    grown = _rss_bytes("VmHWM") - start
+    assert grown <= PEAK_GROWTH_LIMIT, f"peak RSS grew by {grown >> 20} MiB"
+    assert svc.client.health() is ServingStatus.SERVING
 
 
 def test_typed_client_errors_match_the_status(svc: ErrorService) -> None:
