@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from server.store.base import (
     CollectionNotReadyError,
@@ -22,8 +24,26 @@ from server.store.base import (
     StoreStats,
     VectorStore,
 )
-from server.store.edge import EdgeStore, EdgeTuning
-from server.store.remote import RemoteStore
+
+if TYPE_CHECKING:
+    from server.store.edge import EdgeStore, EdgeTuning
+    from server.store.remote import RemoteStore
+
+# The adapters load their engines (qdrant_edge, qdrant_client): importing a type from here
+# must not, so they are imported when first named.
+_ADAPTERS = {
+    "EdgeStore": "server.store.edge",
+    "EdgeTuning": "server.store.edge",
+    "RemoteStore": "server.store.remote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ADAPTERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 EDGE_SUBDIR = "qdrant-edge"
 
@@ -60,5 +80,9 @@ def open_store(
     Raises StoreLockedError when another process has the embedded store open.
     """
     if qdrant_url:
+        from server.store.remote import RemoteStore
+
         return RemoteStore.connect(qdrant_url, api_key)
+    from server.store.edge import EdgeStore
+
     return EdgeStore(Path(data_dir) / EDGE_SUBDIR, edge_tuning)
