@@ -5,7 +5,6 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mediarec.v1 import common_pb2, media_pb2
-from server.errors import InvalidArgumentError
 from server.media import (
     IndexedItem,
     ItemMetadata,
@@ -15,6 +14,7 @@ from server.media import (
     Outcome,
     StoredItem,
 )
+from server.service_errors import InvalidArgumentError
 from server.store import SearchFilter
 
 _MEDIA_TYPE_FROM_PROTO = {

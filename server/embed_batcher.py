@@ -44,8 +44,8 @@ import numpy as np
 from PIL import Image
 
 from encoders import Encoder
-from server.errors import DeadlineExceededError, UnavailableError
 from server.observability.buckets import BucketCounts, Buckets
+from server.service_errors import DeadlineExceededError, UnavailableError
 
 logger = logging.getLogger(__name__)
 

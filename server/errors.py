@@ -23,52 +23,18 @@ from google.protobuf.message import DecodeError
 
 from server.inflight import InFlight
 from server.observability.request_id import CURRENT_REQUEST_ID
+from server.service_errors import (  # re-exported: the status table's keys
+    AlreadyExistsError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    PreconditionError,
+    ResourceLimitError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class ServiceError(Exception):
-    """Base class of the errors servicers raise on purpose; each subclass has one status code."""
-
-
-class InvalidArgumentError(ServiceError):
-    """A request field is malformed; the message names the field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-class ResourceLimitError(ServiceError):
-    """A request field is over a configured limit (size, pixels, length, count)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-class NotFoundError(ServiceError):
-    """The request names an id that is not stored."""
-
-
-class AlreadyExistsError(ServiceError):
-    """The request would create something that exists already."""
-
-
-class PreconditionError(ServiceError):
-    """The system is not in a state to serve this request (e.g. model/collection mismatch)."""
-
-
-class UnauthenticatedError(ServiceError):
-    """The caller sent no valid credentials."""
-
-
-class UnavailableError(ServiceError):
-    """The service cannot serve right now but may later (e.g. still loading, shutting down)."""
-
-
-class DeadlineExceededError(ServiceError):
-    """The caller's deadline passed before the work ran, so it was dropped unrun."""
 
 
 StatusRule: TypeAlias = grpc.StatusCode | Callable[[BaseException], grpc.StatusCode | None]

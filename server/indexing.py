@@ -25,9 +25,9 @@ from PIL import Image
 from encoders import Encoder, l2_normalize
 from encoders.images import decode_image, sniff_media_kind
 from encoders.media_errors import DecodeFailure, MediaDecodeError
-from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import IndexedItem, ItemMetadata, MediaType, Outcome
 from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
+from server.service_errors import InvalidArgumentError, ResourceLimitError
 from server.store import MediaPoint, SearchFilter, VectorStore, schema
 from server.topics import Topic, TopicLabeler
 

@@ -21,10 +21,10 @@ from mediarec.v1 import media_pb2, media_pb2_grpc
 from server import convert
 from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
-from server.errors import InvalidArgumentError, ResourceLimitError
 from server.indexing import validate_media_id, validate_metadata
 from server.observability.tally import MEDIA_INDEXED
 from server.runtime import ServiceState
+from server.service_errors import InvalidArgumentError, ResourceLimitError
 from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ import math
 from mediarec.v1 import common_pb2, recommend_pb2
 from server.convert import media_type_from_proto, stored_item_to_proto
 from server.engagement.validation import MAX_ID_CHARS
-from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
 from server.recommend.importer import ImportResult
 from server.recommend.types import (
@@ -22,6 +21,7 @@ from server.recommend.types import (
     StateInfo,
     Surface,
 )
+from server.service_errors import InvalidArgumentError, ResourceLimitError
 
 _KIND_FROM_PROTO = {
     recommend_pb2.EVENT_KIND_IMPRESSION: EventKind.IMPRESSION,

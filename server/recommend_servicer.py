@@ -17,13 +17,13 @@ from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
 from server import recommend_convert as convert
 from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
-from server.errors import InvalidArgumentError, ResourceLimitError
 from server.media import StoredItem
 from server.observability.tally import EVENTS
 from server.payload import stored_item
 from server.recommend.importer import import_events
 from server.recommend.types import Event, EventResult, RecItem
 from server.runtime import ServiceDeps, ServiceState
+from server.service_errors import InvalidArgumentError, ResourceLimitError
 from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from server.config import Settings, recommend_settings
 from server.diskspace import DiskGuard
 from server.embed_batcher import BatchingEncoder
 from server.engagement import EventLimits, open_engagement_store
-from server.errors import UnavailableError
 from server.indexing import IndexLimits, MediaIndexer
 from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
 from server.recommend_convert import state_to_proto
 from server.search import MediaSearch
+from server.service_errors import UnavailableError
 from server.store import EDGE_SUBDIR, EdgeTuning, SearchFilter, VectorStore, open_store, schema
 from server.topics import TopicLabeler, vocabulary_prompts
 

@@ -95,7 +95,7 @@ def _search_local(
     settings: Settings, query: Query, k: int, filters: Filters = Filters()
 ) -> list[ResultRow]:
     from encoders.base import EncoderError
-    from server.errors import ServiceError
+    from server.service_errors import ServiceError
     from server.store import SearchFilter
 
     # Searching labels nothing, so the topic vocabulary need not be embedded at startup.

@@ -25,16 +25,13 @@ from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavai
 from encoders.media_errors import DecodeFailure, MediaDecodeError
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.auth import ApiKeyAuthInterceptor, bearer_token
-from server.errors import (
-    ErrorMappingInterceptor,
+from server.errors import ErrorMappingInterceptor, default_status_table, lookup_status, maps_errors
+from server.service_errors import (
     InvalidArgumentError,
     NotFoundError,
     PreconditionError,
     ResourceLimitError,
     UnauthenticatedError,
-    default_status_table,
-    lookup_status,
-    maps_errors,
 )
 from server.store.base import (
     CollectionNotReadyError,

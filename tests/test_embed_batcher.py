@@ -32,13 +32,9 @@ from server.embed_batcher import (
     embeds,
     rpc_deadline,
 )
-from server.errors import (
-    DeadlineExceededError,
-    UnavailableError,
-    default_status_table,
-    lookup_status,
-)
+from server.errors import default_status_table, lookup_status
 from server.runtime import ServiceState, open_deps
+from server.service_errors import DeadlineExceededError, UnavailableError
 
 WAIT_S = 20.0  # generous: the machine may be busy; tests never sleep this long when healthy
 TEXTS = [

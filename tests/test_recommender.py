@@ -23,7 +23,6 @@ import pytest
 from encoders import Encoder, load_encoder
 from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
 from server.engagement import open_engagement_store
-from server.errors import InvalidArgumentError, NotFoundError, PreconditionError
 from server.indexing import IndexLimits, MediaIndexer
 from server.media import ItemMetadata
 from server.recommend import blend as b
@@ -40,6 +39,7 @@ from server.recommend.types import (
     RecRequest,
     Surface,
 )
+from server.service_errors import InvalidArgumentError, NotFoundError, PreconditionError
 from server.store import VectorStore, open_store, schema
 from server.topics import TopicLabeler, demo_world_prompts
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.errors import ResourceLimitError
+from server.service_errors import ResourceLimitError
 from server.streams import StreamLimits, StreamTimeoutError, UploadGate, bounded
 
 

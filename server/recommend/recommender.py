@@ -25,7 +25,6 @@ import numpy as np
 
 from encoders import Encoder
 from server.embed_batcher import Priority, embed_scope
-from server.errors import InvalidArgumentError, NotFoundError
 from server.observability.buckets import Buckets
 from server.recommend import bandit
 from server.recommend import blend as b
@@ -75,6 +74,7 @@ from server.recommend.types import (
     Surface,
 )
 from server.recommend.usercache import Precomputer, UserCache, UserEntry
+from server.service_errors import InvalidArgumentError, NotFoundError
 from server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
