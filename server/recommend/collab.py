@@ -195,9 +195,14 @@ class CollabModel:
         computed once per request, read by both ``candidates`` and ``features``."""
         n, pos, every = self.n_items, history.positives, history.interactions
         zeros = np.zeros(n)
-        als = self.als.items @ self.als.fold_in(pos) if self.als and pos.size else zeros
+        # The user vector is cast to the item factors' float32: a float64 vector would make
+        # numpy upcast the whole (items x factors) matrix on every request.
+        als = (
+            self.als.items @ self.als.fold_in(pos).astype(np.float32)
+            if self.als and pos.size else zeros
+        )  # fmt: skip
         als_all = (
-            self.als_all.items @ self.als_all.fold_in(every)
+            self.als_all.items @ self.als_all.fold_in(every).astype(np.float32)
             if self.als_all and every.size else zeros
         )  # fmt: skip
         return UserScores(
