@@ -96,10 +96,16 @@ def test_posterior_counts_only_engagements_that_impressions_account_for(
 @pytest.mark.parametrize(
     ("k", "fraction", "max_slots", "min_k", "expected"),
     [(20, 0.1, 2, 5, 2), (10, 0.1, 2, 5, 1), (4, 0.5, 2, 5, 0), (100, 0.1, 2, 5, 2),
-     (20, 0.0, 2, 5, 0)],
+     (20, 0.0, 2, 5, 0), (6, 0.7, 4, 5, 3)],  # at most the page's second half
 )
 def test_exploration_budget(k, fraction, max_slots, min_k, expected) -> None:
     assert bandit.exploration_slots(k, fraction, max_slots, min_k) == expected
+
+
+@pytest.mark.parametrize("k", [5, 6, 7, 10, 20, 50])
+def test_the_largest_budget_gets_distinct_positions(k: int) -> None:
+    slots = bandit.exploration_slots(k, 1.0, k, 1)
+    assert len(set(bandit.slot_positions(k, slots))) == slots
 
 
 def test_slot_positions_are_spread_over_the_second_half_and_never_first() -> None:

@@ -108,7 +108,8 @@ def exploration_slots(k: int, fraction: float, max_slots: int, min_k: int) -> in
     """The exploration budget of a page of ``k`` items."""
     if k < min_k or fraction <= 0:
         return 0
-    return int(min(max_slots, max(1, round(k * fraction))))
+    # Slots go in the page's second half (slot_positions), so that half is the most there is.
+    return int(min(max_slots, k - k // 2, max(1, round(k * fraction))))
 
 
 def slot_positions(k: int, slots: int) -> list[int]:
