@@ -458,8 +458,9 @@ class RecommendConfig:
     learned_mmr_lambda: float = setting(
         _recommend_default("learned_mmr_lambda"),
         "learned_mmr_lambda",
-        "MMR relevance-vs-novelty weight, for every user, while the learned ranker scores "
-        "(1 = no diversity: on real data any lower value cost accuracy).",
+        "MMR relevance-vs-novelty weight, for every user, on the learned path (the model, or "
+        "popularity for a user with no positive yet); 1 = no diversity: on real data any "
+        "lower value cost accuracy.",
         minimum=0.0,
         maximum=1.0,
     )

@@ -438,16 +438,18 @@ class Recommender:
         # explorable items (a never-engaged item ranks low on score, so it would never be
         # explored if the pool came from the best scores alone).
         order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
+        explore_only: set[int] = set()  # in the list for the bandit's pool, never exploited
         if bandit.exploration_slots(k, s.explore_fraction, s.explore_max_slots, s.explore_min_k):
             prior = self._exploration_prior(table, queries, profile)
             listed = set(order)
-            order += [i for i in self._explorable(table, prior) if i not in listed]
+            explore_only = {i for i in self._explorable(table, prior) if i not in listed}
+            order += sorted(explore_only, key=lambda i: (-prior[i], i))
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
         final, explored = self._select(
             cands, table, scores, collapsed.keep, profile, k, queries, lambda: self._rng(request),
-            learned=scored.learned is not None,
+            learned=scored.learned is not None, explore_only=explore_only,
         )
         match_vectors = {
             f"c{q.label}": q.vector for q in queries if q.kind == "cluster"
@@ -497,6 +499,7 @@ class Recommender:
         rng_source: Callable[[], np.random.Generator],
         *,
         learned: bool = False,
+        explore_only: set[int] | None = None,
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
@@ -510,7 +513,9 @@ class Recommender:
         ranking among that page's slots; in the rare case that its creator reached the cap on
         that page anyway (two draws of one creator), ``merge_pages`` moves it to a later slot.
         Pool items the draw passes over wait for a later request. ``learned``: the learned
-        ranker scored, so MMR weighs relevance by ``learned_mmr_lambda`` for every user.
+        path scored (the model, or popularity for a user with no positive yet), so MMR weighs
+        relevance by ``learned_mmr_lambda`` for every user. ``explore_only``: candidates
+        listed for the pool alone.
         Returns candidate indices in order and {index: propensity} of the explored ones.
         """
         s = self._settings
@@ -529,7 +534,9 @@ class Recommender:
         room = max(slots, (len(kept) - len(top)) // POOL_SHARE_DIVISOR)
         pool = sorted(pool, key=lambda i: (-prior[i], i))[: min(s.explore_pool_size, room)]
         pool0 = set(pool)
-        exploit = [i for i in kept if i not in pool0]
+        # Items listed only for the pool keep out of exploitation whether drawn or not: they
+        # ranked below the cut on score.
+        exploit = [i for i in kept if i not in pool0 and i not in (explore_only or ())]
         lam = (
             s.learned_mmr_lambda if learned
             else s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence

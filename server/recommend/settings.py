@@ -105,8 +105,9 @@ class RecommendSettings:
     # -- diversity ------------------------------------------------------------------------------
     mmr_lambda: float = 0.9  # relevance vs novelty for a well-known user (1 = no diversity)
     mmr_lambda_cold: float = 0.9  # the same for a user with no history
-    # The same when the learned ranker scores: it is trained for the accuracy of the whole
-    # list, and diversity on top of it costs that accuracy at every history length.
+    # The same on the learned path (the model, or popularity for a user with no positive
+    # yet): the model is trained for the accuracy of the whole list, and diversity on top of
+    # it costs that accuracy at every history length.
     learned_mmr_lambda: float = 1.0
     creator_cap: int = 2  # items per creator in each page
     near_duplicate_cosine: float = 0.95  # items this similar collapse into one
