@@ -116,7 +116,8 @@ def model_card(model: LearnedRanker) -> str:
     if "newcomers_model" in metrics:
         lines += [
             "",
-            f"Among them, the newcomers' lists: model {metrics['newcomers_model']:.4f}, "
+            f"The held-out users' {info.get('held_out_newcomer_groups')} newcomer lists, apart: "
+            f"model {metrics['newcomers_model']:.4f}, "
             f"popularity {metrics.get('newcomers_popularity', 0.0):.4f}.",
         ]
     lines += ["", "## Features", "", "| feature | reported as | meaning |", "|---|---|---|"]

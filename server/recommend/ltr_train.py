@@ -344,10 +344,12 @@ def train_learned_ranker(
         model = _fit(train, config)
         x, y = valid.stacked()
         predicted = np.asarray(model.predict(x, num_threads=1))
-        metrics["model"] = mean_ndcg(predicted, y, valid)
-        for name in BASELINE_COLUMNS:
-            metrics[name] = mean_ndcg(x[:, FEATURES.index(name)], y, valid)
+        # The headline compares with earlier cards: the first-cut lists, newcomers apart.
         newcomer = np.repeat(np.array(valid.newcomer, dtype=bool), valid.sizes)
+        regular = valid.subset([not n for n in valid.newcomer])
+        metrics["model"] = mean_ndcg(predicted[~newcomer], y[~newcomer], regular)
+        for name in BASELINE_COLUMNS:
+            metrics[name] = mean_ndcg(x[~newcomer, FEATURES.index(name)], y[~newcomer], regular)
         if newcomer.any():
             only = valid.subset(valid.newcomer)
             metrics["newcomers_model"] = mean_ndcg(predicted[newcomer], y[newcomer], only)
@@ -363,7 +365,8 @@ def train_learned_ranker(
         "items": int(data.n_items),
         "groups": len(train.sizes),
         "served_impressions": int(shown.users.size),
-        "held_out_groups": len(valid.sizes),
+        "held_out_groups": valid.newcomer.count(False),
+        "held_out_newcomer_groups": valid.newcomer.count(True),
         "validation_ndcg10": {k: round(float(v), 4) for k, v in metrics.items()},
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "train_s": round(time.monotonic() - started, 1),
