@@ -148,6 +148,18 @@ def test_candidates_leave_out_the_history_and_follow_the_taste() -> None:
     assert 2 in cands  # the rest of the group the user likes
 
 
+def test_als_all_on_the_candidates_is_the_dense_product_at_their_rows() -> None:
+    core = small_core()
+    history = core.history([("m0", 2.0)], [("m0", 2.0), ("m5", 1.0)], now=3.0)
+    scores = core.user_scores(history)
+    items = np.array([2, 6, -1, 3])
+    assert core.als_all is not None
+    dense = core.als_all.items @ core.als_all.fold_in(history.interactions).astype(np.float32)
+    got = core.features(history, items, scores)["als_all"]
+    np.testing.assert_allclose(got[[0, 1, 3]], dense[[2, 6, 3]], rtol=1e-5)
+    assert got[2] == 0.0  # unknown to the core
+
+
 def test_features_of_items_the_core_never_saw_are_zero_with_a_missing_age() -> None:
     core = small_core()
     history = core.history([("m0", 2.0)], [("m6", 1.0)], now=3.0)

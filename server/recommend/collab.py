@@ -107,14 +107,16 @@ class UserHistory:
 
 @dataclass(frozen=True)
 class UserScores:
-    """One user's score of every item from each collaborative component."""
+    """One user's score of every item from each collaborative component in ``COLUMNS``, and
+    their vector in the every-interaction ALS, which only the candidates are scored by (no
+    source proposes from it, so scoring every item would be wasted)."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
-        "als", "als_all", "knn", "knn_recent", "knn_recent20", "knn_all", "rp3",
+        "als", "knn", "knn_recent", "knn_recent20", "knn_all", "rp3",
     )  # fmt: skip
 
     als: np.ndarray
-    als_all: np.ndarray
+    als_all_user: np.ndarray  # float32, the factors' width; empty when there is no vector
     knn: np.ndarray
     knn_recent: np.ndarray
     knn_recent20: np.ndarray
@@ -191,8 +193,9 @@ class CollabModel:
         )
 
     def user_scores(self, history: UserHistory) -> UserScores:
-        """Every item's score from each component for this history (dense, one per item):
-        computed once per request, read by both ``candidates`` and ``features``."""
+        """Every item's score from each dense component for this history (one per item), and
+        the user's every-interaction ALS vector: computed once per request, read by both
+        ``candidates`` and ``features``."""
         n, pos, every = self.n_items, history.positives, history.interactions
         zeros = np.zeros(n)
         # The user vector is cast to the item factors' float32: a float64 vector would make
@@ -201,13 +204,13 @@ class CollabModel:
             self.als.items @ self.als.fold_in(pos).astype(np.float32)
             if self.als and pos.size else zeros
         )  # fmt: skip
-        als_all = (
-            self.als_all.items @ self.als_all.fold_in(every).astype(np.float32)
-            if self.als_all and every.size else zeros
+        als_all_user = (
+            self.als_all.fold_in(every).astype(np.float32)
+            if self.als_all and every.size else np.zeros(0, dtype=np.float32)
         )  # fmt: skip
         return UserScores(
             als=np.asarray(als, dtype=np.float64),
-            als_all=np.asarray(als_all, dtype=np.float64),
+            als_all_user=als_all_user,
             knn=_graph_scores(self.knn, pos, n),
             knn_recent=_graph_scores(self.knn, pos[:5], n),
             knn_recent20=_graph_scores(self.knn, pos[:20], n),
@@ -246,6 +249,11 @@ class CollabModel:
             return np.where(known, values[at], 0.0) if values.size else np.zeros(n)
 
         out = {name: on_known(getattr(scores, name)) for name in UserScores.COLUMNS}
+        if self.als_all is not None and scores.als_all_user.size:
+            rows = self.als_all.items[at] @ scores.als_all_user
+            out["als_all"] = np.where(known, rows.astype(np.float64), 0.0)
+        else:
+            out["als_all"] = np.zeros(n)
         unseen = np.delete(scores.als, pos)
         best = float(unseen.max()) if unseen.size and pos.size else 0.0
         out["als_relative"] = out["als"] / best if best > 0 else np.zeros(n)
