@@ -438,18 +438,21 @@ class Recommender:
         # explorable items (a never-engaged item ranks low on score, so it would never be
         # explored if the pool came from the best scores alone).
         order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
+        prior = self._exploration_prior(table, queries, profile)
+        explorable = self._is_explorable(table)
         explore_only: set[int] = set()  # in the list for the bandit's pool, never exploited
         if bandit.exploration_slots(k, s.explore_fraction, s.explore_max_slots, s.explore_min_k):
-            prior = self._exploration_prior(table, queries, profile)
             listed = set(order)
-            explore_only = {i for i in self._explorable(table, prior) if i not in listed}
-            order += sorted(explore_only, key=lambda i: (-prior[i], i))
+            best = self._best_explorable(explorable, prior)
+            explore_only = {i for i in best if i not in listed}
+            order += [i for i in best if i in explore_only]
         collapsed = collapse_near_duplicates(
             order, cands.visual, s.near_duplicate_cosine, _dup_groups(cands)
         )
         final, explored = self._select(
-            cands, table, scores, collapsed.keep, profile, k, queries, lambda: self._rng(request),
-            learned=scored.learned is not None, explore_only=explore_only,
+            cands, table, scores, collapsed.keep, profile, k, lambda: self._rng(request),
+            prior=prior, explorable=explorable, explore_only=explore_only,
+            learned=scored.learned is not None,
         )
         match_vectors = {
             f"c{q.label}": q.vector for q in queries if q.kind == "cluster"
@@ -495,11 +498,12 @@ class Recommender:
         kept: list[int],
         profile: UserProfile,
         k: int,
-        queries: Sequence[src.QueryVector],
         rng_source: Callable[[], np.random.Generator],
         *,
+        prior: np.ndarray,
+        explorable: np.ndarray,
+        explore_only: set[int],
         learned: bool = False,
-        explore_only: set[int] | None = None,
     ) -> tuple[list[int], dict[int, float]]:
         """Exploitation (MMR + creator cap) and exploration (Thompson) merged into one list.
 
@@ -514,8 +518,9 @@ class Recommender:
         that page anyway (two draws of one creator), ``merge_pages`` moves it to a later slot.
         Pool items the draw passes over wait for a later request. ``learned``: the learned
         path scored (the model, or popularity for a user with no positive yet), so MMR weighs
-        relevance by ``learned_mmr_lambda`` for every user. ``explore_only``: candidates
-        listed for the pool alone.
+        relevance by ``learned_mmr_lambda`` for every user. ``prior`` and ``explorable``:
+        each candidate's prior rate and whether it may be explored; ``explore_only``:
+        candidates listed for the pool alone.
         Returns candidate indices in order and {index: propensity} of the explored ones.
         """
         s = self._settings
@@ -526,9 +531,7 @@ class Recommender:
         pages = math.ceil(depth / k)
         top = set(kept[:k])  # the first page's best are never gambled on
         # Without exploration slots nothing is set aside for the draw.
-        explorable = self._is_explorable(table)
         pool = [i for i in kept if i not in top and explorable[i]] if slots > 0 else []
-        prior = self._exploration_prior(table, queries, profile)
         # Exploitation never sees the pool, so in a small catalogue a full pool would leave it
         # too few items to fill pages under the creator cap.
         room = max(slots, (len(kept) - len(top)) // POOL_SHARE_DIVISOR)
@@ -536,7 +539,7 @@ class Recommender:
         pool0 = set(pool)
         # Items listed only for the pool keep out of exploitation whether drawn or not: they
         # ranked below the cut on score.
-        exploit = [i for i in kept if i not in pool0 and i not in (explore_only or ())]
+        exploit = [i for i in kept if i not in pool0 and i not in explore_only]
         lam = (
             s.learned_mmr_lambda if learned
             else s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
@@ -583,9 +586,9 @@ class Recommender:
         s = self._settings
         return (table.item_conf < 0.5) & (table.impressions < s.explore_max_impressions)
 
-    def _explorable(self, table: FeatureTable, prior: np.ndarray) -> list[int]:
+    def _best_explorable(self, explorable: np.ndarray, prior: np.ndarray) -> list[int]:
         """The ``explore_pool_size`` explorable candidates of best prior, best first."""
-        index = np.flatnonzero(self._is_explorable(table))
+        index = np.flatnonzero(explorable)
         best = index[np.argsort(-prior[index], kind="stable")]
         return [int(i) for i in best[: self._settings.explore_pool_size]]
 
