@@ -26,10 +26,8 @@ from client import (
     ResourceExhausted,
     ServingStatus,
 )
-from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
 from server.errors import DISK_FULL
-from server.runtime import ServiceState, open_deps
+from tests.servers import serve_demo
 
 SMALL_MB, ROOMY_MB = 60, 240
 BATCH = 1000
@@ -54,20 +52,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _settings(data_dir: Path, min_free_mb: int) -> Settings:
-    return load_settings(
-        {"model_id": "mediarec-demo", "data_dir": str(data_dir), "port": 0,
-         "min_free_mb": min_free_mb},
-        {},
-        None,
-    )  # fmt: skip
-
-
-def _serve(data_dir: Path, min_free_mb: int) -> RunningServer:
-    settings = _settings(data_dir, min_free_mb)
-    return build_server(settings, ServiceState(open_deps(settings)))
 
 
 def _batch(n: int) -> list[Event]:
@@ -95,7 +79,7 @@ def _reopens_with(small_disk: Path, acknowledged: int) -> None:
     """With room again, the store opens, holds every acknowledged event, and takes more."""
     grown = _mount(small_disk, ROOMY_MB, "remount")
     assert grown.returncode == 0, grown.stderr
-    again = _serve(small_disk / "data", 0)
+    again = serve_demo(small_disk / "data", min_free_mb=0)
     try:
         with MediarecClient(f"127.0.0.1:{again.port}") as client:
             assert client.refresh().events_included == acknowledged
@@ -105,7 +89,7 @@ def _reopens_with(small_disk: Path, acknowledged: int) -> None:
 
 
 def test_writes_stop_at_the_free_space_reserve_and_nothing_is_lost(small_disk: Path) -> None:
-    running = _serve(small_disk / "data", min_free_mb=20)
+    running = serve_demo(small_disk / "data", min_free_mb=20)
     try:
         with MediarecClient(f"127.0.0.1:{running.port}") as client:
             acknowledged, refused = _fill(client)
@@ -130,7 +114,7 @@ def test_writes_stop_at_the_free_space_reserve_and_nothing_is_lost(small_disk: P
 
 
 def test_a_disk_that_fills_anyway_is_resource_exhausted_not_internal(small_disk: Path) -> None:
-    running = _serve(small_disk / "data", min_free_mb=0)  # no reserve: SQLite meets the edge
+    running = serve_demo(small_disk / "data", min_free_mb=0)  # no reserve: SQLite meets the edge
     try:
         with MediarecClient(f"127.0.0.1:{running.port}") as client:
             acknowledged, refused = _fill(client)

@@ -28,7 +28,8 @@ from mediarec.v1 import media_pb2, media_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import load_settings
 from server.observability.requests import REQUEST_ID_KEY, request_id_of
-from server.runtime import ServiceState, open_deps
+from server.runtime import ServiceState
+from tests.servers import serve_demo
 
 GET_INFO = "/mediarec.v1.MediaService/GetServerInfo"
 GET_MEDIA = "/mediarec.v1.MediaService/GetMedia"
@@ -42,17 +43,7 @@ SEARCH = "/mediarec.v1.MediaService/SearchMedia"
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    settings = load_settings(
-        {
-            "model_id": "mediarec-demo",
-            "data_dir": str(tmp_path_factory.mktemp("observed") / "data"),
-            "port": 0,
-            "http_port": 0,
-        },
-        {},
-        None,
-    )
-    server = build_server(settings, ServiceState(open_deps(settings)))
+    server = serve_demo(tmp_path_factory.mktemp("observed") / "data", http_port=0)
     try:
         yield server
     finally:

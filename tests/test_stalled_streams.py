@@ -18,29 +18,21 @@ import pytest
 
 from client import MediarecClient, ServingStatus
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.app import RunningServer, build_server
-from server.config import load_settings
-from server.runtime import ServiceState, open_deps
+from server.app import RunningServer
+from tests.servers import serve_demo
 
 IDLE_S = 1.5
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    settings = load_settings(
-        {
-            "model_id": "mediarec-demo",
-            "data_dir": str(tmp_path_factory.mktemp("stalls") / "data"),
-            "port": 0,
-            "workers": 4,
-            "max_concurrent_uploads": 2,
-            "max_uploads_per_key": 2,
-            "stream_idle_timeout_s": IDLE_S,
-        },
-        {},
-        None,
+    server = serve_demo(
+        tmp_path_factory.mktemp("stalls") / "data",
+        workers=4,
+        max_concurrent_uploads=2,
+        max_uploads_per_key=2,
+        stream_idle_timeout_s=IDLE_S,
     )
-    server = build_server(settings, ServiceState(open_deps(settings)))
     try:
         yield server
     finally:

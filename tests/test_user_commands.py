@@ -9,26 +9,15 @@ import numpy as np
 import pytest
 
 from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
-from server.app import RunningServer, build_server
 from server.cli import main
-from server.config import load_settings
-from server.runtime import ServiceState, open_deps
+from tests.servers import serve_demo
 
 ITEMS = 8
 
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = load_settings(
-        {
-            "model_id": "mediarec-demo",
-            "data_dir": str(tmp_path_factory.mktemp("users") / "data"),
-            "port": 0,
-        },
-        {},
-        None,
-    )
-    server: RunningServer = build_server(settings, ServiceState(open_deps(settings)))
+    server = serve_demo(tmp_path_factory.mktemp("users") / "data")
     address = f"127.0.0.1:{server.port}"
     rng = np.random.default_rng(0)
     try:
