@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.inprocess import Server
 from bench.report import code_version, machine
 from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
 
@@ -59,29 +60,8 @@ def index_catalogue(client: MediarecClient, items: int, dim: int, seed: int) -> 
         )  # fmt: skip
 
 
-class Server:
-    """The real server on 127.0.0.1:0 over a data dir, in this process."""
-
-    def __init__(self, data_dir: Path) -> None:
-        from server.app import build_server
-        from server.config import load_settings
-        from server.runtime import ServiceState, open_deps
-
-        settings = load_settings(
-            {"model_id": MODEL_ID, "data_dir": str(data_dir), "port": 0}, {}, None
-        )
-        self.deps = open_deps(settings)
-        self.deps.recommender.wait_for_refresh()
-        self.running = build_server(settings, ServiceState(self.deps))
-        self.client = MediarecClient(f"127.0.0.1:{self.running.port}", default_timeout_s=600)
-
-    def close(self) -> None:
-        self.client.close()
-        self.running.stop(0)
-
-
 def run_log_events(data_dir: Path, events: Sequence[Event]) -> float:
-    server = Server(data_dir)
+    server = Server(data_dir, MODEL_ID)
     try:
         started = time.perf_counter()
         for i in range(0, len(events), LOG_BATCH):
@@ -94,7 +74,7 @@ def run_log_events(data_dir: Path, events: Sequence[Event]) -> float:
 
 
 def run_import(data_dir: Path, events: Sequence[Event]) -> float:
-    server = Server(data_dir)
+    server = Server(data_dir, MODEL_ID)
     try:
         started = time.perf_counter()
         result = server.client.import_events(iter(events), chunk_events=IMPORT_CHUNK)
@@ -118,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = history(args.events, args.users, args.items, args.seed)
     with tempfile.TemporaryDirectory(prefix="mediarec-bench-import-") as tmp:
         base = Path(tmp) / "base"
-        server = Server(base)
+        server = Server(base, MODEL_ID)
         try:
             index_catalogue(server.client, args.items, server.deps.encoder.dim, args.seed)
         finally:

@@ -45,6 +45,7 @@ from client.types import (
     ServingStatus,
     StoreKind,
     Surface,
+    TextMatch,
     Topic,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "ServerLimits",
     "ServingStatus",
     "StoreKind",
+    "TextMatch",
     "Surface",
     "Topic",
     "Unauthenticated",

@@ -43,6 +43,7 @@ from client.types import (
     ServerInfo,
     ServingStatus,
     Surface,
+    TextMatch,
 )
 from mediarec.v1 import (
     admin_pb2,
@@ -238,10 +239,15 @@ class MediarecClient:
         *,
         k: int = 10,
         media_filter: MediaFilter | None = None,
+        match: TextMatch = TextMatch.UNSPECIFIED,
         timeout_s: float | None = None,
     ) -> list[SearchHit]:
-        """Items closest to a free-text query, best first."""
-        request = media_pb2.SearchMediaRequest(text=text)
+        """Items closest to a free-text query, best first.
+
+        ``match`` picks the vectors matched: pictures and captions fused by rank (the server's
+        default), pictures only, or captions only.
+        """
+        request = media_pb2.SearchMediaRequest(text=text, text_match=int(match))
         return self._search(request, k, media_filter, timeout_s)
 
     def search_image(

@@ -26,6 +26,15 @@ class IndexOutcome(enum.IntEnum):
     UNCHANGED = 3
 
 
+class TextMatch(enum.IntEnum):
+    """Which stored vectors a text search matches; the values equal ``mediarec.v1.TextMatch``."""
+
+    UNSPECIFIED = 0  # the server's default: hybrid
+    HYBRID = 1  # pictures and captions, fused by rank
+    PIXELS = 2  # pictures only; posts without one by their caption
+    CAPTIONS = 3  # captions only
+
+
 class StoreKind(enum.IntEnum):
     """Which engine stores the vectors; the values equal ``mediarec.v1.StoreKind``."""
 

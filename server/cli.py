@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--image", type=Path, help="query image file")
     query.add_argument("--similar", metavar="MEDIA_ID", help="more like this stored item")
     search.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    search.add_argument("--match", choices=("hybrid", "pixels", "captions"), default="hybrid",
+                        help="what a text query matches: pictures and captions fused by rank "
+                        "(default), pictures only, or captions only")  # fmt: skip
     search.add_argument("--type", action="append", choices=("image", "video", "text"),
                         default=[], help="only this media type (repeat for several)")
     search.add_argument("--creator", action="append", default=[], metavar="ID",
@@ -219,6 +222,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         image=args.image,
         similar=args.similar,
         k=args.k,
+        match=args.match,
         server=args.server,
         api_key=args.api_key or os.environ.get("MEDIAREC_API_KEY"),
         filters=Filters(tuple(args.type), tuple(args.creator), tuple(args.tag)),

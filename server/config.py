@@ -313,6 +313,29 @@ class SearchSettings:
         10, "search_default_k", "Results returned when a search asks for k = 0.", minimum=1
     )
     max_k: int = setting(1000, "search_max_k", "Largest k a search accepts.", minimum=1)
+    caption_weight: float = setting(
+        1.0,
+        "search_caption_weight",
+        "Weight of the caption ranking against the picture ranking (1) when a hybrid text "
+        "search fuses them.",
+        minimum=0.01,
+        maximum=100.0,
+    )
+    fusion_rrf_k: int = setting(
+        2,
+        "search_fusion_rrf_k",
+        "The k of reciprocal-rank fusion in hybrid text search: larger flattens the gap "
+        "between adjacent ranks (Qdrant's default is 2).",
+        minimum=1,
+        maximum=1000,
+    )
+    fusion_depth: int = setting(
+        50,
+        "search_fusion_depth",
+        "Candidates each ranking contributes to a hybrid text search (at least k).",
+        minimum=1,
+        maximum=10000,
+    )
 
 
 def _recommend_default(name: str) -> Any:

@@ -14,6 +14,7 @@ from server.media import (
     Outcome,
     StoredItem,
 )
+from server.search import TextMatch
 from server.service_errors import InvalidArgumentError
 from server.store import SearchFilter
 
@@ -123,6 +124,21 @@ def hit_to_proto(hit: MediaHit) -> media_pb2.SearchResult:
     if hit.matched_frame_timestamp_s is not None:
         result.matched_frame_timestamp_s = hit.matched_frame_timestamp_s
     return result
+
+
+_TEXT_MATCHES = {
+    media_pb2.TEXT_MATCH_UNSPECIFIED: TextMatch.HYBRID,
+    media_pb2.TEXT_MATCH_HYBRID: TextMatch.HYBRID,
+    media_pb2.TEXT_MATCH_PIXELS: TextMatch.PIXELS,
+    media_pb2.TEXT_MATCH_CAPTIONS: TextMatch.CAPTIONS,
+}
+
+
+def text_match_from_proto(value: int) -> TextMatch:
+    match = _TEXT_MATCHES.get(value)
+    if match is None:
+        raise InvalidArgumentError("text_match", f"unknown text_match {value}")
+    return match
 
 
 def filter_from_proto(message: common_pb2.MediaFilter) -> SearchFilter:

@@ -174,7 +174,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         search_filter = convert.filter_from_proto(request.filter)
         query = request.WhichOneof("query")
         if query == "text":
-            hits = search.by_text(request.text, k, search_filter)
+            match = convert.text_match_from_proto(request.text_match)
+            hits = search.by_text(request.text, k, search_filter, match)
         elif query == "image":
             hits = search.by_image(request.image, k, search_filter)
         elif query == "media_id":

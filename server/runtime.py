@@ -22,7 +22,15 @@ from server.recommend.types import EngagementStore
 from server.recommend_convert import state_to_proto
 from server.search import MediaSearch
 from server.service_errors import UnavailableError
-from server.store import EDGE_SUBDIR, EdgeTuning, SearchFilter, VectorStore, open_store, schema
+from server.store import (
+    EDGE_SUBDIR,
+    EdgeTuning,
+    Fusion,
+    SearchFilter,
+    VectorStore,
+    open_store,
+    schema,
+)
 from server.topics import TopicLabeler, vocabulary_prompts
 
 logger = logging.getLogger(__name__)
@@ -155,6 +163,11 @@ def _open_deps(
             default_k=settings.search.default_k,
             max_k=settings.search.max_k,
             max_image_pixels=settings.media.max_image_pixels,
+            fusion=Fusion(
+                rrf_k=settings.search.fusion_rrf_k,
+                weights=(1.0, settings.search.caption_weight),
+                depth=settings.search.fusion_depth,
+            ),
         ),
         spool_dir=spool_dir,
         engagement=engagement,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from enum import StrEnum
 
 import numpy as np
 
@@ -14,9 +15,17 @@ from server.indexing import decode_failure, jpeg_draft_size
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
 from server.service_errors import InvalidArgumentError, NotFoundError
-from server.store import SearchFilter, SearchHit, VectorStore, schema
+from server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
 
 logger = logging.getLogger(__name__)
+
+
+class TextMatch(StrEnum):
+    """Which stored vectors a text query is matched against."""
+
+    HYBRID = "hybrid"  # pictures and captions, fused by rank
+    PIXELS = "pixels"  # pictures (video frames too); caption-only posts by their caption
+    CAPTIONS = "captions"  # captions only
 
 
 class MediaSearch:
@@ -28,6 +37,7 @@ class MediaSearch:
         default_k: int = 10,
         max_k: int = 1000,
         max_image_pixels: int = 80_000_000,
+        fusion: Fusion | None = None,
     ) -> None:
         self._encoder = encoder
         self._store = store
@@ -35,6 +45,7 @@ class MediaSearch:
         self._max_k = max_k
         self._max_image_pixels = max_image_pixels
         self._draft_size = jpeg_draft_size(encoder)
+        self._fusion = fusion or Fusion()
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, media_id: str) -> StoredItem:
@@ -60,11 +71,28 @@ class MediaSearch:
             raise InvalidArgumentError("k", f"k={k} is over the maximum of {self._max_k}")
         return k or self._default_k
 
-    def by_text(self, text: str, k: int, filter: SearchFilter) -> list[MediaHit]:
+    def by_text(
+        self, text: str, k: int, filter: SearchFilter, match: TextMatch = TextMatch.HYBRID
+    ) -> list[MediaHit]:
+        """Items for a text query. Hybrid (the default) fuses the picture and caption rankings,
+        so a photo is found by what it shows or by what its caption says; its scores are
+        fusion scores, not cosines."""
         if not text.strip():
             raise InvalidArgumentError("text", "the query text is empty")
         query = self._encoder.embed_texts([text])[0]
-        return self.by_vector(query, k, filter, include_captions=True)
+        if match is TextMatch.PIXELS:
+            return self.by_vector(query, k, filter, include_captions=True)
+        if match is TextMatch.CAPTIONS:
+            return self._hits(self._store.search(schema.CAPTION, query, k, filter))
+        hits = self._store.search_fused(
+            query,
+            (schema.VISUAL, schema.CAPTION),
+            k,
+            filter,
+            fusion=self._fusion,
+            match_frames=True,
+        )
+        return self._hits(hits)
 
     def by_image(self, data: bytes, k: int, filter: SearchFilter) -> list[MediaHit]:
         try:

@@ -40,6 +40,7 @@ class Query:
     text: str | None = None
     image: bytes | None = None
     similar: str | None = None
+    match: str = "hybrid"  # for text: "hybrid", "pixels" or "captions"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def run_search(
     image: Path | None = None,
     similar: str | None = None,
     k: int = 10,
+    match: str = "hybrid",
     server: str | None = None,
     api_key: str | None = None,
     filters: Filters = Filters(),
@@ -66,7 +68,9 @@ def run_search(
     """Run one query and print the results (a table, or JSON); 0 on success, 1 on an error,
     2 if the store is locked by a running server."""
     try:
-        query = Query(text=text, image=_read_image(image) if image else None, similar=similar)
+        query = Query(
+            text=text, image=_read_image(image) if image else None, similar=similar, match=match
+        )
         rows = (
             _search_server(server, api_key, query, k, filters)
             if server
@@ -95,6 +99,7 @@ def _search_local(
     settings: Settings, query: Query, k: int, filters: Filters = Filters()
 ) -> list[ResultRow]:
     from encoders.base import EncoderError
+    from server.search import TextMatch
     from server.service_errors import ServiceError
     from server.store import SearchFilter
 
@@ -106,7 +111,7 @@ def _search_local(
                                   creator_ids=filters.creator_ids, tags=filters.tags)  # fmt: skip
         k = search.resolve_k(k)
         if query.text is not None:
-            hits = search.by_text(query.text, k, everything)
+            hits = search.by_text(query.text, k, everything, TextMatch(query.match))
         elif query.image is not None:
             hits = search.by_image(query.image, k, everything)
         else:
@@ -130,7 +135,7 @@ def _search_local(
 def _search_server(
     server: str, api_key: str | None, query: Query, k: int, filters: Filters = Filters()
 ) -> list[ResultRow]:
-    from client import MediaFilter, MediarecClient, MediarecError, MediaType
+    from client import MediaFilter, MediarecClient, MediarecError, MediaType, TextMatch
 
     only = MediaFilter(
         media_types=tuple(MediaType[t.upper()] for t in filters.media_types),
@@ -140,7 +145,8 @@ def _search_server(
     with MediarecClient(server, api_key=api_key) as client:
         try:
             if query.text is not None:
-                hits = client.search_text(query.text, k=k, media_filter=only)
+                match = TextMatch[query.match.upper()]
+                hits = client.search_text(query.text, k=k, media_filter=only, match=match)
             elif query.image is not None:
                 hits = client.search_image(query.image, k=k, media_filter=only)
             else:

@@ -106,6 +106,22 @@ def test_search_filters_by_type_and_prints_json(
     assert all(row["media_type"] == "image" for row in json.loads(capsys.readouterr().out))
 
 
+@pytest.mark.parametrize("match", ["captions", "pixels", "hybrid"])
+def test_search_match_gives_the_same_answer_locally_and_through_a_server(
+    indexed: Indexed, server: Served, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = next(i for i in indexed.items if i.kind == "image" and i.caption)
+    answers = []
+    for where in (indexed.flags, ["--server", server.target]):
+        args = ["search", photo.caption, "-k", "4", "--match", match, "--json", *where]
+        assert main(args) == 0
+        answers.append(json.loads(capsys.readouterr().out))
+    local, served = answers
+    assert [r["media_id"] for r in local] == [r["media_id"] for r in served]
+    if match == "captions":  # its own caption, word for word, is the closest caption
+        assert local[0]["media_id"] == indexed.media_id(photo)
+
+
 def test_search_for_an_unknown_id_is_one_sentence_and_exit_1(
     indexed: Indexed, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,10 +40,17 @@ from client import (
     NotFound,
     ResourceExhausted,
     ServingStatus,
+    TextMatch,
     Unauthenticated,
     Unavailable,
 )
-from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, Post, WorldGenerator
+from encoders.synthetic.world import (
+    ATTRIBUTE_FAMILIES,
+    Attributes,
+    Post,
+    WorldGenerator,
+    canonical_caption,
+)
 from encoders.synthetic_video import write_video
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.app import RunningServer, build_server
@@ -510,6 +517,47 @@ def test_image_query_finds_the_same_image_first(service: Service, world: WorldCo
     hits = service.client.search_image(world.images[media_id], k=5, media_filter=WORLD_ONLY)
     assert hits[0].item.media_id == media_id
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_text_search_matches_captions_as_well_as_pixels(service: Service) -> None:
+    """A photo whose caption says what its picture does not is found by hybrid search.
+
+    "mislabelled" shows red circles on a beach but its caption describes blue stars at night;
+    "stars" shows blue stars at night and has no caption; the rest are other pictures.
+    """
+    generator = WorldGenerator(77, image_size=128)
+    shown = Attributes("circle", "red", "two", "beach", "solid")
+    described = Attributes("star", "blue", "three", "night sky", "striped")
+    others = [
+        Attributes("square", "green", "one", "forest", "dotted"),
+        Attributes("heart", "yellow", "four", "snowy field", "outlined"),
+        Attributes("triangle", "purple", "one", "city street", "solid"),
+    ]
+    query = canonical_caption(described)
+    items = {"mislabelled": (shown, query), "stars": (described, "")}
+    items |= {f"other-{i}": (attrs, "") for i, attrs in enumerate(others)}
+    for media_id, (attrs, caption) in items.items():
+        service.client.index_media(
+            MediaMetadata(media_id=f"hybrid-{media_id}", creator_id="hybrid", caption=caption),
+            jpeg(generator.render(attrs)),
+        )
+    only = MediaFilter(creator_ids=("hybrid",))
+
+    def ids(match: TextMatch) -> list[str]:
+        hits = service.client.search_text(query, k=5, media_filter=only, match=match)
+        return [h.item.media_id.removeprefix("hybrid-") for h in hits]
+
+    pixels = ids(TextMatch.PIXELS)
+    assert pixels[0] == "stars" and pixels.index("mislabelled") > 0
+    assert ids(TextMatch.CAPTIONS) == ["mislabelled"]  # the only item with a caption
+    # First in the captions and found in the pictures too, it beats the best picture alone.
+    hybrid = ids(TextMatch.HYBRID)
+    assert hybrid[:2] == ["mislabelled", "stars"]
+    assert ids(TextMatch.UNSPECIFIED) == hybrid  # the server's default
+    # Fused scores are reciprocal ranks (Qdrant's RRF, k = 2), not cosines.
+    top, second = service.client.search_text(query, k=2, media_filter=only)
+    assert top.score == pytest.approx(1 / 2 + 1 / (2 + pixels.index("mislabelled")))
+    assert second.score == pytest.approx(1 / 2)
 
 
 def test_more_like_this_excludes_the_seed(service: Service, world: WorldCorpus) -> None:

@@ -26,6 +26,7 @@ from server.store import (
     DimensionMismatchError,
     EdgeStore,
     EdgeTuning,
+    Fusion,
     InvalidVectorError,
     MediaPoint,
     RemoteStore,
@@ -156,15 +157,22 @@ def oracle_search(
     return [(world.ids[rows[j]], float(scores[j])) for j in order]
 
 
-def assert_same_ranking(hits: list[SearchHit], expected: list[tuple[str, float]]) -> None:
-    """Same ids in the same order and scores within SCORE_TOL; near-ties may swap places."""
+def assert_same_ranking(
+    hits: list[SearchHit],
+    expected: list[tuple[str, float]],
+    tie_pool: list[tuple[str, float]] | None = None,
+) -> None:
+    """Same ids in the same order and scores within SCORE_TOL; near-ties may swap places.
+
+    ``tie_pool`` (default ``expected``) holds the results a tie may bring in from past the end.
+    """
     assert len(hits) == len(expected)
     got_scores = np.array([h.score for h in hits])
     want_scores = np.array([s for _, s in expected])
     np.testing.assert_allclose(got_scores, want_scores, atol=SCORE_TOL, rtol=0)
     for pos, (hit, (want_id, want_score)) in enumerate(zip(hits, expected, strict=True)):
         if hit.media_id != want_id:
-            tied = [e for e in expected if abs(e[1] - want_score) <= SCORE_TOL]
+            tied = [e for e in tie_pool or expected if abs(e[1] - want_score) <= SCORE_TOL]
             assert hit.media_id in {e[0] for e in tied}, (
                 f"position {pos}: {hit.media_id} vs {want_id}"
             )
@@ -462,6 +470,48 @@ def test_video_hits_name_their_best_frame(loaded: VectorStore, world: World) -> 
     assert [(f.frame_index, f.timestamp_s) for f in stored] == list(enumerate(FRAME_TIMES))
     not_a_video = next(m for m in world.ids if m not in world.frames)
     assert loaded.get_frames(not_a_video) == []
+
+
+def oracle_fused(
+    world: World, query: np.ndarray, fusion: Fusion, f: SearchFilter | None = None
+) -> list[tuple[str, float]]:
+    """Weighted reciprocal-rank fusion of the exact visual and caption rankings, best first."""
+    fused: dict[str, float] = {}
+    weights = fusion.weights or (1.0, 1.0)
+    for name, weight in zip((schema.VISUAL, schema.CAPTION), weights, strict=True):
+        for rank, (media_id, _) in enumerate(oracle_search(world, name, query, fusion.depth, f)):
+            share = 1.0 / (fusion.rrf_k - 1 + (rank + 1) / weight)
+            fused[media_id] = fused.get(media_id, 0.0) + share
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+FUSIONS = {
+    "equal": Fusion(rrf_k=2, depth=40),
+    "weighted": Fusion(rrf_k=60, weights=(1.0, 3.0), depth=30),
+}
+
+
+@pytest.mark.parametrize("fusion_case", sorted(FUSIONS))
+@pytest.mark.parametrize("filter_case", [None, "combined", "exclude_ids"])
+def test_fused_search_equals_reciprocal_rank_fusion(
+    loaded: VectorStore, world: World, fusion_case: str, filter_case: str | None
+) -> None:
+    fusion = FUSIONS[fusion_case]
+    f = FILTER_CASES[filter_case] if filter_case else None
+    for query in queries(world, schema.CAPTION, 6, seed=23):
+        hits = loaded.search_fused(query, DIMS, 10, f, fusion=fusion)
+        expected = oracle_fused(world, query, fusion, f)
+        assert_same_ranking(hits, expected[:10], tie_pool=expected)
+
+
+def test_fused_search_finds_items_with_only_one_vector(loaded: VectorStore, world: World) -> None:
+    """A caption-only post and a picture without a caption both reach the fused results."""
+    for name in DIMS:
+        other = schema.CAPTION if name == schema.VISUAL else schema.VISUAL
+        lonely = next(i for i in range(len(world.ids)) if not world.present[other][i])
+        query = world.vectors[name][lonely]
+        hits = loaded.search_fused(query, DIMS, 5, fusion=Fusion())
+        assert world.ids[lonely] in [h.media_id for h in hits]
 
 
 def test_edge_and_qdrant_client_agree(

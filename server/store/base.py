@@ -117,6 +117,36 @@ class SearchFilter:
 
 
 @dataclass(frozen=True)
+class Fusion:
+    """How ``search_fused`` combines its rankings: weighted reciprocal-rank fusion.
+
+    An item at 0-based rank r of a ranking of weight w adds ``1 / (rrf_k - 1 + (r + 1) / w)``,
+    Qdrant's formula (``1 / (rrf_k + r)`` at weight 1). Each ranking reads ``depth``
+    candidates, or k where that is more.
+    """
+
+    rrf_k: int = 2  # Qdrant's default
+    weights: tuple[float, ...] = ()  # one per vector name; empty: all equal
+    depth: int = 50
+
+    def __post_init__(self) -> None:
+        if self.rrf_k < 1:
+            raise ValueError(f"rrf_k must be at least 1, got {self.rrf_k}")
+        if any(not w > 0 for w in self.weights):  # also refuses NaN
+            raise ValueError(f"fusion weights must be positive, got {self.weights}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+
+    def weights_for(self, rankings: int) -> list[float] | None:
+        """The engine's weights for ``rankings`` rankings (None: equal)."""
+        if not self.weights:
+            return None
+        if len(self.weights) != rankings:
+            raise ValueError(f"{len(self.weights)} fusion weights for {rankings} rankings")
+        return list(self.weights)
+
+
+@dataclass(frozen=True)
 class StoreStats:
     """What a store holds right now (for health, logs and benchmarks)."""
 
@@ -203,6 +233,23 @@ class VectorStore(Protocol):
         what it needs saves a few µs per hit: results cross into Python one by one).
         ``hnsw_ef`` overrides the store's search beam for this call (never below a limit), for
         callers that trade recall for latency, such as candidate generation."""
+        ...
+
+    def search_fused(
+        self,
+        query_vector: np.ndarray,
+        vector_names: Sequence[str],
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        fusion: Fusion,
+        match_frames: bool = False,
+    ) -> list[SearchHit]:
+        """The ``k`` best media by reciprocal-rank fusion of one nearest search per named vector.
+
+        The engine fuses (Qdrant's prefetch + RRF), so items found by only one vector compete
+        with the rest on rank alone. ``SearchHit.score`` is the fused score, not a cosine.
+        """
         ...
 
     def search_frames(

@@ -28,6 +28,7 @@ from server.store.base import (
     CollectionNotReadyError,
     Frame,
     FrameMatch,
+    Fusion,
     MediaPoint,
     SearchFilter,
     SearchHit,
@@ -368,6 +369,49 @@ class EdgeStore:
                     for points in results
                 ]
         return [[_hit(p.payload or {}, p.score) for p in points if p.payload] for points in results]
+
+    def search_fused(
+        self,
+        query_vector: np.ndarray,
+        vector_names: Sequence[str],
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        fusion: Fusion,
+        match_frames: bool = False,
+    ) -> list[SearchHit]:
+        media, _ = self._shards()
+        edge_filter = _edge_filter(plan_filter(filter))
+        depth = max(k, fusion.depth)
+        prefetches = [
+            qe.Prefetch(
+                limit=depth,
+                query=qe.Query.Nearest(
+                    check_vector(
+                        query_vector, check_vector_name(name, self._dims), "query"
+                    ).tolist(),
+                    using=name,
+                ),
+                filter=edge_filter,
+                params=qe.SearchParams(hnsw_ef=max(self._tuning.hnsw_ef, depth)),
+            )
+            for name in vector_names
+        ]
+        rrf = qe.Fusion.Rrf(k=fusion.rrf_k, weights=fusion.weights_for(len(prefetches)))
+        request = qe.QueryRequest(
+            limit=k,
+            prefetches=prefetches,
+            # The stub types Fusion as the query, but the engine takes its members (Rrf).
+            query=rrf,  # type: ignore[arg-type]
+            with_payload=True,
+            with_vector=False,
+        )
+        with media.reading() as shard:
+            points = shard.query(request)
+        hits = [_hit(p.payload, p.score) for p in points if p.payload]
+        if match_frames and schema.VISUAL in vector_names and hits:
+            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
+        return hits
 
     def _hit_payloads(
         self, shard: qe.EdgeShard, point_ids: Sequence[qe.PointId]

@@ -21,6 +21,7 @@ from server.store.base import (
     CollectionNotReadyError,
     Frame,
     FrameMatch,
+    Fusion,
     MediaPoint,
     SearchFilter,
     SearchHit,
@@ -310,6 +311,50 @@ class RemoteStore:
             ]
             for r in responses
         ]
+
+    def search_fused(
+        self,
+        query_vector: np.ndarray,
+        vector_names: Sequence[str],
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        fusion: Fusion,
+        match_frames: bool = False,
+    ) -> list[SearchHit]:
+        self._require()
+        query_filter = _filter(plan_filter(filter))
+        depth = max(k, fusion.depth)
+        prefetches = [
+            qm.Prefetch(
+                query=check_vector(
+                    query_vector, check_vector_name(name, self._dims), "query"
+                ).tolist(),
+                using=name,
+                limit=depth,
+                filter=query_filter,
+                params=self._params(False, depth, None),
+            )
+            for name in vector_names
+        ]
+        rrf = qm.Rrf(k=fusion.rrf_k, weights=fusion.weights_for(len(prefetches)))
+        with _store_errors():
+            response = self._client.query_points(
+                self._collection,
+                prefetch=prefetches,
+                query=qm.RrfQuery(rrf=rrf),
+                limit=k,
+                with_payload=True,
+                with_vectors=False,
+            )
+        hits = [
+            SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
+            for p in response.points
+            if p.payload
+        ]
+        if match_frames and schema.VISUAL in vector_names and hits:
+            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
+        return hits
 
     def _params(self, exact: bool, k: int, hnsw_ef: int | None) -> qm.SearchParams | None:
         if self._local:

@@ -23,6 +23,13 @@ class StoreKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORE_KIND_UNSPECIFIED: _ClassVar[StoreKind]
     STORE_KIND_EMBEDDED: _ClassVar[StoreKind]
     STORE_KIND_QDRANT_SERVER: _ClassVar[StoreKind]
+
+class TextMatch(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_MATCH_UNSPECIFIED: _ClassVar[TextMatch]
+    TEXT_MATCH_HYBRID: _ClassVar[TextMatch]
+    TEXT_MATCH_PIXELS: _ClassVar[TextMatch]
+    TEXT_MATCH_CAPTIONS: _ClassVar[TextMatch]
 INDEX_OUTCOME_UNSPECIFIED: IndexOutcome
 INDEX_OUTCOME_CREATED: IndexOutcome
 INDEX_OUTCOME_UPDATED: IndexOutcome
@@ -30,6 +37,10 @@ INDEX_OUTCOME_UNCHANGED: IndexOutcome
 STORE_KIND_UNSPECIFIED: StoreKind
 STORE_KIND_EMBEDDED: StoreKind
 STORE_KIND_QDRANT_SERVER: StoreKind
+TEXT_MATCH_UNSPECIFIED: TextMatch
+TEXT_MATCH_HYBRID: TextMatch
+TEXT_MATCH_PIXELS: TextMatch
+TEXT_MATCH_CAPTIONS: TextMatch
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -154,18 +165,20 @@ class DeleteMediaResponse(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class SearchMediaRequest(_message.Message):
-    __slots__ = ("text", "image", "media_id", "filter", "k")
+    __slots__ = ("text", "image", "media_id", "filter", "k", "text_match")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MATCH_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     media_id: str
     filter: _common_pb2.MediaFilter
     k: int
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., media_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.MediaFilter, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+    text_match: TextMatch
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., media_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.MediaFilter, _Mapping]] = ..., k: _Optional[int] = ..., text_match: _Optional[_Union[TextMatch, str]] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("media", "score", "matched_frame_timestamp_s")
