@@ -245,7 +245,7 @@ def _decode_stages(path: Path, encoder: TorchClipEncoder) -> dict[str, float]:
     """Thread CPU seconds of each step the indexer takes for one JPEG, hash included."""
     from encoders.images import DEFAULT_MAX_PIXELS, decode_image
     from encoders.preprocess import images_to_tensor, resize_and_crop
-    from server.indexing import jpeg_draft_size
+    from server.indexing.indexer import jpeg_draft_size
 
     spec = encoder.preprocess_spec
     stamps = [time.thread_time()]
@@ -293,7 +293,7 @@ def batch_pixels(encoder: TorchClipEncoder, files: Sequence[Path]) -> torch.Tens
     """The first BATCH files (real photos), decoded and preprocessed as the indexer does."""
     from encoders.images import decode_image
     from encoders.preprocess import images_to_tensor
-    from server.indexing import jpeg_draft_size
+    from server.indexing.indexer import jpeg_draft_size
 
     draft = jpeg_draft_size(encoder)
     images = [decode_image(p.read_bytes(), draft_size=draft) for p in files[:BATCH]]

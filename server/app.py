@@ -24,9 +24,9 @@ from mediarec.v1 import (
 )
 from server.admin_servicer import AdminServicer
 from server.auth import auth_interceptors
+from server.commands import open_local_deps
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
-from server.folder_index import open_local_deps
 from server.heap import freeze_startup_objects, schedule_full_collections
 from server.inflight import InFlight
 from server.media_servicer import MediaServicer

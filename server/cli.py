@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
         from server.app import serve
-        from server.folder_index import CommandError
+        from server.commands import CommandError
 
         try:
             return serve(settings)
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
     if args.command == "index":
-        from server.folder_index import run_index_command
+        from server.index_command import run_index_command
 
         return run_index_command(args, settings)
     if args.command == "events":

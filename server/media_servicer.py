@@ -21,7 +21,7 @@ from mediarec.v1 import media_pb2, media_pb2_grpc
 from server import convert
 from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
-from server.indexing import validate_media_id, validate_metadata
+from server.indexing.indexer import validate_media_id, validate_metadata
 from server.observability.tally import MEDIA_INDEXED
 from server.runtime import ServiceState
 from server.service_errors import InvalidArgumentError, ResourceLimitError

@@ -15,7 +15,7 @@ from server.config import Settings, recommend_settings
 from server.diskspace import DiskGuard
 from server.embed_batcher import BatchingEncoder
 from server.engagement import EventLimits, open_engagement_store
-from server.indexing import IndexLimits, MediaIndexer
+from server.indexing.indexer import IndexLimits, MediaIndexer
 from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore

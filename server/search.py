@@ -11,7 +11,7 @@ import numpy as np
 from encoders import Encoder
 from encoders.images import decode_image
 from encoders.media_errors import MediaDecodeError
-from server.indexing import decode_failure, jpeg_draft_size
+from server.indexing.indexer import decode_failure, jpeg_draft_size
 from server.media import MediaHit, MediaType, StoredItem
 from server.payload import stored_item
 from server.service_errors import InvalidArgumentError, NotFoundError

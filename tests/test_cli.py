@@ -19,7 +19,7 @@ from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
 from server.cli import main
 from server.config import load_settings
 from server.demo_media import SampleItem, write_sample_folder
-from server.folder_index import DEFAULT_REPORT_NAME
+from server.indexing.report import DEFAULT_REPORT_NAME
 from server.runtime import ServiceState, open_deps
 
 

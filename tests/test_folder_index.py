@@ -20,26 +20,20 @@ from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
 from server.cli import main
 from server.config import Settings, load_settings
 from server.demo_media import SampleItem, write_sample_folder
-from server.folder_index import (
-    DEFAULT_REPORT_NAME,
+from server.index_command import graceful_ctrl_c
+from server.indexing.folder import FolderFile, media_id_for, scan_folder
+from server.indexing.indexer import MEDIA_ID_PATTERN
+from server.indexing.pipeline import index_folder
+from server.indexing.report import DEFAULT_REPORT_NAME, FileResult, FileStatus, IndexReport
+from server.indexing.sidecars import SidecarError, read_metadata
+from server.indexing.sinks import (
     OVERLAPPING_COMMITS,
     ClientSink,
     EmbeddedSink,
-    FileResult,
-    FileStatus,
-    FolderFile,
     IndexAborted,
-    IndexReport,
     IndexSink,
     PreparedFile,
-    SidecarError,
-    graceful_ctrl_c,
-    index_folder,
-    media_id_for,
-    read_metadata,
-    scan_folder,
 )
-from server.indexing import MEDIA_ID_PATTERN
 from server.media import ItemMetadata, Location, MediaType
 from server.runtime import ServiceDeps, ServiceState, open_deps
 
@@ -581,7 +575,7 @@ def test_an_interrupt_wins_over_an_abort_among_the_commits_in_flight() -> None:
     from collections import deque
     from concurrent.futures import Future
 
-    from server.folder_index import _record_all
+    from server.indexing.pipeline import _record_all
 
     aborted: Future[list[FileResult]] = Future()
     aborted.set_exception(IndexAborted("the server went away"))

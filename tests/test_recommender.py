@@ -23,7 +23,7 @@ import pytest
 from encoders import Encoder, load_encoder
 from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
 from server.engagement import open_engagement_store
-from server.indexing import IndexLimits, MediaIndexer
+from server.indexing.indexer import IndexLimits, MediaIndexer
 from server.media import ItemMetadata
 from server.recommend import blend as b
 from server.recommend.ranker import RankerModel, save_ranker

@@ -1,0 +1,68 @@
+"""What the local CLI commands share: exit codes, one-sentence errors, opening the store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.runtime import ServiceDeps
+
+
+logger = logging.getLogger(__name__)
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNUSABLE = 2  # bad folder, locked store: nothing was attempted
+EXIT_INTERRUPTED = 130  # the shell convention for "stopped by SIGINT"
+
+
+class CommandError(Exception):
+    """A command cannot start; the message is one sentence for the user."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def locked_store_message(settings: Settings) -> str:
+    return (
+        f"the store in {settings.storage.data_dir} is in use by a running server; stop it, or "
+        "send the work to that server with --server HOST:PORT"
+    )
+
+
+def open_local_deps(settings: Settings, locked_message: str | None = None) -> ServiceDeps:
+    """``open_deps`` with its expected failures turned into one-sentence :class:`CommandError`.
+
+    The store lock and the ranker file are checked before the (slow) model load, so a running
+    server or a ranker that must be trained again is named at once. ``locked_message`` replaces
+    the local commands' advice (``--server``) where it does not apply.
+    """
+    from encoders.base import EncoderError
+    from server.engagement.schema import SchemaVersionError
+    from server.recommend.learned import LearnedRankerFileError
+    from server.recommend.ranker import RankerFileError, load_or_default
+    from server.runtime import open_deps
+    from server.store import EDGE_SUBDIR, StoreError, StoreLockedError
+    from server.store.lock import DirLock
+
+    try:
+        if not settings.storage.qdrant_url:
+            probe = DirLock(Path(settings.storage.data_dir) / EDGE_SUBDIR)
+            probe.acquire()
+            probe.release()
+        load_or_default(settings.recommend.ranker_path or "")
+        return open_deps(settings)
+    except StoreLockedError as exc:
+        logger.debug("store locked: %s", exc)
+        message = locked_message or locked_store_message(settings)
+        raise CommandError(message, EXIT_UNUSABLE) from exc
+    # files this version cannot use
+    except (RankerFileError, LearnedRankerFileError, SchemaVersionError) as exc:
+        raise CommandError(str(exc), EXIT_UNUSABLE) from exc
+    except (EncoderError, StoreError) as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from exc

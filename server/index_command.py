@@ -1,0 +1,162 @@
+"""``mediarec index DIR``: index a folder of photos and videos, with their sidecar metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from client import (
+    MediarecClient,
+    MediarecError,
+)
+from server.commands import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNUSABLE,
+    CommandError,
+    open_local_deps,
+)
+from server.indexing.pipeline import index_folder
+from server.indexing.report import (
+    DEFAULT_REPORT_NAME,
+    IndexReport,
+    write_report,
+)
+from server.indexing.sinks import (
+    ClientSink,
+    EmbeddedSink,
+    IndexSink,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    from server.config import Settings
+
+
+logger = logging.getLogger(__name__)
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``mediarec index``: exit 0, 1 (``--strict`` with failures, or the run could not go on),
+    2 (nothing attempted: no such folder, store locked) or 130 (interrupted)."""
+    folder: Path = args.folder
+    if not folder.is_dir():
+        print(f"mediarec index: {folder} is not a folder", file=sys.stderr)
+        return EXIT_UNUSABLE
+    report_path: Path = args.report or folder / DEFAULT_REPORT_NAME
+    stop = threading.Event()
+    report: IndexReport | None = None
+    try:
+        with _open_sink(args, settings) as sink, graceful_ctrl_c(stop):
+            report = index_folder(
+                folder,
+                sink,
+                workers=args.decode_workers or os.cpu_count() or 1,
+                batch_size=settings.model.batch_size,
+                progress=not args.no_progress and sys.stderr.isatty(),
+                stop_event=stop,
+                exclude=(report_path,),
+            )
+    except CommandError as exc:
+        print(f"mediarec index: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if report is None:
+            print("mediarec index: interrupted before indexing started", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        # Interrupted while closing the store: everything reported is durable already.
+    try:
+        write_report(report, report_path)
+    except OSError as exc:
+        print(f"mediarec index: cannot write the report {report_path}: {exc}", file=sys.stderr)
+    _print_summary(report, report_path)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.aborted or (args.strict and report.failures):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _open_sink(args: argparse.Namespace, settings: Settings) -> Iterator[IndexSink]:
+    if args.server:
+        with _client_sink(args.server, args.api_key or os.environ.get("MEDIAREC_API_KEY")) as sink:
+            yield sink
+        return
+    deps = open_local_deps(settings)
+    try:
+        yield EmbeddedSink(deps)
+    finally:
+        deps.close()
+
+
+@contextlib.contextmanager
+def _client_sink(target: str, api_key: str | None) -> Iterator[ClientSink]:
+    with MediarecClient(target, api_key=api_key) as client:
+        try:
+            info = client.server_info(timeout_s=10)
+        except MediarecError as exc:
+            raise CommandError(f"cannot use the server at {target}: {exc}", EXIT_FAILED) from exc
+        logger.info("indexing through %s (model %s)", target, info.model_id)
+        sink = ClientSink(client)
+        try:
+            yield sink
+        finally:
+            sink.close()
+
+
+@contextlib.contextmanager
+def graceful_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: finish the batch in hand, then stop. A second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        print(
+            "\nmediarec index: stopping after the current batch (Ctrl-C again to stop now)",
+            file=sys.stderr,
+        )
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_summary(report: IndexReport, report_path: Path) -> None:
+    counts = report.counts()
+    rate = len(report.results) / report.elapsed_s if report.elapsed_s else 0.0
+    print(
+        f"{len(report.results)} of {report.total_files} files in {report.elapsed_s:.1f} s "
+        f"({rate:.1f} files/s): {counts['created'] + counts['updated']} indexed "
+        f"({counts['created']} new, {counts['updated']} updated), {counts['unchanged']} "
+        f"unchanged, {counts['failed']} failed"
+    )
+    for failure in sorted(report.failures, key=lambda r: r.path):
+        print(f"  failed: {failure.path}: {failure.reason}")
+    if report.aborted:
+        print(f"stopped early: {report.aborted}", file=sys.stderr)
+    elif report.interrupted:
+        print(
+            f"interrupted: {report.not_processed} files not processed; run again to continue",
+            file=sys.stderr,
+        )
+    print(f"report: {report_path}")

@@ -1,0 +1,76 @@
+"""The media files of a folder: which files are read, and the media id each one gets."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from encoders.images import SUPPORTED_IMAGE_EXTENSIONS, SUPPORTED_VIDEO_EXTENSIONS
+from server.indexing.indexer import MEDIA_ID_PATTERN
+
+if TYPE_CHECKING:
+    pass
+
+
+logger = logging.getLogger(__name__)
+
+
+# -- the folder -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FolderFile:
+    path: Path  # absolute
+    rel: str  # relative to the folder, POSIX form
+    media_id: str
+    kind: str  # "image" or "video", from the extension (the bytes decide in the end)
+
+
+def media_id_for(rel: str) -> str:
+    """The media id of a file: its relative path, or a cleaned path plus a hash of the original.
+
+    Paths with characters a media id cannot hold (spaces, accents, ...) keep a readable id;
+    the hash suffix keeps two such paths from ever sharing one.
+    """
+    if MEDIA_ID_PATTERN.match(rel):
+        return rel
+    cleaned = re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", rel).lstrip("._:/@+=-") or "file"
+    digest = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{cleaned[:240]}@{digest}"
+
+
+def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> list[FolderFile]:
+    """Supported media files under ``folder``, recursively, sorted by relative path.
+
+    Hidden files and folders (names starting with ".") and the paths in ``exclude`` are
+    skipped; symlinked folders are not followed, so a link loop cannot trap the walk.
+    """
+    root = folder.resolve()
+    excluded = {p.resolve() for p in exclude}
+    found: list[FolderFile] = []
+    for directory, subdirs, names in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in names:
+            kind = _kind_of(name)
+            path = Path(directory) / name
+            if name.startswith(".") or kind is None or path in excluded or not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            found.append(FolderFile(path, rel, media_id_for(rel), kind))
+    found.sort(key=lambda f: f.rel)
+    return found
+
+
+def _kind_of(name: str) -> str | None:
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in SUPPORTED_IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in SUPPORTED_VIDEO_EXTENSIONS:
+        return "video"
+    return None

@@ -1,0 +1,98 @@
+"""What a folder run did to each file, and the JSON report that records it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+
+
+logger = logging.getLogger(__name__)
+
+
+DEFAULT_REPORT_NAME = ".mediarec-index-report.json"
+
+
+class FileStatus(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+# -- results and the report ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    media_id: str
+    status: FileStatus
+    media_type: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "media_id": self.media_id,
+            "status": self.status.value,
+            "media_type": self.media_type,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class IndexReport:
+    folder: str
+    target: str
+    total_files: int
+    results: list[FileResult] = field(default_factory=list)
+    interrupted: bool = False
+    aborted: str = ""  # why the sink stopped the run, if it did
+    started_at: float = field(default_factory=time.time)
+    elapsed_s: float = 0.0
+
+    def count(self, status: FileStatus) -> int:
+        return sum(1 for r in self.results if r.status is status)
+
+    @property
+    def failures(self) -> list[FileResult]:
+        return [r for r in self.results if r.status is FileStatus.FAILED]
+
+    @property
+    def not_processed(self) -> int:
+        return self.total_files - len(self.results)
+
+    def counts(self) -> dict[str, int]:
+        counts = {status.value: self.count(status) for status in FileStatus}
+        return {"files": self.total_files, **counts, "not_processed": self.not_processed}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "folder": self.folder,
+            "target": self.target,
+            "started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "files_per_s": round(len(self.results) / self.elapsed_s, 2) if self.elapsed_s else 0,
+            "interrupted": self.interrupted,
+            "aborted": self.aborted,
+            "counts": self.counts(),
+            "results": [r.as_dict() for r in sorted(self.results, key=lambda r: r.path)],
+        }
+
+
+def write_report(report: IndexReport, path: Path) -> None:
+    """Write the JSON report atomically (a reader never sees half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
