@@ -39,6 +39,7 @@ from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, p
 from server.store.hit_keys import HitKeys
 from server.store.lock import DirLock
 from server.store.points import (
+    FUSION_TIE_SLACK,
     as_float32,
     attach_frames,
     check_dims,
@@ -51,6 +52,7 @@ from server.store.points import (
     frame_payloads,
     media_payload,
     query_limits,
+    settle_fused_ties,
     video_ids,
     with_keys,
 )
@@ -399,7 +401,7 @@ class EdgeStore:
         ]
         rrf = qe.Fusion.Rrf(k=fusion.rrf_k, weights=fusion.weights_for(len(prefetches)))
         request = qe.QueryRequest(
-            limit=k,
+            limit=k + FUSION_TIE_SLACK,
             prefetches=prefetches,
             # The stub types Fusion as the query, but the engine takes its members (Rrf).
             query=rrf,  # type: ignore[arg-type]
@@ -408,7 +410,7 @@ class EdgeStore:
         )
         with media.reading() as shard:
             points = shard.query(request)
-        hits = [_hit(p.payload, p.score) for p in points if p.payload]
+        hits = settle_fused_ties([_hit(p.payload, p.score) for p in points if p.payload], k)
         if match_frames and schema.VISUAL in vector_names and hits:
             hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
         return hits

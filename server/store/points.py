@@ -117,6 +117,17 @@ def check_frames(
     return vectors
 
 
+# Reciprocal-rank fusion scores tie exactly (first in one ranking and absent from the other is
+# 1/rrf_k for everyone), and the engine orders ties arbitrarily; fused searches read this many
+# extra hits so ties at the cut are settled the same way every time.
+FUSION_TIE_SLACK = 10
+
+
+def settle_fused_ties(hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
+    """The best ``k`` fused hits, equal scores ordered by media id (deterministic)."""
+    return sorted(hits, key=lambda h: (-round(h.score, 9), h.media_id))[:k]
+
+
 def video_ids(hits: Sequence[SearchHit]) -> list[str]:
     """Ids of the hits that are videos (only videos have frame points)."""
     return [h.media_id for h in hits if h.payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO]

@@ -31,6 +31,7 @@ from server.store.base import (
 )
 from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
 from server.store.points import (
+    FUSION_TIE_SLACK,
     as_float32,
     attach_frames,
     check_dims,
@@ -43,6 +44,7 @@ from server.store.points import (
     frame_payloads,
     media_payload,
     query_limits,
+    settle_fused_ties,
     video_ids,
     with_keys,
 )
@@ -343,15 +345,18 @@ class RemoteStore:
                 self._collection,
                 prefetch=prefetches,
                 query=qm.RrfQuery(rrf=rrf),
-                limit=k,
+                limit=k + FUSION_TIE_SLACK,
                 with_payload=True,
                 with_vectors=False,
             )
-        hits = [
-            SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
-            for p in response.points
-            if p.payload
-        ]
+        hits = settle_fused_ties(
+            [
+                SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
+                for p in response.points
+                if p.payload
+            ],
+            k,
+        )
         if match_frames and schema.VISUAL in vector_names and hits:
             hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
         return hits
