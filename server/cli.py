@@ -34,9 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--server", metavar="HOST:PORT", help="index through a running server")
     index.add_argument("--api-key", help="API key for --server (default: $MEDIAREC_API_KEY)")
     index.add_argument("--strict", action="store_true", help="exit 1 when any file failed")
-    index.add_argument(
-        "--report", type=Path, help="JSON report (default: FOLDER/.mediarec-index-report.json)"
-    )
+    index.add_argument("--report", type=Path,
+                       help="JSON report (default: DATA_DIR/index-reports/FOLDERNAME-HASH.json)")
+    index.add_argument("--manifest", type=Path, action="append", default=[],
+                       help="JSON, JSONL or CSV file of per-file metadata (repeat for several); "
+                       "manifests at the top of the folder are read too")
+    index.add_argument("--no-manifest-discovery", action="store_true",
+                       help="read only the manifests given with --manifest")  # fmt: skip
     index.add_argument("--decode-workers", type=int, default=0, help="decode threads (0: cores)")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_arguments(index, sections=("storage", "model", "media", "topics", "log"))

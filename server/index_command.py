@@ -13,10 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from client import (
-    MediarecClient,
-    MediarecError,
-)
+from client import MediarecClient, MediarecError
 from server.commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -25,17 +22,10 @@ from server.commands import (
     CommandError,
     open_local_deps,
 )
+from server.indexing import manifest
 from server.indexing.pipeline import index_folder
-from server.indexing.report import (
-    DEFAULT_REPORT_NAME,
-    IndexReport,
-    write_report,
-)
-from server.indexing.sinks import (
-    ClientSink,
-    EmbeddedSink,
-    IndexSink,
-)
+from server.indexing.report import IndexReport, default_report_path, write_report
+from server.indexing.sinks import ClientSink, EmbeddedSink, IndexSink
 
 if TYPE_CHECKING:
     import argparse
@@ -45,8 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-
-# -- the command ----------------------------------------------------------------------------
+UNMATCHED_SHOWN = 10  # the report lists every one
 
 
 def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,10 +45,11 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if not folder.is_dir():
         print(f"mediarec index: {folder} is not a folder", file=sys.stderr)
         return EXIT_UNUSABLE
-    report_path: Path = args.report or folder / DEFAULT_REPORT_NAME
+    report_path: Path = args.report or default_report_path(Path(settings.storage.data_dir), folder)
     stop = threading.Event()
     report: IndexReport | None = None
     try:
+        manifests = _manifests(folder, args.manifest, discover=not args.no_manifest_discovery)
         with _open_sink(args, settings) as sink, graceful_ctrl_c(stop):
             report = index_folder(
                 folder,
@@ -69,6 +59,7 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                 progress=not args.no_progress and sys.stderr.isatty(),
                 stop_event=stop,
                 exclude=(report_path,),
+                manifests=manifests,
             )
     except CommandError as exc:
         print(f"mediarec index: {exc}", file=sys.stderr)
@@ -88,6 +79,22 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if report.aborted or (args.strict and report.failures):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _manifests(folder: Path, given: list[Path], *, discover: bool) -> manifest.Manifests:
+    """The manifests named with ``--manifest``, then those found at the top of the folder."""
+    for path in given:
+        if not path.is_file():
+            raise CommandError(f"the manifest {path} does not exist", EXIT_UNUSABLE)
+    found = manifest.discover(folder) if discover else []
+    chosen = [*given, *(p for p in found if p.resolve() not in {g.resolve() for g in given})]
+    try:
+        manifests = manifest.load(folder, chosen)
+    except (manifest.ManifestError, OSError) as exc:
+        raise CommandError(f"cannot use a manifest: {exc}", EXIT_UNUSABLE) from exc
+    for path in chosen:
+        logger.info("reading metadata from the manifest %s", path)
+    return manifests
 
 
 @contextlib.contextmanager
@@ -152,6 +159,21 @@ def _print_summary(report: IndexReport, report_path: Path) -> None:
     )
     for failure in sorted(report.failures, key=lambda r: r.path):
         print(f"  failed: {failure.path}: {failure.reason}")
+    if report.manifests:
+        print(f"metadata from {len(report.manifests)} manifest(s): {', '.join(report.manifests)}")
+    for record in report.unmatched_records[:UNMATCHED_SHOWN]:
+        print(f"  manifest record without a file: {record}")
+    if len(report.unmatched_records) > UNMATCHED_SHOWN:
+        print(f"  ... and {len(report.unmatched_records) - UNMATCHED_SHOWN} more in the report")
+    if report.skipped or not report.total_files:
+        by_extension = ", ".join(
+            f"{count} {suffix or '(no extension)'}"
+            for suffix, count in report.skipped_by_extension.items()
+        )
+        print(
+            f"skipped {report.skipped} files by extension ({by_extension or 'none'}); "
+            f"reads {' '.join(report.extensions_read)}"
+        )
     if report.aborted:
         print(f"stopped early: {report.aborted}", file=sys.stderr)
     elif report.interrupted:

@@ -19,7 +19,7 @@ from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
 from server.cli import main
 from server.config import load_settings
 from server.demo_media import SampleItem, write_sample_folder
-from server.indexing.report import DEFAULT_REPORT_NAME
+from server.indexing.report import default_report_path
 from server.runtime import ServiceState, open_deps
 
 
@@ -58,7 +58,8 @@ def indexed(model_id: str, tmp_path_factory: pytest.TempPathFactory) -> Indexed:
 
 
 def test_index_writes_a_report_naming_every_file(indexed: Indexed) -> None:
-    report = json.loads((indexed.folder / DEFAULT_REPORT_NAME).read_text())
+    data_dir = Path(indexed.flags[indexed.flags.index("--data-dir") + 1])
+    report = json.loads(default_report_path(data_dir, indexed.folder).read_text())
     assert report["counts"]["created"] == len(indexed.items)
     assert report["counts"]["failed"] == 0
     assert sorted(r["media_id"] for r in report["results"]) == sorted(

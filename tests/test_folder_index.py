@@ -21,11 +21,12 @@ from server.cli import main
 from server.config import Settings, load_settings
 from server.demo_media import SampleItem, write_sample_folder
 from server.index_command import graceful_ctrl_c
+from server.indexing.describe import read_metadata
 from server.indexing.folder import FolderFile, media_id_for, scan_folder
 from server.indexing.indexer import MEDIA_ID_PATTERN
 from server.indexing.pipeline import index_folder
-from server.indexing.report import DEFAULT_REPORT_NAME, FileResult, FileStatus, IndexReport
-from server.indexing.sidecars import SidecarError, read_metadata
+from server.indexing.report import FileResult, FileStatus, IndexReport, default_report_path
+from server.indexing.sidecars import SidecarError
 from server.indexing.sinks import (
     OVERLAPPING_COMMITS,
     ClientSink,
@@ -103,18 +104,23 @@ def run(folder: Path, sink: IndexSink, **kwargs: object) -> IndexReport:
 
 
 def test_scan_is_recursive_sorted_and_skips_hidden_and_non_media(tmp_path: Path) -> None:
-    for name in ("b/2.PNG", "a.jpg", "b/1.mov", ".hidden.jpg", ".cache/x.jpg", "c.txt", "d.json"):
+    names = ("b/2.PNG", "a.jpg", "a.txt", "b/1.mov.json", ".hidden.jpg", ".cache/x.jpg", "c.txt",
+             "d.json", "b/1.mov", "notes")  # fmt: skip
+    for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     report = tmp_path / "report.jpg"  # even a report path that looks like media is skipped
     report.write_bytes(b"x")
-    files = scan_folder(tmp_path, exclude=[report])
+    scan = scan_folder(tmp_path, exclude=[report])
+    files = scan.files
     assert [(f.rel, f.kind) for f in files] == [
         ("a.jpg", "image"),
         ("b/1.mov", "video"),
         ("b/2.PNG", "image"),
     ]
     assert [f.media_id for f in files] == ["a.jpg", "b/1.mov", "b/2.PNG"]
+    # Sidecars of media files are read, not skipped; other files are counted by extension.
+    assert scan.skipped == {"": 1, ".json": 1, ".txt": 1}
 
 
 def test_media_ids_of_awkward_paths_are_valid_readable_and_distinct() -> None:
@@ -162,7 +168,10 @@ def test_json_sidecar_fields_and_txt_fallback(tmp_path: Path) -> None:
         "bo",
         1700000000,
     )
-    assert read_metadata(_file(tmp_path, "c.jpg")) == ItemMetadata(media_id="c.jpg")
+    bare = _file(tmp_path, "c.jpg")
+    # Nothing said when it was made: the file's mtime is the best guess.
+    mtime = int(bare.path.stat().st_mtime)
+    assert read_metadata(bare) == ItemMetadata(media_id="c.jpg", created_at=mtime)
 
 
 @pytest.mark.parametrize(
@@ -396,6 +405,26 @@ def test_an_aborted_commit_still_reports_the_commits_in_flight(tmp_path: Path) -
     assert report.not_processed == 8 - len(created)
 
 
+class HalfwaySink(RecordingSink):
+    """Its second commit stores the batch's first file, then loses the server."""
+
+    def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
+        results = super().commit(items)
+        if self.calls == 2:
+            raise IndexAborted("the server went away", done=results[:1])
+        return results
+
+
+def test_files_stored_before_a_commit_aborted_are_reported_as_stored(tmp_path: Path) -> None:
+    sink = HalfwaySink(lambda call: None, concurrency=1)
+    report = run(_tiny_folder(tmp_path, 8), sink, batch_size=3)
+    assert report.aborted == "the server went away"
+    created = sorted(r.path for r in report.results if r.status is FileStatus.CREATED)
+    # The first batch (3 files) and the first file of the second: 4 stored and reported.
+    assert created == ["00.jpg", "01.jpg", "02.jpg", "03.jpg"]
+    assert report.not_processed == 4
+
+
 # -- the command ----------------------------------------------------------------------------
 
 
@@ -429,7 +458,10 @@ def test_cli_reports_failures_and_exits_nonzero_only_when_strict(
     assert _cli_index(folder, settings) == 0
     out = capsys.readouterr().out
     assert CORRUPT in out and BAD_SIDECAR in out
-    report = json.loads((folder / DEFAULT_REPORT_NAME).read_text())  # the default place
+    # The default place is under the data dir, never in the user's folder.
+    report_file = default_report_path(Path(settings.storage.data_dir), folder)
+    assert report_file.is_relative_to(tmp_path / "data") and not any(folder.glob("*report*"))
+    report = json.loads(report_file.read_text())
     assert report["counts"]["files"] == len(items) + 2
     assert report["counts"]["created"] == len(items)
     assert report["counts"]["failed"] == 2

@@ -9,19 +9,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from encoders.images import SUPPORTED_IMAGE_EXTENSIONS, SUPPORTED_VIDEO_EXTENSIONS
 from server.indexing.indexer import MEDIA_ID_PATTERN
 
-if TYPE_CHECKING:
-    pass
-
-
 logger = logging.getLogger(__name__)
-
-
-# -- the folder -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -45,8 +37,16 @@ def media_id_for(rel: str) -> str:
     return f"{cleaned[:240]}@{digest}"
 
 
-def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> list[FolderFile]:
-    """Supported media files under ``folder``, recursively, sorted by relative path.
+@dataclass(frozen=True)
+class FolderScan:
+    files: list[FolderFile]  # sorted by relative path
+    # Files left out because their extension is not read, by lowercased extension ("" for
+    # none); sidecars of media files and the ``exclude`` paths are not counted.
+    skipped: dict[str, int]
+
+
+def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> FolderScan:
+    """Supported media files under ``folder``, recursively, and what was left out.
 
     Hidden files and folders (names starting with ".") and the paths in ``exclude`` are
     skipped; symlinked folders are not followed, so a link loop cannot trap the walk.
@@ -54,17 +54,41 @@ def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> list[FolderFile]:
     root = folder.resolve()
     excluded = {p.resolve() for p in exclude}
     found: list[FolderFile] = []
+    others: list[Path] = []
     for directory, subdirs, names in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in names:
-            kind = _kind_of(name)
             path = Path(directory) / name
-            if name.startswith(".") or kind is None or path in excluded or not path.is_file():
+            if name.startswith(".") or path in excluded or not path.is_file():
+                continue
+            kind = _kind_of(name)
+            if kind is None:
+                others.append(path)
                 continue
             rel = path.relative_to(root).as_posix()
             found.append(FolderFile(path, rel, media_id_for(rel), kind))
     found.sort(key=lambda f: f.rel)
-    return found
+    media = {f.path for f in found}
+    stems = {p.with_suffix("") for p in media}
+    skipped: dict[str, int] = {}
+    for path in others:
+        if not _is_sidecar(path, media, stems):
+            suffix = path.suffix.lower()
+            skipped[suffix] = skipped.get(suffix, 0) + 1
+    return FolderScan(found, dict(sorted(skipped.items())))
+
+
+def read_extensions() -> tuple[str, ...]:
+    """Every extension the walk reads, images first."""
+    return (*sorted(SUPPORTED_IMAGE_EXTENSIONS), *sorted(SUPPORTED_VIDEO_EXTENSIONS))
+
+
+def _is_sidecar(path: Path, media: set[Path], stems: set[Path]) -> bool:
+    """``photo.jpg.json`` or ``photo.json`` (or ``.txt``) beside a media file ``photo.jpg``."""
+    if path.suffix.lower() not in (".json", ".txt"):
+        return False
+    bare = path.with_suffix("")
+    return bare in media or bare in stems
 
 
 def _kind_of(name: str) -> str | None:

@@ -21,24 +21,22 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from server.indexing.folder import FolderFile, scan_folder
+from server.indexing.describe import read_metadata
+from server.indexing.folder import FolderFile, read_extensions, scan_folder
+from server.indexing.manifest import Manifests
 from server.indexing.report import (
     FileResult,
     FileStatus,
     IndexReport,
 )
-from server.indexing.sidecars import read_metadata
+from server.indexing.sidecars import Fields
 from server.indexing.sinks import (
     IndexAborted,
     IndexSink,
     PreparedFile,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +48,6 @@ BATCHES_AHEAD = 2
 PROGRESS_LOG_INTERVAL_S = 15.0
 
 
-# -- the pipeline ---------------------------------------------------------------------------
-
-
 def index_folder(
     folder: Path,
     sink: IndexSink,
@@ -62,6 +57,7 @@ def index_folder(
     progress: bool = False,
     stop_event: threading.Event | None = None,
     exclude: Sequence[Path] = (),
+    manifests: Manifests | None = None,
 ) -> IndexReport:
     """Index every supported file under ``folder`` into ``sink``; never raises for a bad file.
 
@@ -69,15 +65,31 @@ def index_folder(
     ``sink.concurrent_commits`` run at once. Setting ``stop_event`` or a ``KeyboardInterrupt``
     starts no new commit; the ones in flight finish (a write cannot be taken back half-way) and
     are reported. Either way the report says which files were done; the rest are ``not_processed``.
+    ``manifests`` give metadata by file (sidecars still win); the manifest files themselves are
+    not counted as skipped.
     """
-    files = scan_folder(folder, exclude)
-    report = IndexReport(str(folder), sink.target, len(files))
+    manifests = manifests or Manifests({}, (), ())
+    scan = scan_folder(folder, (*exclude, *manifests.files))
+    files = scan.files
+    found = {f.rel for f in files}
+    report = IndexReport(
+        str(folder),
+        sink.target,
+        len(files),
+        extensions_read=read_extensions(),
+        skipped_by_extension=scan.skipped,
+        manifests=tuple(str(p) for p in manifests.files),
+        unmatched_records=(
+            *(f"{rel}: no such media file" for rel in sorted(manifests.fields) if rel not in found),
+            *(f"{entry}: outside the folder" for entry in manifests.outside),
+        ),
+    )
     stop = stop_event or threading.Event()
     started = time.monotonic()
     meter = _Progress(len(files), enabled=progress)
     pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode")
     try:
-        _run(files, sink, pool, batch_size, stop, report, meter)
+        _run(files, sink, pool, batch_size, stop, report, meter, manifests)
     except KeyboardInterrupt:
         logger.info("interrupted; no further batches were started")
         report.interrupted = True
@@ -99,6 +111,7 @@ def _run(
     stop: threading.Event,
     report: IndexReport,
     meter: _Progress,
+    manifests: Manifests,
 ) -> None:
     def record(result: FileResult) -> None:
         report.results.append(result)
@@ -108,7 +121,8 @@ def _run(
     committer = ThreadPoolExecutor(limit, thread_name_prefix="commit")
     in_flight: deque[Future[list[FileResult]]] = deque()
     try:
-        for batch in _prepared_batches(files, sink, pool, batch_size, stop, record):
+        batches = _prepared_batches(files, sink, pool, batch_size, stop, record, manifests)
+        for batch in batches:
             if len(in_flight) == limit:
                 # A failed commit raises here and stays queued for _record_all to report; a
                 # finished one leaves the queue before its results are recorded, never twice.
@@ -127,7 +141,14 @@ def _run(
 
 
 def _record_commit(commit: Future[list[FileResult]], record: Callable[[FileResult], None]) -> None:
-    for result in commit.result():
+    try:
+        results = commit.result()
+    except IndexAborted as exc:
+        # The sink stopped part-way: what it did store before that is in the report too.
+        for result in exc.done:
+            record(result)
+        raise
+    for result in results:
         record(result)
 
 
@@ -156,6 +177,7 @@ def _prepared_batches(
     batch_size: int,
     stop: threading.Event,
     record: Callable[[FileResult], None],
+    manifests: Manifests,
 ) -> Iterator[list[PreparedFile]]:
     """Batches of changed files in folder order; unchanged and failed files are recorded."""
     todo = iter(files)
@@ -164,7 +186,8 @@ def _prepared_batches(
     batch: list[PreparedFile] = []
     while True:
         while len(pending) < window and (file := next(todo, None)) is not None:
-            pending.append((file, pool.submit(_prepare, sink, file)))
+            listed = manifests.listed(file.rel)
+            pending.append((file, pool.submit(_prepare, sink, file, listed)))
         if stop.is_set():
             return  # no new commit starts after a stop, so a partial batch is not wanted
         if not pending:
@@ -193,8 +216,8 @@ def _prepared_batches(
         yield batch
 
 
-def _prepare(sink: IndexSink, file: FolderFile) -> PreparedFile:
-    return sink.prepare(file, read_metadata(file))
+def _prepare(sink: IndexSink, file: FolderFile, listed: Fields | None) -> PreparedFile:
+    return sink.prepare(file, read_metadata(file, listed))
 
 
 def _commit(sink: IndexSink, batch: list[PreparedFile]) -> list[FileResult]:

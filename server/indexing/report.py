@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-DEFAULT_REPORT_NAME = ".mediarec-index-report.json"
+REPORTS_SUBDIR = "index-reports"
+
+
+def default_report_path(data_dir: Path, folder: Path) -> Path:
+    """Where a run over ``folder`` reports by default: under the data dir, never in the user's
+    folder, one file per folder (the latest run), named so a person can find it."""
+    resolved = folder.resolve()
+    digest = hashlib.sha1(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", resolved.name)[:60] or "root"
+    return data_dir / REPORTS_SUBDIR / f"{readable}-{digest}.json"
 
 
 class FileStatus(StrEnum):
@@ -27,9 +34,6 @@ class FileStatus(StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     FAILED = "failed"
-
-
-# -- results and the report ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,12 @@ class IndexReport:
     aborted: str = ""  # why the sink stopped the run, if it did
     started_at: float = field(default_factory=time.time)
     elapsed_s: float = 0.0
+    # What the walk read and left out, and the manifests it used.
+    extensions_read: tuple[str, ...] = ()
+    skipped_by_extension: dict[str, int] = field(default_factory=dict)
+    manifests: tuple[str, ...] = ()
+    # Manifest records that name no file of the folder (gone, or outside it): "manifest: path".
+    unmatched_records: tuple[str, ...] = ()
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -72,9 +82,18 @@ class IndexReport:
     def not_processed(self) -> int:
         return self.total_files - len(self.results)
 
+    @property
+    def skipped(self) -> int:
+        return sum(self.skipped_by_extension.values())
+
     def counts(self) -> dict[str, int]:
         counts = {status.value: self.count(status) for status in FileStatus}
-        return {"files": self.total_files, **counts, "not_processed": self.not_processed}
+        return {
+            "files": self.total_files,
+            **counts,
+            "not_processed": self.not_processed,
+            "skipped_by_extension": self.skipped,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +105,10 @@ class IndexReport:
             "interrupted": self.interrupted,
             "aborted": self.aborted,
             "counts": self.counts(),
+            "extensions_read": list(self.extensions_read),
+            "skipped_by_extension": self.skipped_by_extension,
+            "manifests": list(self.manifests),
+            "unmatched_manifest_records": list(self.unmatched_records),
             "results": [r.as_dict() for r in sorted(self.results, key=lambda r: r.path)],
         }
 

@@ -1,4 +1,5 @@
-"""An item's metadata from the sidecar files next to it (``name.json``, ``name.txt``)."""
+"""Metadata from the sidecar files next to a media file (``name.json``, ``name.txt``), and the
+record format that sidecars and manifests share."""
 
 from __future__ import annotations
 
@@ -7,14 +8,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.indexing.folder import FolderFile
-from server.media import ItemMetadata, Location
-
-if TYPE_CHECKING:
-    pass
-
+from server.media import Location
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +20,12 @@ class SidecarError(ValueError):
     """A sidecar file exists but cannot be used; the message names the file and the field."""
 
 
-# -- sidecars -------------------------------------------------------------------------------
+# The metadata fields a sidecar or a manifest record may set, as ItemMetadata names them.
+Fields = dict[str, Any]
 
 
-def read_metadata(file: FolderFile) -> ItemMetadata:
-    """The item's metadata from ``name.json`` and/or ``name.txt`` next to the media file.
+def read_sidecars(file: FolderFile) -> Fields:
+    """The fields set by the sidecars next to the media file, ``name.json`` and/or ``name.txt``.
 
     Both ``photo.json`` and ``photo.jpg.json`` are recognised (the longer name wins). The JSON
     object may hold ``caption``, ``tags`` (list or comma-separated), ``creator_id`` (or
@@ -35,7 +33,7 @@ def read_metadata(file: FolderFile) -> ItemMetadata:
     or ``{region, latitude, longitude}``). A ``.txt`` sidecar is the caption when the JSON
     has none. Raises :class:`SidecarError` for a sidecar that cannot be used.
     """
-    fields: dict[str, Any] = {}
+    fields: Fields = {}
     json_path = _sidecar(file.path, ".json")
     if json_path is not None:
         fields = _parse_json_sidecar(json_path)
@@ -43,7 +41,7 @@ def read_metadata(file: FolderFile) -> ItemMetadata:
         txt_path = _sidecar(file.path, ".txt")
         if txt_path is not None:
             fields["caption"] = _read_text(txt_path).strip()
-    return ItemMetadata(media_id=file.media_id, **fields)
+    return fields
 
 
 def _sidecar(media: Path, suffix: str) -> Path | None:
@@ -69,15 +67,26 @@ def _parse_json_sidecar(path: Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(doc, dict):
         raise SidecarError(f"sidecar {path.name} must hold a JSON object")
+    return parse_fields(doc, f"sidecar {path.name}")
+
+
+def parse_fields(doc: dict[str, Any], where: str) -> Fields:
+    """The metadata fields of one JSON object (a sidecar, or a manifest record); ``where``
+    starts each error message ("sidecar photo.json", "images.json entry 3")."""
 
     def bad(key: str, why: str) -> SidecarError:
-        return SidecarError(f"sidecar {path.name}: {key} {why}")
+        return SidecarError(f"{where}: {key} {why}")
 
-    fields: dict[str, Any] = {}
+    fields: Fields = {}
     if "caption" in doc:
         if not isinstance(doc["caption"], str):
             raise bad("caption", "must be a string")
         fields["caption"] = doc["caption"].strip()
+    elif "captions" in doc:  # several human captions (COCO style): an item stores one
+        captions = doc["captions"]
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise bad("captions", "must be a list of strings")
+        fields["caption"] = next((c.strip() for c in captions if c.strip()), "")
     if "tags" in doc:
         fields["tags"] = _tags(doc["tags"], bad)
     creator = doc.get("creator_id", doc.get("creator"))

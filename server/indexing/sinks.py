@@ -45,10 +45,14 @@ OVERLAPPING_COMMITS = 2
 
 
 class IndexAborted(RuntimeError):
-    """The sink cannot go on (server gone, credentials refused): stop the whole run."""
+    """The sink cannot go on (server gone, credentials refused): stop the whole run.
 
+    ``done`` holds the results of the batch's items that were stored before it stopped.
+    """
 
-# -- sinks: where prepared items go ---------------------------------------------------------
+    def __init__(self, message: str, done: Sequence[FileResult] = ()) -> None:
+        super().__init__(message)
+        self.done = list(done)
 
 
 @dataclass
@@ -161,7 +165,17 @@ class ClientSink:
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
         # Uploads run side by side: the server decodes and batches requests across calls.
         futures = [self._uploads.submit(self._upload, item) for item in items]
-        return [f.result() for f in futures]
+        done: list[FileResult] = []
+        aborted: IndexAborted | None = None
+        for future in futures:  # every upload finishes before this returns or raises
+            try:
+                done.append(future.result())
+            except IndexAborted as exc:
+                aborted = aborted or exc
+        if aborted is not None:
+            # One upload's failure must not hide the others': each stored file is reported.
+            raise IndexAborted(str(aborted), done) from aborted
+        return done
 
     def _upload(self, item: PreparedFile) -> FileResult:
         metadata, sha = item.work
