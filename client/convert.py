@@ -85,6 +85,7 @@ def metadata_to_proto(metadata: MediaMetadata) -> common_pb2.MediaMetadata:
         caption=metadata.caption,
         tags=list(metadata.tags),
         media_type=int(metadata.media_type),
+        source=metadata.source,
     )
     if metadata.created_at is not None:
         message.created_at.CopyFrom(timestamp_to_proto(metadata.created_at))
@@ -102,6 +103,7 @@ def metadata_from_proto(message: common_pb2.MediaMetadata) -> MediaMetadata:
         created_at=timestamp_from_proto(message, "created_at"),
         location=location_from_proto(message.location) if message.HasField("location") else None,
         media_type=enum_from_proto(MediaType, message.media_type),
+        source=message.source,
     )
 
 

@@ -80,6 +80,7 @@ class MediaMetadata:
     created_at: datetime | None = None
     location: Location | None = None
     media_type: MediaType = MediaType.UNSPECIFIED
+    source: str = ""  # where the item came from, e.g. a file path; stored, never interpreted
 
 
 @dataclass(frozen=True)

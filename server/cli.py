@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="JSON, JSONL or CSV file of per-file metadata (repeat for several); "
                        "manifests at the top of the folder are read too")
     index.add_argument("--no-manifest-discovery", action="store_true",
-                       help="read only the manifests given with --manifest")  # fmt: skip
+                       help="read only the manifests given with --manifest")
+    index.add_argument("--id-prefix", default="", metavar="PREFIX",
+                       help="media ids are PREFIX + the path in the folder (default: the path); "
+                       "keeps two folders with the same file names apart")  # fmt: skip
     index.add_argument("--decode-workers", type=int, default=0, help="decode threads (0: cores)")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_arguments(index, sections=("storage", "model", "media", "topics", "log"))

@@ -60,6 +60,7 @@ def metadata_from_proto(message: common_pb2.MediaMetadata) -> ItemMetadata:
         created_at=_seconds(message.created_at) if message.HasField("created_at") else None,
         location=location,
         media_type=media_type_from_proto(message.media_type, "metadata.media_type"),
+        source=message.source,
     )
 
 
@@ -70,6 +71,7 @@ def metadata_to_proto(metadata: ItemMetadata, media_type: MediaType) -> common_p
         caption=metadata.caption,
         tags=list(metadata.tags),
         media_type=_MEDIA_TYPE_TO_PROTO[media_type],
+        source=metadata.source,
     )
     if metadata.created_at is not None:
         message.created_at.FromSeconds(metadata.created_at)

@@ -23,6 +23,7 @@ from server.commands import (
     open_local_deps,
 )
 from server.indexing import manifest
+from server.indexing.folder import check_id_prefix
 from server.indexing.pipeline import index_folder
 from server.indexing.report import IndexReport, default_report_path, write_report
 from server.indexing.sinks import ClientSink, EmbeddedSink, IndexSink
@@ -49,6 +50,7 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     report: IndexReport | None = None
     try:
+        id_prefix = _id_prefix(args.id_prefix)
         manifests = _manifests(folder, args.manifest, discover=not args.no_manifest_discovery)
         with _open_sink(args, settings) as sink, graceful_ctrl_c(stop):
             report = index_folder(
@@ -60,6 +62,7 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                 stop_event=stop,
                 exclude=(report_path,),
                 manifests=manifests,
+                id_prefix=id_prefix,
             )
     except CommandError as exc:
         print(f"mediarec index: {exc}", file=sys.stderr)
@@ -79,6 +82,13 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if report.aborted or (args.strict and report.failures):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _id_prefix(prefix: str) -> str:
+    try:
+        return check_id_prefix(prefix)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_UNUSABLE) from exc
 
 
 def _manifests(folder: Path, given: list[Path], *, discover: bool) -> manifest.Manifests:

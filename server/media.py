@@ -38,6 +38,7 @@ class ItemMetadata:
     created_at: int | None = None  # unix seconds
     location: Location = field(default_factory=Location)
     media_type: MediaType | None = None
+    source: str = ""  # where the item came from (a file path), as the client names it
 
 
 @dataclass(frozen=True)

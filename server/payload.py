@@ -18,6 +18,7 @@ INDEXED_AT = "indexed_at"
 MODEL_ID = "model_id"
 LATITUDE = "latitude"
 LONGITUDE = "longitude"
+SOURCE = "source"
 
 
 def build_payload(
@@ -51,6 +52,8 @@ def build_payload(
         payload[LATITUDE] = metadata.location.latitude
     if metadata.location.longitude is not None:
         payload[LONGITUDE] = metadata.location.longitude
+    if metadata.source:
+        payload[SOURCE] = metadata.source
     return payload
 
 
@@ -68,6 +71,7 @@ def stored_item(media_id: str, payload: Mapping[str, Any]) -> StoredItem:
             longitude=payload.get(LONGITUDE),
         ),
         media_type=media_type,
+        source=str(payload.get(SOURCE, "") or ""),
     )
     labels = payload.get(schema.TOPICS, ()) or ()
     scores = payload.get(schema.TOPIC_SCORES, ()) or ()

@@ -153,6 +153,7 @@ def test_json_sidecar_fields_and_txt_fallback(tmp_path: Path) -> None:
     )
     assert read_metadata(media) == ItemMetadata(
         media_id="a.jpg",
+        source=str(media.path),
         creator_id="ana",
         caption="surf at dawn",
         tags=("surf", "sea"),
@@ -171,7 +172,9 @@ def test_json_sidecar_fields_and_txt_fallback(tmp_path: Path) -> None:
     bare = _file(tmp_path, "c.jpg")
     # Nothing said when it was made: the file's mtime is the best guess.
     mtime = int(bare.path.stat().st_mtime)
-    assert read_metadata(bare) == ItemMetadata(media_id="c.jpg", created_at=mtime)
+    assert read_metadata(bare) == ItemMetadata(
+        media_id="c.jpg", created_at=mtime, source=str(bare.path)
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,4 +27,4 @@ def read_metadata(file: FolderFile, listed: Fields | None = None) -> ItemMetadat
     if "created_at" not in fields:
         with contextlib.suppress(OSError):
             fields["created_at"] = int(file.path.stat().st_mtime)
-    return ItemMetadata(media_id=file.media_id, **fields)
+    return ItemMetadata(media_id=file.media_id, source=str(file.path), **fields)

@@ -24,17 +24,32 @@ class FolderFile:
     kind: str  # "image" or "video", from the extension (the bytes decide in the end)
 
 
-def media_id_for(rel: str) -> str:
-    """The media id of a file: its relative path, or a cleaned path plus a hash of the original.
+def media_id_for(rel: str, prefix: str = "") -> str:
+    """The media id of a file: ``prefix`` and its relative path, or a cleaned path plus a hash
+    of the original.
 
     Paths with characters a media id cannot hold (spaces, accents, ...) keep a readable id;
     the hash suffix keeps two such paths from ever sharing one.
     """
-    if MEDIA_ID_PATTERN.match(rel):
-        return rel
-    cleaned = re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", rel).lstrip("._:/@+=-") or "file"
-    digest = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    wanted = prefix + rel
+    if MEDIA_ID_PATTERN.match(wanted):
+        return wanted
+    cleaned = re.sub(r"[^A-Za-z0-9._:/@+=-]", "_", wanted).lstrip("._:/@+=-") or "file"
+    digest = hashlib.sha1(wanted.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return f"{cleaned[:240]}@{digest}"
+
+
+ID_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}$")
+
+
+def check_id_prefix(prefix: str) -> str:
+    """``prefix`` if media ids can start with it; a ValueError naming the valid form if not."""
+    if prefix and not ID_PREFIX_PATTERN.match(prefix):
+        raise ValueError(
+            f"--id-prefix {prefix!r} must be 1-64 letters, digits or ._:/@+=- and start with a "
+            "letter or digit, e.g. 'trip-2024/'"
+        )
+    return prefix
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,9 @@ class FolderScan:
     skipped: dict[str, int]
 
 
-def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> FolderScan:
-    """Supported media files under ``folder``, recursively, and what was left out.
+def scan_folder(folder: Path, exclude: Sequence[Path] = (), id_prefix: str = "") -> FolderScan:
+    """Supported media files under ``folder``, recursively, and what was left out; each file's
+    media id is ``id_prefix`` followed by its path relative to the folder.
 
     Hidden files and folders (names starting with ".") and the paths in ``exclude`` are
     skipped; symlinked folders are not followed, so a link loop cannot trap the walk.
@@ -66,7 +82,7 @@ def scan_folder(folder: Path, exclude: Sequence[Path] = ()) -> FolderScan:
                 others.append(path)
                 continue
             rel = path.relative_to(root).as_posix()
-            found.append(FolderFile(path, rel, media_id_for(rel), kind))
+            found.append(FolderFile(path, rel, media_id_for(rel, id_prefix), kind))
     found.sort(key=lambda f: f.rel)
     media = {f.path for f in found}
     stems = {p.with_suffix("") for p in media}

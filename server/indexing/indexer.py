@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$")
 MAX_TAG_CHARS = 100
 MAX_CREATOR_ID_CHARS = 256
+MAX_SOURCE_CHARS = 4096  # PATH_MAX on Linux
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
     validate_media_id(metadata.media_id, "metadata.media_id")
     if len(metadata.creator_id) > MAX_CREATOR_ID_CHARS:
         raise InvalidArgumentError("metadata.creator_id", "creator_id is over 256 characters")
+    if len(metadata.source) > MAX_SOURCE_CHARS:
+        raise InvalidArgumentError("metadata.source", "source is over 4096 characters")
     if len(metadata.caption) > limits.max_caption_chars:
         raise ResourceLimitError(
             "metadata.caption",
@@ -132,6 +135,8 @@ def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -
         ],
         "extra": extra,
     }
+    if metadata.source:  # only when set, so items indexed without one keep their fingerprint
+        doc["source"] = metadata.source
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

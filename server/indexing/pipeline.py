@@ -58,6 +58,7 @@ def index_folder(
     stop_event: threading.Event | None = None,
     exclude: Sequence[Path] = (),
     manifests: Manifests | None = None,
+    id_prefix: str = "",
 ) -> IndexReport:
     """Index every supported file under ``folder`` into ``sink``; never raises for a bad file.
 
@@ -69,7 +70,7 @@ def index_folder(
     not counted as skipped.
     """
     manifests = manifests or Manifests({}, (), ())
-    scan = scan_folder(folder, (*exclude, *manifests.files))
+    scan = scan_folder(folder, (*exclude, *manifests.files), id_prefix)
     files = scan.files
     found = {f.rel for f in files}
     report = IndexReport(

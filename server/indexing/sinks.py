@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,8 @@ from server.indexing.report import (
     FileStatus,
 )
 from server.media import ItemMetadata
+from server.payload import SOURCE
+from server.store import schema
 
 if TYPE_CHECKING:
     from server.indexing.indexer import PreparedItem
@@ -84,6 +86,30 @@ class IndexSink(Protocol):
         ...
 
 
+class IdTakenError(ValueError):
+    """A media id already holds a different file; indexing this one would overwrite it."""
+
+
+def check_id_free(
+    file: FolderFile, stored_source: str, stored_sha: str, sha_of_file: Callable[[], str]
+) -> None:
+    """Refuse to give ``file`` an id that a different file holds.
+
+    Different means another path *and* other bytes: the same path with new bytes is an edit,
+    and the same bytes at a new path is a move (the stored source follows it). An item stored
+    without a source (through the API, or by an older mediarec) cannot be told apart, so it is
+    replaced as before.
+    """
+    if not stored_source or stored_source == str(file.path):
+        return
+    if stored_sha and stored_sha == sha_of_file():
+        return
+    raise IdTakenError(
+        f"media id {file.media_id!r} already holds {stored_source}, a different file; "
+        "index this folder with --id-prefix to keep both"
+    )
+
+
 class EmbeddedSink:
     """Indexes into this process's model and store (``open_deps``)."""
 
@@ -110,10 +136,18 @@ class EmbeddedSink:
         from encoders.preprocess import resize_and_crop
 
         indexer = self._deps.indexer
+        stored = self._deps.store.get([file.media_id]).get(file.media_id)
         if file.kind == "image":  # read once: the same bytes are hashed and decoded
             raw = file.path.read_bytes()
-            item = indexer.prepare_bytes(metadata, raw, hashlib.sha256(raw).hexdigest())
-        else:  # videos stream from disk
+            sha = hashlib.sha256(raw).hexdigest()
+            if stored is not None:
+                check_id_free(file, _stored_source(stored.payload), _stored_sha(stored.payload),
+                              lambda: sha)  # fmt: skip
+            item = indexer.prepare_bytes(metadata, raw, sha)
+        else:  # videos stream from disk, and are hashed again only when an id is in question
+            if stored is not None:
+                check_id_free(file, _stored_source(stored.payload), _stored_sha(stored.payload),
+                              lambda: file_sha256(file.path))  # fmt: skip
             item = indexer.prepare_bytes(metadata, file.path)
         if item.unchanged is not None:
             return PreparedFile(file, None, item.unchanged.media_type.value)
@@ -158,6 +192,8 @@ class ClientSink:
             stored = _call(lambda: self._client.get_media(file.media_id))
         except NotFound:
             stored = None
+        if stored is not None:
+            check_id_free(file, stored.metadata.source, stored.content_sha256, lambda: sha)
         if stored and stored.content_sha256 == sha and _same_metadata(stored.metadata, wanted):
             return PreparedFile(file, None, stored.metadata.media_type.name.lower())
         return PreparedFile(file, (wanted, sha))
@@ -191,6 +227,14 @@ class ClientSink:
         return FileResult(file.rel, file.media_id, status, done.media_type.name.lower())
 
 
+def _stored_source(payload: Mapping[str, Any]) -> str:
+    return str(payload.get(SOURCE, "") or "")
+
+
+def _stored_sha(payload: Mapping[str, Any]) -> str:
+    return str(payload.get(schema.CONTENT_HASH, "") or "")
+
+
 def _call(call: Callable[[], Any]) -> Any:
     """Run one client call; errors no other file could get past abort the run."""
     try:
@@ -204,6 +248,7 @@ def _client_metadata(metadata: ItemMetadata) -> MediaMetadata:
     coordinates = (location.latitude, location.longitude)
     has_location = bool(location.region) or coordinates != (None, None)
     return MediaMetadata(
+        source=metadata.source,
         media_id=metadata.media_id,
         creator_id=metadata.creator_id,
         caption=metadata.caption,
@@ -235,4 +280,5 @@ def _same_metadata(stored: MediaMetadata, wanted: MediaMetadata) -> bool:
         # No created_at of our own: the server stamped the first indexing time; keep it.
         and (wanted.created_at is None or stamp(stored.created_at) == stamp(wanted.created_at))
         and (stored.location or empty) == (wanted.location or empty)
+        and stored.source == wanted.source
     )

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mediarec/v1/common.proto\x12\x0bmediarec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x08Location\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x15\n\x08latitude\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlongitude\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitude\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x05Topic\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xd9\x01\n\rMediaMetadata\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08location\x18\x06 \x01(\x0b\x32\x15.mediarec.v1.Location\x12*\n\nmedia_type\x18\x07 \x01(\x0e\x32\x16.mediarec.v1.MediaType\"\x82\x02\n\tMediaItem\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.mediarec.v1.MediaMetadata\x12\"\n\x06topics\x18\x02 \x03(\x0b\x32\x12.mediarec.v1.Topic\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12\x1a\n\x12\x66rame_timestamps_s\x18\x04 \x03(\x01\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x19\n\x11near_duplicate_of\x18\x06 \x01(\t\x12.\n\nindexed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08model_id\x18\x08 \x01(\t\"\x99\x01\n\x0bMediaFilter\x12+\n\x0bmedia_types\x18\x01 \x03(\x0e\x32\x16.mediarec.v1.MediaType\x12\x13\n\x0b\x63reator_ids\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0e\n\x06topics\x18\x04 \x03(\t\x12*\n\ncreated_at\x18\x05 \x01(\x0b\x32\x16.mediarec.v1.TimeRange\"\xa3\x01\n\x0eRecommendState\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x17\n\x0f\x65vents_included\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vents_pending\x18\x03 \x01(\x03\x12,\n\x08\x62uilt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61ge_s\x18\x05 \x01(\x01\x12\x12\n\nrebuilding\x18\x06 \x01(\x08*h\n\tMediaType\x12\x1a\n\x16MEDIA_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_TYPE_IMAGE\x10\x01\x12\x14\n\x10MEDIA_TYPE_VIDEO\x10\x02\x12\x13\n\x0fMEDIA_TYPE_TEXT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mediarec/v1/common.proto\x12\x0bmediarec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x08Location\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x15\n\x08latitude\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlongitude\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x0b\n\t_latitudeB\x0c\n\n_longitude\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x05Topic\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xe9\x01\n\rMediaMetadata\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08location\x18\x06 \x01(\x0b\x32\x15.mediarec.v1.Location\x12*\n\nmedia_type\x18\x07 \x01(\x0e\x32\x16.mediarec.v1.MediaType\x12\x0e\n\x06source\x18\x08 \x01(\t\"\x82\x02\n\tMediaItem\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.mediarec.v1.MediaMetadata\x12\"\n\x06topics\x18\x02 \x03(\x0b\x32\x12.mediarec.v1.Topic\x12\x16\n\x0e\x63ontent_sha256\x18\x03 \x01(\t\x12\x1a\n\x12\x66rame_timestamps_s\x18\x04 \x03(\x01\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x19\n\x11near_duplicate_of\x18\x06 \x01(\t\x12.\n\nindexed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08model_id\x18\x08 \x01(\t\"\x99\x01\n\x0bMediaFilter\x12+\n\x0bmedia_types\x18\x01 \x03(\x0e\x32\x16.mediarec.v1.MediaType\x12\x13\n\x0b\x63reator_ids\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0e\n\x06topics\x18\x04 \x03(\t\x12*\n\ncreated_at\x18\x05 \x01(\x0b\x32\x16.mediarec.v1.TimeRange\"\xa3\x01\n\x0eRecommendState\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x17\n\x0f\x65vents_included\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vents_pending\x18\x03 \x01(\x03\x12,\n\x08\x62uilt_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61ge_s\x18\x05 \x01(\x01\x12\x12\n\nrebuilding\x18\x06 \x01(\x08*h\n\tMediaType\x12\x1a\n\x16MEDIA_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_TYPE_IMAGE\x10\x01\x12\x14\n\x10MEDIA_TYPE_VIDEO\x10\x02\x12\x13\n\x0fMEDIA_TYPE_TEXT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mediarec.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEDIATYPE']._serialized_start=1115
-  _globals['_MEDIATYPE']._serialized_end=1219
+  _globals['_MEDIATYPE']._serialized_start=1131
+  _globals['_MEDIATYPE']._serialized_end=1235
   _globals['_LOCATION']._serialized_start=74
   _globals['_LOCATION']._serialized_end=174
   _globals['_TIMERANGE']._serialized_start=176
@@ -41,11 +41,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOPIC']._serialized_start=273
   _globals['_TOPIC']._serialized_end=310
   _globals['_MEDIAMETADATA']._serialized_start=313
-  _globals['_MEDIAMETADATA']._serialized_end=530
-  _globals['_MEDIAITEM']._serialized_start=533
-  _globals['_MEDIAITEM']._serialized_end=791
-  _globals['_MEDIAFILTER']._serialized_start=794
-  _globals['_MEDIAFILTER']._serialized_end=947
-  _globals['_RECOMMENDSTATE']._serialized_start=950
-  _globals['_RECOMMENDSTATE']._serialized_end=1113
+  _globals['_MEDIAMETADATA']._serialized_end=546
+  _globals['_MEDIAITEM']._serialized_start=549
+  _globals['_MEDIAITEM']._serialized_end=807
+  _globals['_MEDIAFILTER']._serialized_start=810
+  _globals['_MEDIAFILTER']._serialized_end=963
+  _globals['_RECOMMENDSTATE']._serialized_start=966
+  _globals['_RECOMMENDSTATE']._serialized_end=1129
 # @@protoc_insertion_point(module_scope)

@@ -48,7 +48,7 @@ class Topic(_message.Message):
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class MediaMetadata(_message.Message):
-    __slots__ = ("media_id", "creator_id", "caption", "tags", "created_at", "location", "media_type")
+    __slots__ = ("media_id", "creator_id", "caption", "tags", "created_at", "location", "media_type", "source")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     CREATOR_ID_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class MediaMetadata(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     creator_id: str
     caption: str
@@ -63,7 +64,8 @@ class MediaMetadata(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     location: Location
     media_type: MediaType
-    def __init__(self, media_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., caption: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., media_type: _Optional[_Union[MediaType, str]] = ...) -> None: ...
+    source: str
+    def __init__(self, media_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., caption: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., media_type: _Optional[_Union[MediaType, str]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class MediaItem(_message.Message):
     __slots__ = ("metadata", "topics", "content_sha256", "frame_timestamps_s", "duration_s", "near_duplicate_of", "indexed_at", "model_id")
