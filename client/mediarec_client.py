@@ -31,6 +31,7 @@ from client.types import (
     ForgetReport,
     ImportEventsResult,
     IndexResult,
+    ListedMedia,
     LogEventsResult,
     MediaFilter,
     MediaItem,
@@ -230,6 +231,24 @@ class MediarecClient:
         request = media_pb2.DeleteMediaRequest(media_id=media_id, allow_missing=allow_missing)
         response = self._unary("DeleteMedia", self._media.DeleteMedia, request, timeout_s)
         return bool(response.deleted)
+
+    def list_media(
+        self, *, source_prefix: str = "", timeout_s: float | None = None
+    ) -> Iterator[ListedMedia]:
+        """Every stored item's id, source and content hash (only sources starting with
+        ``source_prefix`` when given), streamed in batches as it is read; in no order.
+
+        ``timeout_s`` bounds the whole listing (default: the client's default timeout).
+        """
+        request = media_pb2.ListMediaRequest(source_prefix=source_prefix)
+        try:
+            for response in self._media.ListMedia(
+                request, timeout=timeout_s or self._default_timeout_s, metadata=self._metadata
+            ):
+                for item in response.items:
+                    yield ListedMedia(item.media_id, item.source, item.content_sha256)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, "ListMedia") from error
 
     # -- search ----------------------------------------------------------------------------
 

@@ -84,6 +84,15 @@ class MediaMetadata:
 
 
 @dataclass(frozen=True)
+class ListedMedia:
+    """A stored item as ``list_media`` names it: what a sync tool compares with its files."""
+
+    media_id: str
+    source: str  # MediaMetadata.source; empty when the indexing client gave none
+    content_sha256: str  # empty for caption-only posts and precomputed vectors
+
+
+@dataclass(frozen=True)
 class FrameVector:
     """One precomputed video frame vector at ``timestamp_s`` seconds from the start."""
 

@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
                        "manifests at the top of the folder are read too")
     index.add_argument("--no-manifest-discovery", action="store_true",
                        help="read only the manifests given with --manifest")
+    index.add_argument("--prune", action="store_true",
+                       help="also remove the stored items of this folder whose files are gone")
+    index.add_argument("--dry-run", action="store_true",
+                       help="with --prune: list what it would remove, and change nothing")
+    index.add_argument("--force", action="store_true",
+                       help="with --prune: go ahead although the folder is missing or over 20%% "
+                       "of its items would go")
     index.add_argument("--id-prefix", default="", metavar="PREFIX",
                        help="media ids are PREFIX + the path in the folder (default: the path); "
                        "keeps two folders with the same file names apart")  # fmt: skip

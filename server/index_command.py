@@ -25,8 +25,9 @@ from server.commands import (
 from server.indexing import manifest
 from server.indexing.folder import check_id_prefix
 from server.indexing.pipeline import index_folder
+from server.indexing.prune import PrunePlan, SourcedStore, plan_prune, prune
 from server.indexing.report import IndexReport, default_report_path, write_report
-from server.indexing.sinks import ClientSink, EmbeddedSink, IndexSink
+from server.indexing.sinks import ClientSink, EmbeddedSink, IndexAborted
 
 if TYPE_CHECKING:
     import argparse
@@ -43,7 +44,12 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     """``mediarec index``: exit 0, 1 (``--strict`` with failures, or the run could not go on),
     2 (nothing attempted: no such folder, store locked) or 130 (interrupted)."""
     folder: Path = args.folder
-    if not folder.is_dir():
+    missing = not folder.is_dir()
+    if args.dry_run and not args.prune:
+        print("mediarec index: --dry-run lists what --prune would remove; add --prune",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNUSABLE
+    if missing and not args.prune:
         print(f"mediarec index: {folder} is not a folder", file=sys.stderr)
         return EXIT_UNUSABLE
     report_path: Path = args.report or default_report_path(Path(settings.storage.data_dir), folder)
@@ -51,19 +57,37 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     report: IndexReport | None = None
     try:
         id_prefix = _id_prefix(args.id_prefix)
-        manifests = _manifests(folder, args.manifest, discover=not args.no_manifest_discovery)
+        manifests = (
+            manifest.Manifests({}, (), ())
+            if missing
+            else _manifests(folder, args.manifest, discover=not args.no_manifest_discovery)
+        )
         with _open_sink(args, settings) as sink, graceful_ctrl_c(stop):
-            report = index_folder(
-                folder,
-                sink,
-                workers=args.decode_workers or os.cpu_count() or 1,
-                batch_size=settings.model.batch_size,
-                progress=not args.no_progress and sys.stderr.isatty(),
-                stop_event=stop,
-                exclude=(report_path,),
-                manifests=manifests,
-                id_prefix=id_prefix,
+            plan = (
+                _plan_prune(folder, sink, force=args.force or args.dry_run) if args.prune else None
             )
+            if plan is not None and args.dry_run:
+                _print_plan(plan)
+                return EXIT_OK
+            if missing:  # --prune --force of a folder that is gone: nothing to index
+                report = IndexReport(str(folder), sink.target, 0)
+            else:
+                report = index_folder(
+                    folder,
+                    sink,
+                    workers=args.decode_workers or os.cpu_count() or 1,
+                    batch_size=settings.model.batch_size,
+                    progress=not args.no_progress and sys.stderr.isatty(),
+                    stop_event=stop,
+                    exclude=(report_path,),
+                    manifests=manifests,
+                    id_prefix=id_prefix,
+                )
+            if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
+                try:
+                    report.pruned = tuple(prune(plan, sink))
+                except IndexAborted as exc:
+                    report.aborted = str(exc)
     except CommandError as exc:
         print(f"mediarec index: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -82,6 +106,31 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if report.aborted or (args.strict and report.failures):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _plan_prune(folder: Path, sink: SourcedStore, *, force: bool) -> PrunePlan:
+    """What --prune would remove; refused (exit 2) when it looks like a mistake, unless forced
+    (a dry run lists it either way)."""
+    try:
+        plan = plan_prune(folder, sink)
+    except IndexAborted as exc:
+        raise CommandError(f"cannot list the stored items: {exc}", EXIT_FAILED) from exc
+    refusal = plan.refusal()
+    if refusal and not force:
+        raise CommandError(refusal, EXIT_UNUSABLE)
+    return plan
+
+
+def _print_plan(plan: PrunePlan) -> None:
+    print(
+        f"--prune would remove {len(plan.gone)} of the {plan.held} items stored from "
+        f"{plan.folder}, whose files are gone:"
+    )
+    for media_id, source in plan.gone:
+        print(f"  {media_id}  ({source})")
+    refusal = plan.refusal()
+    if refusal:
+        print(f"it would need --force: {refusal}")
 
 
 def _id_prefix(prefix: str) -> str:
@@ -108,7 +157,9 @@ def _manifests(folder: Path, given: list[Path], *, discover: bool) -> manifest.M
 
 
 @contextlib.contextmanager
-def _open_sink(args: argparse.Namespace, settings: Settings) -> Iterator[IndexSink]:
+def _open_sink(
+    args: argparse.Namespace, settings: Settings
+) -> Iterator[ClientSink | EmbeddedSink]:
     if args.server:
         with _client_sink(args.server, args.api_key or os.environ.get("MEDIAREC_API_KEY")) as sink:
             yield sink
@@ -184,6 +235,8 @@ def _print_summary(report: IndexReport, report_path: Path) -> None:
             f"skipped {report.skipped} files by extension ({by_extension or 'none'}); "
             f"reads {' '.join(report.extensions_read)}"
         )
+    if report.pruned:
+        print(f"pruned {len(report.pruned)} items whose files are gone")
     if report.aborted:
         print(f"stopped early: {report.aborted}", file=sys.stderr)
     elif report.interrupted:

@@ -74,6 +74,15 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
+class SourcedItem:
+    """A stored item's id, where it came from and its content hash (what sync tools compare)."""
+
+    media_id: str
+    source: str
+    content_sha256: str
+
+
+@dataclass(frozen=True)
 class MediaHit:
     item: StoredItem
     score: float

@@ -30,6 +30,10 @@ from server.streams import StreamLimits, UploadGate, bounded
 logger = logging.getLogger(__name__)
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# A ListMedia message holds up to this many items, and stops near this size: every client's
+# default receive limit (4 MiB) holds it, whatever the sources' lengths.
+LIST_BATCH = 1000
+LIST_BATCH_BYTES = 1 << 20
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
@@ -164,6 +168,21 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         with deps.indexer.write_lock:
             deleted = deps.search.delete(media_id, allow_missing=request.allow_missing)
         return media_pb2.DeleteMediaResponse(media_id=media_id, deleted=deleted)
+
+    def ListMedia(  # noqa: N802
+        self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext
+    ) -> Iterator[media_pb2.ListMediaResponse]:
+        batch, size = media_pb2.ListMediaResponse(), 0
+        for item in self._state.require().search.sourced(request.source_prefix):
+            batch.items.add(
+                media_id=item.media_id, source=item.source, content_sha256=item.content_sha256
+            )
+            size += len(item.media_id) + len(item.source.encode()) + 80
+            if len(batch.items) == LIST_BATCH or size >= LIST_BATCH_BYTES:
+                yield batch
+                batch, size = media_pb2.ListMediaResponse(), 0
+        if batch.items:
+            yield batch
 
     @embeds(Priority.INTERACTIVE)
     def SearchMedia(  # noqa: N802

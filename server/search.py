@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from enum import StrEnum
 
@@ -11,9 +12,9 @@ import numpy as np
 from encoders import Encoder
 from encoders.images import decode_image
 from encoders.media_errors import MediaDecodeError
-from server.indexing.indexer import decode_failure, jpeg_draft_size
-from server.media import MediaHit, MediaType, StoredItem
-from server.payload import stored_item
+from server.indexing.indexer import MAX_SOURCE_CHARS, decode_failure, jpeg_draft_size
+from server.media import MediaHit, MediaType, SourcedItem, StoredItem
+from server.payload import SOURCE, stored_item
 from server.service_errors import InvalidArgumentError, NotFoundError
 from server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
 
@@ -53,6 +54,16 @@ class MediaSearch:
         if point is None:
             raise NotFoundError(f"No media with id {media_id!r}.")
         return stored_item(media_id, point.payload)
+
+    def sourced(self, prefix: str = "") -> Iterator[SourcedItem]:
+        """Every stored item whose source starts with ``prefix``, lazily, in no order."""
+        if len(prefix) > MAX_SOURCE_CHARS:
+            raise InvalidArgumentError("source_prefix", "source_prefix is over 4096 characters")
+        for point in self._store.iter_payloads([SOURCE, schema.CONTENT_HASH]):
+            source = str(point.payload.get(SOURCE, "") or "")
+            if source.startswith(prefix):
+                sha = str(point.payload.get(schema.CONTENT_HASH, "") or "")
+                yield SourcedItem(point.media_id, source, sha)
 
     def delete(self, media_id: str, *, allow_missing: bool = False) -> bool:
         if not self._store.get([media_id]):

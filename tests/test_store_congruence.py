@@ -432,6 +432,16 @@ def test_retrieve_vectors_skips_media_without_that_vector(
         )
 
 
+def test_iter_payloads_reads_every_point_with_only_the_keys_asked_for(
+    loaded: VectorStore, world: World
+) -> None:
+    points = list(loaded.iter_payloads([schema.CREATOR_ID], batch_size=300))
+    assert sorted(p.media_id for p in points) == sorted(world.ids)
+    assert all(set(p.payload) == {schema.MEDIA_ID, schema.CREATOR_ID} for p in points)
+    videos = list(loaded.iter_payloads([], FILTER_CASES["media_type"]))
+    assert {p.media_id for p in videos} == set(world.frames)
+
+
 def test_iter_ids_and_count_cover_everything(loaded: VectorStore, world: World) -> None:
     assert loaded.count() == len(world.ids)
     assert sorted(loaded.iter_ids(batch_size=333)) == sorted(world.ids)

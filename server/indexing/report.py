@@ -70,6 +70,7 @@ class IndexReport:
     manifests: tuple[str, ...] = ()
     # Manifest records that name no file of the folder (gone, or outside it): "manifest: path".
     unmatched_records: tuple[str, ...] = ()
+    pruned: tuple[str, ...] = ()  # ids removed by --prune: their files were gone
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -93,6 +94,7 @@ class IndexReport:
             **counts,
             "not_processed": self.not_processed,
             "skipped_by_extension": self.skipped,
+            "pruned": len(self.pruned),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,6 +111,7 @@ class IndexReport:
             "skipped_by_extension": self.skipped_by_extension,
             "manifests": list(self.manifests),
             "unmatched_manifest_records": list(self.unmatched_records),
+            "pruned": list(self.pruned),
             "results": [r.as_dict() for r in sorted(self.results, key=lambda r: r.path)],
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,6 +157,14 @@ class EmbeddedSink:
             item.images = [resize_and_crop(image, self._preprocess) for image in item.images]
         return PreparedFile(file, item, item.media_type.value)
 
+    def sourced(self, prefix: str) -> Iterator[tuple[str, str]]:
+        for item in self._deps.search.sourced(prefix):
+            yield item.media_id, item.source
+
+    def delete(self, media_id: str) -> bool:
+        with self._deps.indexer.write_lock:
+            return self._deps.search.delete(media_id, allow_missing=True)
+
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
         prepared: list[PreparedItem] = [p.work for p in items]
         indexed = self._deps.indexer.commit(prepared)
@@ -197,6 +205,16 @@ class ClientSink:
         if stored and stored.content_sha256 == sha and _same_metadata(stored.metadata, wanted):
             return PreparedFile(file, None, stored.metadata.media_type.name.lower())
         return PreparedFile(file, (wanted, sha))
+
+    def sourced(self, prefix: str) -> Iterator[tuple[str, str]]:
+        try:
+            for item in self._client.list_media(source_prefix=prefix):
+                yield item.media_id, item.source
+        except (Unauthenticated, PermissionDenied, Unavailable) as exc:
+            raise IndexAborted(str(exc)) from exc
+
+    def delete(self, media_id: str) -> bool:
+        return bool(_call(lambda: self._client.delete_media(media_id, allow_missing=True)))
 
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
         # Uploads run side by side: the server decodes and batches requests across calls.

@@ -270,6 +270,16 @@ class VectorStore(Protocol):
         """Every stored media_id (matching ``filter``), in no particular order."""
         ...
 
+    def iter_payloads(
+        self,
+        payload_keys: Sequence[str],
+        filter: SearchFilter | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[MediaPoint]:
+        """Every media point (matching ``filter``) with only these payload keys and its media_id,
+        no vectors, in no particular order; read page by page, so memory stays bounded."""
+        ...
+
     def list_media(
         self,
         filter: SearchFilter | None = None,

@@ -486,6 +486,20 @@ class EdgeStore:
         records = self._scroll(_edge_filter(plan_filter(filter)), [schema.MEDIA_ID], batch_size)
         yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
 
+    def iter_payloads(
+        self,
+        payload_keys: Sequence[str],
+        filter: SearchFilter | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[MediaPoint]:
+        keys = with_keys(payload_keys)
+        records = self._scroll(_edge_filter(plan_filter(filter)), keys, batch_size)
+        yield from (
+            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
+            for r in records
+            if r.payload
+        )
+
     def _scroll(
         self, edge_filter: qe.Filter | None, payload_keys: list[str], batch_size: int
     ) -> Iterator[qe.Record]:

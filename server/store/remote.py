@@ -422,6 +422,14 @@ class RemoteStore:
         return int(result.count)
 
     def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
+        yield from (p.media_id for p in self.iter_payloads((), filter, batch_size))
+
+    def iter_payloads(
+        self,
+        payload_keys: Sequence[str],
+        filter: SearchFilter | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[MediaPoint]:
         self._require()
         scroll_filter = _filter(plan_filter(filter))
         offset: Any = None
@@ -432,10 +440,14 @@ class RemoteStore:
                     scroll_filter=scroll_filter,
                     limit=batch_size,
                     offset=offset,
-                    with_payload=[schema.MEDIA_ID],
+                    with_payload=with_keys(payload_keys),
                     with_vectors=False,
                 )
-            yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
+            yield from (
+                MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
+                for r in records
+                if r.payload
+            )
             if offset is None:
                 return
 

@@ -164,6 +164,28 @@ class DeleteMediaResponse(_message.Message):
     deleted: bool
     def __init__(self, media_id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
+class ListMediaRequest(_message.Message):
+    __slots__ = ("source_prefix",)
+    SOURCE_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    source_prefix: str
+    def __init__(self, source_prefix: _Optional[str] = ...) -> None: ...
+
+class ListedMedia(_message.Message):
+    __slots__ = ("media_id", "source", "content_sha256")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    source: str
+    content_sha256: str
+    def __init__(self, media_id: _Optional[str] = ..., source: _Optional[str] = ..., content_sha256: _Optional[str] = ...) -> None: ...
+
+class ListMediaResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ListedMedia]
+    def __init__(self, items: _Optional[_Iterable[_Union[ListedMedia, _Mapping]]] = ...) -> None: ...
+
 class SearchMediaRequest(_message.Message):
     __slots__ = ("text", "image", "media_id", "filter", "k", "text_match")
     TEXT_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class MediaServiceStub:
                 request_serializer=mediarec_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
                 response_deserializer=mediarec_dot_v1_dot_media__pb2.DeleteMediaResponse.FromString,
                 _registered_method=True)
+        self.ListMedia = channel.unary_stream(
+                '/mediarec.v1.MediaService/ListMedia',
+                request_serializer=mediarec_dot_v1_dot_media__pb2.ListMediaRequest.SerializeToString,
+                response_deserializer=mediarec_dot_v1_dot_media__pb2.ListMediaResponse.FromString,
+                _registered_method=True)
         self.SearchMedia = channel.unary_unary(
                 '/mediarec.v1.MediaService/SearchMedia',
                 request_serializer=mediarec_dot_v1_dot_media__pb2.SearchMediaRequest.SerializeToString,
@@ -99,6 +104,15 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMedia(self, request, context):
+        """Streams the id, source and content hash of every stored item (optionally only those whose
+        source starts with a prefix), a batch per message, in no particular order: what a sync
+        tool needs to find items whose files are gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SearchMedia(self, request, context):
         """Finds the items closest to a text, an image or a stored item, within optional filters.
         """
@@ -136,6 +150,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.DeleteMedia,
                     request_deserializer=mediarec_dot_v1_dot_media__pb2.DeleteMediaRequest.FromString,
                     response_serializer=mediarec_dot_v1_dot_media__pb2.DeleteMediaResponse.SerializeToString,
+            ),
+            'ListMedia': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListMedia,
+                    request_deserializer=mediarec_dot_v1_dot_media__pb2.ListMediaRequest.FromString,
+                    response_serializer=mediarec_dot_v1_dot_media__pb2.ListMediaResponse.SerializeToString,
             ),
             'SearchMedia': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchMedia,
@@ -257,6 +276,33 @@ class MediaService:
             '/mediarec.v1.MediaService/DeleteMedia',
             mediarec_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
             mediarec_dot_v1_dot_media__pb2.DeleteMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mediarec.v1.MediaService/ListMedia',
+            mediarec_dot_v1_dot_media__pb2.ListMediaRequest.SerializeToString,
+            mediarec_dot_v1_dot_media__pb2.ListMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,
