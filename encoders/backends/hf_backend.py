@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from encoders.backends.torch_base import TorchClipEncoder
+from encoders.hub import is_cached
 from encoders.options import EncoderOptions
-from encoders.registry import ModelSpec, PreprocessSpec
+from encoders.registry import ModelSpec, PreprocessSpec, WeightsKind
 
 
 class HfClipEncoder(TorchClipEncoder):
@@ -21,6 +22,16 @@ class HfClipEncoder(TorchClipEncoder):
                 f"precision 'int8' is available for open_clip models only, not {spec.model_id!r}"
             )
         super().__init__(spec, options)
+
+    def _weights_cached(self) -> bool:
+        if self._spec.weights.kind is not WeightsKind.HF_REPO:
+            return True
+        repo = self._spec.weights.location
+        cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
+        weights = ("model.safetensors", "pytorch_model.bin")
+        return is_cached(repo, "config.json", cache_dir) and any(
+            is_cached(repo, name, cache_dir) for name in weights
+        )
 
     def _build(self) -> tuple[int, PreprocessSpec]:
         from transformers import AutoTokenizer, CLIPModel

@@ -10,6 +10,7 @@ import torch
 
 from encoders.backends.openclip_text import TrimmedTextTower
 from encoders.backends.torch_base import TorchClipEncoder
+from encoders.hub import is_cached
 from encoders.registry import PreprocessSpec, WeightsKind
 
 if TYPE_CHECKING:
@@ -19,6 +20,25 @@ logger = logging.getLogger(__name__)
 
 
 class OpenClipEncoder(TorchClipEncoder):
+    def _weights_cached(self) -> bool:
+        source = self._spec.weights
+        if source.kind is not WeightsKind.PRETRAINED_TAG:
+            return True
+        from open_clip.pretrained import get_pretrained_cfg
+
+        hub = get_pretrained_cfg(self._spec.architecture, source.location).get("hf_hub", "")
+        if not hub:
+            return True  # a URL download: open_clip's own cache decides
+        cache_dir = str(self._options.cache_dir) if self._options.cache_dir else None
+        org, repo, *rest = hub.split("/")
+        # "org/repo/" reads safetensors where the repo has them, else the pickled checkpoint;
+        # "org/repo/file" names its file.
+        names = [f for f in rest if f] or [
+            "open_clip_model.safetensors",
+            "open_clip_pytorch_model.bin",
+        ]
+        return any(is_cached(f"{org}/{repo}", name, cache_dir) for name in names)
+
     def _build(self) -> tuple[int, PreprocessSpec]:
         import open_clip  # heavy import, deferred to load time
 

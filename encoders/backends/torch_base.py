@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 from encoders.base import EncoderError, VideoEmbedding, WeightsUnavailableError, l2_normalize
+from encoders.hub import cache_only_when_offline, hub_endpoint
 from encoders.options import EncoderOptions
 from encoders.preprocess import images_to_tensor
 from encoders.registry import ModelSpec, PreprocessSpec, WeightsKind, with_loaded_facts
@@ -74,20 +76,39 @@ class TorchClipEncoder(ABC):
             if self._options.torch_threads:
                 torch.set_num_threads(self._options.torch_threads)
             logger.info("loading encoder %s (%s)", self.model_id, self._options.precision)
+            remote = self._spec.weights.kind in (WeightsKind.PRETRAINED_TAG, WeightsKind.HF_REPO)
+            hub = cache_only_when_offline() if remote else contextlib.nullcontext(False)
+            offline = False
             try:
-                dim, preprocess = self._build()
+                with hub as offline:
+                    if offline and not self._weights_cached():
+                        # Fail now, in one line, rather than through the loader's retries.
+                        raise WeightsUnavailableError(self._explain_load_failure(None, offline))
+                    dim, preprocess = self._build()
             except EncoderError:
                 raise
             except Exception as exc:  # every loader failure becomes one typed, explained error
-                raise WeightsUnavailableError(self._explain_load_failure(exc)) from exc
+                raise WeightsUnavailableError(self._explain_load_failure(exc, offline)) from exc
             self._spec = with_loaded_facts(self._spec, dim, preprocess)
             self._loaded = True
             logger.info("encoder %s ready: dim=%d", self.model_id, dim)
 
-    def _explain_load_failure(self, exc: Exception) -> str:
+    def _weights_cached(self) -> bool:
+        """Whether hub weights are in the local cache (backends that download override it)."""
+        return True
+
+    def _explain_load_failure(self, exc: Exception | None, offline: bool = False) -> str:
+        """One line: what failed and, for hub weights, how to run without the hub."""
         source = self._spec.weights
+        if offline:
+            return (
+                f"Could not load weights for {self.model_id!r}: the model hub "
+                f"({hub_endpoint()}) is unreachable and they are not in the local cache. "
+                f"{OFFLINE_HINT}"
+            )
         remote = source.kind in (WeightsKind.PRETRAINED_TAG, WeightsKind.HF_REPO)
-        what = f"Could not load weights for {self.model_id!r} ({type(exc).__name__}: {exc})."
+        detail = " ".join(str(exc).split())  # one line, whatever the loader's message
+        what = f"Could not load weights for {self.model_id!r} ({type(exc).__name__}: {detail})."
         return f"{what} {OFFLINE_HINT}" if remote else what
 
     @abstractmethod
