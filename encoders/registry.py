@@ -131,6 +131,20 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 MAX_EXTERNAL_DIM = 8192
 
 
+# The near-duplicate cosine of a model whose card measured none: typical of real CLIP models.
+DEFAULT_NEAR_DUPLICATE_COSINE = 0.95
+
+
+def near_duplicate_cosine_of(model_id: str) -> float:
+    """The visual cosine above which two items of this model are one picture: its registry
+    value where its card measured one, else the value typical of real CLIP models."""
+    try:
+        measured = parse_model_id(model_id).near_duplicate_cosine
+    except ModelIdError:
+        measured = None
+    return measured if measured is not None else DEFAULT_NEAR_DUPLICATE_COSINE
+
+
 def _bad(identifier: str, why: str) -> ModelIdError:
     return ModelIdError(f"Invalid model id {identifier!r}: {why}; valid forms are {VALID_FORMS}.")
 

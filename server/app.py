@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import signal
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from mediarec.v1 import (
 )
 from server.admin_servicer import AdminServicer
 from server.auth import auth_interceptors
-from server.commands import open_local_deps
+from server.commands import EXIT_UNUSABLE, CommandError, open_local_deps
 from server.config import Settings
 from server.errors import ErrorMappingInterceptor
 from server.heap import freeze_startup_objects, schedule_full_collections
@@ -132,9 +135,13 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         credentials = grpc.ssl_server_credentials(
             [(Path(limits.tls_key).read_bytes(), Path(limits.tls_cert).read_bytes())]
         )
-        port = server.add_secure_port(address, credentials)
+        add_port = functools.partial(server.add_secure_port, address, credentials)
     else:
-        port = server.add_insecure_port(address)
+        add_port = functools.partial(server.add_insecure_port, address)
+    try:
+        port = add_port()
+    except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+        raise OSError(f"could not listen on {address}") from exc
     if port == 0:
         raise OSError(f"could not listen on {address}")
     server.start()
@@ -150,18 +157,51 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
             f"{exc.strerror or exc}"
         ) from exc
     running = RunningServer(server, port, health_servicer, state, inflight, metrics, http)
+    transport = "TLS" if limits.tls_cert else "plain"
     if state.ready:
         running.set_serving()
-    logger.info("listening on %s:%d (%s)", limits.host, port, "TLS" if limits.tls_cert else "plain")
+        logger.info("serving on %s:%d (%s)", limits.host, port, transport)
+    else:
+        logger.info(
+            "listening on %s:%d (%s); health is NOT_SERVING until the model and store are ready",
+            limits.host, port, transport,
+        )  # fmt: skip
     return running
+
+
+def refuse_a_port_in_use(host: str, port: int) -> None:
+    """One sentence (exit 2) for a port another process holds, before grpc's own traceback."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # an unresolvable host is grpc's to report
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return
+            raise CommandError(
+                f"port {port} on {host} is in use (another mediarec serve?); stop that "
+                "process, or choose another --port",
+                EXIT_UNUSABLE,
+            ) from exc
 
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT: listen first (health NOT_SERVING), load, then SERVING."""
     # Process-wide, so it belongs to the serving process's setup, not to build_server.
     limit_numpy_blas_threads(settings.server.blas_threads)
+    refuse_a_port_in_use(settings.server.host, settings.server.port)
     state = ServiceState()
-    running = build_server(settings, state)
+    try:
+        running = build_server(settings, state)
+    except OSError as exc:  # lost a race for the port, or the operators' port is taken
+        raise CommandError(str(exc), EXIT_UNUSABLE) from exc
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -204,6 +244,10 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGHUP, on_reload)
     running.set_serving()
+    logger.info(
+        "serving on %s:%d: model %s and the store are ready",
+        settings.server.host, running.port, deps.encoder.model_id,
+    )  # fmt: skip
     print(f"mediarec serving on {settings.server.host}:{running.port}", flush=True)
     try:
         stop.wait()

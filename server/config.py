@@ -28,10 +28,12 @@ from typing import Any
 from encoders.options import PRECISIONS
 from server.recommend.learned import LEARNED_RANKER_FILE
 from server.recommend.settings import RecommendSettings
+from server.remembered_model import RememberedModelError, remembered_model
 
 ENV_PREFIX = "MEDIAREC_"
 CONFIG_ENV = "MEDIAREC_CONFIG"
 DEFAULT_MODEL_ID = "openclip:ViT-B-32/laion2b_s34b_b79k"
+MODEL_KEY = "model.id"
 TOPIC_VOCABULARIES = ("auto", "everyday", "demo-world")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -223,7 +225,8 @@ class ModelSettings:
     id: str = setting(
         DEFAULT_MODEL_ID,
         "model_id",
-        "Encoder model identifier, e.g. 'mediarec-demo' or 'openclip:ARCH/TAG'.",
+        "Encoder model identifier, e.g. 'mediarec-demo' or 'openclip:ARCH/TAG'. Unset, the "
+        "model recorded in the data dir (DATA_DIR/model.json) is used, then this default.",
     )
     device: str = setting("cpu", "device", "Torch device: cpu, cuda, cuda:N or mps.")
     torch_threads: int = setting(
@@ -286,9 +289,10 @@ class MediaSettings:
     )
     max_tags: int = setting(30, "max_tags", "Most tags on one item.", minimum=0)
     near_duplicate_cosine: float = setting(
-        0.95,
+        0.0,
         "near_duplicate_cosine",
-        "Visual cosine at or above which a new item names an existing one as near_duplicate_of.",
+        "Visual cosine at or above which a new item names an existing one as near_duplicate_of; "
+        "0 uses the model's own value from the registry (0.985 for mediarec-demo), else 0.95.",
         minimum=0.0,
         maximum=1.0,
     )
@@ -502,7 +506,8 @@ class RecommendConfig:
     near_duplicate_cosine: float = setting(
         _recommend_default("near_duplicate_cosine"),
         "rec_near_duplicate_cosine",
-        "Cosine at or above which recommended items collapse into one.",
+        "Cosine at or above which recommended items collapse into one; 0 uses the model's own "
+        "value from the registry (0.985 for mediarec-demo), else 0.95.",
         minimum=0.0,
         maximum=1.0,
     )
@@ -1176,6 +1181,9 @@ def load_settings(
 ) -> Settings:
     """Defaults, then ``config_file`` (TOML), then ``MEDIAREC_*`` in ``env``, then overrides.
 
+    Where no layer names the model, the data dir's recorded model (``DATA_DIR/model.json``,
+    written when a command opens the store) replaces the default.
+
     ``argv_overrides`` is keyed by setting name (``port``, ``data_dir``; see ``key_specs()``) or
     TOML key (``server.port``); None values are skipped. Strings are parsed like env values.
     ``env`` defaults to an empty mapping, so only an explicit ``os.environ`` is read.
@@ -1183,10 +1191,23 @@ def load_settings(
     """
     specs = {spec.toml_key: spec for spec in key_specs()}
     merged: dict[str, Any] = {key: spec.default for key, spec in specs.items()}
-    if config_file is not None:
-        merged.update(_layer_from_toml(Path(config_file), specs))
-    merged.update(_layer_from_env(env or {}, specs))
-    merged.update(_layer_from_overrides(argv_overrides or {}, specs))
+    given: set[str] = set()
+    layers = (
+        _layer_from_toml(Path(config_file), specs) if config_file is not None else {},
+        _layer_from_env(env or {}, specs),
+        _layer_from_overrides(argv_overrides or {}, specs),
+    )
+    for layer in layers:
+        merged.update(layer)
+        given.update(layer)
+    if MODEL_KEY not in given:
+        # No model named anywhere: the one whose vectors this data dir holds, if it records one.
+        try:
+            remembered = remembered_model(Path(merged["storage.data_dir"]))
+        except RememberedModelError as exc:
+            raise ConfigError(MODEL_KEY, f"{exc}; name the model with --model-id") from exc
+        if remembered:
+            merged[MODEL_KEY] = remembered
     sections: dict[str, Any] = {}
     for name, section_type in _section_types().items():
         kwargs = {s.attribute: merged[s.toml_key] for s in specs.values() if s.section == name}

@@ -10,6 +10,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from encoders import Encoder, EncoderOptions, create_encoder
+from encoders.registry import near_duplicate_cosine_of
 from mediarec.v1 import media_pb2
 from server.config import Settings, recommend_settings
 from server.diskspace import DiskGuard
@@ -20,6 +21,7 @@ from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
 from server.recommend_convert import state_to_proto
+from server.remembered_model import remember_model
 from server.search import MediaSearch
 from server.service_errors import UnavailableError
 from server.store import (
@@ -123,6 +125,7 @@ def _open_deps(
         store.ensure_collection(
             encoder.model_id, {schema.VISUAL: encoder.dim, schema.CAPTION: encoder.dim}
         )
+        remember_model(data_dir, encoder.model_id)
         labeler = _labeler(settings, encoder)
         engagement = open_engagement_store(
             data_dir,
@@ -145,7 +148,9 @@ def _open_deps(
         max_image_pixels=settings.media.max_image_pixels,
         video_frames=settings.media.video_frames,
         topics_top_k=settings.topics.top_k,
-        near_duplicate_cosine=settings.media.near_duplicate_cosine,
+        near_duplicate_cosine=(
+            settings.media.near_duplicate_cosine or near_duplicate_cosine_of(encoder.model_id)
+        ),
     )
     spool_dir = data_dir / "uploads"
     spool_dir.mkdir(exist_ok=True)

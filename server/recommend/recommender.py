@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from encoders import Encoder
+from encoders.registry import near_duplicate_cosine_of
 from server.embed_batcher import Priority, embed_scope
 from server.observability.buckets import Buckets
 from server.recommend import bandit
@@ -98,6 +99,10 @@ class Recommender:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
+        if not settings.near_duplicate_cosine:  # the model's own threshold, from its card
+            settings = replace(
+                settings, near_duplicate_cosine=near_duplicate_cosine_of(encoder.model_id)
+            )
         self._store = store
         self._engagement = engagement
         self._settings = settings

@@ -110,7 +110,8 @@ class RecommendSettings:
     # it costs that accuracy at every history length.
     learned_mmr_lambda: float = 1.0
     creator_cap: int = 2  # items per creator in each page
-    near_duplicate_cosine: float = 0.95  # items this similar collapse into one
+    # Items this similar collapse into one; 0: the model's registry value (else 0.95).
+    near_duplicate_cosine: float = 0.0
 
     # -- in-memory item cache (vectors and ranking fields of recently seen candidates) ------------
     item_cache_entries: int = 200_000
