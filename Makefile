@@ -48,6 +48,7 @@ lint-proto: $(BUF)
 
 test: $(STAMP) $(BUF)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(BUF) lint protos
 	$(PY) -m pytest
 

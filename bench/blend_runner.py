@@ -37,7 +37,8 @@ from server.engagement.sqlite_store import DATABASE_NAME
 from server.recommend.recommender import Recommender
 from server.recommend.settings import RecommendSettings
 from server.recommend.types import Context, Event, EventKind, RecRequest
-from server.store import MediaPoint, VectorStore, open_store, schema
+from server.store import MediaPoint, VectorStore, schema
+from server.store.factory import open_store
 
 logger = logging.getLogger(__name__)
 

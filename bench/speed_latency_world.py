@@ -30,7 +30,9 @@ from server.engagement import open_engagement_store
 from server.media import IndexedItem, ItemMetadata, Location, MediaType, Outcome
 from server.payload import build_payload
 from server.recommend.types import Context, Event, EventKind
-from server.store import EdgeTuning, MediaPoint, open_store, schema
+from server.store import MediaPoint, schema
+from server.store.edge import EdgeTuning
+from server.store.factory import open_store
 from server.topics import EVERYDAY_TOPICS, Topic
 
 logger = logging.getLogger(__name__)

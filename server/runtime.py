@@ -26,13 +26,13 @@ from server.search import MediaSearch
 from server.service_errors import UnavailableError
 from server.store import (
     EDGE_SUBDIR,
-    EdgeTuning,
     Fusion,
     SearchFilter,
     VectorStore,
-    open_store,
     schema,
 )
+from server.store.edge import EdgeTuning
+from server.store.factory import open_store
 from server.topics import TopicLabeler, vocabulary_prompts
 
 logger = logging.getLogger(__name__)

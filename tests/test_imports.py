@@ -32,7 +32,8 @@ def test_importing_types_loads_no_engine(module: str, must_not_load: tuple[str, 
 
 
 def test_the_adapters_are_still_importable_by_name() -> None:
-    from server.store import EdgeStore, EdgeTuning, RemoteStore
+    from server.store.edge import EdgeStore, EdgeTuning
+    from server.store.remote import RemoteStore
 
     assert EdgeStore.__name__ == "EdgeStore" and RemoteStore.__name__ == "RemoteStore"
     assert EdgeTuning().hnsw_m > 0

@@ -40,7 +40,8 @@ from server.recommend.types import (
     Surface,
 )
 from server.service_errors import InvalidArgumentError, NotFoundError, PreconditionError
-from server.store import VectorStore, open_store, schema
+from server.store import VectorStore, schema
+from server.store.factory import open_store
 from server.topics import TopicLabeler, demo_world_prompts
 
 MODEL_ID = os.environ.get("MEDIAREC_TEST_RECOMMEND_MODEL", "mediarec-demo")

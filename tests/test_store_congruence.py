@@ -24,17 +24,16 @@ import pytest
 from server.store import (
     CollectionNotReadyError,
     DimensionMismatchError,
-    EdgeStore,
-    EdgeTuning,
     Fusion,
     InvalidVectorError,
     MediaPoint,
-    RemoteStore,
     SearchFilter,
     SearchHit,
     VectorStore,
     schema,
 )
+from server.store.edge import EdgeStore, EdgeTuning
+from server.store.remote import RemoteStore
 
 DIM = 128
 DIMS = {schema.VISUAL: DIM, schema.CAPTION: DIM}

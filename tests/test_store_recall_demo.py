@@ -9,7 +9,8 @@ import pytest
 
 from encoders import load_encoder
 from encoders.synthetic.world import WorldGenerator
-from server.store import EdgeStore, EdgeTuning, MediaPoint, SearchFilter, schema
+from server.store import MediaPoint, SearchFilter, schema
+from server.store.edge import EdgeStore, EdgeTuning
 
 N_POSTS = 2500
 N_QUERIES = 60
