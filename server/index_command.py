@@ -84,10 +84,17 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                     id_prefix=id_prefix,
                 )
             if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
+                indexed = {r.media_id for r in report.results}
+                removed: list[str] = []
                 try:
-                    report.pruned = tuple(prune(plan, sink))
+                    prune(plan, sink, removed, keep=indexed, stop=stop)
                 except IndexAborted as exc:
                     report.aborted = str(exc)
+                except KeyboardInterrupt:
+                    report.interrupted = True
+                finally:
+                    report.pruned = tuple(removed)
+                report.interrupted = report.interrupted or stop.is_set()
     except CommandError as exc:
         print(f"mediarec index: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -141,12 +148,25 @@ def _id_prefix(prefix: str) -> str:
 
 
 def _manifests(folder: Path, given: list[Path], *, discover: bool) -> manifest.Manifests:
-    """The manifests named with ``--manifest``, then those found at the top of the folder."""
+    """Those found at the top of the folder, then those named with ``--manifest`` (a later
+    manifest's record for a file wins). A found file that turns out unusable is skipped with
+    a warning; a named one that is unusable stops the run."""
     for path in given:
         if not path.is_file():
             raise CommandError(f"the manifest {path} does not exist", EXIT_UNUSABLE)
-    found = manifest.discover(folder) if discover else []
-    chosen = [*given, *(p for p in found if p.resolve() not in {g.resolve() for g in given})]
+    named = {g.resolve() for g in given}
+    found = []
+    for path in manifest.discover(folder) if discover else []:
+        if path.resolve() in named:
+            continue
+        try:
+            manifest.load(folder, [path])
+        except (manifest.ManifestError, OSError) as exc:
+            print(f"mediarec index: skipping {path.name}, not a usable manifest: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        found.append(path)
+    chosen = [*found, *given]
     try:
         manifests = manifest.load(folder, chosen)
     except (manifest.ManifestError, OSError) as exc:

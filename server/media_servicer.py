@@ -22,6 +22,7 @@ from server import convert
 from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
 from server.indexing.indexer import validate_media_id, validate_metadata
+from server.media import SourcedItem
 from server.observability.tally import MEDIA_INDEXED
 from server.runtime import ServiceState
 from server.service_errors import InvalidArgumentError, ResourceLimitError
@@ -172,8 +173,16 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def ListMedia(  # noqa: N802
         self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ListMediaResponse]:
+        search = self._state.require().search
+        # A slow reader holds a worker for as long as it reads: the streaming calls' gate
+        # bounds how many may, so listings can never take every worker.
+        with self._gate.admitted(bearer_token(context.invocation_metadata())):
+            yield from self._listed(search.sourced(request.source_prefix))
+
+    @staticmethod
+    def _listed(items: Iterator[SourcedItem]) -> Iterator[media_pb2.ListMediaResponse]:
         batch, size = media_pb2.ListMediaResponse(), 0
-        for item in self._state.require().search.sourced(request.source_prefix):
+        for item in items:
             batch.items.add(
                 media_id=item.media_id, source=item.source, content_sha256=item.content_sha256
             )

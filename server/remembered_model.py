@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ def remember_model(data_dir: Path, model_id: str) -> None:
             return
     except RememberedModelError:
         pass  # overwritten below with what is true now
-    partial = path.with_name(f".{MODEL_FILE}.partial")
-    partial.write_text(json.dumps({"model_id": model_id}) + "\n", encoding="utf-8")
+    # A private temporary name: two processes (sharing a Qdrant server) may write at once.
+    handle, partial = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", dir=data_dir)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"model_id": model_id}) + "\n")
     os.replace(partial, path)
     logger.info("recorded %s as the model of %s", model_id, data_dir)

@@ -21,7 +21,7 @@ from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
 from server.recommend_convert import state_to_proto
-from server.remembered_model import remember_model
+from server.remembered_model import RememberedModelError, remember_model, remembered_model
 from server.search import MediaSearch
 from server.service_errors import UnavailableError
 from server.store import (
@@ -110,6 +110,18 @@ def batching_encoder(settings: Settings, encoder: Encoder) -> BatchingEncoder | 
     )
 
 
+def _remember_model_if_in_use(data_dir: Path, model_id: str, store: VectorStore) -> None:
+    """Record ``model_id`` as the data dir's model when it is the first one opened here or
+    its collection holds items: one search with another model must not move a data dir onto
+    an empty collection."""
+    try:
+        recorded = remembered_model(data_dir)
+    except RememberedModelError:
+        recorded = None  # unreadable: what is true now replaces it
+    if recorded is None or (recorded != model_id and store.count() > 0):
+        remember_model(data_dir, model_id)
+
+
 def _open_deps(
     settings: Settings, encoder: Encoder, batcher: BatchingEncoder | None, started: float
 ) -> ServiceDeps:
@@ -125,7 +137,7 @@ def _open_deps(
         store.ensure_collection(
             encoder.model_id, {schema.VISUAL: encoder.dim, schema.CAPTION: encoder.dim}
         )
-        remember_model(data_dir, encoder.model_id)
+        _remember_model_if_in_use(data_dir, encoder.model_id, store)
         labeler = _labeler(settings, encoder)
         engagement = open_engagement_store(
             data_dir,

@@ -86,6 +86,19 @@ def test_a_moved_file_keeps_its_id_and_records_its_new_place(
     assert set(status(index(moved, *local)).values()) == {"unchanged"}
 
 
+def test_an_identical_copy_elsewhere_is_another_item_not_a_move(
+    albums: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two copies of one photo in two folders stay two items; the second needs its own ids."""
+    a, _ = albums
+    copy = tmp_path / "copy"
+    shutil.copytree(a, copy)
+    local = ["--model-id", DEMO_MODEL_ID, "--data-dir", str(tmp_path / "data")]
+    index(a, *local)
+    assert set(status(index(copy, *local)).values()) == {"failed"}
+    assert set(status(index(a, *local)).values()) == {"unchanged"}  # the original kept its id
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     running = serve_demo(tmp_path / "served", topics_top_k=0)

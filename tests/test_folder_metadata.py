@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from server.config import load_settings
 from server.indexing.report import default_report_path
 from server.media import Location, StoredItem
 from server.runtime import open_deps
-from server.service_errors import NotFoundError
 
 MTIME = 1_600_000_000
 TAKEN = datetime(2019, 7, 14, 16, 30, 5, tzinfo=UTC)
@@ -42,21 +40,14 @@ def index(folder: Path, data_dir: Path, *extra: str) -> int:
     return main(["index", str(folder), "--no-progress", *flags, *extra])
 
 
-def stored(data_dir: Path) -> Iterator[dict[str, StoredItem | None]]:
-    """Every stored item by media id (None for ids asked about that are not stored)."""
+def stored(data_dir: Path) -> dict[str, StoredItem]:
+    """Every stored item by media id, read through the service's search layer."""
     settings = load_settings(
         {"model_id": DEMO_MODEL_ID, "data_dir": str(data_dir), "topics_top_k": 0}, {}, None
     )
     deps = open_deps(settings)
     try:
-
-        def get(media_id: str) -> StoredItem | None:
-            try:
-                return deps.search.get(media_id)
-            except NotFoundError:
-                return None
-
-        yield {media_id: get(media_id) for media_id in deps.store.iter_ids()}
+        return {media_id: deps.search.get(media_id) for media_id in deps.store.iter_ids()}
     finally:
         deps.close()
 
@@ -119,7 +110,7 @@ def test_manifests_sidecars_exif_and_mtime_each_fill_what_they_know(
     assert "manifest record without a file: gone.jpg: no such media file" in out
     assert "skipped 1 files by extension (1 .pdf)" in out
 
-    items = next(stored(data_dir))
+    items = stored(data_dir)
     assert sorted(items) == ["a.jpg", "b.jpg", "d.jpg", "e.jpg", "sub/c.jpg"]
     a, b, c, d, e = (items[m] for m in ("a.jpg", "b.jpg", "sub/c.jpg", "d.jpg", "e.jpg"))
     assert a and b and c and d and e
@@ -141,6 +132,37 @@ def test_manifests_sidecars_exif_and_mtime_each_fill_what_they_know(
     assert report["skipped_by_extension"] == {".pdf": 1}
     assert report["unmatched_manifest_records"] == ["gone.jpg: no such media file"]
     assert len(report["manifests"]) == 2
+
+
+def test_a_named_manifest_wins_over_a_found_one_and_symlinks_keep_their_names(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "library"
+    photo(root / "a.jpg", 1)
+    photo(tmp_path / "elsewhere" / "real.jpg", 2)
+    (root / "link.jpg").symlink_to(tmp_path / "elsewhere" / "real.jpg")
+    (root / "found.jsonl").write_text(
+        '{"path": "a.jpg", "caption": "found", "tags": ["kept"]}\n'
+        '{"path": "link.jpg", "caption": "through the link"}\n'
+    )
+    named = tmp_path / "named.csv"
+    named.write_text("path,caption\nlibrary/a.jpg,named\n")
+    data_dir = tmp_path / "data"
+    assert index(root, data_dir, "--manifest", str(named)) == 0
+    items = stored(data_dir)
+    assert items["a.jpg"].metadata.caption == "named"  # the later, named manifest wins
+    assert items["link.jpg"].metadata.caption == "through the link"
+
+
+def test_a_found_file_that_is_not_a_usable_manifest_is_skipped_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "library"
+    photo(root / "a.jpg", 1)
+    (root / "list.jsonl").write_text('{"path": "a.jpg", "caption": "ok"}\n{"path": 3}\n')
+    assert index(root, tmp_path / "data") == 0
+    assert "skipping list.jsonl, not a usable manifest" in capsys.readouterr().err
+    assert stored(tmp_path / "data")["a.jpg"].metadata.caption == ""
 
 
 @pytest.mark.parametrize(
@@ -192,7 +214,7 @@ def test_the_real_images_json_gives_every_photo_its_first_caption(
     out = capsys.readouterr().out
     assert "metadata from 1 manifest(s)" in out and "images.json" in out
     entries = json.loads((test_media_dir / "images.json").read_text())
-    items = next(stored(data_dir))
+    items = stored(data_dir)
     for entry in entries:
         item = items.get(entry["file"])
         assert item is not None, entry["file"]

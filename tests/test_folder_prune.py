@@ -142,3 +142,42 @@ def test_list_media_streams_every_source_under_a_prefix(
         assert all(len(i.content_sha256) == 64 for i in listed)
         assert list(client.list_media(source_prefix="/nowhere/")) == []
         assert len(list(client.list_media())) == PHOTOS
+
+
+class ListedStore:
+    """A pure-logic SourcedStore: what prune() does with a plan, whatever the engine."""
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self.items = dict(items)
+
+    def sourced(self, prefix: str) -> list[tuple[str, str]]:
+        return [(m, s) for m, s in self.items.items() if s.startswith(prefix)]
+
+    def delete(self, media_id: str, source: str) -> bool:
+        if self.items.get(media_id) != source:
+            return False
+        del self.items[media_id]
+        return True
+
+
+def test_prune_rechecks_each_file_and_id_before_deleting(tmp_path: Path) -> None:
+    import threading
+
+    from server.indexing.prune import plan_prune, prune
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    store = ListedStore({f"m{i}": str(folder / f"{i}.jpg") for i in range(5)})
+    plan = plan_prune(folder, store)
+    assert (plan.held, len(plan.gone)) == (5, 5) and plan.refusal() is not None
+    (folder / "0.jpg").write_bytes(b"back")  # the file came back after the plan
+    store.items["m1"] = str(folder / "other.jpg")  # another file took the id since
+    removed: list[str] = []
+    prune(plan, store, removed, keep={"m2"})  # m2 was indexed by this run
+    assert removed == ["m3", "m4"]
+    assert sorted(store.items) == ["m0", "m1", "m2"]
+    stopped: list[str] = []
+    stop = threading.Event()
+    stop.set()
+    prune(plan, ListedStore(dict(store.items)), stopped, stop=stop)
+    assert stopped == []

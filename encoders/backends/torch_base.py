@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from encoders.base import EncoderError, VideoEmbedding, WeightsUnavailableError, l2_normalize
-from encoders.hub import cache_only_when_offline, hub_endpoint
+from encoders.hub import cache_only_when_offline, hub_endpoint, is_cache_miss
 from encoders.options import EncoderOptions
 from encoders.preprocess import images_to_tensor
 from encoders.registry import ModelSpec, PreprocessSpec, WeightsKind, with_loaded_facts
@@ -100,7 +100,7 @@ class TorchClipEncoder(ABC):
     def _explain_load_failure(self, exc: Exception | None, offline: bool = False) -> str:
         """One line: what failed and, for hub weights, how to run without the hub."""
         source = self._spec.weights
-        if offline:
+        if offline and (exc is None or is_cache_miss(exc)):
             return (
                 f"Could not load weights for {self.model_id!r}: the model hub "
                 f"({hub_endpoint()}) is unreachable and they are not in the local cache. "

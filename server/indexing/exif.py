@@ -49,7 +49,8 @@ def _taken_at(stamp: Any, offset: Any) -> int | None:
     except ValueError:
         return None  # "0000:00:00 00:00:00" and other placeholders cameras write
     zone: timezone = UTC
-    if isinstance(offset, str) and len(offset.strip()) == 6:  # "+02:00"
+    offset = offset.strip("\x00 ") if isinstance(offset, str) else ""
+    if len(offset) == 6:  # "+02:00"
         try:
             sign = -1 if offset[0] == "-" else 1
             hours, minutes = int(offset[1:3]), int(offset[4:6])

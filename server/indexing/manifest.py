@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,12 @@ def load(folder: Path, paths: Sequence[Path]) -> Manifests:
     fields: dict[str, Fields] = {}
     outside: list[str] = []
     for path in paths:
-        base = path.resolve().parent
+        # The manifest's folder is resolved like the indexed one; a listed file is not, so a
+        # symlink in the folder keeps its own name (the walk does not resolve files either).
+        base = path.absolute().parent.resolve()
         for where, record in _records(path):
             listed = _path_of(record, where)
-            target = (base / listed).resolve()
+            target = Path(os.path.normpath(base / listed))
             if not target.is_relative_to(root):
                 outside.append(f"{path.name}: {listed}")
                 continue
@@ -109,17 +112,16 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     elif suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
-                yield (
-                    f"{path.name} line {number}",
-                    _object(_json(path.name, line, number), path.name, number),
-                )
+                where = f"{path.name} line {number}"
+                yield where, _object(_json(path.name, line, number), where)
     else:
         doc = _json(path.name, text, None)
         items = doc.get("items") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise ManifestError(f"{path.name} must hold a list of records")
         for number, item in enumerate(items, start=1):
-            yield f"{path.name} entry {number}", _object(item, path.name, number)
+            where = f"{path.name} entry {number}"
+            yield where, _object(item, where)
 
 
 def _json(name: str, text: str, line: int | None) -> Any:
@@ -130,9 +132,9 @@ def _json(name: str, text: str, line: int | None) -> Any:
         raise ManifestError(f"{name} is not valid JSON ({exc.msg}, {at})") from exc
 
 
-def _object(value: Any, name: str, number: int) -> dict[str, Any]:
+def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ManifestError(f"{name} record {number} must be a JSON object")
+        raise ManifestError(f"{where} must be a JSON object")
     return value
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,12 +25,13 @@ MAX_PRUNE_SHARE = 0.2
 class SourcedStore(Protocol):
     """Where a folder's items are stored, as pruning sees it."""
 
-    def sourced(self, prefix: str) -> Iterator[tuple[str, str]]:
+    def sourced(self, prefix: str) -> Sequence[tuple[str, str]]:
         """(media_id, source) of every stored item whose source starts with ``prefix``."""
         ...
 
-    def delete(self, media_id: str) -> bool:
-        """Delete one item; False when it was already gone."""
+    def delete(self, media_id: str, source: str) -> bool:
+        """Delete one item if its stored source is still ``source``; False when it is not
+        (deleted already, or another file took the id)."""
         ...
 
 
@@ -63,21 +65,34 @@ class PrunePlan:
 
 def plan_prune(folder: Path, store: SourcedStore) -> PrunePlan:
     """The folder's stored items whose files no longer exist."""
-    root = Path(os.path.abspath(folder.resolve() if folder.exists() else folder))
+    # resolve() follows the links that exist, as the indexer did when it stored the sources,
+    # so a folder reached through a symlink (or an unmounted disk's mount point) still matches.
+    root = folder.resolve()
     held = 0
     gone: list[tuple[str, str]] = []
     for media_id, source in store.sourced(str(root) + os.sep):
         held += 1
-        if not os.path.lexists(source):
+        if not os.path.exists(source):
             gone.append((media_id, source))
     return PrunePlan(root, held, tuple(sorted(gone)))
 
 
-def prune(plan: PrunePlan, store: SourcedStore) -> list[str]:
-    """Delete the plan's items; the ids actually removed (one already gone is skipped)."""
-    removed = []
+def prune(
+    plan: PrunePlan,
+    store: SourcedStore,
+    removed: list[str],
+    *,
+    keep: Container[str] = (),
+    stop: threading.Event | None = None,
+) -> None:
+    """Delete the plan's items whose files are still gone, appending each removed id to
+    ``removed`` as it goes (so an interruption loses no record). Ids in ``keep`` (indexed by
+    this run) and items whose source changed since the plan are left alone."""
     for media_id, source in plan.gone:
-        if store.delete(media_id):
+        if stop is not None and stop.is_set():
+            return
+        if media_id in keep or os.path.exists(source):
+            continue  # the file came back, or its id was indexed again, after the plan
+        if store.delete(media_id, source):
             logger.info("pruned %s (%s is gone)", media_id, source)
             removed.append(media_id)
-    return removed

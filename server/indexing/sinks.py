@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,19 +94,20 @@ class IdTakenError(ValueError):
 def check_id_free(
     file: FolderFile, stored_source: str, stored_sha: str, sha_of_file: Callable[[], str]
 ) -> None:
-    """Refuse to give ``file`` an id that a different file holds.
+    """Refuse to give ``file`` an id that another file holds.
 
-    Different means another path *and* other bytes: the same path with new bytes is an edit,
-    and the same bytes at a new path is a move (the stored source follows it). An item stored
-    without a source (through the API, or by an older mediarec) cannot be told apart, so it is
-    replaced as before.
+    The same path with new bytes is an edit. Another path is refused while the stored file
+    still exists there (even with the same bytes: two copies are two items), and accepted only
+    as a move: the stored file is gone and this one has its bytes (the stored source follows
+    it). An item stored without a source (through the API, or by an older mediarec) cannot be
+    told apart, so it is replaced as before.
     """
     if not stored_source or stored_source == str(file.path):
         return
-    if stored_sha and stored_sha == sha_of_file():
+    if not os.path.exists(stored_source) and stored_sha and stored_sha == sha_of_file():
         return
     raise IdTakenError(
-        f"media id {file.media_id!r} already holds {stored_source}, a different file; "
+        f"media id {file.media_id!r} already holds {stored_source}, another file; "
         "index this folder with --id-prefix to keep both"
     )
 
@@ -157,12 +159,14 @@ class EmbeddedSink:
             item.images = [resize_and_crop(image, self._preprocess) for image in item.images]
         return PreparedFile(file, item, item.media_type.value)
 
-    def sourced(self, prefix: str) -> Iterator[tuple[str, str]]:
-        for item in self._deps.search.sourced(prefix):
-            yield item.media_id, item.source
+    def sourced(self, prefix: str) -> list[tuple[str, str]]:
+        return [(item.media_id, item.source) for item in self._deps.search.sourced(prefix)]
 
-    def delete(self, media_id: str) -> bool:
+    def delete(self, media_id: str, source: str) -> bool:
         with self._deps.indexer.write_lock:
+            stored = self._deps.store.get([media_id]).get(media_id)
+            if stored is None or _stored_source(stored.payload) != source:
+                return False  # gone already, or another file took the id since the plan
             return self._deps.search.delete(media_id, allow_missing=True)
 
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
@@ -172,6 +176,10 @@ class EmbeddedSink:
             FileResult(p.file.rel, p.file.media_id, FileStatus(done.outcome.value), p.media_type)
             for p, done in zip(items, indexed, strict=True)
         ]
+
+
+# Listing a big store through a server takes a while; it is one stream, read whole.
+LIST_TIMEOUT_S = 3600.0
 
 
 class ClientSink:
@@ -206,15 +214,25 @@ class ClientSink:
             return PreparedFile(file, None, stored.metadata.media_type.name.lower())
         return PreparedFile(file, (wanted, sha))
 
-    def sourced(self, prefix: str) -> Iterator[tuple[str, str]]:
+    def sourced(self, prefix: str) -> list[tuple[str, str]]:
+        # Read whole before any file is checked, so the stream never waits on the disk.
         try:
-            for item in self._client.list_media(source_prefix=prefix):
-                yield item.media_id, item.source
-        except (Unauthenticated, PermissionDenied, Unavailable) as exc:
-            raise IndexAborted(str(exc)) from exc
+            listed = self._client.list_media(source_prefix=prefix, timeout_s=LIST_TIMEOUT_S)
+            return [(item.media_id, item.source) for item in listed]
+        except MediarecError as exc:
+            raise IndexAborted(f"cannot list the stored items: {exc}") from exc
 
-    def delete(self, media_id: str) -> bool:
-        return bool(_call(lambda: self._client.delete_media(media_id, allow_missing=True)))
+    def delete(self, media_id: str, source: str) -> bool:
+        try:
+            try:
+                stored = self._client.get_media(media_id)
+            except NotFound:
+                return False
+            if stored.metadata.source != source:
+                return False  # another file took the id since the plan
+            return bool(self._client.delete_media(media_id, allow_missing=True))
+        except MediarecError as exc:
+            raise IndexAborted(f"cannot delete {media_id}: {exc}") from exc
 
     def commit(self, items: Sequence[PreparedFile]) -> list[FileResult]:
         # Uploads run side by side: the server decodes and batches requests across calls.

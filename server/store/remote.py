@@ -339,12 +339,17 @@ class RemoteStore:
             )
             for name in vector_names
         ]
-        rrf = qm.Rrf(k=fusion.rrf_k, weights=fusion.weights_for(len(prefetches)))
+        weights = fusion.weights_for(len(prefetches))
+        if fusion.rrf_k == Fusion().rrf_k and (weights is None or set(weights) == {1.0}):
+            # Plain RRF (Qdrant 1.10 and later); a weighted or other-k one needs a newer server.
+            query: qm.FusionQuery | qm.RrfQuery = qm.FusionQuery(fusion=qm.Fusion.RRF)
+        else:
+            query = qm.RrfQuery(rrf=qm.Rrf(k=fusion.rrf_k, weights=weights))
         with _store_errors():
             response = self._client.query_points(
                 self._collection,
                 prefetch=prefetches,
-                query=qm.RrfQuery(rrf=rrf),
+                query=query,
                 limit=k + FUSION_TIE_SLACK,
                 with_payload=True,
                 with_vectors=False,
