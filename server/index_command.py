@@ -240,6 +240,11 @@ def _print_summary(report: IndexReport, report_path: Path) -> None:
     )
     for failure in sorted(report.failures, key=lambda r: r.path):
         print(f"  failed: {failure.path}: {failure.reason}")
+    if counts["unknown"]:
+        print(
+            f"{counts['unknown']} files were being uploaded when the server went away: it may "
+            "have stored them; the next run tells (they are listed in the report)"
+        )
     if report.manifests:
         print(f"metadata from {len(report.manifests)} manifest(s): {', '.join(report.manifests)}")
     for record in report.unmatched_records[:UNMATCHED_SHOWN]:

@@ -7,6 +7,7 @@ Each test runs real server processes (torch and the model load each time), so th
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -92,10 +93,11 @@ def test_kill_9_while_logging_events_loses_no_acknowledged_batch(settings: Setti
         _stop_child(child, signal.SIGTERM)
 
 
-def _index(folder: Path, address: str) -> subprocess.Popen[str]:
+def _index(folder: Path, address: str, report: Path | None = None) -> subprocess.Popen[str]:
+    report = report or folder.parent / "report.json"
     return subprocess.Popen(
         [sys.executable, "-m", "server.cli", "index", str(folder), "--server", address,
-         "--no-progress", "--report", str(folder.parent / "report.json")],
+         "--no-progress", "--report", str(report)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
@@ -113,10 +115,11 @@ def test_kill_9_during_a_folder_index_keeps_what_was_stored_and_resumes_without_
 
     child, address = _serve_process(settings)
     indexer = None
+    report_path = tmp_path / "first-run.json"
     try:
         with MediarecClient(address) as client:
             client.wait_until_serving(timeout_s=60)
-            indexer = _index(folder, address)
+            indexer = _index(folder, address, report_path)
             _wait_for(lambda: client.server_info().media_count >= 5)
             stored_before = client.server_info().media_count
     finally:
@@ -125,11 +128,16 @@ def test_kill_9_during_a_folder_index_keeps_what_was_stored_and_resumes_without_
             indexer.wait(timeout=120)
     assert stored_before < FILES, "the index finished before the kill; nothing was tested"
 
+    # The cut-short run's report accounts for everything the server stored: each stored file
+    # was acknowledged (created) or still in flight (unknown), never "not processed".
+    counts = json.loads(report_path.read_text())["counts"]
     child, address = _serve_process(settings)
     try:
         with MediarecClient(address) as client:
             client.wait_until_serving(timeout_s=60)
-            assert client.server_info().media_count >= stored_before  # nothing stored was lost
+            stored = client.server_info().media_count
+            assert stored >= stored_before  # nothing stored was lost
+            assert counts["created"] <= stored <= counts["created"] + counts["unknown"]
             assert _index(folder, address).wait(timeout=300) == 0  # resume
             info = client.server_info()
             assert info.media_count == FILES  # every file once: no copies under other ids

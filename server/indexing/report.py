@@ -34,6 +34,9 @@ class FileStatus(StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     FAILED = "failed"
+    # Sent when the server went away, before it answered: it may or may not have stored the
+    # file (the next run finds out), so the file is neither "stored" nor "not processed".
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -239,11 +239,14 @@ class ClientSink:
         futures = [self._uploads.submit(self._upload, item) for item in items]
         done: list[FileResult] = []
         aborted: IndexAborted | None = None
-        for future in futures:  # every upload finishes before this returns or raises
+        for item, future in zip(items, futures, strict=True):  # all finish before this returns
             try:
                 done.append(future.result())
             except IndexAborted as exc:
                 aborted = aborted or exc
+                file = item.file
+                why = f"the server went away during the upload ({exc}); run again to know"
+                done.append(FileResult(file.rel, file.media_id, FileStatus.UNKNOWN, reason=why))
         if aborted is not None:
             # One upload's failure must not hide the others': each stored file is reported.
             raise IndexAborted(str(aborted), done) from aborted
