@@ -179,7 +179,8 @@ _MODULE_STAGES = (
     ("server.recommend.recommender", "mmr_rank", "8a MMR"),
     ("server.recommend.profile", "summarize_events", "1a summarize events"),
     ("server.recommend.profile", "cluster_interests", "1b cluster interests"),
-    ("server.recommend_servicer", "_to_proto", "10 response: protobuf (+ payloads the page lacks)"),
+    ("server.grpc.recommend_servicer", "_to_proto",
+     "10 response: protobuf (+ payloads the page lacks)"),  # fmt: skip
 )
 _STORE_CALLS = ("search", "search_batch", "get", "list_media", "search_frames", "count")
 
@@ -232,7 +233,7 @@ def _request(user: str) -> Any:
 
 
 def _one(deps: Any, user: str) -> None:
-    from server.recommend_servicer import _to_proto
+    from server.grpc.recommend_servicer import _to_proto
 
     response = deps.recommender.recommend(_request(user))
     _to_proto(deps, response.items, response.payloads)  # as RecommendationService.Recommend

@@ -25,22 +25,22 @@ from mediarec.v1 import (
     recommend_pb2,
     recommend_pb2_grpc,
 )
-from server.admin_servicer import AdminServicer
-from server.auth import auth_interceptors
 from server.commands import EXIT_UNUSABLE, CommandError, open_local_deps
 from server.config import Settings
-from server.errors import ErrorMappingInterceptor
+from server.grpc.admin_servicer import AdminServicer
+from server.grpc.auth import auth_interceptors
+from server.grpc.errors import ErrorMappingInterceptor
+from server.grpc.inflight import InFlight
+from server.grpc.media_servicer import MediaServicer
+from server.grpc.recommend_servicer import RecommendationServicer
+from server.grpc.reflection import enable_reflection
+from server.grpc.streams import StreamLimits, UploadGate
 from server.heap import freeze_startup_objects, schedule_full_collections
-from server.inflight import InFlight
-from server.media_servicer import MediaServicer
 from server.observability.http import OperatorsPort
 from server.observability.metrics import ServerMetrics
 from server.observability.requests import RequestObserver
 from server.recommend.ranker import RankerFileError
-from server.recommend_servicer import RecommendationServicer
-from server.reflection import enable_reflection
 from server.runtime import ServiceState
-from server.streams import StreamLimits, UploadGate
 from server.threads import limit_numpy_blas_threads
 
 logger = logging.getLogger(__name__)

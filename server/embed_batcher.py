@@ -14,7 +14,7 @@ puts a :class:`BatchingEncoder` between its domain code and the model. It satisf
   bulk job waiting longer than ``bulk_max_delay_s`` is served as if interactive, so steady
   interactive traffic cannot starve indexing;
 * a job whose deadline passes while it waits is dropped with
-  :class:`~server.errors.DeadlineExceededError`: its caller stops waiting at the deadline
+  :class:`~server.service_errors.DeadlineExceededError`: its caller stops waiting at the deadline
   (freeing its RPC thread) unless the job is already in a running pass;
 * if a merged pass fails, each job is rerun alone, so one request's bad input cannot fail the
   others; each job then gets its own result or its own exception.
@@ -184,7 +184,7 @@ class BatchingEncoder:
     """An :class:`encoders.Encoder` that gathers concurrent calls into shared forward passes.
 
     Thread-safe. The worker thread starts on the first call; :meth:`close` stops it and fails
-    queued work with :class:`~server.errors.UnavailableError`.
+    queued work with :class:`~server.service_errors.UnavailableError`.
     """
 
     def __init__(

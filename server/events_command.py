@@ -127,7 +127,7 @@ def _import_local(
     settings: Settings, events: Iterable[Event], advance: Callable[[int], None]
 ) -> ImportEventsResult:
     from client import convert as client_convert
-    from server import recommend_convert
+    from server.grpc.recommend_convert import event_from_proto, import_response
     from server.recommend.importer import import_events
     from server.recommend.types import Event as DomainEvent
     from server.recommend.types import EventResult
@@ -135,7 +135,7 @@ def _import_local(
     def chunks() -> Iterator[list[DomainEvent | EventResult]]:
         chunk: list[DomainEvent | EventResult] = []
         for event in events:
-            chunk.append(recommend_convert.event_from_proto(client_convert.event_to_proto(event)))
+            chunk.append(event_from_proto(client_convert.event_to_proto(event)))
             if len(chunk) == CHUNK_EVENTS:
                 yield chunk
                 advance(len(chunk))
@@ -155,7 +155,7 @@ def _import_local(
     finally:
         deps.close()
     # One conversion for both paths: the local result goes through the response message.
-    return client_convert.import_result_from_proto(recommend_convert.import_response(result))
+    return client_convert.import_result_from_proto(import_response(result))
 
 
 class _progress:

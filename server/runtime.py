@@ -7,11 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from encoders import Encoder, EncoderOptions, create_encoder
 from encoders.registry import near_duplicate_cosine_of
-from mediarec.v1 import media_pb2
 from server.config import Settings, recommend_settings
 from server.diskspace import DiskGuard
 from server.embed_batcher import BatchingEncoder
@@ -20,14 +17,12 @@ from server.indexing.indexer import IndexLimits, MediaIndexer
 from server.observability.tally import Tally
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
-from server.recommend_convert import state_to_proto
 from server.remembered_model import RememberedModelError, remember_model, remembered_model
 from server.search import MediaSearch
 from server.service_errors import UnavailableError
 from server.store import (
     EDGE_SUBDIR,
     Fusion,
-    SearchFilter,
     VectorStore,
     schema,
 )
@@ -216,8 +211,7 @@ class ServiceState:
     def __init__(self, deps: ServiceDeps | None = None) -> None:
         self._deps = deps
         self.tally = Tally()  # what the API did, for /metrics
-        self._started_at = Timestamp()
-        self._started_at.GetCurrentTime()
+        self.started_at = time.time()  # unix seconds, for GetServerInfo
 
     def set_ready(self, deps: ServiceDeps) -> None:
         self._deps = deps
@@ -230,43 +224,6 @@ class ServiceState:
         if self._deps is None:
             raise UnavailableError("The server is still loading its model and store; retry soon.")
         return self._deps
-
-    def server_info(self) -> media_pb2.GetServerInfoResponse:
-        deps = self.require()
-        settings = deps.settings
-        stats = deps.store.stats()
-        remote = bool(settings.storage.qdrant_url)
-
-        def count(media_type: str) -> int:
-            return deps.store.count(SearchFilter(media_types=(media_type,)))
-
-        return media_pb2.GetServerInfoResponse(
-            model_id=deps.encoder.model_id,
-            dims=deps.encoder.dim,
-            store_kind=(
-                media_pb2.STORE_KIND_QDRANT_SERVER if remote else media_pb2.STORE_KIND_EMBEDDED
-            ),
-            collection=stats.collection,
-            media_count=stats.points,
-            image_count=count("image"),
-            video_count=count("video"),
-            text_count=count("text"),
-            video_frames=settings.media.video_frames,
-            topic_vocabulary=list(deps.labeler.labels) if deps.labeler else [],
-            limits=media_pb2.ServerLimits(
-                max_message_bytes=settings.server.max_message_bytes,
-                max_upload_bytes=settings.server.max_upload_bytes,
-                max_image_pixels=settings.media.max_image_pixels,
-                max_caption_chars=settings.media.max_caption_chars,
-                max_tags=settings.media.max_tags,
-                max_k=settings.search.max_k,
-                max_events_per_batch=settings.recommend.max_events_per_batch,
-                import_chunk_events=settings.recommend.import_chunk_events,
-            ),
-            server_version=SERVER_VERSION,
-            started_at=self._started_at,
-            recommend_state=state_to_proto(deps.recommender.state_info()),
-        )
 
 
 __all__ = ["EDGE_SUBDIR", "ServiceDeps", "ServiceState", "encoder_options", "open_deps"]

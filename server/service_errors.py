@@ -1,6 +1,6 @@
 """The service's domain errors: plain exceptions that name what went wrong, with no transport.
 
-Each has one gRPC status, given by the table in ``server/errors.py`` at the API layer; code
+Each has one gRPC status, given by the table in ``server/grpc/errors.py`` at the API layer; code
 below that layer (the recommender, indexing, the stores) raises these without importing grpc.
 """
 

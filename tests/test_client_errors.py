@@ -24,8 +24,13 @@ from client.errors import ERROR_BY_CODE, MediarecError, error_for, from_rpc_erro
 from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
 from encoders.media_errors import DecodeFailure, MediaDecodeError
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.auth import ApiKeyAuthInterceptor, bearer_token
-from server.errors import ErrorMappingInterceptor, default_status_table, lookup_status, maps_errors
+from server.grpc.auth import ApiKeyAuthInterceptor, bearer_token
+from server.grpc.errors import (
+    ErrorMappingInterceptor,
+    default_status_table,
+    lookup_status,
+    maps_errors,
+)
 from server.service_errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -312,7 +317,9 @@ def test_unexpected_errors_are_logged_with_a_reference(
     with MediarecClient(running.target) as c, pytest.raises(client.Internal) as caught:
         c.get_media("raise:bug")
     reference = caught.value.details.split("ref ")[1].split(")")[0]
-    logged = [r for r in caplog.records if r.name == "server.errors" and reference in r.message]
+    logged = [
+        r for r in caplog.records if r.name == "server.grpc.errors" and reference in r.message
+    ]
     assert logged and logged[0].exc_info is not None
 
 
@@ -441,7 +448,7 @@ def test_auth_refusal_table(
     api_configured: bool,
     expected: grpc.StatusCode | None,
 ) -> None:
-    from server.auth import refuse
+    from server.grpc.auth import refuse
 
     refusal = refuse(
         admin_only=admin_only,

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from server.errors import wrap_handler
+from server.grpc.errors import wrap_handler
 
 
 class Aborted(Exception):

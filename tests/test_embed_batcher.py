@@ -32,7 +32,7 @@ from server.embed_batcher import (
     embeds,
     rpc_deadline,
 )
-from server.errors import default_status_table, lookup_status
+from server.grpc.errors import default_status_table, lookup_status
 from server.runtime import ServiceState, open_deps
 from server.service_errors import DeadlineExceededError, UnavailableError
 

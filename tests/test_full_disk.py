@@ -26,7 +26,7 @@ from client import (
     ResourceExhausted,
     ServingStatus,
 )
-from server.errors import DISK_FULL
+from server.grpc.errors import DISK_FULL
 from tests.servers import serve_demo
 
 SMALL_MB, ROOMY_MB = 60, 240

@@ -39,7 +39,7 @@ from encoders.synthetic_video import moving_shapes_frames, write_sparse_video, w
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.app import RunningServer, build_server
 from server.config import Settings, load_settings
-from server.errors import status_for
+from server.grpc.errors import status_for
 from server.runtime import ServiceState, open_deps
 from server.store import DimensionMismatchError
 

@@ -5,7 +5,7 @@ way it goes back in the trailing metadata, on errors too, so a caller can quote 
 operator can find the call's line. The interceptor sits outside every other one (auth, the
 error table), so refused and failed calls are measured with the status they got.
 
-It wraps handlers the way the error table does (``server.errors.with_behavior``), including
+It wraps handlers the way the error table does (``server.grpc.errors.with_behavior``), including
 grpc's non-blocking convention, so ``Health/Watch`` and streaming uploads keep working.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from server.errors import handler_behavior, with_behavior
+from server.grpc.errors import handler_behavior, with_behavior
 from server.observability.metrics import ServerMetrics
 from server.observability.request_id import CURRENT_REQUEST_ID
 

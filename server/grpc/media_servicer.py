@@ -1,7 +1,7 @@
 """The thin gRPC MediaService: parse the request, call the domain, convert the answer.
 
 Domain errors propagate as exceptions; the server-wide ErrorMappingInterceptor turns them into
-status codes through the one table in server/errors.py.
+status codes through the one table in server/grpc/errors.py.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from pathlib import Path
 import grpc
 
 from mediarec.v1 import media_pb2, media_pb2_grpc
-from server import convert
-from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
+from server.grpc import convert
+from server.grpc.auth import bearer_token
+from server.grpc.server_info import server_info_to_proto
+from server.grpc.streams import StreamLimits, UploadGate, bounded
 from server.indexing.indexer import validate_media_id, validate_metadata
 from server.media import SourcedItem
 from server.observability.tally import MEDIA_INDEXED
 from server.runtime import ServiceState
 from server.service_errors import InvalidArgumentError, ResourceLimitError
-from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def GetServerInfo(  # noqa: N802
         self, request: media_pb2.GetServerInfoRequest, context: grpc.ServicerContext
     ) -> media_pb2.GetServerInfoResponse:
-        return self._state.server_info()
+        return server_info_to_proto(self._state.require(), self._state.started_at)
 
 
 def _media_id(media_id: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from mediarec.v1 import common_pb2, recommend_pb2
-from server.convert import media_type_from_proto, stored_item_to_proto
 from server.engagement.validation import MAX_ID_CHARS
+from server.grpc.convert import media_type_from_proto, stored_item_to_proto
 from server.media import StoredItem
 from server.recommend.importer import ImportResult
 from server.recommend.types import (

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from server.inflight import InFlight
+from server.grpc.inflight import InFlight
 from server.observability.request_id import CURRENT_REQUEST_ID
 from server.service_errors import (  # re-exported: the status table's keys
     AlreadyExistsError,

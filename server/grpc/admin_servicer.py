@@ -1,11 +1,11 @@
-"""The thin gRPC AdminService: operator calls, each behind an admin key (server/auth.py)."""
+"""The thin gRPC AdminService: operator calls, each behind an admin key (server/grpc/auth.py)."""
 
 from __future__ import annotations
 
 import grpc
 
 from mediarec.v1 import admin_pb2, admin_pb2_grpc
-from server import recommend_convert as convert
+from server.grpc import recommend_convert as convert
 from server.runtime import ServiceState
 
 

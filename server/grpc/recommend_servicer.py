@@ -1,7 +1,7 @@
 """The thin gRPC RecommendationService: parse the request, call the recommender, convert back.
 
 Domain errors propagate as exceptions; the server-wide ErrorMappingInterceptor turns them into
-status codes through the one table in server/errors.py.
+status codes through the one table in server/grpc/errors.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 import grpc
 
 from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
-from server import recommend_convert as convert
-from server.auth import bearer_token
 from server.embed_batcher import Priority, embeds
+from server.grpc import recommend_convert as convert
+from server.grpc.auth import bearer_token
+from server.grpc.streams import StreamLimits, UploadGate, bounded
 from server.media import StoredItem
 from server.observability.tally import EVENTS
 from server.payload import stored_item
@@ -24,7 +25,6 @@ from server.recommend.importer import import_events
 from server.recommend.types import Event, EventResult, RecItem
 from server.runtime import ServiceDeps, ServiceState
 from server.service_errors import InvalidArgumentError, ResourceLimitError
-from server.streams import StreamLimits, UploadGate, bounded
 
 logger = logging.getLogger(__name__)
 

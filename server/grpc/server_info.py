@@ -1,0 +1,51 @@
+"""GetServerInfo's answer, assembled from the running service's parts."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mediarec.v1 import media_pb2
+from server.grpc.recommend_convert import state_to_proto
+from server.runtime import SERVER_VERSION, ServiceDeps
+from server.store import SearchFilter
+
+
+def server_info_to_proto(deps: ServiceDeps, started_at: float) -> media_pb2.GetServerInfoResponse:
+    """GetServerInfo's answer: the model, the store and its counts, the limits and how current
+    the recommender's derived state is."""
+    settings = deps.settings
+    stats = deps.store.stats()
+    remote = bool(settings.storage.qdrant_url)
+
+    def count(media_type: str) -> int:
+        return deps.store.count(SearchFilter(media_types=(media_type,)))
+
+    started = Timestamp()
+    started.FromNanoseconds(int(started_at * 1e9))
+    return media_pb2.GetServerInfoResponse(
+        model_id=deps.encoder.model_id,
+        dims=deps.encoder.dim,
+        store_kind=(
+            media_pb2.STORE_KIND_QDRANT_SERVER if remote else media_pb2.STORE_KIND_EMBEDDED
+        ),
+        collection=stats.collection,
+        media_count=stats.points,
+        image_count=count("image"),
+        video_count=count("video"),
+        text_count=count("text"),
+        video_frames=settings.media.video_frames,
+        topic_vocabulary=list(deps.labeler.labels) if deps.labeler else [],
+        limits=media_pb2.ServerLimits(
+            max_message_bytes=settings.server.max_message_bytes,
+            max_upload_bytes=settings.server.max_upload_bytes,
+            max_image_pixels=settings.media.max_image_pixels,
+            max_caption_chars=settings.media.max_caption_chars,
+            max_tags=settings.media.max_tags,
+            max_k=settings.search.max_k,
+            max_events_per_batch=settings.recommend.max_events_per_batch,
+            import_chunk_events=settings.recommend.import_chunk_events,
+        ),
+        server_version=SERVER_VERSION,
+        started_at=started,
+        recommend_state=state_to_proto(deps.recommender.state_info()),
+    )
