@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from server.commands import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
 from server.config import Settings, recommend_settings
 from server.recommend.learned import LearnedRanker, LearnedRankerFileError, load_learned_or_none
 from server.recommend.ltr_features import describe

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from client.eventfile import BadRow, EventFileError, Row, read_events
-from server.commands import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
 
 if TYPE_CHECKING:
     from client import Event, ImportEventsResult

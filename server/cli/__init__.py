@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from server.cli.users import DEFAULT_SERVER, SURFACES
 from server.config import ConfigError, Settings, add_arguments, settings_from_args
-from server.user_commands import DEFAULT_SERVER, SURFACES
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
-        from server.app import serve
-        from server.commands import CommandError
+        from server.cli.common import CommandError
+        from server.cli.serve import serve
 
         try:
             return serve(settings)
@@ -178,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train-ranker":
         import time
 
+        from server.cli.train import run_train
         from server.recommend.train import DAY_S, TrainConfig
-        from server.train_command import run_train
 
         since = args.since_days
         return run_train(
@@ -193,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
     if args.command == "index":
-        from server.index_command import run_index_command
+        from server.cli.index import run_index_command
 
         return run_index_command(args, settings)
     if args.command == "events":
-        from server.events_command import run_import
+        from server.cli.events import run_import
 
         return run_import(
             settings,
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_command(args: argparse.Namespace) -> int:
-    from server.user_commands import run_forget, run_interests, run_recommend
+    from server.cli.users import run_forget, run_interests, run_recommend
 
     key = args.api_key or os.environ.get("MEDIAREC_API_KEY")
     if args.command == "recommend":
@@ -228,7 +228,7 @@ def _user_command(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from server.search_command import Filters, run_search
+    from server.cli.search import Filters, run_search
 
     return run_search(
         settings,
@@ -242,7 +242,3 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         filters=Filters(tuple(args.type), tuple(args.creator), tuple(args.tag)),
         as_json=args.json,
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from server.commands import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
 
 if TYPE_CHECKING:
     from server.config import Settings
