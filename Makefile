@@ -9,7 +9,7 @@ LOCK   := requirements.lock
 # Every extra of pyproject.toml enters the lock, so CI and the benchmarks install from it too.
 LOCK_EXTRAS := dev int8 parquet bench
 
-.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-gpu fuzz clean
+.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-report bench-gpu fuzz clean
 
 # The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
 # rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
@@ -94,6 +94,10 @@ fuzz: $(STAMP)
 # 100k items and 10M events; writes docs/bench/scale.{json,md}.
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale_core
+
+# docs/benchmarks.md from the fragments under docs/bench/, without running any benchmark.
+bench-report: $(STAMP)
+	$(PY) -m bench.docs
 
 # Text search of the real CC photos by picture, caption and fusion (under 1 min with the demo
 # model); writes docs/bench/search.{json,md}. MODEL=ID measures another model.

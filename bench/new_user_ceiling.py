@@ -13,7 +13,7 @@ ranks the whole catalogue for them by combinations of:
   decayed popularity among users of the user's own communities.
 
 The best weights are picked on the same users they are scored on, so the numbers are an
-optimistic ceiling for these signals, not a method. ``docs/benchmarks.md`` uses it to explain the
+optimistic ceiling for these signals, not a method. ``docs/bench/limits.md`` uses it to explain the
 new-user target.
 """
 

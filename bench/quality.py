@@ -344,8 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-stores", action="store_true",
                         help="keep each seed's Qdrant, SQLite and ranker files (their path is "
                         "logged) to reproduce a finding")
-    parser.add_argument("--docs", type=Path, default=Path("docs") / "benchmarks.md",
-                        help="where the table goes ('-' to skip)")
+    parser.add_argument("--docs", type=Path, default=Path("docs") / "bench" / "quality.md",
+                        help="where the section goes ('-' to skip)")
     args = parser.parse_args(argv)
     _init_worker()
     options = Options(

@@ -1,12 +1,11 @@
 """Tables, targets and the machine-readable summary of the quality benchmark, and its section
-of docs/benchmarks.md."""
+of docs/benchmarks.md (its fragment docs/bench/quality.md)."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import platform
-import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -327,26 +326,9 @@ def write_docs(
     path: Path, summary: Summary, results: Sequence[SeedResult], seconds: float,
     args: argparse.Namespace,
 ) -> None:
-    """Replace this benchmark's section of ``path`` (created with a header if absent)."""
-    section = docs_section(summary, results, seconds, args)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
+    """Write this benchmark's fragment to ``path``, then assemble docs/benchmarks.md again."""
+    from bench.docs import assemble
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def splice(path: Path, name: str, text: str) -> None:
-    """Put ``text`` between the ``name`` markers of ``path`` (appended the first time)."""
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        current = current.rstrip() + "\n\n" + block
-    path.write_text(current)
+    path.write_text(docs_section(summary, results, seconds, args).rstrip() + "\n", encoding="utf-8")
+    assemble()

@@ -6,7 +6,7 @@ and then serves ``PROBE_USERS`` users the request-side work of the learned path:
 scores from every component, the candidates, and their collaborative features. Each size runs
 in its own process so that its peak RSS is its own.
 
-Writes docs/bench/scale.{json,md} and the same section of docs/benchmarks.md.
+Writes docs/bench/scale.{json,md} and assembles docs/benchmarks.md again.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from bench.docs import assemble
 from bench.interactions_gen import LogShape, generate
-from bench.report import code_version, machine, splice
+from bench.report import code_version, machine
 from server.recommend.collab import CollabModel, CollabSettings, Factors, build_collab
 from server.recommend.ltr_train import history_at, user_rows
 
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(summary)
     (args.out / "scale.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "scale.md").write_text(text)
-    splice(args.out.parent / "benchmarks.md", "bench-scale", text)
+    assemble()
     return 0
 
 

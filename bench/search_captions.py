@@ -7,8 +7,8 @@ query can match (``TextMatch``): the picture vector alone, the caption vector al
 reciprocal-rank fusion (the default), each with a percentile-bootstrap 95 % interval over
 queries. The fusion's settings are the server's defaults; nothing is tuned on these queries.
 
-Writes ``docs/bench/search.json`` and ``search.md`` and splices the table into
-``docs/benchmarks.md``; the last line printed is the JSON.
+Writes ``docs/bench/search.json`` and ``search.md`` and assembles ``docs/benchmarks.md``
+again; the last line printed is the JSON.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs import assemble
 from bench.inprocess import Server
 from bench.metrics import Interval, bootstrap_ci
-from bench.report import code_version, machine, splice
+from bench.report import code_version, machine
 from client import MediaMetadata, TextMatch
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "docs" / "bench"
-BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
 DEFAULT_MEDIA = ROOT.parent / "shared" / "media"
 MATCHES = (TextMatch.PIXELS, TextMatch.CAPTIONS, TextMatch.HYBRID)
 LABELS = {
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "search.md").write_text(text)
-    splice(BENCHMARKS_MD, "bench-search", text)
+    assemble()
     print(json.dumps(result))
     return 0
 

@@ -9,8 +9,8 @@ Each section is a module with ``run(config: SpeedConfig) -> SectionResult``:
 * :mod:`bench.speed_latency` - Recommend and SearchMedia latency at 100k items.
 
 Sections run one after the other (never two CPU-heavy jobs at once on a small machine). The
-Markdown of every section goes to ``docs/benchmarks.md`` (between the speed markers) with the
-command, machine, versions and date; the last line printed is one JSON object with the keys
+Markdown of every section goes to ``docs/bench/speed.md`` (assembled into ``docs/benchmarks.md``)
+with the command, machine, versions and date; the last line printed is one JSON object with the keys
 below (``null`` for a section that was skipped or failed).
 """
 
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.docs import assemble
 from bench.report import code_version, machine, versions
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ SUMMARY_KEYS: tuple[str, ...] = (
 )
 SECTIONS: tuple[str, ...] = ("embed", "index", "batching", "latency")
 DEFAULT_WORK_DIR = Path(".cache") / "bench-speed"
-DOCS_BEGIN = "<!-- BEGIN SPEED RESULTS -->"
-DOCS_END = "<!-- END SPEED RESULTS -->"
 
 
 @dataclass(frozen=True)
@@ -95,10 +94,11 @@ def write_docs(
     seconds: float,
     argv: Sequence[str],
 ) -> None:
+    """Write this benchmark's fragment to ``path``, then assemble docs/benchmarks.md again."""
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "make bench-speed" if not argv else "python -m bench.speed " + " ".join(argv)
     body = [
-        DOCS_BEGIN,
+        "## Speed",
         "",
         f"Command: `{command}`. Code: {code_version()}. Machine: {machine_line()}. Date: {date}. "
         f"Runtime: {seconds / 60:.1f} min.",
@@ -112,18 +112,10 @@ def write_docs(
         "```",
         json.dumps(summary),
         "```",
-        "",
-        DOCS_END,
     ]
-    text = path.read_text() if path.exists() else ""
-    block = "\n".join(body)
-    if DOCS_BEGIN in text and DOCS_END in text:
-        head, rest = text.split(DOCS_BEGIN, 1)
-        tail = rest.split(DOCS_END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Speed\n\n" + block + "\n"
-    path.write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(body) + "\n")
+    assemble()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--docs",
         type=Path,
-        default=Path("docs") / "benchmarks.md",
-        help="where the results go ('-' to skip)",
+        default=Path("docs") / "bench" / "speed.md",
+        help="where the section goes ('-' to skip)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

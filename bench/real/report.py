@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import machine, splice
+from bench.docs import assemble
+from bench.report import machine
 
 LABELS = {
     "mediarec": "mediarec",
@@ -109,10 +110,9 @@ def render(summary: Mapping[str, Any]) -> str:
 
 
 def write_fragment(out: Path, summary: Mapping[str, Any]) -> None:
-    """``real.json`` and ``real.md`` under ``out``, and the same section in benchmarks.md
-    (between its markers, replaced, never duplicated) beside ``out``."""
+    """``real.json`` and ``real.md`` under ``out``, then docs/benchmarks.md assembled again."""
     out.mkdir(parents=True, exist_ok=True)
     text = render(summary)
     (out / "real.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "real.md").write_text(text)
-    splice(out.parent / "benchmarks.md", "bench-real", text)
+    assemble()
