@@ -41,15 +41,10 @@ def assemble(fragments: Path = FRAGMENTS, page: Path = BENCHMARKS_MD) -> Path:
     return page
 
 
-def write_fragment(name: str, text: str) -> Path:
-    """Write ``docs/bench/NAME.md`` and assemble the page again; returns the fragment's path."""
-    if name not in ORDER:
-        raise ValueError(f"unknown fragment {name!r}; add it to ORDER: {ORDER}")
-    FRAGMENTS.mkdir(parents=True, exist_ok=True)
-    path = FRAGMENTS / f"{name}.md"
-    path.write_text(text.rstrip() + "\n", encoding="utf-8")
-    assemble()
-    return path
+def assemble_beside(fragments: Path) -> Path:
+    """Assemble the page that sits one folder above ``fragments`` (docs/bench -> docs), so a
+    benchmark writing elsewhere (a test's temporary folder) never touches the real page."""
+    return assemble(fragments, fragments.parent / BENCHMARKS_MD.name)
 
 
 def main() -> int:

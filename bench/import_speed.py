@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.docs import assemble
+from bench.docs import assemble_beside
 from bench.inprocess import Server
 from bench.report import code_version, machine
 from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
@@ -152,7 +152,7 @@ def write_fragment(out: Path, result: dict[str, object]) -> None:
         "",
     ]
     (out / "import.md").write_text("\n".join(lines))
-    assemble()
+    assemble_beside(out)
 
 
 if __name__ == "__main__":

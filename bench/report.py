@@ -327,8 +327,8 @@ def write_docs(
     args: argparse.Namespace,
 ) -> None:
     """Write this benchmark's fragment to ``path``, then assemble docs/benchmarks.md again."""
-    from bench.docs import assemble
+    from bench.docs import assemble_beside
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(docs_section(summary, results, seconds, args).rstrip() + "\n", encoding="utf-8")
-    assemble()
+    assemble_beside(path.parent)

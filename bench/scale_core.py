@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bench.docs import assemble
+from bench.docs import assemble_beside
 from bench.interactions_gen import LogShape, generate
 from bench.report import code_version, machine
 from server.recommend.collab import CollabModel, CollabSettings, Factors, build_collab
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(summary)
     (args.out / "scale.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "scale.md").write_text(text)
-    assemble()
+    assemble_beside(args.out)
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.docs import assemble
+from bench.docs import assemble_beside
 from bench.inprocess import Server
 from bench.metrics import Interval, bootstrap_ci
 from bench.report import code_version, machine
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "search.md").write_text(text)
-    assemble()
+    assemble_beside(args.out)
     print(json.dumps(result))
     return 0
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.docs import assemble
+from bench.docs import assemble_beside
 from bench.report import code_version, machine, versions
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def write_docs(
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(body) + "\n")
-    assemble()
+    assemble_beside(path.parent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

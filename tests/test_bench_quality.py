@@ -197,14 +197,16 @@ def test_docs_section_is_replaced_not_duplicated(tiny_run, tmp_path):
 
     from bench.report import SECTION, summarize, write_docs
 
-    path = tmp_path / "benchmarks.md"
-    path.write_text("# Benchmarks\n\n## Speed\n\nfast\n")
+    fragments = tmp_path / "bench"
+    fragments.mkdir()
+    (fragments / "speed.md").write_text("## Speed\n\nfast\n")
+    path = fragments / "quality.md"
     summary = summarize([tiny_run], np.random.default_rng(0))
     args = argparse.Namespace(jobs=1)
     write_docs(path, summary, [tiny_run], 1.0, args)
     write_docs(path, summary, [tiny_run], 2.0, args)
-    text = path.read_text()
-    assert text.count(SECTION) == 1
+    text = (tmp_path / "benchmarks.md").read_text()  # assembled beside, not in docs/
+    assert text.count(SECTION) == 1 and path.read_text().count(SECTION) == 1
     assert "## Speed\n\nfast" in text
     assert "| segment (users) |" in text
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -97,16 +95,3 @@ def test_test_is_the_last_fifth_of_each_users_ratings(data: Dataset) -> None:
         total = int((data.users == user).sum())
         in_test = int((data.users[s.test] == user).sum())
         assert in_test == int(np.ceil(0.2 * total))
-
-
-def test_the_benchmarks_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
-    from bench.report import splice
-
-    path = tmp_path / "benchmarks.md"
-    path.write_text("# Benchmarks\n\n## Other\n\ntext\n")
-    splice(path, "bench-real", "## Real\n\nfirst\n")
-    splice(path, "bench-real", "## Real\n\nsecond\n")
-    text = path.read_text()
-    assert text.count("<!-- BEGIN bench-real -->") == 1
-    assert text.count("<!-- END bench-real -->") == 1
-    assert "second" in text and "first" not in text and "## Other" in text

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.docs import assemble
+from bench.docs import assemble_beside
 from bench.report import machine
 
 LABELS = {
@@ -115,4 +115,4 @@ def write_fragment(out: Path, summary: Mapping[str, Any]) -> None:
     text = render(summary)
     (out / "real.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "real.md").write_text(text)
-    assemble()
+    assemble_beside(out)
