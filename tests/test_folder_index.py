@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
@@ -254,6 +255,37 @@ def test_changed_sidecar_updates_only_that_file(
     assert changed == ["photos/photo_000.jpg"]
     assert again["photos/photo_000.jpg"].status is FileStatus.UPDATED
     assert fresh_deps.search.get("photos/photo_000.jpg").metadata.caption == "a brand new caption"
+
+
+def test_a_metadata_change_reuses_the_stored_vectors_instead_of_embedding_again(
+    tmp_path: Path, sample: tuple[Path, list[SampleItem]], fresh_deps: ServiceDeps
+) -> None:
+    """A new caption costs one text embedding; a new mtime (created_at) costs none."""
+    import os
+
+    from server.store import schema
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sample[0], folder)
+    run(folder, EmbeddedSink(fresh_deps))
+    ids = ["photos/photo_000.jpg", "photos/photo_002.jpg"]  # .txt sidecars: no created_at
+    before = fresh_deps.store.get(ids, with_vectors=True)
+    (folder / "photos" / "photo_000.txt").write_text("a brand new caption")
+    os.utime(folder / "photos" / "photo_002.jpg", (1_500_000_000, 1_500_000_000))
+    assert fresh_deps.batcher is not None
+    sent = fresh_deps.batcher.stats().items
+    again = _by_path(run(folder, EmbeddedSink(fresh_deps)))
+    assert [again[i].status for i in ids] == [FileStatus.UPDATED, FileStatus.UPDATED]
+    assert fresh_deps.batcher.stats().items - sent == 1  # the new caption; no picture
+    after = fresh_deps.store.get(ids, with_vectors=True)
+    for media_id in ids:
+        np.testing.assert_array_equal(
+            after[media_id].vectors[schema.VISUAL], before[media_id].vectors[schema.VISUAL]
+        )
+    caption = schema.CAPTION
+    assert not np.allclose(after[ids[0]].vectors[caption], before[ids[0]].vectors[caption])
+    np.testing.assert_array_equal(after[ids[1]].vectors[caption], before[ids[1]].vectors[caption])
+    assert fresh_deps.search.get(ids[1]).metadata.created_at == 1_500_000_000
 
 
 class InterruptingSink:

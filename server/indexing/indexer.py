@@ -174,7 +174,7 @@ class MediaIndexer:
         validate_metadata(metadata, self._limits)
         sha = content_sha256 or _sha256_of(data)
         item = self._start(metadata, sha)
-        if item.unchanged is not None:
+        if item.unchanged is not None or self._reuse_stored_vectors(item):
             return item
         head = data[:64] if isinstance(data, bytes) else _read_head(data)
         if not head:
@@ -300,6 +300,30 @@ class MediaIndexer:
             twin = self._duplicate_of(sha, exclude=metadata.media_id)
             item.unchanged = unchanged_result(stored, self._encoder.dim, twin)
         return item
+
+    def _reuse_stored_vectors(self, item: PreparedItem) -> bool:
+        """For a stored photo whose bytes and model are unchanged (only its metadata changed),
+        take its stored vectors instead of decoding and embedding it again: the picture vector
+        always, the caption vector while the caption is the same. Videos keep their frames in
+        a collection of their own, so they are embedded again."""
+        if not item.existed or item.existing_type is not MediaType.IMAGE:
+            return False
+        if item.metadata.media_type not in (None, MediaType.IMAGE):
+            return False  # the normal path refuses the wrong hint after sniffing the bytes
+        media_id = item.metadata.media_id
+        point = self._store.get([media_id], with_vectors=True).get(media_id)
+        if point is None or schema.VISUAL not in point.vectors:
+            return False
+        stored = stored_item(media_id, point.payload)
+        same_model = stored.model_id == self._encoder.model_id
+        if stored.content_sha256 != item.content_sha256 or not same_model:
+            return False
+        item.media_type = MediaType.IMAGE
+        item.visual = np.asarray(point.vectors[schema.VISUAL], dtype=np.float32)
+        if item.metadata.caption and item.metadata.caption == stored.metadata.caption:
+            caption = point.vectors.get(schema.CAPTION)
+            item.caption_vector = None if caption is None else np.asarray(caption, np.float32)
+        return True
 
     def _duplicate_of(self, sha: str, exclude: str = "") -> str:
         """media_id of a stored item with byte-identical content (prefers another item)."""
