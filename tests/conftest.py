@@ -18,3 +18,11 @@ def test_media_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"MEDIAREC_TEST_MEDIA={value} is not a directory")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports of runs through a server go to $XDG_STATE_HOME: never the tester's own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.getbasetemp() / "state"))

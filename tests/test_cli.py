@@ -123,6 +123,15 @@ def test_search_match_gives_the_same_answer_locally_and_through_a_server(
         assert local[0]["media_id"] == indexed.media_id(photo)
 
 
+def test_match_with_an_image_query_is_refused(
+    indexed: Indexed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = next(i for i in indexed.items if i.kind == "image")
+    args = ["search", "--image", str(photo.path), "--match", "captions", *indexed.flags]
+    assert main(args) == 2
+    assert "--match applies to text queries only" in capsys.readouterr().err
+
+
 def test_search_for_an_unknown_id_is_one_sentence_and_exit_1(
     indexed: Indexed, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ file, through the real CLI into the embedded store and through a real server."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,8 +44,11 @@ def albums(tmp_path: Path) -> tuple[Path, Path]:
 def index(folder: Path, *where: str) -> dict[str, dict[str, str]]:
     """Run ``mediarec index`` and return its report's results by path (exit code under "")."""
     code = main(["index", str(folder), "--no-progress", "--topics-top-k", "0", *where])
-    data_dir = Path(where[where.index("--data-dir") + 1])
-    report = json.loads(default_report_path(data_dir, folder).read_text())
+    if "--server" in where:  # through a server, reports go to this user's state folder
+        reports = Path(os.environ["XDG_STATE_HOME"]) / "mediarec"
+    else:
+        reports = Path(where[where.index("--data-dir") + 1])
+    report = json.loads(default_report_path(reports, folder).read_text())
     return {"": {"code": str(code)}} | {r["path"]: r for r in report["results"]}
 
 
@@ -109,10 +113,11 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_through_a_server_ids_are_guarded_and_sources_are_returned(
-    albums: tuple[Path, Path], tmp_path: Path, server: str
+    albums: tuple[Path, Path], tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = albums
-    remote = ["--server", server, "--data-dir", str(tmp_path / "reports")]
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    remote = ["--server", server]
     assert set(status(index(a, *remote)).values()) == {"created"}
     results = index(b, *remote)
     assert set(status(results).values()) == {"failed"}

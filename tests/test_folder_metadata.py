@@ -108,7 +108,7 @@ def test_manifests_sidecars_exif_and_mtime_each_fill_what_they_know(
     out = capsys.readouterr().out
     assert "metadata from 2 manifest(s)" in out
     assert "manifest record without a file: gone.jpg: no such media file" in out
-    assert "skipped 1 files by extension (1 .pdf)" in out
+    assert "skipped 1 file by extension (1 .pdf)" in out
 
     items = stored(data_dir)
     assert sorted(items) == ["a.jpg", "b.jpg", "d.jpg", "e.jpg", "sub/c.jpg"]

@@ -82,7 +82,7 @@ def test_dry_run_lists_then_prune_removes_only_what_is_gone(
     code, out, _ = cli.index(library, "--prune", "--dry-run")  # the dry run changed nothing
     assert "would remove 1 of the 10 items" in out
     code, out, _ = cli.index(library, "--prune")
-    assert code == 0 and "pruned 1 items whose files are gone" in out
+    assert code == 0 and "pruned 1 item whose files are gone" in out
     code, out, _ = cli.index(library, "--prune", "--dry-run")
     assert "would remove 0 of the 9 items" in out
 
@@ -94,20 +94,44 @@ def test_pruning_over_a_fifth_or_a_missing_folder_needs_force(
     for i in range(3):
         (library / f"p{i}.jpg").unlink()
     code, out, err = cli.index(library, "--prune")
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "3 of the folder's 10 items (30%, over 20%)" in err and "--force" in err
-    assert "would remove 3 of the 10 items" in cli.index(library, "--prune", "--dry-run")[1]
+    assert code == 1 and "pruned" not in out
+    assert "--prune left everything in place: 3 of the folder's 10 items would go (30%, " \
+        "over 20%)" in err and "--force" in err  # fmt: skip
+    dry = cli.index(library, "--prune", "--dry-run")[1]
+    assert "would remove 3 of the 10 items" in dry and "without --force" in dry
     code, out, _ = cli.index(library, "--prune", "--force")
     assert code == 0 and "pruned 3 items" in out
 
     moved = tmp_path / "unmounted"
     shutil.move(library, moved)
     code, _, err = cli.index(library, "--prune")
-    assert code == 2 and "is not a folder" in err and "--force" in err
+    assert code == 2 and "is not a folder: the folder is missing" in err and "--force" in err
     code, _, err = cli.index(library)  # without --prune a missing folder is simply an error
     assert code == 2 and "is not a folder" in err
     code, out, _ = cli.index(library, "--prune", "--force")
     assert code == 0 and "pruned 7 items" in out
+
+
+def test_the_share_that_would_go_counts_the_files_this_run_adds(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """4 stored, 1 deleted and 6 added: 1 of 10 goes, under a fifth, so no --force."""
+    small = tmp_path / "small"
+    small.mkdir()
+    album(tmp_path / "source", seed=3)
+    for i in range(4):
+        shutil.copy(tmp_path / "source" / f"p{i}.jpg", small / f"p{i}.jpg")
+    assert cli.index(small)[0] == 0
+    (small / "p0.jpg").unlink()
+    for i in range(4, 10):
+        shutil.copy(tmp_path / "source" / f"p{i}.jpg", small / f"p{i}.jpg")
+    code, out, _ = cli.index(small, "--prune")
+    assert code == 0 and "6 new" in out and "pruned 1 item whose" in out
+
+
+def test_prune_of_a_mistyped_path_is_refused(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli.index(tmp_path / "no-such-folder", "--prune", "--force")
+    assert code == 2 and "no stored item comes from it" in err
 
 
 def test_prune_leaves_other_folders_alone_even_with_a_common_prefix(
@@ -169,7 +193,7 @@ def test_prune_rechecks_each_file_and_id_before_deleting(tmp_path: Path) -> None
     folder.mkdir()
     store = ListedStore({f"m{i}": str(folder / f"{i}.jpg") for i in range(5)})
     plan = plan_prune(folder, store)
-    assert (plan.held, len(plan.gone)) == (5, 5) and plan.refusal() is not None
+    assert (plan.held, len(plan.gone)) == (5, 5) and plan.needs_force() is not None
     (folder / "0.jpg").write_bytes(b"back")  # the file came back after the plan
     store.items["m1"] = str(folder / "other.jpg")  # another file took the id since
     removed: list[str] = []

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--image", type=Path, help="query image file")
     query.add_argument("--similar", metavar="MEDIA_ID", help="more like this stored item")
     search.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
-    search.add_argument("--match", choices=("hybrid", "pixels", "captions"), default="hybrid",
+    search.add_argument("--match", choices=("hybrid", "pixels", "captions"), default=None,
                         help="what a text query matches: pictures and captions fused by rank "
                         "(default), pictures only, or captions only")  # fmt: skip
     search.add_argument("--type", action="append", choices=("image", "video", "text"),
@@ -230,13 +230,16 @@ def _user_command(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     from server.cli.search import Filters, run_search
 
+    if args.match and args.text is None:
+        print("mediarec search: --match applies to text queries only", file=sys.stderr)
+        return 2
     return run_search(
         settings,
         text=args.text,
         image=args.image,
         similar=args.similar,
         k=args.k,
-        match=args.match,
+        match=args.match or "hybrid",
         server=args.server,
         api_key=args.api_key or os.environ.get("MEDIAREC_API_KEY"),
         filters=Filters(tuple(args.type), tuple(args.creator), tuple(args.tag)),

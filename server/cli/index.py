@@ -23,10 +23,10 @@ from server.cli.common import (
     open_local_deps,
 )
 from server.indexing import manifest
-from server.indexing.folder import check_id_prefix
+from server.indexing.folder import check_id_prefix, read_extensions
 from server.indexing.pipeline import index_folder
 from server.indexing.prune import PrunePlan, SourcedStore, plan_prune, prune
-from server.indexing.report import IndexReport, default_report_path, write_report
+from server.indexing.report import FileStatus, IndexReport, default_report_path, write_report
 from server.indexing.sinks import ClientSink, EmbeddedSink, IndexAborted
 
 if TYPE_CHECKING:
@@ -41,8 +41,9 @@ UNMATCHED_SHOWN = 10  # the report lists every one
 
 
 def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
-    """``mediarec index``: exit 0, 1 (``--strict`` with failures, or the run could not go on),
-    2 (nothing attempted: no such folder, store locked) or 130 (interrupted)."""
+    """``mediarec index``: exit 0, 1 (``--strict`` with failures, a prune that needs --force,
+    or the run could not go on), 2 (nothing attempted: no such folder, store locked) or 130
+    (interrupted)."""
     folder: Path = args.folder
     missing = not folder.is_dir()
     if args.dry_run and not args.prune:
@@ -52,7 +53,7 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if missing and not args.prune:
         print(f"mediarec index: {folder} is not a folder", file=sys.stderr)
         return EXIT_UNUSABLE
-    report_path: Path = args.report or default_report_path(Path(settings.storage.data_dir), folder)
+    report_path: Path = args.report or default_report_path(_reports_home(args, settings), folder)
     stop = threading.Event()
     report: IndexReport | None = None
     try:
@@ -63,14 +64,27 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
             else _manifests(folder, args.manifest, discover=not args.no_manifest_discovery)
         )
         with _open_sink(args, settings) as sink, graceful_ctrl_c(stop):
-            plan = (
-                _plan_prune(folder, sink, force=args.force or args.dry_run) if args.prune else None
-            )
+            plan = _plan_prune(folder, sink) if args.prune else None
             if plan is not None and args.dry_run:
                 _print_plan(plan)
                 return EXIT_OK
-            if missing:  # --prune --force of a folder that is gone: nothing to index
-                report = IndexReport(str(folder), sink.target, 0)
+            if missing:
+                assert plan is not None  # a missing folder without --prune returned above
+                if not plan.held:
+                    raise CommandError(
+                        f"{folder} is not a folder, and no stored item comes from it",
+                        EXIT_UNUSABLE,
+                    )
+                reason = plan.needs_force()
+                if reason and not args.force:
+                    raise CommandError(
+                        f"{folder} is not a folder: {reason}; check the path (an unmounted "
+                        "disk?), or add --force",
+                        EXIT_UNUSABLE,
+                    )
+                report = IndexReport(
+                    str(folder), sink.target, 0, extensions_read=read_extensions()
+                )
             else:
                 report = index_folder(
                     folder,
@@ -83,6 +97,16 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                     manifests=manifests,
                     id_prefix=id_prefix,
                 )
+            if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
+                plan = plan.with_new_items(report.count(FileStatus.CREATED))
+                reason = plan.needs_force()
+                if reason and not args.force:
+                    # What was indexed stays indexed; only the removals wait for a decision.
+                    report.prune_refused = (
+                        f"--prune left everything in place: {reason}; list them with "
+                        "--prune --dry-run, or add --force"
+                    )
+                    plan = None
             if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
                 indexed = {r.media_id for r in report.results}
                 removed: list[str] = []
@@ -110,22 +134,26 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     _print_summary(report, report_path)
     if report.interrupted:
         return EXIT_INTERRUPTED
-    if report.aborted or (args.strict and report.failures):
+    if report.aborted or report.prune_refused or (args.strict and report.failures):
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _plan_prune(folder: Path, sink: SourcedStore, *, force: bool) -> PrunePlan:
-    """What --prune would remove; refused (exit 2) when it looks like a mistake, unless forced
-    (a dry run lists it either way)."""
+def _plan_prune(folder: Path, sink: SourcedStore) -> PrunePlan:
+    """What --prune would remove, as the store holds it before this run."""
     try:
-        plan = plan_prune(folder, sink)
+        return plan_prune(folder, sink)
     except IndexAborted as exc:
         raise CommandError(f"cannot list the stored items: {exc}", EXIT_FAILED) from exc
-    refusal = plan.refusal()
-    if refusal and not force:
-        raise CommandError(refusal, EXIT_UNUSABLE)
-    return plan
+
+
+def _reports_home(args: argparse.Namespace, settings: Settings) -> Path:
+    """Where reports go by default: the data dir indexed into, or, through a server (whose
+    data dir may be on another machine), this user's state folder."""
+    if not args.server:
+        return Path(settings.storage.data_dir)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "mediarec"
 
 
 def _print_plan(plan: PrunePlan) -> None:
@@ -135,9 +163,9 @@ def _print_plan(plan: PrunePlan) -> None:
     )
     for media_id, source in plan.gone:
         print(f"  {media_id}  ({source})")
-    refusal = plan.refusal()
-    if refusal:
-        print(f"it would need --force: {refusal}")
+    reason = plan.needs_force()
+    if reason:
+        print(f"without --force a run would remove none of them: {reason}")
 
 
 def _id_prefix(prefix: str) -> str:
@@ -257,11 +285,13 @@ def _print_summary(report: IndexReport, report_path: Path) -> None:
             for suffix, count in report.skipped_by_extension.items()
         )
         print(
-            f"skipped {report.skipped} files by extension ({by_extension or 'none'}); "
+            f"skipped {_count(report.skipped, 'file')} by extension ({by_extension or 'none'}); "
             f"reads {' '.join(report.extensions_read)}"
         )
     if report.pruned:
-        print(f"pruned {len(report.pruned)} items whose files are gone")
+        print(f"pruned {_count(len(report.pruned), 'item')} whose files are gone")
+    if report.prune_refused:
+        print(report.prune_refused, file=sys.stderr)
     if report.aborted:
         print(f"stopped early: {report.aborted}", file=sys.stderr)
     elif report.interrupted:
@@ -270,3 +300,7 @@ def _print_summary(report: IndexReport, report_path: Path) -> None:
             file=sys.stderr,
         )
     print(f"report: {report_path}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

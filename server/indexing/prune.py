@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -45,20 +45,21 @@ class PrunePlan:
     def share(self) -> float:
         return len(self.gone) / self.held if self.held else 0.0
 
-    def refusal(self) -> str | None:
-        """Why this prune needs --force, in one sentence; None when it may go ahead."""
+    def with_new_items(self, created: int) -> PrunePlan:
+        """The plan once this run has stored ``created`` new items of the folder: the share
+        that would go is taken over everything the folder then holds."""
+        return replace(self, held=self.held + created)
+
+    def needs_force(self) -> str | None:
+        """Why this prune needs --force (a clause); None when it may go ahead."""
         if not self.gone:
             return None
         if not self.folder.is_dir():
-            return (
-                f"{self.folder} is not a folder, so --prune would remove all {len(self.gone)} "
-                "of its items; check the path (an unmounted disk?), or add --force"
-            )
+            return f"the folder is missing and all {len(self.gone)} of its items would go"
         if self.share > MAX_PRUNE_SHARE:
             return (
-                f"--prune would remove {len(self.gone)} of the folder's {self.held} items "
-                f"({self.share:.0%}, over {MAX_PRUNE_SHARE:.0%}); list them with --dry-run, "
-                "or add --force"
+                f"{len(self.gone)} of the folder's {self.held} items would go "
+                f"({self.share:.0%}, over {MAX_PRUNE_SHARE:.0%})"
             )
         return None
 

@@ -74,6 +74,7 @@ class IndexReport:
     # Manifest records that name no file of the folder (gone, or outside it): "manifest: path".
     unmatched_records: tuple[str, ...] = ()
     pruned: tuple[str, ...] = ()  # ids removed by --prune: their files were gone
+    prune_refused: str = ""  # why --prune removed nothing (it needs --force), if it did not
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -115,6 +116,7 @@ class IndexReport:
             "manifests": list(self.manifests),
             "unmatched_manifest_records": list(self.unmatched_records),
             "pruned": list(self.pruned),
+            "prune_refused": self.prune_refused,
             "results": [r.as_dict() for r in sorted(self.results, key=lambda r: r.path)],
         }
 
