@@ -135,8 +135,9 @@ class ServerSettings:
     max_concurrent_uploads: int = setting(
         6,
         "max_concurrent_uploads",
-        "Streaming calls (UploadMedia, ImportEvents) in flight at once; more are refused with "
-        "RESOURCE_EXHAUSTED. At most workers - 1 apply, so other calls always find a thread.",
+        "Streaming calls (UploadMedia, ImportEvents, ListMedia) in flight at once; more are "
+        "refused with RESOURCE_EXHAUSTED. At most workers - 1 apply, so other calls always find "
+        "a thread.",
         minimum=1,
         maximum=255,
     )
