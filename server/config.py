@@ -936,6 +936,27 @@ class RecommendConfig:
         minimum=1,
         flag=False,
     )
+    page_cache_max_mb: int = setting(
+        _recommend_default("page_cache_max_mb"),
+        "page_cache_max_mb",
+        "And at most this much memory (MiB, estimated); 0: the entry count alone bounds it.",
+        minimum=0,
+        flag=False,
+    )
+    text_cache_entries: int = setting(
+        _recommend_default("text_cache_entries"),
+        "text_cache_entries",
+        "Text vectors (searches, interests, steering texts) kept by exact text.",
+        minimum=0,
+        flag=False,
+    )
+    text_cache_max_mb: int = setting(
+        _recommend_default("text_cache_max_mb"),
+        "text_cache_max_mb",
+        "And at most this much memory (MiB); 0: the entry count alone bounds it.",
+        minimum=0,
+        flag=False,
+    )
     refresh_max_interval_s: float = setting(
         _recommend_default("refresh_max_interval_s"),
         "refresh_max_interval_s",

@@ -52,23 +52,50 @@ def parse_cursor(cursor: str) -> tuple[str, int]:
 
 
 class RankingCache:
+    """Rankings kept for paging: least recently stored first out, bounded by count and by an
+    estimate of their memory."""
+
     def __init__(
-        self, ttl_s: float, max_entries: int, *, monotonic: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float,
+        max_entries: int,
+        *,
+        max_bytes: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._max_bytes = max_bytes  # 0: no bound in bytes
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._rankings: OrderedDict[str, Ranking] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
         self.counts = HitCounter()
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
 
     def put(self, ranking: Ranking) -> None:
         ranking.created = self._monotonic()
+        size = ranking_bytes(ranking)
         with self._lock:
+            self._drop(ranking.request_id)
             self._rankings[ranking.request_id] = ranking
-            self._rankings.move_to_end(ranking.request_id)
-            while len(self._rankings) > self._max_entries:
-                self._rankings.popitem(last=False)
+            self._sizes[ranking.request_id] = size
+            self._bytes += size
+            while self._rankings and (
+                len(self._rankings) > self._max_entries
+                or (self._max_bytes and self._bytes > self._max_bytes)
+            ):
+                self._drop(next(iter(self._rankings)))
+
+    def _drop(self, request_id: str) -> None:
+        """Forget one ranking (the lock is held)."""
+        if self._rankings.pop(request_id, None) is not None:
+            self._bytes -= self._sizes.pop(request_id)
 
     def get(self, cursor: str, user_id: str) -> tuple[Ranking, int]:
         """The ranking a cursor points into and the offset; a clear error when it is gone."""
@@ -76,7 +103,7 @@ class RankingCache:
         with self._lock:
             ranking = self._rankings.get(request_id)
             if ranking is not None and self._monotonic() - ranking.created > self._ttl_s:
-                del self._rankings[request_id]
+                self._drop(request_id)
                 ranking = None
         found = ranking is not None and ranking.user_id == user_id
         self.counts.record(int(found), int(not found))
@@ -91,5 +118,21 @@ class RankingCache:
         with self._lock:
             gone = [rid for rid, r in self._rankings.items() if r.user_id == user_id]
             for rid in gone:
-                del self._rankings[rid]
+                self._drop(rid)
         return len(gone)
+
+
+# Estimated costs in CPython: an entry (its RecItem, breakdown, reasons and sources) and each
+# of its logged features. Estimates from the first entry keep put() O(1) on the request path.
+_ENTRY_BYTES = 1200
+_FEATURE_BYTES = 100
+
+
+def ranking_bytes(ranking: Ranking) -> int:
+    """About how much memory a ranking holds."""
+    entries = len(ranking.entries)
+    per_entry = _ENTRY_BYTES + (
+        _FEATURE_BYTES * len(ranking.entries[0].features) if entries else 0
+    )
+    vectors = sum(int(v.nbytes) for v in ranking.match_vectors.values())
+    return entries * per_entry + vectors + len(ranking.user_id) + 200

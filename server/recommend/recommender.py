@@ -107,7 +107,9 @@ class Recommender:
         self._engagement = engagement
         self._settings = settings
         self._clock = clock
-        self._texts = TextEmbedder(encoder)
+        self._texts = TextEmbedder(
+            encoder, settings.text_cache_entries, settings.text_cache_max_mb << 20
+        )
         self._items = ItemCache(store, settings.item_cache_entries, settings.item_cache_ttl_s,
                                 max_bytes=settings.item_cache_max_mb << 20)  # fmt: skip
         self._profiles = ProfileBuilder(self._items, self._texts, settings)
@@ -115,7 +117,11 @@ class Recommender:
         self._precompute = Precomputer(self._warm, settings.precompute_delay_s)
         self._state = DerivedState()
         self._live = LiveCounters(settings)
-        self._rankings = RankingCache(settings.page_cache_ttl_s, settings.page_cache_max_entries)
+        self._rankings = RankingCache(
+            settings.page_cache_ttl_s,
+            settings.page_cache_max_entries,
+            max_bytes=settings.page_cache_max_mb << 20,
+        )
         self._ranker = load_or_default(settings.ranker_path)
         self._learned = load_learned_or_none(settings.learned_ranker_path)
         # ``seed`` (offline replays, tests) overrides the configured one, where 0 means none.

@@ -21,6 +21,7 @@ class RecommendSettings:
     rank_depth: int = 100  # items ranked once per request_id; later pages slice this ranking
     page_cache_ttl_s: float = 600.0  # how long a cursor stays valid
     page_cache_max_entries: int = 5_000  # rankings kept for paging (least recent evicted)
+    page_cache_max_mb: int = 256  # and at most this much memory (0: entries alone bound it)
 
     # -- what counts as engagement ------------------------------------------------------------
     long_view_watch_fraction: float = 0.8  # a video view this complete counts as positive
@@ -117,6 +118,9 @@ class RecommendSettings:
     item_cache_entries: int = 200_000
     item_cache_max_mb: int = 512  # and at most this much memory (0: entries alone bound it)
     item_cache_ttl_s: float = 300.0
+    # Text vectors of searches, interests and steering texts, by exact text.
+    text_cache_entries: int = 4096
+    text_cache_max_mb: int = 64  # and at most this much memory (0: entries alone bound it)
 
     # -- the trained ranker ---------------------------------------------------------------------
     ranker_path: str = ""  # JSON model from `mediarec train-ranker`; empty: default weights

@@ -22,11 +22,18 @@ MAX_INTEREST_CHARS = 100
 class TextEmbedder:
     """``embed(texts)`` -> unit rows ``(n, dim)``; thread-safe, cached by exact text."""
 
-    def __init__(self, encoder: Encoder, max_entries: int = 4096) -> None:
+    def __init__(self, encoder: Encoder, max_entries: int = 4096, max_bytes: int = 0) -> None:
         self._encoder = encoder
         self._max_entries = max_entries
+        self._max_bytes = max_bytes  # 0: no bound in bytes
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
 
     @property
     def dim(self) -> int:
@@ -55,16 +62,38 @@ class TextEmbedder:
             with self._lock:
                 for text, vector in zip(missing, vectors, strict=True):
                     found[text] = vector
+                    old = self._cache.pop(text, None)
+                    if old is not None:  # another request embedded it meanwhile
+                        self._bytes -= _entry_bytes(text, old)
                     self._cache[text] = vector
-                while len(self._cache) > self._max_entries:
-                    self._cache.popitem(last=False)
+                    self._bytes += _entry_bytes(text, vector)
+                while self._cache and (
+                    len(self._cache) > self._max_entries
+                    or (self._max_bytes and self._bytes > self._max_bytes)
+                ):
+                    evicted, evicted_vector = self._cache.popitem(last=False)
+                    self._bytes -= _entry_bytes(evicted, evicted_vector)
         return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
 
     def forget(self, texts: Sequence[str]) -> int:
         """Drop cached vectors of ``texts`` (a forgotten user's interests and searches)."""
+        dropped = 0
         with self._lock:
-            return sum(self._cache.pop(text, None) is not None for text in set(texts))
+            for text in set(texts):
+                vector = self._cache.pop(text, None)
+                if vector is not None:
+                    self._bytes -= _entry_bytes(text, vector)
+                    dropped += 1
+        return dropped
+
+
+# A cached text costs its vector, its key and the dict slot that holds them.
+_ENTRY_OVERHEAD_BYTES = 200
+
+
+def _entry_bytes(text: str, vector: np.ndarray) -> int:
+    return int(vector.nbytes) + len(text.encode("utf-8", "surrogatepass")) + _ENTRY_OVERHEAD_BYTES
 
 
 def parse_interests(text: str, limit: int) -> list[str]:
