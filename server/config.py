@@ -572,6 +572,12 @@ class RecommendConfig:
         "Users whose profile and candidates stay cached between their requests.",
         minimum=0,
     )
+    user_cache_max_mb: int = setting(
+        _recommend_default("user_cache_max_mb"),
+        "rec_user_cache_max_mb",
+        "And at most this much memory (MiB, estimated); 0: the entry count alone bounds it.",
+        minimum=0,
+    )
     ranker_path: Path | None = setting(
         None,
         "ranker_path",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from server.recommend.usercache import Precomputer, UserCache, UserEntry
+import numpy as np
+
+from server.recommend.profile import EngagementSummary, UserProfile
+from server.recommend.usercache import Precomputer, UserCache, UserEntry, user_entry_bytes
 
 
 class Clock:
@@ -16,16 +18,20 @@ class Clock:
         return self.t
 
 
-class Profile:
-    """Just what UserCache reads of a UserProfile."""
+def profile(built_at: float, seen: int = 0) -> UserProfile:
+    """An empty profile (``seen`` items in its history), built at ``built_at``."""
+    ids = tuple(f"m{i}" for i in range(seen))
+    return UserProfile(
+        user_id="u", summary=EngagementSummary(seen=frozenset(ids)), clusters=(), interests=(),
+        follows=frozenset(), negative_vectors=np.zeros((0, 8), np.float32),
+        negative_weights=np.zeros(0, np.float32), positive_vectors={}, liked_topics={},
+        liked_tags={}, engaged_creators=frozenset(), confidence=0.0, taste=None,
+        built_at=built_at,
+    )  # fmt: skip
 
-    def __init__(self, built_at: float) -> None:
-        self.built_at = built_at
 
-
-def entry(clock: Clock, built_at: float = 5_000.0) -> UserEntry:
-    profile: Any = Profile(built_at)
-    return UserEntry(profile, clock())
+def entry(clock: Clock, built_at: float = 5_000.0, seen: int = 0) -> UserEntry:
+    return UserEntry(profile(built_at, seen), clock())
 
 
 def test_an_entry_lives_for_the_ttl_by_both_clocks() -> None:
@@ -155,3 +161,26 @@ def test_cancel_unschedules_a_user_and_waits_for_their_warming() -> None:
         assert precomputer.wait_idle(timeout=5)
     finally:
         precomputer.close()
+
+
+def test_entries_past_the_byte_bound_leave_oldest_first_and_growth_is_counted() -> None:
+    clock = Clock()
+    one = user_entry_bytes(entry(clock, seen=100))
+    cache = UserCache(100, ttl_s=60, max_bytes=int(2.5 * one), monotonic=clock)
+    for user in "abc":
+        assert cache.put(user, entry(clock, seen=100), cache.version(user))
+    assert len(cache) == 2 and cache.size_bytes == 2 * one  # "a" went first
+    kept = cache.get("c", now=5_000.0)
+    assert kept is not None
+    kept.nearest["FEED"] = tuple((f"m{i}", "content", 1.0) for i in range(100))
+    assert cache.get("c", now=5_000.0) is not None  # re-measured: it grew past the bound ...
+    assert cache.get("b", now=5_000.0) is None  # ... so the older entry went
+    assert cache.size_bytes == user_entry_bytes(kept)
+    assert cache.invalidate("c") and cache.size_bytes == 0
+
+
+def test_an_entry_bigger_than_the_whole_bound_is_not_kept() -> None:
+    clock = Clock()
+    cache = UserCache(10, ttl_s=60, max_bytes=1024, monotonic=clock)
+    assert not cache.put("u", entry(clock, seen=1000), cache.version("u"))
+    assert len(cache) == 0 and cache.size_bytes == 0

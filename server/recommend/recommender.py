@@ -113,7 +113,11 @@ class Recommender:
         self._items = ItemCache(store, settings.item_cache_entries, settings.item_cache_ttl_s,
                                 max_bytes=settings.item_cache_max_mb << 20)  # fmt: skip
         self._profiles = ProfileBuilder(self._items, self._texts, settings)
-        self._users = UserCache(settings.user_cache_entries, settings.profile_cache_ttl_s)
+        self._users = UserCache(
+            settings.user_cache_entries,
+            settings.profile_cache_ttl_s,
+            max_bytes=settings.user_cache_max_mb << 20,
+        )
         self._precompute = Precomputer(self._warm, settings.precompute_delay_s)
         self._state = DerivedState()
         self._live = LiveCounters(settings)

@@ -50,6 +50,7 @@ class RecommendSettings:
     # also queues a rebuild in the background.
     profile_cache_ttl_s: float = 600.0
     user_cache_entries: int = 10_000  # users whose profile and candidates are kept
+    user_cache_max_mb: int = 512  # and at most this much memory (0: entries alone bound it)
     # After each derived-state rebuild, the most recently active users not yet cached are
     # warmed in the background, so their next request finds its profile and candidates.
     precompute_users: int = 1_000

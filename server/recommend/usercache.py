@@ -60,13 +60,19 @@ class UserCache:
         max_entries: int,
         ttl_s: float,
         *,
+        max_bytes: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_entries = max_entries
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes  # 0: no bound in bytes
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, UserEntry] = OrderedDict()
+        # Each entry's estimated size, measured when stored and again at each hit: requests
+        # add a surface's proposals to an entry after it is stored.
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
         self._versions: dict[str, int] = {}
         self._newest = 0  # the last version handed out
         self._floor = 0  # the version of every user without a counter
@@ -84,7 +90,31 @@ class UserCache:
             if entry is None or not fresh:
                 return None
             self._entries.move_to_end(user_id)
+            size = user_entry_bytes(entry)
+            self._bytes += size - self._sizes[user_id]
+            self._sizes[user_id] = size
+            self._evict()
             return entry
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def _drop(self, user_id: str) -> bool:
+        """Forget one entry (the lock is held); True if there was one."""
+        if self._entries.pop(user_id, None) is None:
+            return False
+        self._bytes -= self._sizes.pop(user_id)
+        return True
+
+    def _evict(self) -> None:
+        """Oldest first, until within both bounds (the lock is held)."""
+        while self._entries and (
+            len(self._entries) > self._max_entries
+            or (self._max_bytes and self._bytes > self._max_bytes)
+        ):
+            self._drop(next(iter(self._entries)))
 
     def is_warm(self, user_id: str) -> bool:
         """Whether the user has an entry in the first half of its lifetime (rebuilding it
@@ -108,11 +138,12 @@ class UserCache:
         with self._lock:
             if self._versions.get(user_id, self._floor) != version:
                 return False
+            self._drop(user_id)
             self._entries[user_id] = entry
-            self._entries.move_to_end(user_id)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-            return True
+            self._sizes[user_id] = user_entry_bytes(entry)
+            self._bytes += self._sizes[user_id]
+            self._evict()
+            return user_id in self._entries
 
     def invalidate(self, user_id: str) -> bool:
         """Drop the user's entry; True if there was one."""
@@ -124,7 +155,7 @@ class UserCache:
                 # in flight then fail their check and simply store nothing.
                 self._floor = self._newest
                 self._versions.clear()
-            return self._entries.pop(user_id, None) is not None
+            return self._drop(user_id)
 
     def clear(self) -> None:
         with self._lock:
@@ -132,10 +163,44 @@ class UserCache:
             self._floor = self._newest
             self._versions.clear()
             self._entries.clear()
+            self._sizes.clear()
+            self._bytes = 0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+# Estimated costs in CPython: one element of a profile's dicts, sets and tuples (a slot and a
+# short id), one kept proposal (a 3-tuple with its strings), and an entry's fixed part.
+_ELEMENT_BYTES = 120
+_PROPOSAL_BYTES = 160
+_ENTRY_BYTES = 4096
+
+
+def user_entry_bytes(entry: UserEntry) -> int:
+    """About how much memory an entry holds: its vectors exactly, the rest by element counts,
+    so measuring it costs a few dozen len() calls, not a walk over every id."""
+    profile, summary = entry.profile, entry.profile.summary
+    elements = (
+        len(summary.positives) + len(summary.positive_at) + len(summary.negatives)
+        + len(summary.seen) + 2 * len(summary.recent_seen) + len(summary.impressions)
+        + len(summary.hidden_creators) + len(summary.creator_affinity) + len(summary.searches)
+        + len(profile.follows) + len(profile.liked_topics) + len(profile.liked_tags)
+        + len(profile.engaged_creators)
+        + sum(len(c.media_ids) for c in profile.clusters)
+    )  # fmt: skip
+    vectors = (
+        sum(c.vector.nbytes for c in profile.clusters)
+        + sum(t.vector.nbytes for t in profile.interests)
+        + profile.negative_vectors.nbytes
+        + sum(v.nbytes for v in profile.positive_vectors.values())
+        + (profile.taste.nbytes if profile.taste is not None else 0)
+    )
+    proposals = sum(len(kept) for kept in entry.nearest.values()) + sum(
+        len(by_source) for _, sources in entry.catalogue.values() for by_source in sources.values()
+    )
+    return _ENTRY_BYTES + elements * _ELEMENT_BYTES + int(vectors) + proposals * _PROPOSAL_BYTES
 
 
 class Precomputer:
