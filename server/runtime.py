@@ -175,6 +175,7 @@ def _open_deps(
             default_k=settings.search.default_k,
             max_k=settings.search.max_k,
             max_image_pixels=settings.media.max_image_pixels,
+            max_text_chars=settings.media.max_caption_chars,
             fusion=Fusion(
                 rrf_k=settings.search.fusion_rrf_k,
                 weights=(1.0, settings.search.caption_weight),

@@ -15,7 +15,7 @@ from encoders.media_errors import MediaDecodeError
 from server.indexing.indexer import MAX_SOURCE_CHARS, decode_failure, jpeg_draft_size
 from server.media import MediaHit, MediaType, SourcedItem, StoredItem
 from server.payload import SOURCE, stored_item
-from server.service_errors import InvalidArgumentError, NotFoundError
+from server.service_errors import InvalidArgumentError, NotFoundError, ResourceLimitError
 from server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class MediaSearch:
         default_k: int = 10,
         max_k: int = 1000,
         max_image_pixels: int = 80_000_000,
+        max_text_chars: int = 2200,
         fusion: Fusion | None = None,
     ) -> None:
         self._encoder = encoder
@@ -47,6 +48,7 @@ class MediaSearch:
         self._max_image_pixels = max_image_pixels
         self._draft_size = jpeg_draft_size(encoder)
         self._fusion = fusion or Fusion()
+        self._max_text_chars = max_text_chars
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, media_id: str) -> StoredItem:
@@ -90,6 +92,11 @@ class MediaSearch:
         fusion scores, not cosines."""
         if not text.strip():
             raise InvalidArgumentError("text", "the query text is empty")
+        if len(text) > self._max_text_chars:
+            raise ResourceLimitError(
+                "text", f"the query has {len(text)} characters, over the limit of "
+                f"{self._max_text_chars}",
+            )  # fmt: skip
         query = self._encoder.embed_texts([text])[0]
         if match is TextMatch.PIXELS:
             return self.by_vector(query, k, filter, include_captions=True)

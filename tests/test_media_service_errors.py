@@ -24,6 +24,7 @@ from PIL import Image
 
 from client import (
     InvalidArgument,
+    Location,
     MediaFilter,
     MediaItem,
     MediaMetadata,
@@ -212,6 +213,59 @@ def _upload_bytes(data: bytes, media_id: str = SEED_ID) -> Call:
     )
 
 
+def _video(cut: Callable[[bytes], bytes], upload: bool = False) -> Call:
+    """The service's real MP4, cut or damaged by ``cut``, sent in one message or streamed."""
+
+    def call(svc: ErrorService) -> object:
+        data = cut(svc.video)
+        return _upload_bytes(data)(svc) if upload else _index(data)(svc)
+
+    return call
+
+
+def _noise_after(keep: int) -> Callable[[bytes], bytes]:
+    def cut(data: bytes) -> bytes:
+        noise = np.random.default_rng(1).integers(0, 256, len(data) - keep, dtype=np.uint8)
+        return data[:keep] + noise.tobytes()
+
+    return cut
+
+
+def _vectors(dim_of: Callable[[int], dict[str, Any]]) -> Call:
+    """IndexMedia with bring-your-own vectors built from the server's dimension."""
+
+    def call(svc: ErrorService) -> object:
+        dim = svc.running.state.require().encoder.dim
+        fields = {"model_id": svc.running.state.require().encoder.model_id, **dim_of(dim)}
+        request = media_pb2.IndexMediaRequest(
+            metadata=common_pb2.MediaMetadata(media_id=SEED_ID),
+            embeddings=media_pb2.MediaEmbeddings(**fields),
+        )
+        return svc.stub.IndexMedia(request, timeout=10)
+
+    return call
+
+
+def _unit(dim: int, scale: float = 1.0) -> media_pb2.Vector:
+    return media_pb2.Vector(values=[scale] + [0.0] * (dim - 1))
+
+
+def _frames(*times: float, size: int | None = None) -> Callable[[int], dict[str, Any]]:
+    def fields(dim: int) -> dict[str, Any]:
+        vector = _unit(size or dim)
+        return {"frames": [media_pb2.FrameVector(timestamp_s=t, vector=vector) for t in times]}
+
+    return fields
+
+
+def _raw_list(prefix: str) -> Call:
+    def call(svc: ErrorService) -> object:
+        request = media_pb2.ListMediaRequest(source_prefix=prefix)
+        return list(svc.stub.ListMedia(request, timeout=10))
+
+    return call
+
+
 JUNK = b"this is not a picture, it is a sentence. " * 20
 _SMALL_JPEG = jpeg(WorldGenerator(6, image_size=128).post().image)
 _SMALL_PNG = png(WorldGenerator(7, image_size=128).post().image)
@@ -330,6 +384,48 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "upload-bomb": (_upload_bytes(png_bomb()), EXHAUSTED),
     "upload-aspect-ratio-bomb": (_upload_bytes(_ASPECT_BOMB), INVALID),
     "upload-bad-media-id": (_upload_bytes(_SMALL_JPEG, media_id="../x"), INVALID),
+    # video
+    "video-truncated-half": (_video(lambda v: v[: len(v) // 2]), INVALID),
+    "video-header-only": (_video(lambda v: v[:64]), INVALID),
+    "video-noise-after-header": (_video(_noise_after(48)), INVALID),
+    "video-noise-after-2k": (_video(_noise_after(2048)), INVALID),
+    "video-zero-bytes-after-header": (_video(lambda v: v[:48] + b"\0" * 4096), INVALID),
+    "upload-video-truncated": (_video(lambda v: v[: len(v) // 3], upload=True), INVALID),
+    "upload-video-noise": (_video(_noise_after(2048), upload=True), INVALID),
+    "query-image-is-a-video": (lambda svc: svc.client.search_image(svc.video, k=5), INVALID),
+    # bring-your-own vectors and frame times
+    "vectors-wrong-dim": (_vectors(lambda d: {"visual": _unit(d // 2)}), INVALID),
+    "vectors-nan": (_vectors(lambda d: {"visual": _unit(d, float("nan"))}), INVALID),
+    "vectors-infinite-caption": (_vectors(lambda d: {"caption": _unit(d, float("inf"))}), INVALID),
+    "vectors-zero": (_vectors(lambda d: {"visual": _unit(d, 0.0)}), INVALID),
+    "vectors-none": (_vectors(lambda d: {}), INVALID),
+    "vectors-another-model": (
+        _vectors(lambda d: {"model_id": "openclip:ViT-B-32/other", "visual": _unit(d)}),
+        INVALID,
+    ),
+    "frames-wrong-dim": (_vectors(_frames(0.0, 1.0, size=7)), INVALID),
+    "frames-negative-time": (_vectors(_frames(-1.0, 1.0)), INVALID),
+    "frames-time-going-back": (_vectors(_frames(2.0, 1.0)), INVALID),
+    "frames-infinite-time": (_vectors(_frames(0.0, float("inf"))), INVALID),
+    # strings and numbers
+    "source-over-4096": (_with_seed_image(source="/" + "s" * 4096), INVALID),
+    "list-prefix-over-4096": (_raw_list("/" + "p" * 4096), INVALID),
+    "text-match-unknown": (
+        _raw_search(media_pb2.SearchMediaRequest(text="red", text_match=99)),  # type: ignore[arg-type]
+        INVALID,
+    ),
+    "k-huge": (_text(k=2**31 - 1), INVALID),
+    "latitude-out-of-range": (
+        _with_seed_image(location=Location("x", latitude=120.0, longitude=0.0)),
+        INVALID,
+    ),
+    "longitude-not-finite": (
+        _with_seed_image(location=Location("x", latitude=0.0, longitude=float("nan"))),
+        INVALID,
+    ),
+    "region-over-cap": (_with_seed_image(location=Location("r" * 1000)), INVALID),
+    "creator-257-chars": (_with_seed_image(creator_id="c" * 257), INVALID),
+    "text-query-over-cap": (_text("w" * (MAX_CAPTION + 1)), EXHAUSTED),
 }
 
 

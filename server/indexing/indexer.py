@@ -37,6 +37,7 @@ MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$")
 MAX_TAG_CHARS = 100
 MAX_CREATOR_ID_CHARS = 256
 MAX_SOURCE_CHARS = 4096  # PATH_MAX on Linux
+MAX_REGION_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
         raise InvalidArgumentError("metadata.creator_id", "creator_id is over 256 characters")
     if len(metadata.source) > MAX_SOURCE_CHARS:
         raise InvalidArgumentError("metadata.source", "source is over 4096 characters")
+    _validate_location(metadata)
     if len(metadata.caption) > limits.max_caption_chars:
         raise ResourceLimitError(
             "metadata.caption",
@@ -98,6 +100,20 @@ def validate_metadata(metadata: ItemMetadata, limits: IndexLimits) -> None:
         )
     if any(not tag or len(tag) > MAX_TAG_CHARS for tag in metadata.tags):
         raise InvalidArgumentError("metadata.tags", "tags must be 1-100 characters each")
+
+
+def _validate_location(metadata: ItemMetadata) -> None:
+    location = metadata.location
+    if len(location.region) > MAX_REGION_CHARS:
+        raise InvalidArgumentError(
+            "metadata.location.region", f"region is over {MAX_REGION_CHARS} characters"
+        )
+    for name, value, bound in (("latitude", location.latitude, 90.0),
+                               ("longitude", location.longitude, 180.0)):  # fmt: skip
+        if value is not None and not (math.isfinite(value) and -bound <= value <= bound):
+            raise InvalidArgumentError(
+                f"metadata.location.{name}", f"{name} must be a number in [-{bound:g}, {bound:g}]"
+            )
 
 
 def check_vector(vector: Sequence[float] | np.ndarray, dim: int, field_name: str) -> np.ndarray:
