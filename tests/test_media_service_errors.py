@@ -315,6 +315,15 @@ CASES: dict[str, tuple[Call, grpc.StatusCode]] = {
     "delete-unknown": (lambda svc: svc.client.delete_media("no-such-item"), NOT_FOUND),
     "delete-empty-id": (lambda svc: svc.client.delete_media("", allow_missing=True), INVALID),
     "similar-unknown": (_similar("no-such-item"), NOT_FOUND),
+    "get-unknown-path-like": (
+        lambda svc: svc.client.get_media("2024/trip/IMG_0001.jpg"),
+        NOT_FOUND,
+    ),
+    "similar-media-unknown": (lambda svc: svc.client.similar_media("no-such-item"), NOT_FOUND),
+    "recommend-unknown-seed": (
+        lambda svc: svc.client.recommend("someone", k=5, seed_media_id="no-such-item"),
+        NOT_FOUND,
+    ),
     "k-over-max": (_text(k=MAX_K + 1), INVALID),
     "k-negative": (_text(k=-1), INVALID),
     "empty-text": (_text("   "), INVALID),
