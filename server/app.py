@@ -22,6 +22,7 @@ from mediarec.v1 import (
 from server.config import Settings
 from server.grpc.admin_servicer import AdminServicer
 from server.grpc.auth import auth_interceptors
+from server.grpc.control import CONTROL_THREADS, ControlPlaneInterceptor
 from server.grpc.errors import ErrorMappingInterceptor
 from server.grpc.inflight import InFlight
 from server.grpc.media_servicer import MediaServicer
@@ -57,6 +58,7 @@ class RunningServer:
     inflight: InFlight = field(default_factory=InFlight)
     metrics: ServerMetrics | None = None
     http: OperatorsPort | None = None  # the operators' HTTP port, when configured
+    control_pool: futures.ThreadPoolExecutor | None = None  # health and server info
 
     def set_serving(self) -> None:
         for name in SERVICE_NAMES:
@@ -69,6 +71,8 @@ class RunningServer:
         abandon with the process; every acknowledged write is already durable."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
+        if self.control_pool is not None:
+            self.control_pool.shutdown(wait=False, cancel_futures=True)
         if self.http is not None:
             self.http.close()
         if not self.inflight.wait_idle(ABANDON_AFTER_S):
@@ -96,8 +100,11 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     ]
     inflight = InFlight()
     metrics = ServerMetrics(state)
+    control_pool = futures.ThreadPoolExecutor(CONTROL_THREADS, thread_name_prefix="control")
     interceptors = [
-        RequestObserver(metrics),  # outermost: refused and failed calls are measured too
+        # Outermost, so the control calls' final handler is the one that names their pool.
+        ControlPlaneInterceptor(control_pool),
+        RequestObserver(metrics),  # refused and failed calls are measured too
         *auth_interceptors(limits.api_keys, limits.admin_api_keys),
         ErrorMappingInterceptor(inflight=inflight),
     ]
@@ -142,11 +149,14 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         )  # fmt: skip
     except OSError as exc:
         server.stop(0)
+        control_pool.shutdown(wait=False)
         raise OSError(
             f"could not listen on {limits.http_host}:{limits.http_port} (server.http_port): "
             f"{exc.strerror or exc}"
         ) from exc
-    running = RunningServer(server, port, health_servicer, state, inflight, metrics, http)
+    running = RunningServer(
+        server, port, health_servicer, state, inflight, metrics, http, control_pool
+    )
     transport = "TLS" if limits.tls_cert else "plain"
     if state.ready:
         running.set_serving()

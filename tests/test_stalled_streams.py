@@ -7,6 +7,7 @@ cap, and a stream that goes quiet ends after the idle timeout.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client import MediarecClient, ServingStatus
+from client import DeadlineExceeded, MediarecClient, ServingStatus
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 from server.app import RunningServer
 from tests.servers import serve_demo
@@ -95,3 +96,34 @@ def test_stalled_uploads_are_capped_and_time_out_while_other_calls_stay_fast(
         from client import MediaMetadata
 
         assert client.index_file(upload_file, MediaMetadata(media_id="after")).media_id == "after"
+
+
+def test_health_and_server_info_answer_while_every_worker_is_busy(tmp_path: Path) -> None:
+    """One worker, held by a stalled upload: the control calls run on threads of their own."""
+    server = serve_demo(
+        tmp_path / "data", workers=1, max_concurrent_uploads=1, stream_idle_timeout_s=30
+    )
+    target = f"127.0.0.1:{server.port}"
+    release = threading.Event()
+    channel = grpc.insecure_channel(target)
+    stub = media_pb2_grpc.MediaServiceStub(channel)
+    def hold() -> None:
+        with contextlib.suppress(grpc.RpcError):
+            stub.UploadMedia(stalled_upload(release), timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        time.sleep(0.5)  # the only worker now waits on the stalled stream
+        with MediarecClient(target) as client:
+            t0 = time.monotonic()
+            assert client.health(timeout_s=3) is ServingStatus.SERVING
+            assert client.server_info(timeout_s=3).model_id == "mediarec-demo"
+            assert time.monotonic() - t0 < 2.0
+            with pytest.raises(DeadlineExceeded):  # an ordinary call waits for the worker
+                client.get_media("anything", timeout_s=1)
+    finally:
+        release.set()
+        holder.join(35)
+        channel.close()
+        server.stop(0)
