@@ -41,7 +41,6 @@ from server.store.lock import DirLock
 from server.store.points import (
     FUSION_TIE_SLACK,
     as_float32,
-    attach_frames,
     check_dims,
     check_frames,
     check_vector,
@@ -53,7 +52,7 @@ from server.store.points import (
     media_payload,
     query_limits,
     settle_fused_ties,
-    video_ids,
+    with_best_frames,
     with_keys,
 )
 
@@ -322,9 +321,8 @@ class EdgeStore:
         hits = self.search_batch(
             vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
         )[0]
-        if match_frames and vector_name == schema.VISUAL and hits:
-            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
-        return hits
+        wanted = match_frames and vector_name == schema.VISUAL
+        return with_best_frames(self, hits, query_vector, wanted)
 
     def search_batch(
         self,
@@ -411,9 +409,9 @@ class EdgeStore:
         with media.reading() as shard:
             points = shard.query(request)
         hits = settle_fused_ties([_hit(p.payload, p.score) for p in points if p.payload], k)
-        if match_frames and schema.VISUAL in vector_names and hits:
-            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
-        return hits
+        return with_best_frames(
+            self, hits, query_vector, match_frames and schema.VISUAL in vector_names
+        )
 
     def _hit_payloads(
         self, shard: qe.EdgeShard, point_ids: Sequence[qe.PointId]

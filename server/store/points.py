@@ -17,6 +17,7 @@ from server.store.base import (
     MediaPoint,
     SearchHit,
     StoreError,
+    VectorStore,
 )
 
 
@@ -131,6 +132,16 @@ def settle_fused_ties(hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
 def video_ids(hits: Sequence[SearchHit]) -> list[str]:
     """Ids of the hits that are videos (only videos have frame points)."""
     return [h.media_id for h in hits if h.payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO]
+
+
+def with_best_frames(
+    store: VectorStore, hits: list[SearchHit], query_vector: np.ndarray, wanted: bool
+) -> list[SearchHit]:
+    """``hits`` with each video's best frame for ``query_vector`` when ``wanted`` (a search
+    that asked for frames and read the visual vectors); both adapters finish searches so."""
+    if not (wanted and hits):
+        return hits
+    return attach_frames(hits, store.search_frames(query_vector, video_ids(hits)))
 
 
 def attach_frames(hits: Sequence[SearchHit], matches: Mapping[str, FrameMatch]) -> list[SearchHit]:

@@ -33,7 +33,6 @@ from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, p
 from server.store.points import (
     FUSION_TIE_SLACK,
     as_float32,
-    attach_frames,
     check_dims,
     check_frames,
     check_vector,
@@ -45,7 +44,7 @@ from server.store.points import (
     media_payload,
     query_limits,
     settle_fused_ties,
-    video_ids,
+    with_best_frames,
     with_keys,
 )
 
@@ -270,9 +269,8 @@ class RemoteStore:
         hits = self.search_batch(
             vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
         )[0]
-        if match_frames and vector_name == schema.VISUAL and hits:
-            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
-        return hits
+        wanted = match_frames and vector_name == schema.VISUAL
+        return with_best_frames(self, hits, query_vector, wanted)
 
     def search_batch(
         self,
@@ -362,9 +360,9 @@ class RemoteStore:
             ],
             k,
         )
-        if match_frames and schema.VISUAL in vector_names and hits:
-            hits = attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
-        return hits
+        return with_best_frames(
+            self, hits, query_vector, match_frames and schema.VISUAL in vector_names
+        )
 
     def _params(self, exact: bool, k: int, hnsw_ef: int | None) -> qm.SearchParams | None:
         if self._local:
