@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mediarec.v1 import common_pb2, media_pb2
@@ -143,12 +145,14 @@ def text_match_from_proto(value: int) -> TextMatch:
     return match
 
 
+def filter_media_types(values: Iterable[int]) -> tuple[str, ...]:
+    """A filter's media types as the domain spells them; an unknown one names its position."""
+    found = (media_type_from_proto(v, f"filter.media_types[{i}]") for i, v in enumerate(values))
+    return tuple(media_type.value for media_type in found if media_type is not None)
+
+
 def filter_from_proto(message: common_pb2.MediaFilter) -> SearchFilter:
-    media_types = []
-    for i, value in enumerate(message.media_types):
-        media_type = media_type_from_proto(value, f"filter.media_types[{i}]")
-        if media_type is not None:
-            media_types.append(media_type.value)
+    media_types = filter_media_types(message.media_types)
     start = end = None
     if message.HasField("created_at"):
         window = message.created_at
@@ -160,7 +164,7 @@ def filter_from_proto(message: common_pb2.MediaFilter) -> SearchFilter:
         if start is not None and end is not None and start > end:
             raise InvalidArgumentError("filter.created_at", "the time range ends before it starts")
     return SearchFilter(
-        media_types=tuple(media_types),
+        media_types=media_types,
         creator_ids=tuple(message.creator_ids),
         tags=tuple(message.tags),
         topics=tuple(message.topics),

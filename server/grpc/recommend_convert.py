@@ -6,7 +6,7 @@ import math
 
 from mediarec.v1 import common_pb2, recommend_pb2
 from server.engagement.validation import MAX_ID_CHARS
-from server.grpc.convert import media_type_from_proto, stored_item_to_proto
+from server.grpc.convert import filter_media_types, stored_item_to_proto
 from server.media import StoredItem
 from server.recommend.importer import ImportResult
 from server.recommend.types import (
@@ -106,18 +106,14 @@ def log_events_response(results: list[EventResult]) -> recommend_pb2.LogEventsRe
 
 
 def filter_from_proto(message: recommend_pb2.RecommendFilter) -> RecFilter:
-    media_types = []
-    for i, value in enumerate(message.media_types):
-        media_type = media_type_from_proto(value, f"filter.media_types[{i}]")
-        if media_type is not None:
-            media_types.append(media_type.value)
+    media_types = filter_media_types(message.media_types)
     max_age_s = None
     if message.HasField("max_age"):
         max_age_s = message.max_age.seconds + message.max_age.nanos / 1e9
         if not max_age_s > 0:
             raise InvalidArgumentError("filter.max_age", "max_age must be positive when set")
     return RecFilter(
-        media_types=tuple(media_types),
+        media_types=media_types,
         creator_ids=tuple(c for c in message.creator_ids if c),
         tags=tuple(t.strip().lstrip("#") for t in message.tags if t.strip()),
         max_age_s=max_age_s,
