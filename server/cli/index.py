@@ -70,21 +70,7 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_OK
             if missing:
                 assert plan is not None  # a missing folder without --prune returned above
-                if not plan.held:
-                    raise CommandError(
-                        f"{folder} is not a folder, and no stored item comes from it",
-                        EXIT_UNUSABLE,
-                    )
-                reason = plan.needs_force()
-                if reason and not args.force:
-                    raise CommandError(
-                        f"{folder} is not a folder: {reason}; check the path (an unmounted "
-                        "disk?), or add --force",
-                        EXIT_UNUSABLE,
-                    )
-                report = IndexReport(
-                    str(folder), sink.target, 0, extensions_read=read_extensions()
-                )
+                report = _missing_folder_report(folder, plan, sink.target, force=args.force)
             else:
                 report = index_folder(
                     folder,
@@ -97,28 +83,8 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
                     manifests=manifests,
                     id_prefix=id_prefix,
                 )
-            if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
-                plan = plan.with_new_items(report.count(FileStatus.CREATED))
-                reason = plan.needs_force()
-                if reason and not args.force:
-                    # What was indexed stays indexed; only the removals wait for a decision.
-                    report.prune_refused = (
-                        f"--prune left everything in place: {reason}; list them with "
-                        "--prune --dry-run, or add --force"
-                    )
-                    plan = None
-            if plan is not None and not (report.interrupted or report.aborted or stop.is_set()):
-                indexed = {r.media_id for r in report.results}
-                removed: list[str] = []
-                try:
-                    prune(plan, sink, removed, keep=indexed, stop=stop)
-                except IndexAborted as exc:
-                    report.aborted = str(exc)
-                except KeyboardInterrupt:
-                    report.interrupted = True
-                finally:
-                    report.pruned = tuple(removed)
-                report.interrupted = report.interrupted or stop.is_set()
+            if plan is not None:
+                _prune_after_indexing(plan, sink, report, stop, force=args.force)
     except CommandError as exc:
         print(f"mediarec index: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -137,6 +103,57 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     if report.aborted or report.prune_refused or (args.strict and report.failures):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _missing_folder_report(
+    folder: Path, plan: PrunePlan, target: str, *, force: bool
+) -> IndexReport:
+    """The empty run of ``--prune`` over a folder that is gone, or why it may not run."""
+    if not plan.held:
+        raise CommandError(
+            f"{folder} is not a folder, and no stored item comes from it", EXIT_UNUSABLE
+        )
+    reason = plan.needs_force()
+    if reason and not force:
+        raise CommandError(
+            f"{folder} is not a folder: {reason}; check the path (an unmounted disk?), or add "
+            "--force",
+            EXIT_UNUSABLE,
+        )
+    return IndexReport(str(folder), target, 0, extensions_read=read_extensions())
+
+
+def _prune_after_indexing(
+    plan: PrunePlan,
+    sink: SourcedStore,
+    report: IndexReport,
+    stop: threading.Event,
+    *,
+    force: bool,
+) -> None:
+    """Remove the plan's items once the run has indexed, recording each removal in the
+    report; nothing when the run stopped early, or when the share that would go needs
+    --force (what was indexed stays indexed: only the removals wait for a decision)."""
+    if report.interrupted or report.aborted or stop.is_set():
+        return
+    plan = plan.with_new_items(report.count(FileStatus.CREATED))
+    reason = plan.needs_force()
+    if reason and not force:
+        report.prune_refused = (
+            f"--prune left everything in place: {reason}; list them with --prune --dry-run, "
+            "or add --force"
+        )
+        return
+    removed: list[str] = []
+    try:
+        prune(plan, sink, removed, keep={r.media_id for r in report.results}, stop=stop)
+    except IndexAborted as exc:
+        report.aborted = str(exc)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        report.pruned = tuple(removed)
+    report.interrupted = report.interrupted or stop.is_set()
 
 
 def _plan_prune(folder: Path, sink: SourcedStore) -> PrunePlan:
