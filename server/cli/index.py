@@ -200,23 +200,21 @@ def _manifests(folder: Path, given: list[Path], *, discover: bool) -> manifest.M
         if not path.is_file():
             raise CommandError(f"the manifest {path} does not exist", EXIT_UNUSABLE)
     named = {g.resolve() for g in given}
-    found = []
+    parts = []
     for path in manifest.discover(folder) if discover else []:
         if path.resolve() in named:
             continue
         try:
-            manifest.load(folder, [path])
+            parts.append(manifest.load_one(folder, path))
         except (manifest.ManifestError, OSError) as exc:
             print(f"mediarec index: skipping {path.name}, not a usable manifest: {exc}",
                   file=sys.stderr)  # fmt: skip
-            continue
-        found.append(path)
-    chosen = [*found, *given]
     try:
-        manifests = manifest.load(folder, chosen)
+        parts += [manifest.load_one(folder, path) for path in given]
     except (manifest.ManifestError, OSError) as exc:
         raise CommandError(f"cannot use a manifest: {exc}", EXIT_UNUSABLE) from exc
-    for path in chosen:
+    manifests = manifest.merge(parts)
+    for path in manifests.files:
         logger.info("reading metadata from the manifest %s", path)
     return manifests
 

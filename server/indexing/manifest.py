@@ -59,27 +59,37 @@ def discover(folder: Path) -> list[Path]:
     return found
 
 
-def load(folder: Path, paths: Sequence[Path]) -> Manifests:
-    """Read ``paths`` into one mapping; a later manifest's record for a file replaces an
-    earlier one's. Raises :class:`ManifestError` for a file or record that cannot be used."""
+def load_one(folder: Path, path: Path) -> Manifests:
+    """Read one manifest; raises :class:`ManifestError` for a record that cannot be used."""
     root = folder.resolve()
     fields: dict[str, Fields] = {}
     outside: list[str] = []
-    for path in paths:
-        # The manifest's folder is resolved like the indexed one; a listed file is not, so a
-        # symlink in the folder keeps its own name (the walk does not resolve files either).
-        base = path.absolute().parent.resolve()
-        for where, record in _records(path):
-            listed = _path_of(record, where)
-            target = Path(os.path.normpath(base / listed))
-            if not target.is_relative_to(root):
-                outside.append(f"{path.name}: {listed}")
-                continue
-            try:
-                fields[target.relative_to(root).as_posix()] = parse_fields(record, where)
-            except SidecarError as exc:
-                raise ManifestError(str(exc)) from exc
-    return Manifests(fields, tuple(paths), tuple(outside))
+    # The manifest's folder is resolved like the indexed one; a listed file is not, so a
+    # symlink in the folder keeps its own name (the walk does not resolve files either).
+    base = path.absolute().parent.resolve()
+    for where, record in _records(path):
+        listed = _path_of(record, where)
+        target = Path(os.path.normpath(base / listed))
+        if not target.is_relative_to(root):
+            outside.append(f"{path.name}: {listed}")
+            continue
+        try:
+            fields[target.relative_to(root).as_posix()] = parse_fields(record, where)
+        except SidecarError as exc:
+            raise ManifestError(str(exc)) from exc
+    return Manifests(fields, (path,), tuple(outside))
+
+
+def merge(parts: Sequence[Manifests]) -> Manifests:
+    """Manifests read one by one as one, in order: a later record for a file wins."""
+    fields: dict[str, Fields] = {}
+    for part in parts:
+        fields |= part.fields
+    return Manifests(
+        fields,
+        tuple(path for part in parts for path in part.files),
+        tuple(entry for part in parts for entry in part.outside),
+    )
 
 
 def _names_files(path: Path) -> bool:
