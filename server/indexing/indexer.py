@@ -15,7 +15,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from PIL import Image
 from encoders import Encoder, l2_normalize
 from encoders.images import decode_image, sniff_media_kind
 from encoders.media_errors import DecodeFailure, MediaDecodeError
-from server.media import IndexedItem, ItemMetadata, MediaType, Outcome
+from server.media import IndexedItem, ItemMetadata, MediaType, Outcome, StoredItem
 from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
 from server.service_errors import InvalidArgumentError, ResourceLimitError
 from server.store import MediaPoint, SearchFilter, VectorStore, schema
@@ -184,12 +184,20 @@ class MediaIndexer:
 
     # -- prepare: no model, safe to run in worker threads -------------------------------------
     def prepare_bytes(
-        self, metadata: ItemMetadata, data: bytes | Path, content_sha256: str | None = None
+        self,
+        metadata: ItemMetadata,
+        data: bytes | Path,
+        content_sha256: str | None = None,
+        *,
+        check_existing: Callable[[StoredItem, str], None] | None = None,
     ) -> PreparedItem:
-        """Validate, hash and decode an image or video given as bytes or a server-owned file."""
+        """Validate, hash and decode an image or video given as bytes or a server-owned file.
+
+        ``check_existing(stored, sha)`` sees the item this one would replace, if any, before
+        any decoding, and may raise to refuse it (the folder indexer's id guard)."""
         validate_metadata(metadata, self._limits)
         sha = content_sha256 or _sha256_of(data)
-        item = self._start(metadata, sha)
+        item = self._start(metadata, sha, check_existing=check_existing)
         if item.unchanged is not None or self._reuse_stored_vectors(item):
             return item
         head = data[:64] if isinstance(data, bytes) else _read_head(data)
@@ -300,7 +308,13 @@ class MediaIndexer:
         item.duration_s = timestamps[-1] if timestamps else 0.0
         return item
 
-    def _start(self, metadata: ItemMetadata, sha: str, extra: str = "") -> PreparedItem:
+    def _start(
+        self,
+        metadata: ItemMetadata,
+        sha: str,
+        extra: str = "",
+        check_existing: Callable[[StoredItem, str], None] | None = None,
+    ) -> PreparedItem:
         fingerprint = _fingerprint(sha, metadata, extra)
         item = PreparedItem(metadata, MediaType.TEXT, content_sha256=sha, fingerprint=fingerprint)
         existing = self._store.get([metadata.media_id]).get(metadata.media_id)
@@ -308,6 +322,8 @@ class MediaIndexer:
             return item
         item.existed = True
         stored = stored_item(metadata.media_id, existing.payload)
+        if check_existing is not None:
+            check_existing(stored, sha)
         item.existing_type = stored.media_type
         item.existing_created_at = stored.metadata.created_at
         same_model = stored.model_id == self._encoder.model_id

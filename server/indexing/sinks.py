@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,9 +30,8 @@ from server.indexing.report import (
     FileResult,
     FileStatus,
 )
-from server.media import ItemMetadata
-from server.payload import SOURCE
-from server.store import schema
+from server.media import ItemMetadata, StoredItem
+from server.payload import stored_item
 
 if TYPE_CHECKING:
     from server.indexing.indexer import PreparedItem
@@ -91,9 +90,7 @@ class IdTakenError(ValueError):
     """A media id already holds a different file; indexing this one would overwrite it."""
 
 
-def check_id_free(
-    file: FolderFile, stored_source: str, stored_sha: str, sha_of_file: Callable[[], str]
-) -> None:
+def check_id_free(file: FolderFile, stored_source: str, stored_sha: str, sha: str) -> None:
     """Refuse to give ``file`` an id that another file holds.
 
     The same path with new bytes is an edit. Another path is refused while the stored file
@@ -104,7 +101,7 @@ def check_id_free(
     """
     if not stored_source or stored_source == str(file.path):
         return
-    if not os.path.exists(stored_source) and stored_sha and stored_sha == sha_of_file():
+    if not os.path.exists(stored_source) and stored_sha and stored_sha == sha:
         return
     raise IdTakenError(
         f"media id {file.media_id!r} already holds {stored_source}, another file; "
@@ -138,19 +135,16 @@ class EmbeddedSink:
         from encoders.preprocess import resize_and_crop
 
         indexer = self._deps.indexer
-        stored = self._deps.store.get([file.media_id]).get(file.media_id)
+
+        def id_guard(stored: StoredItem, sha: str) -> None:
+            check_id_free(file, stored.metadata.source, stored.content_sha256, sha)
+
         if file.kind == "image":  # read once: the same bytes are hashed and decoded
             raw = file.path.read_bytes()
             sha = hashlib.sha256(raw).hexdigest()
-            if stored is not None:
-                check_id_free(file, _stored_source(stored.payload), _stored_sha(stored.payload),
-                              lambda: sha)  # fmt: skip
-            item = indexer.prepare_bytes(metadata, raw, sha)
-        else:  # videos stream from disk, and are hashed again only when an id is in question
-            if stored is not None:
-                check_id_free(file, _stored_source(stored.payload), _stored_sha(stored.payload),
-                              lambda: file_sha256(file.path))  # fmt: skip
-            item = indexer.prepare_bytes(metadata, file.path)
+            item = indexer.prepare_bytes(metadata, raw, sha, check_existing=id_guard)
+        else:  # videos stream from disk
+            item = indexer.prepare_bytes(metadata, file.path, check_existing=id_guard)
         if item.unchanged is not None:
             return PreparedFile(file, None, item.unchanged.media_type.value)
         if self._preprocess is not None:
@@ -165,7 +159,7 @@ class EmbeddedSink:
     def delete(self, media_id: str, source: str) -> bool:
         with self._deps.indexer.write_lock:
             stored = self._deps.store.get([media_id]).get(media_id)
-            if stored is None or _stored_source(stored.payload) != source:
+            if stored is None or stored_item(media_id, stored.payload).metadata.source != source:
                 return False  # gone already, or another file took the id since the plan
             return self._deps.search.delete(media_id, allow_missing=True)
 
@@ -209,7 +203,7 @@ class ClientSink:
         except NotFound:
             stored = None
         if stored is not None:
-            check_id_free(file, stored.metadata.source, stored.content_sha256, lambda: sha)
+            check_id_free(file, stored.metadata.source, stored.content_sha256, sha)
         if stored and stored.content_sha256 == sha and _same_metadata(stored.metadata, wanted):
             return PreparedFile(file, None, stored.metadata.media_type.name.lower())
         return PreparedFile(file, (wanted, sha))
@@ -264,14 +258,6 @@ class ClientSink:
             IndexOutcome.UPDATED: FileStatus.UPDATED,
         }.get(done.outcome, FileStatus.UNCHANGED)
         return FileResult(file.rel, file.media_id, status, done.media_type.name.lower())
-
-
-def _stored_source(payload: Mapping[str, Any]) -> str:
-    return str(payload.get(SOURCE, "") or "")
-
-
-def _stored_sha(payload: Mapping[str, Any]) -> str:
-    return str(payload.get(schema.CONTENT_HASH, "") or "")
 
 
 def _call(call: Callable[[], Any]) -> Any:
