@@ -16,13 +16,16 @@ from client.types import (
     ClientContext,
     Embeddings,
     Event,
+    EventKind,
     EventResult,
     EventStatus,
     ForgetReport,
     ImportEventsResult,
+    ImportProgress,
     ImportRowError,
     IndexOutcome,
     IndexResult,
+    InterestDeclaration,
     Location,
     LogEventsResult,
     MediaFilter,
@@ -38,6 +41,7 @@ from client.types import (
     ServerLimits,
     StoreKind,
     Topic,
+    UserInfo,
 )
 from mediarec.v1 import common_pb2, media_pb2, recommend_pb2
 
@@ -229,6 +233,16 @@ def server_info_from_proto(message: media_pb2.GetServerInfoResponse) -> ServerIn
             if message.HasField("recommend_state")
             else None
         ),
+        imports=tuple(
+            ImportProgress(
+                started_at=timestamp_from_proto(progress, "started_at"),
+                rows=progress.rows,
+                accepted=progress.accepted,
+                duplicates=progress.duplicates,
+                rejected=progress.rejected,
+            )
+            for progress in message.imports
+        ),
     )
 
 
@@ -356,4 +370,42 @@ def forget_report_from_proto(message: recommend_pb2.ForgetUserResponse) -> Forge
         follows_deleted=message.follows_deleted,
         interests_deleted=message.interests_deleted,
         other_deleted=message.other_deleted,
+    )
+
+
+def context_from_proto(message: recommend_pb2.ClientContext) -> ClientContext:
+    return ClientContext(
+        device=message.device,
+        local_hour=message.local_hour if message.HasField("local_hour") else None,
+        location=location_from_proto(message.location) if message.HasField("location") else None,
+    )
+
+
+def event_from_proto(message: recommend_pb2.Event) -> Event:
+    """A stored event as GetUser returns it; its timestamp is a UTC datetime."""
+    return Event(
+        event_id=message.event_id,
+        user_id=message.user_id,
+        kind=enum_from_proto(EventKind, message.kind),
+        timestamp=timestamp_from_proto(message, "timestamp"),
+        media_id=message.media_id,
+        creator_id=message.creator_id,
+        dwell_ms=message.dwell_ms,
+        watch_fraction=message.watch_fraction,
+        query=message.query,
+        hashtag=message.hashtag,
+        context=context_from_proto(message.context) if message.HasField("context") else None,
+        request_id=message.request_id,
+    )
+
+
+def user_info_from_proto(user_id: str, message: recommend_pb2.GetUserResponse) -> UserInfo:
+    return UserInfo(
+        user_id=user_id,
+        recent_events=tuple(event_from_proto(event) for event in message.recent_events),
+        event_count=message.event_count,
+        interests=tuple(
+            InterestDeclaration(item.text, timestamp_from_proto(item, "declared_at"))
+            for item in message.interests
+        ),
     )

@@ -45,6 +45,7 @@ from client.types import (
     ServingStatus,
     Surface,
     TextMatch,
+    UserInfo,
 )
 from mediarec.v1 import (
     admin_pb2,
@@ -223,6 +224,15 @@ class MediarecClient:
         request = media_pb2.GetMediaRequest(media_id=media_id)
         response = self._unary("GetMedia", self._media.GetMedia, request, timeout_s)
         return convert.media_item_from_proto(response.media)
+
+    def get_thumbnail(
+        self, media_id: str, frame_index: int = 0, *, timeout_s: float | None = None
+    ) -> bytes:
+        """The JPEG thumbnail made at index time: a photo's, or a video's ``frame_index``-th
+        sampled frame's."""
+        request = media_pb2.GetThumbnailRequest(media_id=media_id, frame_index=frame_index)
+        response = self._unary("GetThumbnail", self._media.GetThumbnail, request, timeout_s)
+        return bytes(response.jpeg)
 
     def delete_media(
         self, media_id: str, *, allow_missing: bool = False, timeout_s: float | None = None
@@ -448,6 +458,15 @@ class MediarecClient:
         request = recommend_pb2.ForgetUserRequest(user_id=user_id)
         response = self._unary("ForgetUser", self._recommend.ForgetUser, request, timeout_s)
         return convert.forget_report_from_proto(response)
+
+    def get_user(
+        self, user_id: str, *, recent_events: int = 0, timeout_s: float | None = None
+    ) -> UserInfo:
+        """What the server holds about ``user_id``: their newest events (``recent_events``,
+        0 means 20) and their declared interests."""
+        request = recommend_pb2.GetUserRequest(user_id=user_id, recent_events=recent_events)
+        response = self._unary("GetUser", self._recommend.GetUser, request, timeout_s)
+        return convert.user_info_from_proto(user_id, response)
 
     # -- service information ---------------------------------------------------------------
 

@@ -202,6 +202,18 @@ class ServerInfo:
     server_version: str
     started_at: datetime | None
     recommend_state: RecommendState | None = None
+    imports: tuple[ImportProgress, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """How far one running ImportEvents call has got."""
+
+    started_at: datetime | None
+    rows: int
+    accepted: int
+    duplicates: int
+    rejected: int
 
 
 # -- recommendations ---------------------------------------------------------------------------
@@ -376,3 +388,21 @@ class ForgetReport:
     follows_deleted: int
     interests_deleted: int
     other_deleted: int
+
+
+@dataclass(frozen=True)
+class InterestDeclaration:
+    """One SetInterests call: the text as sent and when."""
+
+    text: str
+    declared_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """What the server holds about a user (GetUser): newest events first."""
+
+    user_id: str
+    recent_events: tuple[Event, ...]
+    event_count: int
+    interests: tuple[InterestDeclaration, ...]

@@ -20,6 +20,8 @@ from mediarec.v1 import (
     recommend_pb2_grpc,
 )
 from server.config import Settings
+from server.gallery.app import Gallery, GalleryConfig
+from server.gallery.clients import ClientPool, local_socket_address
 from server.grpc.admin_servicer import AdminServicer
 from server.grpc.auth import auth_interceptors
 from server.grpc.control import CONTROL_THREADS, ControlPlaneInterceptor
@@ -59,6 +61,7 @@ class RunningServer:
     metrics: ServerMetrics | None = None
     http: OperatorsPort | None = None  # the operators' HTTP port, when configured
     control_pool: futures.ThreadPoolExecutor | None = None  # health and server info
+    gallery_clients: ClientPool | None = None  # the gallery's channels to this server
 
     def set_serving(self) -> None:
         for name in SERVICE_NAMES:
@@ -75,6 +78,8 @@ class RunningServer:
             self.control_pool.shutdown(wait=False, cancel_futures=True)
         if self.http is not None:
             self.http.close()
+        if self.gallery_clients is not None:
+            self.gallery_clients.close()
         if not self.inflight.wait_idle(ABANDON_AFTER_S):
             logger.warning(
                 "%d calls still running %.0f s after the grace; abandoning them",
@@ -141,12 +146,22 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         raise OSError(f"could not listen on {address}") from exc
     if port == 0:
         raise OSError(f"could not listen on {address}")
+    gallery_clients = None
+    if limits.http_port >= 0:
+        # The gallery's own way in: a local socket, plaintext whatever the TCP port serves.
+        gallery_clients = ClientPool(local_socket_address())
+        server.add_insecure_port(gallery_clients.target)
     server.start()
     try:
-        http = (
-            OperatorsPort(limits.http_host, limits.http_port, metrics.registry)
-            if limits.http_port >= 0 else None
-        )  # fmt: skip
+        http = None
+        if gallery_clients is not None:
+            gallery = Gallery(
+                gallery_clients.for_key,
+                GalleryConfig(keys_required=bool(limits.api_keys or limits.admin_api_keys)),
+            )
+            http = OperatorsPort(
+                limits.http_host, limits.http_port, metrics.registry, gallery.routes()
+            )
     except OSError as exc:
         server.stop(0)
         control_pool.shutdown(wait=False)
@@ -155,8 +170,9 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
             f"{exc.strerror or exc}"
         ) from exc
     running = RunningServer(
-        server, port, health_servicer, state, inflight, metrics, http, control_pool
-    )
+        server, port, health_servicer, state, inflight, metrics, http, control_pool,
+        gallery_clients,
+    )  # fmt: skip
     transport = "TLS" if limits.tls_cert else "plain"
     if state.ready:
         running.set_serving()

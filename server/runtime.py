@@ -15,6 +15,7 @@ from server.embed_batcher import BatchingEncoder
 from server.engagement import EventLimits, open_engagement_store
 from server.indexing.indexer import IndexLimits, MediaIndexer
 from server.observability.tally import Tally
+from server.recommend.importer import RunningImports
 from server.recommend.recommender import Recommender
 from server.recommend.types import EngagementStore
 from server.remembered_model import RememberedModelError, remember_model, remembered_model
@@ -28,6 +29,7 @@ from server.store import (
 )
 from server.store.edge import EdgeTuning
 from server.store.factory import open_store
+from server.thumbnails import SqliteThumbnails, open_thumbnails
 from server.topics import TopicLabeler, vocabulary_prompts
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class ServiceDeps:
     recommender: Recommender
     batcher: BatchingEncoder | None = None  # the encoder's batching worker, when batching is on
     disk: DiskGuard | None = None  # refuses writes while the data dir is nearly full
+    thumbnails: SqliteThumbnails | None = None  # JPEGs made at index time, beside the store
 
     def require_room(self) -> None:
         """Raise ResourceLimitError while the data dir is too full to take a write."""
@@ -66,7 +69,11 @@ class ServiceDeps:
                 try:
                     self.engagement.close()
                 finally:
-                    self.store.close()
+                    try:
+                        if self.thumbnails is not None:
+                            self.thumbnails.close()
+                    finally:
+                        self.store.close()
 
 
 def encoder_options(settings: Settings) -> EncoderOptions:
@@ -141,11 +148,15 @@ def _open_deps(
     except BaseException:
         store.close()
         raise
+    thumbnails: SqliteThumbnails | None = None
     try:
+        thumbnails = open_thumbnails(data_dir)
         recommender = Recommender(
             encoder, store, engagement, recommend_settings(settings.recommend, data_dir)
         )
     except BaseException:
+        if thumbnails is not None:
+            thumbnails.close()
         engagement.close()
         store.close()
         raise
@@ -168,7 +179,7 @@ def _open_deps(
         encoder=encoder,
         store=store,
         labeler=labeler,
-        indexer=MediaIndexer(encoder, store, labeler, limits),
+        indexer=MediaIndexer(encoder, store, labeler, limits, thumbnails),
         search=MediaSearch(
             encoder,
             store,
@@ -181,12 +192,14 @@ def _open_deps(
                 weights=(1.0, settings.search.caption_weight),
                 depth=settings.search.fusion_depth,
             ),
+            thumbnails=thumbnails,
         ),
         spool_dir=spool_dir,
         engagement=engagement,
         recommender=recommender,
         batcher=batcher,
         disk=DiskGuard(data_dir, settings.storage.min_free_mb),
+        thumbnails=thumbnails,
     )
     logger.info(
         "service ready in %.1fs: model %s (%d-d), store %s",
@@ -213,6 +226,7 @@ class ServiceState:
         self._deps = deps
         self.tally = Tally()  # what the API did, for /metrics
         self.started_at = time.time()  # unix seconds, for GetServerInfo
+        self.imports = RunningImports()  # ImportEvents calls in progress, for GetServerInfo
 
     def set_ready(self, deps: ServiceDeps) -> None:
         self._deps = deps

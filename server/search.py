@@ -17,6 +17,7 @@ from server.media import MediaHit, MediaType, SourcedItem, StoredItem
 from server.payload import SOURCE, stored_item
 from server.service_errors import InvalidArgumentError, NotFoundError, ResourceLimitError
 from server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
+from server.thumbnails import Thumbnails
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +41,11 @@ class MediaSearch:
         max_image_pixels: int = 80_000_000,
         max_text_chars: int = 2200,
         fusion: Fusion | None = None,
+        thumbnails: Thumbnails | None = None,
     ) -> None:
         self._encoder = encoder
         self._store = store
+        self._thumbnails = thumbnails
         self._default_k = default_k
         self._max_k = max_k
         self._max_image_pixels = max_image_pixels
@@ -73,7 +76,30 @@ class MediaSearch:
                 return False
             raise NotFoundError(f"No media with id {media_id!r}.")
         self._store.delete([media_id])
+        if self._thumbnails is not None:
+            self._thumbnails.delete([media_id])
         return True
+
+    def thumbnail(self, media_id: str, frame_index: int = 0) -> bytes:
+        """The JPEG thumbnail of a stored photo, or of a video's ``frame_index``-th frame."""
+        if frame_index < 0:
+            raise InvalidArgumentError("frame_index", "frame_index must not be negative")
+        item = self.get(media_id)  # NOT_FOUND for an unknown id
+        jpeg = None if self._thumbnails is None else self._thumbnails.get(media_id, frame_index)
+        if jpeg is None:
+            if item.media_type is MediaType.TEXT:
+                raise NotFoundError(f"{media_id!r} is a caption-only post: it has no picture.")
+            if frame_index > 0 and frame_index >= len(item.frame_timestamps_s):
+                raise NotFoundError(
+                    f"{media_id!r} has {len(item.frame_timestamps_s)} frames; "
+                    f"there is no frame {frame_index}."
+                )
+            raise NotFoundError(
+                f"{media_id!r} has no thumbnail: it was stored from vectors, or indexed "
+                "before thumbnails were made (index its file again with changed bytes or "
+                "metadata)."
+            )
+        return jpeg
 
     # -- searching ------------------------------------------------------------------------------
     def resolve_k(self, k: int) -> int:

@@ -195,8 +195,8 @@ def test_a_clients_request_id_is_kept_only_when_it_is_safe_to_echo(
     assert 1 <= len(got) <= 128
 
 
-def test_the_operators_port_serves_an_index_and_404s_the_rest(running: RunningServer) -> None:
-    assert "/metrics" in scrape(running, "/")
+def test_the_operators_port_serves_the_gallery_and_404s_the_rest(running: RunningServer) -> None:
+    assert 'href="/metrics"' in scrape(running, "/")  # the gallery's search page links it
     with pytest.raises(urllib.error.HTTPError) as missing:
         scrape(running, "/nothing")
     assert missing.value.code == 404

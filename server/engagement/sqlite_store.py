@@ -126,6 +126,19 @@ class SqliteEngagementStore:
             rows = self._db.execute(sql, params).fetchall()
         return [_event_from_row(row) for row in rows]
 
+    def recent_events(self, user_id: str, limit: int) -> tuple[list[Event], int]:
+        """The user's ``limit`` newest events, newest first, and how many they have."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE user_id = ? "
+                "ORDER BY ts DESC, seq DESC LIMIT ?",
+                (user_id, max(0, limit)),
+            ).fetchall()
+            total = self._db.execute(
+                "SELECT count(*) FROM events WHERE user_id = ?", (user_id,)
+            ).fetchone()[0]
+        return [_event_from_row(row) for row in rows], int(total)
+
     def iter_events(self, *, since: float | None = None) -> Iterator[Event]:
         """Every event with ``ts >= since`` (all if None), oldest first, from one snapshot."""
         sql = f"SELECT {_EVENT_COLUMNS} FROM events"

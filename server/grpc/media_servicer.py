@@ -219,7 +219,16 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def GetServerInfo(  # noqa: N802
         self, request: media_pb2.GetServerInfoRequest, context: grpc.ServicerContext
     ) -> media_pb2.GetServerInfoResponse:
-        return server_info_to_proto(self._state.require(), self._state.started_at)
+        return server_info_to_proto(
+            self._state.require(), self._state.started_at, self._state.imports.running()
+        )
+
+    def GetThumbnail(  # noqa: N802
+        self, request: media_pb2.GetThumbnailRequest, context: grpc.ServicerContext
+    ) -> media_pb2.GetThumbnailResponse:
+        search = self._state.require().search
+        jpeg = search.thumbnail(_media_id(request.media_id), request.frame_index)
+        return media_pb2.GetThumbnailResponse(jpeg=jpeg)
 
 
 def _media_id(media_id: str) -> str:

@@ -247,3 +247,43 @@ def import_response(result: ImportResult) -> recommend_pb2.ImportEventsResponse:
         errors_truncated=summary.errors_truncated,
         state=state_to_proto(result.state),
     )
+
+
+_KIND_TO_PROTO = {kind: number for number, kind in _KIND_FROM_PROTO.items()}
+
+
+def event_to_proto(event: Event) -> recommend_pb2.Event:
+    """A stored event as GetUser returns it."""
+    message = recommend_pb2.Event(
+        event_id=event.event_id,
+        user_id=event.user_id,
+        kind=_KIND_TO_PROTO[event.kind],
+        media_id=event.media_id,
+        creator_id=event.creator_id,
+        dwell_ms=event.dwell_ms,
+        watch_fraction=event.watch_fraction,
+        query=event.query,
+        hashtag=event.hashtag,
+        request_id=event.request_id,
+    )
+    message.timestamp.FromNanoseconds(int(round(event.timestamp * 1e9)))
+    context = event.context
+    if context.device or context.local_hour is not None or context.location:
+        message.context.device = context.device
+        if context.local_hour is not None:
+            message.context.local_hour = context.local_hour
+        if context.location:
+            message.context.location.region = context.location
+    return message
+
+
+def user_response(
+    events: list[Event], event_count: int, interests: list[tuple[str, float]]
+) -> recommend_pb2.GetUserResponse:
+    response = recommend_pb2.GetUserResponse(
+        recent_events=[event_to_proto(event) for event in events], event_count=event_count
+    )
+    for text, declared_at in interests:
+        declaration = response.interests.add(text=text)
+        declaration.declared_at.FromNanoseconds(int(round(declared_at * 1e9)))
+    return response

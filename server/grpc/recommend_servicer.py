@@ -26,6 +26,9 @@ from server.recommend.types import Event, EventResult, RecItem
 from server.runtime import ServiceDeps, ServiceState
 from server.service_errors import InvalidArgumentError, ResourceLimitError
 
+DEFAULT_RECENT_EVENTS = 20  # GetUser's newest events when the request names no number
+MAX_RECENT_EVENTS = 200
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,14 +66,22 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
     ) -> recommend_pb2.ImportEventsResponse:
         deps = self._state.require()
         settings = deps.settings.recommend
-        with self._gate.admitted(bearer_token(context.invocation_metadata())):
+        with (
+            self._gate.admitted(bearer_token(context.invocation_metadata())),
+            self._state.imports.track() as progress,
+        ):
             messages = bounded(request_iterator, self._limits, "import")
+
+            def on_chunk(results: Sequence[EventResult]) -> None:
+                self._count_events(results)
+                progress(results)
+
             result = import_events(
                 _import_chunks(messages, settings.import_chunk_events, deps.require_room),
                 deps.engagement,
                 deps.recommender,
                 max_errors=settings.import_max_errors,
-                on_chunk=self._count_events,
+                on_chunk=on_chunk,
             )
         return convert.import_response(result)
 
@@ -141,6 +152,24 @@ class RecommendationServicer(recommend_pb2_grpc.RecommendationServiceServicer):
         user_id = convert.require_id(request.user_id, "user_id")
         report = deps.recommender.forget_user(user_id)
         return convert.forget_report_to_proto(report)
+
+    def GetUser(  # noqa: N802
+        self, request: recommend_pb2.GetUserRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.GetUserResponse:
+        deps = self._state.require()
+        user_id = convert.require_id(request.user_id, "user_id")
+        if request.recent_events < 0:
+            raise InvalidArgumentError("recent_events", "recent_events must not be negative")
+        if request.recent_events > MAX_RECENT_EVENTS:
+            raise InvalidArgumentError(
+                "recent_events",
+                f"recent_events={request.recent_events} is over the maximum of "
+                f"{MAX_RECENT_EVENTS}",
+            )
+        events, count = deps.engagement.recent_events(
+            user_id, request.recent_events or DEFAULT_RECENT_EVENTS
+        )
+        return convert.user_response(events, count, deps.engagement.interests(user_id))
 
 
 def _import_chunks(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mediarec.v1 import media_pb2
 from server.grpc.recommend_convert import state_to_proto
+from server.recommend.importer import ImportProgress
 from server.runtime import SERVER_VERSION, ServiceDeps
 from server.store import SearchFilter
 
 
-def server_info_to_proto(deps: ServiceDeps, started_at: float) -> media_pb2.GetServerInfoResponse:
-    """GetServerInfo's answer: the model, the store and its counts, the limits and how current
-    the recommender's derived state is."""
+def server_info_to_proto(
+    deps: ServiceDeps, started_at: float, imports: Sequence[ImportProgress] = ()
+) -> media_pb2.GetServerInfoResponse:
+    """GetServerInfo's answer: the model, the store and its counts, the limits, how current
+    the recommender's derived state is, and the imports running now."""
     settings = deps.settings
     stats = deps.store.stats()
     remote = bool(settings.storage.qdrant_url)
@@ -48,4 +53,16 @@ def server_info_to_proto(deps: ServiceDeps, started_at: float) -> media_pb2.GetS
         server_version=SERVER_VERSION,
         started_at=started,
         recommend_state=state_to_proto(deps.recommender.state_info()),
+        imports=[_import_to_proto(progress) for progress in imports],
     )
+
+
+def _import_to_proto(progress: ImportProgress) -> media_pb2.ImportProgress:
+    message = media_pb2.ImportProgress(
+        rows=progress.rows,
+        accepted=progress.accepted,
+        duplicates=progress.duplicates,
+        rejected=progress.rejected,
+    )
+    message.started_at.FromNanoseconds(int(progress.started_at * 1e9))
+    return message

@@ -29,6 +29,7 @@ from server.media import IndexedItem, ItemMetadata, MediaType, Outcome, StoredIt
 from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
 from server.service_errors import InvalidArgumentError, ResourceLimitError
 from server.store import MediaPoint, SearchFilter, VectorStore, schema
+from server.thumbnails import THUMBNAIL_MAX_SIDE, Thumbnails, make_thumbnail
 from server.topics import Topic, TopicLabeler
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class PreparedItem:
     existed: bool = False
     existing_type: MediaType | None = None
     existing_created_at: int | None = None
+    # JPEGs of the photo or of each frame; None leaves stored ones as they are (only the
+    # metadata changed), an empty list removes them (the item no longer has pictures).
+    thumbnails: list[bytes] | None = None
 
 
 def validate_media_id(media_id: str, field_name: str) -> str:
@@ -131,10 +135,14 @@ def check_vector(vector: Sequence[float] | np.ndarray, dim: int, field_name: str
 
 
 def jpeg_draft_size(encoder: Encoder) -> tuple[int, int] | None:
-    """The size JPEGs are draft-decoded to: the model's input size (quality holds, decode gets
-    cheap). Indexing and image queries must both use it, or one picture embeds two ways."""
+    """The size JPEGs are draft-decoded to: the model's input size, or the thumbnails' when
+    that is larger (quality holds, decode gets cheap). Indexing and image queries must both
+    use it, or one picture embeds two ways."""
     preprocess = getattr(encoder, "preprocess_spec", None)
-    return (preprocess.size, preprocess.size) if preprocess else None
+    if not preprocess:
+        return None
+    side = max(preprocess.size, THUMBNAIL_MAX_SIDE)
+    return (side, side)
 
 
 def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -> str:
@@ -169,9 +177,11 @@ class MediaIndexer:
         store: VectorStore,
         labeler: TopicLabeler | None,
         limits: IndexLimits,
+        thumbnails: Thumbnails | None = None,
     ) -> None:
         self._encoder = encoder
         self._store = store
+        self._thumbnails = thumbnails
         self._labeler = labeler
         self._limits = limits
         # Writes are serialised: "unchanged"/"duplicate" checks and the upsert must not interleave.
@@ -198,8 +208,30 @@ class MediaIndexer:
         validate_metadata(metadata, self._limits)
         sha = content_sha256 or _sha256_of(data)
         item = self._start(metadata, sha, check_existing=check_existing)
-        if item.unchanged is not None or self._reuse_stored_vectors(item):
+        if item.unchanged is not None:
+            self._backfill_thumbnails(item, data)
             return item
+        if self._reuse_stored_vectors(item):
+            return item
+        self._decode(item, data)
+        return item
+
+    def _backfill_thumbnails(self, item: PreparedItem, data: bytes | Path) -> None:
+        """Thumbnails for an unchanged item stored before they were made: indexing its folder
+        again makes them, without embedding it again."""
+        stored = item.unchanged
+        thumbnails = self._thumbnails
+        if thumbnails is None or stored is None or stored.media_type is MediaType.TEXT:
+            return
+        if thumbnails.get(stored.media_id, 0) is not None:
+            return
+        self._decode(item, data)
+        thumbnails.put(stored.media_id, item.thumbnails or [])
+        item.images = []
+
+    def _decode(self, item: PreparedItem, data: bytes | Path) -> None:
+        """Sniff, check and decode the bytes into ``item``: its pictures and thumbnails."""
+        metadata = item.metadata
         head = data[:64] if isinstance(data, bytes) else _read_head(data)
         if not head:
             raise InvalidArgumentError("data", "the media is empty")
@@ -234,7 +266,8 @@ class MediaIndexer:
                 item.duration_s = info.duration_s
         except MediaDecodeError as exc:
             raise decode_failure(exc, "data") from exc
-        return item
+        if self._thumbnails is not None:
+            item.thumbnails = [make_thumbnail(image) for image in item.images]
 
     def prepare_caption_only(self, metadata: ItemMetadata) -> PreparedItem:
         validate_metadata(metadata, self._limits)
@@ -248,6 +281,7 @@ class MediaIndexer:
             )
         item = self._start(metadata, "")
         item.media_type = MediaType.TEXT
+        item.thumbnails = []
         return item
 
     def prepare_vectors(
@@ -306,6 +340,7 @@ class MediaIndexer:
         item.frame_vectors = np.stack(vectors) if vectors else None
         item.frame_timestamps_s = timestamps
         item.duration_s = timestamps[-1] if timestamps else 0.0
+        item.thumbnails = []  # no pictures came with the vectors
         return item
 
     def _start(
@@ -416,6 +451,9 @@ class MediaIndexer:
         ]
         batched = []
         for item, (_, point) in zip(items, records, strict=True):
+            if self._thumbnails is not None and item.thumbnails is not None:
+                # Before the vectors: a visible item's thumbnails are always its own.
+                self._thumbnails.put(point.media_id, item.thumbnails)
             if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
                 # A video replaced by a non-video: its old frames must not survive, so it is
                 # deleted, and stored again at once to keep the gap short. (An upsert replaces

@@ -1,66 +1,80 @@
-"""The operators' HTTP port (``serve --http-port``): ``/metrics`` in Prometheus' text format.
+"""The operators' HTTP port (``serve --http-port``): ``/metrics`` and the web gallery.
 
-Off by default, and bound to localhost unless ``server.http_host`` says otherwise: metrics name
-methods and error rates, which are for operators, not for the internet. It runs in daemon
-threads of its own, so a slow scrape never takes a gRPC worker.
+Off by default, and bound to localhost unless ``server.http_host`` says otherwise. ``/metrics``
+(Prometheus' text format) needs no login, as scrapers expect; it names methods and error
+rates, which are for operators, not for the internet. The gallery's pages need an API key when
+the server has keys. The port is an ASGI app (Starlette) served by uvicorn in a daemon thread
+of its own, so a slow page or scrape never takes a gRPC worker.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+import time
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+import uvicorn
+from prometheus_client import CollectorRegistry, make_asgi_app
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
-INDEX = b"mediarec operators' port: /metrics (Prometheus text format)\n"
+START_TIMEOUT_S = 10.0
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+class _AsgiEndpoint:
+    """An ASGI callable as a route's endpoint: Starlette calls a plain function with a
+    request, but hands the raw scope to an object's ``__call__``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-        logger.debug("http: " + format, *args)
-
-
-def operators_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
-    """The WSGI app: ``/metrics``, an index at ``/``, 404 elsewhere."""
-    metrics = make_wsgi_app(registry)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if path == "/metrics":
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
-        if path == "/":
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
-            return [INDEX]
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"not found; try /metrics\n"]
-
-    return app
+def operators_app(registry: CollectorRegistry, pages: list[BaseRoute] | None = None) -> Starlette:
+    """``/metrics``, and the gallery's ``pages`` (when given) everywhere else."""
+    metrics = _AsgiEndpoint(make_asgi_app(registry))
+    return Starlette(routes=[Route("/metrics", metrics), *(pages or [])])
 
 
 class OperatorsPort:
     """The HTTP server, started on construction; ``port`` is the one bound (0 picks one)."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
-        self._httpd = make_server(host, port, operators_app(registry), _ThreadingServer,
-                                  handler_class=_QuietHandler)  # fmt: skip
-        self.port = int(self._httpd.server_port)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="operators-http", daemon=True
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        pages: list[BaseRoute] | None = None,
+    ) -> None:
+        # Bound here, so a port in use fails the caller at once with the OS's reason.
+        self._socket = socket.create_server((host, port), reuse_port=False)
+        self.port = int(self._socket.getsockname()[1])
+        config = uvicorn.Config(
+            operators_app(registry, pages),
+            log_config=None,  # the service's logging stays as main() configured it
+            access_log=False,
+            lifespan="off",
         )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]},
+            name="operators-http", daemon=True,
+        )  # fmt: skip
         self._thread.start()
-        logger.info("operators' HTTP port on %s:%d (/metrics)", host, self.port)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        logger.info("operators' HTTP port on %s:%d (/metrics, the gallery)", host, self.port)
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.should_exit = True
         self._thread.join(timeout=5)
+        self._socket.close()

@@ -9,8 +9,11 @@ so memory stays bounded whatever the size of the import.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from server.recommend.types import EngagementStore, Event, EventResult, StateInfo
@@ -64,6 +67,58 @@ class ImportSummary:
                 if len(self.errors) < self.max_errors:
                     self.errors.append(RowError(self.rows + offset, result.event_id, result.error))
         self.rows += len(results)
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """How far one running import has got."""
+
+    started_at: float  # unix seconds
+    rows: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class RunningImports:
+    """The imports running now and their counts, for a status page to show."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, ImportProgress] = {}
+        self._next = 0
+
+    @contextmanager
+    def track(self) -> Iterator[Callable[[Sequence[EventResult]], None]]:
+        """Registers an import for its duration; yields the function that counts a chunk."""
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._running[key] = ImportProgress(started_at=time.time())
+
+        def count(results: Sequence[EventResult]) -> None:
+            accepted = sum(1 for r in results if r.accepted)
+            duplicates = sum(1 for r in results if r.duplicate)
+            with self._lock:
+                now = self._running[key]
+                self._running[key] = replace(
+                    now,
+                    rows=now.rows + len(results),
+                    accepted=now.accepted + accepted,
+                    duplicates=now.duplicates + duplicates,
+                    rejected=now.rejected + len(results) - accepted - duplicates,
+                )
+
+        try:
+            yield count
+        finally:
+            with self._lock:
+                del self._running[key]
+
+    def running(self) -> list[ImportProgress]:
+        """A snapshot, oldest first."""
+        with self._lock:
+            return [self._running[key] for key in sorted(self._running)]
 
 
 @dataclass(frozen=True)

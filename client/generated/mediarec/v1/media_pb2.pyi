@@ -245,7 +245,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., max_upload_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., max_caption_chars: _Optional[int] = ..., max_tags: _Optional[int] = ..., max_k: _Optional[int] = ..., max_events_per_batch: _Optional[int] = ..., import_chunk_events: _Optional[int] = ...) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("model_id", "dims", "store_kind", "collection", "media_count", "image_count", "video_count", "text_count", "video_frames", "topic_vocabulary", "limits", "server_version", "started_at", "recommend_state")
+    __slots__ = ("model_id", "dims", "store_kind", "collection", "media_count", "image_count", "video_count", "text_count", "video_frames", "topic_vocabulary", "limits", "server_version", "started_at", "recommend_state", "imports")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMS_FIELD_NUMBER: _ClassVar[int]
     STORE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,7 @@ class GetServerInfoResponse(_message.Message):
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     RECOMMEND_STATE_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dims: int
     store_kind: StoreKind
@@ -274,4 +275,33 @@ class GetServerInfoResponse(_message.Message):
     server_version: str
     started_at: _timestamp_pb2.Timestamp
     recommend_state: _common_pb2.RecommendState
-    def __init__(self, model_id: _Optional[str] = ..., dims: _Optional[int] = ..., store_kind: _Optional[_Union[StoreKind, str]] = ..., collection: _Optional[str] = ..., media_count: _Optional[int] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., text_count: _Optional[int] = ..., video_frames: _Optional[int] = ..., topic_vocabulary: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., server_version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommend_state: _Optional[_Union[_common_pb2.RecommendState, _Mapping]] = ...) -> None: ...
+    imports: _containers.RepeatedCompositeFieldContainer[ImportProgress]
+    def __init__(self, model_id: _Optional[str] = ..., dims: _Optional[int] = ..., store_kind: _Optional[_Union[StoreKind, str]] = ..., collection: _Optional[str] = ..., media_count: _Optional[int] = ..., image_count: _Optional[int] = ..., video_count: _Optional[int] = ..., text_count: _Optional[int] = ..., video_frames: _Optional[int] = ..., topic_vocabulary: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., server_version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recommend_state: _Optional[_Union[_common_pb2.RecommendState, _Mapping]] = ..., imports: _Optional[_Iterable[_Union[ImportProgress, _Mapping]]] = ...) -> None: ...
+
+class ImportProgress(_message.Message):
+    __slots__ = ("started_at", "rows", "accepted", "duplicates", "rejected")
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    started_at: _timestamp_pb2.Timestamp
+    rows: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    def __init__(self, started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class GetThumbnailRequest(_message.Message):
+    __slots__ = ("media_id", "frame_index")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    frame_index: int
+    def __init__(self, media_id: _Optional[str] = ..., frame_index: _Optional[int] = ...) -> None: ...
+
+class GetThumbnailResponse(_message.Message):
+    __slots__ = ("jpeg",)
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    def __init__(self, jpeg: _Optional[bytes] = ...) -> None: ...

@@ -70,6 +70,11 @@ class MediaServiceStub:
                 request_serializer=mediarec_dot_v1_dot_media__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=mediarec_dot_v1_dot_media__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.GetThumbnail = channel.unary_unary(
+                '/mediarec.v1.MediaService/GetThumbnail',
+                request_serializer=mediarec_dot_v1_dot_media__pb2.GetThumbnailRequest.SerializeToString,
+                response_deserializer=mediarec_dot_v1_dot_media__pb2.GetThumbnailResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -128,6 +133,14 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetThumbnail(self, request, context):
+        """Returns the JPEG thumbnail made when a photo or video was indexed (the photo's, or one
+        sampled frame's); NOT_FOUND for an unknown item or one without pictures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=mediarec_dot_v1_dot_media__pb2.GetServerInfoRequest.FromString,
                     response_serializer=mediarec_dot_v1_dot_media__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'GetThumbnail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThumbnail,
+                    request_deserializer=mediarec_dot_v1_dot_media__pb2.GetThumbnailRequest.FromString,
+                    response_serializer=mediarec_dot_v1_dot_media__pb2.GetThumbnailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +375,33 @@ class MediaService:
             '/mediarec.v1.MediaService/GetServerInfo',
             mediarec_dot_v1_dot_media__pb2.GetServerInfoRequest.SerializeToString,
             mediarec_dot_v1_dot_media__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThumbnail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mediarec.v1.MediaService/GetThumbnail',
+            mediarec_dot_v1_dot_media__pb2.GetThumbnailRequest.SerializeToString,
+            mediarec_dot_v1_dot_media__pb2.GetThumbnailResponse.FromString,
             options,
             channel_credentials,
             insecure,

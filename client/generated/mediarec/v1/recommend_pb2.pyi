@@ -290,3 +290,29 @@ class ForgetUserResponse(_message.Message):
     interests_deleted: int
     other_deleted: int
     def __init__(self, events_deleted: _Optional[int] = ..., impressions_deleted: _Optional[int] = ..., follows_deleted: _Optional[int] = ..., interests_deleted: _Optional[int] = ..., other_deleted: _Optional[int] = ...) -> None: ...
+
+class GetUserRequest(_message.Message):
+    __slots__ = ("user_id", "recent_events")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    recent_events: int
+    def __init__(self, user_id: _Optional[str] = ..., recent_events: _Optional[int] = ...) -> None: ...
+
+class InterestDeclaration(_message.Message):
+    __slots__ = ("text", "declared_at")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_AT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    declared_at: _timestamp_pb2.Timestamp
+    def __init__(self, text: _Optional[str] = ..., declared_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetUserResponse(_message.Message):
+    __slots__ = ("recent_events", "event_count", "interests")
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INTERESTS_FIELD_NUMBER: _ClassVar[int]
+    recent_events: _containers.RepeatedCompositeFieldContainer[Event]
+    event_count: int
+    interests: _containers.RepeatedCompositeFieldContainer[InterestDeclaration]
+    def __init__(self, recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., event_count: _Optional[int] = ..., interests: _Optional[_Iterable[_Union[InterestDeclaration, _Mapping]]] = ...) -> None: ...

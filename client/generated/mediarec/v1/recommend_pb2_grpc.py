@@ -65,6 +65,11 @@ class RecommendationServiceStub:
                 request_serializer=mediarec_dot_v1_dot_recommend__pb2.ForgetUserRequest.SerializeToString,
                 response_deserializer=mediarec_dot_v1_dot_recommend__pb2.ForgetUserResponse.FromString,
                 _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/mediarec.v1.RecommendationService/GetUser',
+                request_serializer=mediarec_dot_v1_dot_recommend__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=mediarec_dot_v1_dot_recommend__pb2.GetUserResponse.FromString,
+                _registered_method=True)
 
 
 class RecommendationServiceServicer:
@@ -114,6 +119,13 @@ class RecommendationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUser(self, request, context):
+        """Returns what the server holds about a user: their newest events and declared interests.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommendationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +158,11 @@ def add_RecommendationServiceServicer_to_server(servicer, server):
                     servicer.ForgetUser,
                     request_deserializer=mediarec_dot_v1_dot_recommend__pb2.ForgetUserRequest.FromString,
                     response_serializer=mediarec_dot_v1_dot_recommend__pb2.ForgetUserResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=mediarec_dot_v1_dot_recommend__pb2.GetUserRequest.FromString,
+                    response_serializer=mediarec_dot_v1_dot_recommend__pb2.GetUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +328,33 @@ class RecommendationService:
             '/mediarec.v1.RecommendationService/ForgetUser',
             mediarec_dot_v1_dot_recommend__pb2.ForgetUserRequest.SerializeToString,
             mediarec_dot_v1_dot_recommend__pb2.ForgetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mediarec.v1.RecommendationService/GetUser',
+            mediarec_dot_v1_dot_recommend__pb2.GetUserRequest.SerializeToString,
+            mediarec_dot_v1_dot_recommend__pb2.GetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

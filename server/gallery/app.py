@@ -1,0 +1,315 @@
+"""The web gallery (Starlette + Jinja2): search, "more like this", a user's page and status.
+
+Every page is built from calls to the gRPC service through the client (see ``clients``); the
+gallery holds no state of its own but logins. When the server has API keys, nothing but the
+login page is served without one; when it has none, the gallery is as open as the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from client.errors import (
+    InvalidArgument,
+    MediarecError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from client.types import MediaFilter, MediaType, Surface, TextMatch
+from server.gallery import views
+from server.gallery.clients import GalleryClient
+from server.gallery.sessions import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    SESSION_TTL_S,
+    Sessions,
+    csrf_matches,
+    new_csrf_token,
+)
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+GRID_K = 24  # results per search page
+REC_K = 12  # recommendations per surface
+RECENT_EVENTS = 20
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # a query image; the API's own limits apply after this
+MATCHES = {"hybrid": TextMatch.HYBRID, "pixels": TextMatch.PIXELS, "captions": TextMatch.CAPTIONS}
+TYPES = {"image": MediaType.IMAGE, "video": MediaType.VIDEO, "text": MediaType.TEXT}
+SURFACES = {"feed": Surface.FEED, "explore": Surface.EXPLORE, "reels": Surface.REELS}
+# A failed call's page status: what went wrong, as HTTP says it.
+_HTTP_STATUS: dict[type[MediarecError], int] = {
+    InvalidArgument: 400,
+    NotFound: 404,
+    PermissionDenied: 403,
+    ResourceExhausted: 413,
+    Unavailable: 503,
+}
+
+
+class _LoginRequired(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    keys_required: bool  # the server has API keys: every page but the login needs one
+    secure_cookies: bool = False  # set when the port is reached over HTTPS (a proxy)
+
+
+class Gallery:
+    """The gallery's routes over one ``client_for(api_key)`` factory."""
+
+    def __init__(
+        self,
+        client_for: Callable[[str | None], GalleryClient],
+        config: GalleryConfig,
+        sessions: Sessions | None = None,
+    ) -> None:
+        self._client_for = client_for
+        self._config = config
+        self._sessions = sessions or Sessions()
+        self._templates = Environment(
+            loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.home),
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/search", self.search),
+            Route("/search/image", self.search_image, methods=["POST"]),
+            Route("/similar/{media_id:path}", self.similar),
+            Route("/thumb/{media_id:path}", self.thumbnail),
+            Route("/users", self.users),
+            Route("/users/{user_id:path}", self.user),
+            Route("/status", self.status),
+        ]
+
+    # -- pages ---------------------------------------------------------------------------------
+    def home(self, request: Request) -> Response:
+        return RedirectResponse("/search", status_code=303)
+
+    def search(self, request: Request) -> Response:
+        query = request.query_params.get("q", "").strip()
+        match = request.query_params.get("match", "hybrid")
+        media_type = request.query_params.get("type", "")
+        context: dict[str, Any] = {"q": query, "match": match, "type": media_type, "tiles": None}
+        if not query:
+            return self._render(request, "search.html", context)
+
+        def run(client: GalleryClient) -> None:
+            hits = client.search_text(
+                query, k=GRID_K, media_filter=_type_filter(media_type),
+                match=MATCHES.get(match, TextMatch.UNSPECIFIED),
+            )  # fmt: skip
+            context["tiles"] = views.hit_tiles(hits)
+            context["heading"] = f"“{query}”"
+
+        return self._page(request, "search.html", context, run)
+
+    async def search_image(self, request: Request) -> Response:
+        form = await request.form(max_files=1, max_fields=4)
+        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
+            return _forbidden()
+        upload = form.get("image")
+        context: dict[str, Any] = {"q": "", "match": "hybrid", "type": "", "tiles": None}
+        if not isinstance(upload, UploadFile):
+            context["error"] = "Choose an image file to search with."
+            return self._render(request, "search.html", context, status_code=400)
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            context["error"] = f"The image is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB."
+            return self._render(request, "search.html", context, status_code=413)
+
+        def run(client: GalleryClient) -> None:
+            context["tiles"] = views.hit_tiles(client.search_image(data, k=GRID_K))
+            context["heading"] = f"like {upload.filename or 'your image'}"
+
+        return await run_in_threadpool(self._page, request, "search.html", context, run)
+
+    def similar(self, request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        context: dict[str, Any] = {"q": "", "match": "hybrid", "type": "", "tiles": None}
+
+        def run(client: GalleryClient) -> None:
+            item = client.get_media(media_id)
+            context["source"] = views.tile(item, 1.0, None)
+            hits = client.search_similar(media_id, k=GRID_K + 1)
+            context["tiles"] = [t for t in views.hit_tiles(hits) if t.media_id != media_id]
+            context["heading"] = f"more like {media_id}"
+
+        return self._page(request, "search.html", context, run)
+
+    def thumbnail(self, request: Request) -> Response:
+        try:
+            client = self._client(request)
+        except _LoginRequired:
+            return Response("log in first\n", status_code=401, media_type="text/plain")
+        try:
+            frame = int(request.query_params.get("frame", "0"))
+            jpeg = client.get_thumbnail(request.path_params["media_id"], frame)
+        except ValueError:
+            return Response("frame must be a number\n", status_code=400, media_type="text/plain")
+        except MediarecError as exc:
+            status = _HTTP_STATUS.get(type(exc), 502)
+            return Response(f"{exc}\n", status_code=status, media_type="text/plain")
+        # Private: a thumbnail is only for whoever may call the API.
+        return Response(jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})  # fmt: skip
+
+    def users(self, request: Request) -> Response:
+        user_id = request.query_params.get("user", "").strip()
+        if user_id:
+            return RedirectResponse(views.item_url("/users", user_id), status_code=303)
+        return self._page(request, "users.html", {}, lambda client: None)
+
+    def user(self, request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        surface = request.query_params.get("surface", "feed")
+        if surface not in SURFACES:
+            surface = "feed"
+        context: dict[str, Any] = {"user_id": user_id, "surface": surface,
+                                   "surfaces": list(SURFACES), "user_path": quote(user_id, "")}
+
+        def run(client: GalleryClient) -> None:
+            # A dry run: looking at a user's page must not count as showing them anything.
+            page = client.recommend(user_id, k=REC_K, surface=SURFACES[surface], dry_run=True)
+            context["recs"] = views.rec_tiles(page.items)
+            context["info"] = client.get_user(user_id, recent_events=RECENT_EVENTS)
+
+        return self._page(request, "user.html", context, run)
+
+    def status(self, request: Request) -> Response:
+        context: dict[str, Any] = {}
+
+        def run(client: GalleryClient) -> None:
+            context["info"] = client.server_info()
+
+        return self._page(request, "status.html", context, run)
+
+    # -- login ---------------------------------------------------------------------------------
+    def login_page(self, request: Request) -> Response:
+        next_url = _local(request.query_params.get("next"))
+        return self._render(request, "login.html", {"next": next_url})
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=4)
+        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
+            return _forbidden()
+        key = _text(form.get("api_key")).strip()
+        next_url = _local(_text(form.get("next")))
+        context = {"next": next_url}
+        if not key:
+            context["error"] = "Enter an API key."
+            return self._render(request, "login.html", context, status_code=400)
+        try:
+            await run_in_threadpool(self._client_for(key).server_info)
+        except (Unauthenticated, PermissionDenied):
+            context["error"] = "The server does not accept this API key."
+            return self._render(request, "login.html", context, status_code=403)
+        except MediarecError as exc:
+            context["error"] = f"The server could not be asked: {exc}"
+            return self._render(request, "login.html", context, status_code=503)
+        response = RedirectResponse(next_url, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, self._sessions.open(key), max_age=int(SESSION_TTL_S),
+            httponly=True, samesite="strict", secure=self._config.secure_cookies,
+        )  # fmt: skip
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=2)
+        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
+            return _forbidden()
+        self._sessions.close(request.cookies.get(SESSION_COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _client(self, request: Request) -> GalleryClient:
+        if not self._config.keys_required:
+            return self._client_for(None)
+        key = self._sessions.api_key(request.cookies.get(SESSION_COOKIE))
+        if key is None:
+            raise _LoginRequired
+        return self._client_for(key)
+
+    def _page(
+        self,
+        request: Request,
+        template: str,
+        context: dict[str, Any],
+        run: Callable[[GalleryClient], None],
+    ) -> Response:
+        """``run`` fills ``context`` through the client; a failed call becomes the page's error
+        message with the matching HTTP status, and a missing login a redirect to it."""
+        try:
+            run(self._client(request))
+        except (_LoginRequired, Unauthenticated):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, '')}", status_code=303)
+        except MediarecError as exc:
+            context["error"] = str(exc)
+            return self._render(
+                request, template, context, status_code=_HTTP_STATUS.get(type(exc), 502)
+            )
+        return self._render(request, template, context)
+
+    def _render(
+        self, request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
+        csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        logged_in = self._sessions.api_key(request.cookies.get(SESSION_COOKIE)) is not None
+        html = self._templates.get_template(template).render(
+            **context, csrf=csrf, csrf_field=CSRF_FIELD, path=request.url.path,
+            keys_required=self._config.keys_required, logged_in=logged_in,
+        )  # fmt: skip
+        response = HTMLResponse(html, status_code=status_code)
+        if request.cookies.get(CSRF_COOKIE) != csrf:
+            response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
+                                secure=self._config.secure_cookies)  # fmt: skip
+        return response
+
+
+def _type_filter(media_type: str) -> MediaFilter | None:
+    chosen = TYPES.get(media_type)
+    return MediaFilter(media_types=(chosen,)) if chosen is not None else None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _local(target: str | None) -> str:
+    """``target`` if it is a path of this site, else the home page (no open redirects)."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/search"
+
+
+def _forbidden() -> Response:
+    return Response(
+        "The form is stale or came from another site; reload the page and try again.\n",
+        status_code=403,
+        media_type="text/plain",
+    )
