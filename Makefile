@@ -9,7 +9,11 @@ LOCK   := requirements.lock
 # Every extra of pyproject.toml enters the lock, so CI and the benchmarks install from it too.
 LOCK_EXTRAS := dev int8 parquet bench
 
-.PHONY: venv lock lint-proto test demo smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-report bench-gpu fuzz clean
+# Debian's chromium, which the gallery's browser tests drive through Playwright (Playwright's
+# own browser download cannot be reached from here).
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: venv lock lint-proto test demo browser screenshots smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-report bench-gpu fuzz clean
 
 # The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
 # rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
@@ -46,11 +50,25 @@ $(BUF): protos/buf/package.json protos/buf/package-lock.json | $(STAMP)
 lint-proto: $(BUF)
 	$(BUF) lint protos
 
-test: $(STAMP) $(BUF)
+test: $(STAMP) $(BUF) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(BUF) lint protos
 	$(PY) -m pytest
+
+# Installed through apt: as root, or with sudo where that works without a password.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	  echo "make browser: installing chromium needs root; run: sudo apt-get install chromium" >&2; \
+	  exit 1; fi; \
+	$$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium
+
+browser: $(CHROMIUM)
+
+# The gallery's screenshots in docs/ (the README shows one), taken by its browser tests.
+screenshots: $(STAMP) $(CHROMIUM)
+	MEDIAREC_SCREENSHOTS=docs $(PY) -m pytest -q tests/test_gallery_browser.py
 
 demo: $(STAMP)
 	$(PY) -m server.demo --data-dir $(DATA)

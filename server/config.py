@@ -89,8 +89,8 @@ class ServerSettings:
     http_port: int = setting(
         -1,
         "http_port",
-        "The operators' HTTP port (/metrics in Prometheus' text format); -1 turns it off, "
-        "0 picks a free port.",
+        "The operators' HTTP port: /metrics in Prometheus' text format, and the web "
+        "gallery; -1 turns it off, 0 picks a free port.",
         minimum=-1,
         maximum=65535,
     )
@@ -98,7 +98,7 @@ class ServerSettings:
         "127.0.0.1",
         "http_host",
         "Address of the operators' HTTP port; metrics are for operators, so localhost unless "
-        "a scraper elsewhere needs it.",
+        "a scraper or the gallery's users elsewhere need it.",
     )
     blas_threads: int = setting(
         1,

@@ -54,6 +54,8 @@ def test_with_keys_every_page_but_the_login_and_metrics_needs_one(world: Gallery
         assert page.status_code == 303
         assert page.headers["location"] == "/login?next=%2Fsearch%3Fq%3Dred"
         assert client.get("/users/ana").status_code == 303
+        for path in ("/search", "/users", "/status", "/"):
+            assert client.get(path, follow_redirects=True).url.path == "/login", path
         assert client.get("/thumb/image/photo_000").status_code == 401
         assert client.get("/metrics").status_code == 200
         assert "API key" in client.get("/login").text
@@ -108,6 +110,9 @@ def test_search_by_an_uploaded_image_finds_that_photo_first(world: GalleryWorld)
         assert tile_ids(page.text)[0] == media_id
         forged = client.post("/search/image", data={"csrf": "guess"}, files=files)
         assert forged.status_code == 403
+        huge = {"image": ("huge.jpg", b"\0" * (17 << 20), "image/jpeg")}
+        too_large = client.post("/search/image", data={"csrf": token}, files=huge)
+        assert too_large.status_code == 413
 
 
 def test_more_like_this_shows_the_item_and_the_apis_neighbours(world: GalleryWorld) -> None:

@@ -81,4 +81,19 @@ def test_a_tile_links_the_right_thumbnail(
     shown_moment: str,
 ) -> None:
     tile = views.tile(item("a/b", media_type, frames), 0.5, moment)
-    assert (tile.thumb_url, tile.moment, tile.similar_url) == (thumb, shown_moment, "/similar/a%2Fb")
+    assert (tile.thumb_url, tile.moment) == (thumb, shown_moment)
+    assert tile.similar_url == "/similar/a%2Fb"
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [("/users/ana?surface=reels", True), ("/status", True), (None, False), ("", False),
+     ("https://evil.example/", False), ("//evil.example/", False), ("/\\evil.example", False),
+     ("/\nSet-Cookie:x", False), ("status", False)],
+)  # fmt: skip
+def test_after_a_login_only_a_path_of_this_site_is_followed(
+    target: str | None, kept: bool
+) -> None:
+    from server.gallery.app import local_target
+
+    assert local_target(target) == (target if kept else "/search")

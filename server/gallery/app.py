@@ -50,6 +50,7 @@ GRID_K = 24  # results per search page
 REC_K = 12  # recommendations per surface
 RECENT_EVENTS = 20
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # a query image; the API's own limits apply after this
+MAX_FORM_BYTES = 64 * 1024  # a form's other fields
 MATCHES = {"hybrid": TextMatch.HYBRID, "pixels": TextMatch.PIXELS, "captions": TextMatch.CAPTIONS}
 TYPES = {"image": MediaType.IMAGE, "video": MediaType.VIDEO, "text": MediaType.TEXT}
 SURFACES = {"feed": Surface.FEED, "explore": Surface.EXPLORE, "reels": Surface.REELS}
@@ -113,8 +114,8 @@ class Gallery:
         match = request.query_params.get("match", "hybrid")
         media_type = request.query_params.get("type", "")
         context: dict[str, Any] = {"q": query, "match": match, "type": media_type, "tiles": None}
-        if not query:
-            return self._render(request, "search.html", context)
+        if not query:  # the empty form, still only for someone logged in
+            return self._page(request, "search.html", context, lambda client: None)
 
         def run(client: GalleryClient) -> None:
             hits = client.search_text(
@@ -127,6 +128,9 @@ class Gallery:
         return self._page(request, "search.html", context, run)
 
     async def search_image(self, request: Request) -> Response:
+        refused = _body_refused(request, MAX_UPLOAD_BYTES + MAX_FORM_BYTES)
+        if refused is not None:
+            return refused
         form = await request.form(max_files=1, max_fields=4)
         if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
             return _forbidden()
@@ -208,15 +212,18 @@ class Gallery:
 
     # -- login ---------------------------------------------------------------------------------
     def login_page(self, request: Request) -> Response:
-        next_url = _local(request.query_params.get("next"))
+        next_url = local_target(request.query_params.get("next"))
         return self._render(request, "login.html", {"next": next_url})
 
     async def login(self, request: Request) -> Response:
+        refused = _body_refused(request, MAX_FORM_BYTES)
+        if refused is not None:
+            return refused
         form = await request.form(max_files=0, max_fields=4)
         if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
             return _forbidden()
         key = _text(form.get("api_key")).strip()
-        next_url = _local(_text(form.get("next")))
+        next_url = local_target(_text(form.get("next")))
         context = {"next": next_url}
         if not key:
             context["error"] = "Enter an API key."
@@ -237,6 +244,9 @@ class Gallery:
         return response
 
     async def logout(self, request: Request) -> Response:
+        refused = _body_refused(request, MAX_FORM_BYTES)
+        if refused is not None:
+            return refused
         form = await request.form(max_files=0, max_fields=2)
         if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
             return _forbidden()
@@ -300,11 +310,31 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _local(target: str | None) -> str:
-    """``target`` if it is a path of this site, else the home page (no open redirects)."""
-    if target and target.startswith("/") and not target.startswith("//"):
+def local_target(target: str | None) -> str:
+    """``target`` if it is a path of this site, else the home page (no open redirects:
+    browsers read ``//host`` and ``/\\host`` as another site)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+    ):
         return target
     return "/search"
+
+
+def _body_refused(request: Request, limit: int) -> Response | None:
+    """A 411 or 413 for a body without a declared length or over ``limit``: the form parser
+    would otherwise spool whatever arrives to disk before anything could look at it."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return Response("Send the form with a Content-Length.\n", status_code=411,
+                        media_type="text/plain")  # fmt: skip
+    if int(declared) > limit:
+        return Response(f"The form is over {limit // 1024} KiB.\n", status_code=413,
+                        media_type="text/plain")  # fmt: skip
+    return None
 
 
 def _forbidden() -> Response:
