@@ -157,11 +157,12 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
         if gallery_clients is not None:
             gallery = Gallery(
                 gallery_clients.for_key,
-                GalleryConfig(keys_required=bool(limits.api_keys or limits.admin_api_keys)),
+                GalleryConfig(keys=frozenset((*limits.api_keys, *limits.admin_api_keys))),
             )
             http = OperatorsPort(
-                limits.http_host, limits.http_port, metrics.registry, gallery.routes()
-            )
+                limits.http_host, limits.http_port, metrics.registry, gallery.routes(),
+                metrics_allowed=gallery.may_scrape,
+            )  # fmt: skip
     except OSError as exc:
         server.stop(0)
         control_pool.shutdown(wait=False)

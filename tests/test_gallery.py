@@ -48,7 +48,7 @@ def tile_ids(html: str, section: str = "results") -> list[str]:
     return re.findall(r'class="tile" data-media-id="([^"]+)"', html[start:])
 
 
-def test_with_keys_every_page_but_the_login_and_metrics_needs_one(world: GalleryWorld) -> None:
+def test_with_keys_nothing_but_the_login_is_served_without_one(world: GalleryWorld) -> None:
     with browser(world) as client:
         page = client.get("/search?q=red")
         assert page.status_code == 303
@@ -57,8 +57,12 @@ def test_with_keys_every_page_but_the_login_and_metrics_needs_one(world: Gallery
         for path in ("/search", "/users", "/status", "/"):
             assert client.get(path, follow_redirects=True).url.path == "/login", path
         assert client.get("/thumb/image/photo_000").status_code == 401
-        assert client.get("/metrics").status_code == 200
         assert "API key" in client.get("/login").text
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
+        scraped = client.get("/metrics", headers={"authorization": f"Bearer {API_KEY}"})
+        assert scraped.status_code == 200 and "mediarec_rpc_duration_seconds" in scraped.text
 
 
 def test_a_login_needs_the_forms_token_and_a_key_the_server_accepts(
@@ -84,6 +88,7 @@ def test_a_login_needs_the_forms_token_and_a_key_the_server_accepts(
 
 def test_logging_out_ends_the_session(world: GalleryWorld) -> None:
     with logged_in(world) as client:
+        assert client.get("/metrics").status_code == 200  # a logged-in browser may look
         token = csrf_of(client, "/status")
         assert client.post("/logout", data={}).status_code == 403  # without the token
         assert client.post("/logout", data={"csrf": token}).status_code == 303

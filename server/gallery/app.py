@@ -7,6 +7,7 @@ login page is served without one; when it has none, the gallery is as open as th
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,8 +71,13 @@ class _LoginRequired(Exception):
 
 @dataclass(frozen=True)
 class GalleryConfig:
-    keys_required: bool  # the server has API keys: every page but the login needs one
+    # The server's API keys (admin keys included); with any, every page but the login needs one.
+    keys: frozenset[str] = frozenset()
     secure_cookies: bool = False  # set when the port is reached over HTTPS (a proxy)
+
+    @property
+    def keys_required(self) -> bool:
+        return bool(self.keys)
 
 
 class Gallery:
@@ -254,6 +260,20 @@ class Gallery:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
+
+    def may_scrape(self, request: Request) -> bool:
+        """Whether ``/metrics`` may answer: always without keys; with keys, for a logged-in
+        browser or a scraper that sends one as ``Authorization: Bearer KEY``."""
+        if not self._config.keys_required:
+            return True
+        if self._sessions.api_key(request.cookies.get(SESSION_COOKIE)) is not None:
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        # Every key is compared, so the time taken says nothing about which one nearly matched.
+        matches = [hmac.compare_digest(token.encode(), key.encode()) for key in self._config.keys]
+        return any(matches)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _client(self, request: Request) -> GalleryClient:
