@@ -13,7 +13,7 @@ LOCK_EXTRAS := dev int8 parquet bench
 # own browser download cannot be reached from here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv lock lint-proto test demo browser screenshots smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-report bench-gpu fuzz clean
+.PHONY: venv lock lint-proto test demo browser screenshots smoke eval-demo-model train-demo-model proto lint typecheck bench bench-speed bench-quality bench-import bench-real bench-scale bench-search bench-report bench-gpu bench-soak fuzz clean
 
 # The venv holds exactly what requirements.lock says (hashes checked, no resolver): it is
 # rebuilt from scratch whenever the lock or pyproject.toml changes. torch comes from plain pip
@@ -122,6 +122,11 @@ bench-report: $(STAMP)
 bench-search: $(STAMP)
 	MEDIAREC_TEST_MEDIA=$${MEDIAREC_TEST_MEDIA:-../shared/media} \
 		$(PY) -m bench.search_captions $(if $(MODEL),--model-id $(MODEL))
+
+# A serve process under mixed load, slow-loris uploads and bombs for 30 min (not in CI):
+# errors, latency, the health prober and the RSS slope; writes docs/bench/soak.{json,md}.
+bench-soak: $(STAMP)
+	$(PY) -m bench.soak
 
 # ImportEvents against LogEvents in events/s (about 1 min); writes docs/bench/import.{json,md}.
 bench-import: $(STAMP)
