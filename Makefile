@@ -56,11 +56,13 @@ test: $(STAMP) $(BUF) $(CHROMIUM)
 	$(BUF) lint protos
 	$(PY) -m pytest
 
-# Installed through apt: as root, or with sudo where that works without a password.
+# Installed through apt: as root, or with sudo where that works without a password. Without
+# either, make test goes on and the browser tests skip, except in CI, where they fail.
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
-	  echo "make browser: installing chromium needs root; run: sudo apt-get install chromium" >&2; \
-	  exit 1; fi; \
+	  echo "make: installing chromium needs root (sudo apt-get install chromium);" \
+	    "the browser tests will skip" >&2; \
+	  if [ -n "$$CI" ]; then exit 1; else exit 0; fi; fi; \
 	$$SUDO apt-get update -q && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium
 

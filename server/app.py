@@ -73,11 +73,11 @@ class RunningServer:
         open (closing them under a running handler could break its write) for the caller to
         abandon with the process; every acknowledged write is already durable."""
         self.health.enter_graceful_shutdown()
+        if self.http is not None:  # first: its pages are calls to the server stopping below
+            self.http.close()
         self.server.stop(grace_s).wait()
         if self.control_pool is not None:
             self.control_pool.shutdown(wait=False, cancel_futures=True)
-        if self.http is not None:
-            self.http.close()
         if self.gallery_clients is not None:
             self.gallery_clients.close()
         if not self.inflight.wait_idle(ABANDON_AFTER_S):
@@ -150,7 +150,12 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     if limits.http_port >= 0:
         # The gallery's own way in: a local socket, plaintext whatever the TCP port serves.
         gallery_clients = ClientPool(local_socket_address())
-        server.add_insecure_port(gallery_clients.target)
+        try:
+            bound = server.add_insecure_port(gallery_clients.target)
+        except RuntimeError:
+            bound = 0
+        if not bound:  # abstract sockets are Linux's
+            raise OSError(f"could not listen on {gallery_clients.target} (the gallery's socket)")
     server.start()
     try:
         http = None

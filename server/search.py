@@ -72,6 +72,8 @@ class MediaSearch:
 
     def delete(self, media_id: str, *, allow_missing: bool = False) -> bool:
         if not self._store.get([media_id]):
+            if self._thumbnails is not None:  # rows a crash may have left without an item
+                self._thumbnails.delete([media_id])
             if allow_missing:
                 return False
             raise NotFoundError(f"No media with id {media_id!r}.")
@@ -85,7 +87,10 @@ class MediaSearch:
         if frame_index < 0:
             raise InvalidArgumentError("frame_index", "frame_index must not be negative")
         item = self.get(media_id)  # NOT_FOUND for an unknown id
-        jpeg = None if self._thumbnails is None else self._thumbnails.get(media_id, frame_index)
+        jpeg = (
+            None if self._thumbnails is None
+            else self._thumbnails.get(media_id, frame_index, item.content_sha256)
+        )  # fmt: skip
         if jpeg is None:
             if item.media_type is MediaType.TEXT:
                 raise NotFoundError(f"{media_id!r} is a caption-only post: it has no picture.")
@@ -95,9 +100,8 @@ class MediaSearch:
                     f"there is no frame {frame_index}."
                 )
             raise NotFoundError(
-                f"{media_id!r} has no thumbnail: it was stored from vectors, or indexed "
-                "before thumbnails were made (index its file again with changed bytes or "
-                "metadata)."
+                f"{media_id!r} has no thumbnail: it was stored from vectors, or before "
+                "thumbnails were made (indexing its file again makes one)."
             )
         return jpeg
 

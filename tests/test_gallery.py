@@ -183,3 +183,47 @@ def test_without_keys_the_gallery_needs_no_login(tmp_path: Path) -> None:
             assert page.status_code == 200 and '<td id="media-count">0</td>' in page.text
     finally:
         server.stop(0)
+
+
+def test_a_logged_in_form_needs_the_sessions_token_not_a_cookie_anyone_can_set(
+    world: GalleryWorld,
+) -> None:
+    with logged_in(world) as client:
+        # Another page on this host can set cookies for it, so a token that merely equals
+        # a cookie is not enough once there is a session.
+        client.cookies.set("mediarec_csrf", "planted")
+        assert client.post("/logout", data={"csrf": "planted"}).status_code == 403
+        assert client.get("/status").status_code == 200  # still logged in
+
+
+def test_an_upload_without_a_login_is_refused_before_it_is_read(world: GalleryWorld) -> None:
+    with browser(world) as client:
+        token = csrf_of(client)
+        files = {"image": ("query.jpg", b"\xff\xd8" + b"\0" * 1000, "image/jpeg")}
+        refused = client.post("/search/image", data={"csrf": token}, files=files)
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+
+
+def test_the_port_answers_only_to_localhost_and_forbids_framing(world: GalleryWorld) -> None:
+    with browser(world) as client:
+        page = client.get("/login")
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        rebound = client.get("/login", headers={"host": f"evil.example:{world.server.http.port}"})  # type: ignore[union-attr]
+        assert rebound.status_code == 421
+
+
+def test_with_admin_keys_only_a_login_still_needs_one_of_them(tmp_path: Path) -> None:
+    from tests.servers import serve_demo
+
+    server = serve_demo(tmp_path / "data", http_port=0, admin_api_keys=["admin-only"])
+    try:
+        assert server.http is not None
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.http.port}") as client:
+            token = csrf_of(client)
+            wrong = client.post("/login", data={"csrf": token, "api_key": "anything"})
+            assert wrong.status_code == 403
+            right = client.post("/login", data={"csrf": token, "api_key": "admin-only"})
+            assert right.status_code == 303
+    finally:
+        server.stop(0)

@@ -4,6 +4,7 @@ metrics, log lines and request ids those calls must leave behind."""
 from __future__ import annotations
 
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -116,7 +117,13 @@ def test_calls_of_each_kind_move_their_counters_and_histograms(running: RunningS
     finally:
         client.close()
     watched = watch_until_deadline(running.port)
-    after = samples(scrape(running))
+    # The server sees the watcher's deadline pass a moment after the client does.
+    for _ in range(50):
+        after = samples(scrape(running))
+        ended = rpc_count(after, WATCH, "DEADLINE_EXCEEDED")
+        if ended > rpc_count(before, WATCH, "DEADLINE_EXCEEDED"):
+            break
+        time.sleep(0.1)
 
     def moved(method: str, code: str) -> float:
         return rpc_count(after, method, code) - rpc_count(before, method, code)

@@ -1,12 +1,11 @@
 """Thumbnails made at index time and read back through GetThumbnail, on a real server: they
 follow the item through metadata changes, replacement, deletion and an upgrade of an old data
-dir, and the gallery's other calls (GetUser, import progress in GetServerInfo)."""
+dir."""
 
 from __future__ import annotations
 
 import io
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from PIL import Image
 
 from client import (
     Embeddings,
-    Event,
-    EventKind,
     IndexOutcome,
     InvalidArgument,
     MediaMetadata,
@@ -143,65 +140,48 @@ def test_deleting_an_item_deletes_its_thumbnails(served: Served) -> None:
     assert served.thumbnail_rows("thumb/gone") == 0
 
 
+def forget_thumbnails(served: Served, media_id: str) -> None:
+    """As in a data dir from before thumbnails."""
+    with sqlite3.connect(served.data_dir / FILE_NAME) as db:
+        db.execute("DELETE FROM thumbnails WHERE media_id = ?", (media_id,))
+
+
 def test_indexing_an_unchanged_item_again_backfills_a_missing_thumbnail(served: Served) -> None:
     data = photo(5)
     served.client.index_media(MediaMetadata("thumb/old"), data)
-    with sqlite3.connect(served.data_dir / FILE_NAME) as db:  # as a data dir from before them
-        db.execute("DELETE FROM thumbnails WHERE media_id = 'thumb/old'")
-    with pytest.raises(NotFound, match="indexed before thumbnails"):
+    forget_thumbnails(served, "thumb/old")
+    with pytest.raises(NotFound, match="before thumbnails were made"):
         served.client.get_thumbnail("thumb/old")
     again = served.client.index_media(MediaMetadata("thumb/old"), data)
     assert again.outcome is IndexOutcome.UNCHANGED
     assert decoded(served.client.get_thumbnail("thumb/old")).size == (320, 160)
+    # A metadata change, which reuses the stored vectors, makes them too.
+    forget_thumbnails(served, "thumb/old")
+    changed = served.client.index_media(MediaMetadata("thumb/old", caption="now captioned"), data)
+    assert changed.outcome is IndexOutcome.UPDATED
+    assert decoded(served.client.get_thumbnail("thumb/old")).size == (320, 160)
 
 
-def test_get_user_returns_the_newest_events_first_and_the_interests(served: Served) -> None:
-    events = [
-        Event(f"gu-{n}", "gu-user", EventKind.LIKE, timestamp=1_700_000_000.0 + n,
-              media_id=f"m{n}")
-        for n in range(30)
-    ]  # fmt: skip
-    served.client.log_events(events)
-    served.client.set_interests("gu-user", "cats, boats")
-    info = served.client.get_user("gu-user", recent_events=5)
-    assert [e.media_id for e in info.recent_events] == ["m29", "m28", "m27", "m26", "m25"]
-    assert info.recent_events[0].kind is EventKind.LIKE
-    assert info.recent_events[0].timestamp is not None
-    assert info.recent_events[0].timestamp.timestamp() == 1_700_000_029.0
-    assert info.event_count == 30
-    assert [i.text for i in info.interests] == ["cats, boats"]
-    assert len(served.client.get_user("gu-user").recent_events) == 20  # the default
-    empty = served.client.get_user("nobody-at-all")
-    assert (empty.recent_events, empty.event_count, empty.interests) == ((), 0, ())
-    with pytest.raises(InvalidArgument, match="maximum of 200"):
-        served.client.get_user("gu-user", recent_events=201)
+def test_a_thumbnail_of_other_content_is_never_shown(served: Served) -> None:
+    served.client.index_media(MediaMetadata("thumb/mixed"), photo(6))
+    with sqlite3.connect(served.data_dir / FILE_NAME) as db:  # as if a crash split two writes
+        db.execute("UPDATE thumbnails SET content_sha256 = 'other' WHERE media_id = 'thumb/mixed'")
+    with pytest.raises(NotFound):
+        served.client.get_thumbnail("thumb/mixed")
 
 
-def test_server_info_shows_a_running_imports_progress(served: Served) -> None:
-    first_sent = threading.Event()
-    release = threading.Event()
+def test_indexing_a_folder_through_the_server_again_backfills_thumbnails(
+    served: Served, tmp_path: Path
+) -> None:
+    from server.cli import main
 
-    def history() -> Iterator[Event]:
-        for n in range(10):
-            yield Event(f"imp-{n}", "importer", EventKind.VIEW, timestamp=1.7e9, media_id="x")
-        first_sent.set()
-        assert release.wait(30)  # the stream stays open while the test looks
-        yield Event("imp-last", "importer", EventKind.VIEW, timestamp=1.7e9, media_id="x")
-
-    done: list[object] = []
-    worker = threading.Thread(
-        target=lambda: done.append(served.client.import_events(history(), chunk_events=10))
-    )
-    worker.start()
-    try:
-        assert first_sent.wait(30)
-        for _ in range(200):  # the server stores the first chunk soon after it arrives
-            running = served.client.server_info().imports
-            if running and running[0].rows == 10:
-                break
-            threading.Event().wait(0.05)
-        assert len(running) == 1 and running[0].accepted == 10 and running[0].started_at
-    finally:
-        release.set()
-        worker.join(60)
-    assert done and served.client.server_info().imports == ()
+    folder = tmp_path / "album"
+    folder.mkdir()
+    (folder / "beach.jpg").write_bytes(photo(7))
+    command = ["index", str(folder), "--server", f"127.0.0.1:{served.server.port}",
+               "--id-prefix", "album/", "--no-progress"]  # fmt: skip
+    assert main(command) == 0
+    assert served.thumbnail_rows("album/beach.jpg") == 1
+    forget_thumbnails(served, "album/beach.jpg")
+    assert main(command) == 0
+    assert decoded(served.client.get_thumbnail("album/beach.jpg")).size == (320, 160)

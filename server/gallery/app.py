@@ -7,7 +7,6 @@ login page is served without one; when it has none, the gallery is as open as th
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from server.gallery.sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
     SESSION_TTL_S,
+    KeyCheck,
     Sessions,
     csrf_matches,
     new_csrf_token,
@@ -58,6 +58,7 @@ SURFACES = {"feed": Surface.FEED, "explore": Surface.EXPLORE, "reels": Surface.R
 # A failed call's page status: what went wrong, as HTTP says it.
 _HTTP_STATUS: dict[type[MediarecError], int] = {
     InvalidArgument: 400,
+    Unauthenticated: 401,
     NotFound: 404,
     PermissionDenied: 403,
     ResourceExhausted: 413,
@@ -73,7 +74,6 @@ class _LoginRequired(Exception):
 class GalleryConfig:
     # The server's API keys (admin keys included); with any, every page but the login needs one.
     keys: frozenset[str] = frozenset()
-    secure_cookies: bool = False  # set when the port is reached over HTTPS (a proxy)
 
     @property
     def keys_required(self) -> bool:
@@ -91,6 +91,7 @@ class Gallery:
     ) -> None:
         self._client_for = client_for
         self._config = config
+        self._keys = KeyCheck(config.keys)
         self._sessions = sessions or Sessions()
         self._templates = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
@@ -134,25 +135,29 @@ class Gallery:
         return self._page(request, "search.html", context, run)
 
     async def search_image(self, request: Request) -> Response:
+        if self._config.keys_required and self._session_token(request) is None:
+            # Before the body is read: nobody without a login gets to upload anything.
+            return RedirectResponse("/login?next=%2Fsearch", status_code=303)
         refused = _body_refused(request, MAX_UPLOAD_BYTES + MAX_FORM_BYTES)
         if refused is not None:
             return refused
-        form = await request.form(max_files=1, max_fields=4)
-        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
-            return _forbidden()
-        upload = form.get("image")
         context: dict[str, Any] = {"q": "", "match": "hybrid", "type": "", "tiles": None}
-        if not isinstance(upload, UploadFile):
-            context["error"] = "Choose an image file to search with."
-            return self._render(request, "search.html", context, status_code=400)
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        async with request.form(max_files=1, max_fields=4) as form:
+            if not self._csrf_ok(request, form.get(CSRF_FIELD)):
+                return _forbidden()
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                context["error"] = "Choose an image file to search with."
+                return self._render(request, "search.html", context, status_code=400)
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            filename = upload.filename
         if len(data) > MAX_UPLOAD_BYTES:
             context["error"] = f"The image is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB."
             return self._render(request, "search.html", context, status_code=413)
 
         def run(client: GalleryClient) -> None:
             context["tiles"] = views.hit_tiles(client.search_image(data, k=GRID_K))
-            context["heading"] = f"like {upload.filename or 'your image'}"
+            context["heading"] = f"like {filename or 'your image'}"
 
         return await run_in_threadpool(self._page, request, "search.html", context, run)
 
@@ -176,9 +181,10 @@ class Gallery:
             return Response("log in first\n", status_code=401, media_type="text/plain")
         try:
             frame = int(request.query_params.get("frame", "0"))
-            jpeg = client.get_thumbnail(request.path_params["media_id"], frame)
         except ValueError:
             return Response("frame must be a number\n", status_code=400, media_type="text/plain")
+        try:
+            jpeg = client.get_thumbnail(request.path_params["media_id"], frame)
         except MediarecError as exc:
             status = _HTTP_STATUS.get(type(exc), 502)
             return Response(f"{exc}\n", status_code=status, media_type="text/plain")
@@ -225,27 +231,23 @@ class Gallery:
         refused = _body_refused(request, MAX_FORM_BYTES)
         if refused is not None:
             return refused
-        form = await request.form(max_files=0, max_fields=4)
-        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
-            return _forbidden()
-        key = _text(form.get("api_key")).strip()
-        next_url = local_target(_text(form.get("next")))
+        async with request.form(max_files=0, max_fields=4) as form:
+            if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
+                return _forbidden()
+            key = _text(form.get("api_key")).strip()
+            next_url = local_target(_text(form.get("next")))
         context = {"next": next_url}
         if not key:
             context["error"] = "Enter an API key."
             return self._render(request, "login.html", context, status_code=400)
-        try:
-            await run_in_threadpool(self._client_for(key).server_info)
-        except (Unauthenticated, PermissionDenied):
+        # Checked here, against the server's keys: a wrong key never opens a channel.
+        if self._config.keys_required and not self._keys.accepts(key):
             context["error"] = "The server does not accept this API key."
             return self._render(request, "login.html", context, status_code=403)
-        except MediarecError as exc:
-            context["error"] = f"The server could not be asked: {exc}"
-            return self._render(request, "login.html", context, status_code=503)
         response = RedirectResponse(next_url, status_code=303)
         response.set_cookie(
             SESSION_COOKIE, self._sessions.open(key), max_age=int(SESSION_TTL_S),
-            httponly=True, samesite="strict", secure=self._config.secure_cookies,
+            httponly=True, samesite="strict", secure=_secure(request),
         )  # fmt: skip
         return response
 
@@ -253,9 +255,9 @@ class Gallery:
         refused = _body_refused(request, MAX_FORM_BYTES)
         if refused is not None:
             return refused
-        form = await request.form(max_files=0, max_fields=2)
-        if not csrf_matches(request.cookies.get(CSRF_COOKIE), _text(form.get(CSRF_FIELD))):
-            return _forbidden()
+        async with request.form(max_files=0, max_fields=2) as form:
+            if not self._csrf_ok(request, form.get(CSRF_FIELD)):
+                return _forbidden()
         self._sessions.close(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
@@ -266,16 +268,33 @@ class Gallery:
         browser or a scraper that sends one as ``Authorization: Bearer KEY``."""
         if not self._config.keys_required:
             return True
-        if self._sessions.api_key(request.cookies.get(SESSION_COOKIE)) is not None:
+        if self._session_token(request) is not None:
             return True
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
-        # Every key is compared, so the time taken says nothing about which one nearly matched.
-        matches = [hmac.compare_digest(token.encode(), key.encode()) for key in self._config.keys]
-        return any(matches)
+        return scheme.lower() == "bearer" and self._keys.accepts(token)
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _session_token(self, request: Request) -> str | None:
+        """The request's session token when it names a live session."""
+        token = request.cookies.get(SESSION_COOKIE)
+        return token if self._sessions.api_key(token) is not None else None
+
+    def _csrf_token(self, request: Request) -> str:
+        """The token this request's forms carry: the session's, or (before a login) the one
+        in the CSRF cookie, or a new one for that cookie."""
+        session = self._session_token(request)
+        if session is not None:
+            return self._sessions.csrf_token(session)
+        return request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+
+    def _csrf_ok(self, request: Request, submitted: object) -> bool:
+        session = self._session_token(request)
+        expected = (
+            self._sessions.csrf_token(session) if session is not None
+            else request.cookies.get(CSRF_COOKIE)
+        )  # fmt: skip
+        return csrf_matches(expected, _text(submitted))
+
     def _client(self, request: Request) -> GalleryClient:
         if not self._config.keys_required:
             return self._client_for(None)
@@ -308,17 +327,23 @@ class Gallery:
     def _render(
         self, request: Request, template: str, context: dict[str, Any], status_code: int = 200
     ) -> Response:
-        csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-        logged_in = self._sessions.api_key(request.cookies.get(SESSION_COOKIE)) is not None
+        csrf = self._csrf_token(request)
+        logged_in = self._session_token(request) is not None
         html = self._templates.get_template(template).render(
             **context, csrf=csrf, csrf_field=CSRF_FIELD, path=request.url.path,
             keys_required=self._config.keys_required, logged_in=logged_in,
         )  # fmt: skip
         response = HTMLResponse(html, status_code=status_code)
-        if request.cookies.get(CSRF_COOKIE) != csrf:
+        if not logged_in and request.cookies.get(CSRF_COOKIE) != csrf:
             response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict",
-                                secure=self._config.secure_cookies)  # fmt: skip
+                                secure=_secure(request))  # fmt: skip
         return response
+
+
+def _secure(request: Request) -> bool:
+    """Cookies are Secure when the browser came over HTTPS (uvicorn reads a local proxy's
+    X-Forwarded-Proto into the scheme)."""
+    return request.url.scheme == "https"
 
 
 def _type_filter(media_type: str) -> MediaFilter | None:

@@ -2,13 +2,16 @@
 
 A login trades an API key for a random session token that the browser keeps in an HttpOnly
 cookie, so the key itself never sits in the browser where a script could read it. Sessions live
-in memory: a restart of the server logs everyone out, which is the safe direction. A form
-carries a CSRF token that must equal the one in its (SameSite=Strict, HttpOnly) cookie: a page
-of another origin can make the browser send the cookie, but cannot read it to fill the form.
+in memory: a restart of the server logs everyone out, which is the safe direction. A logged-in
+form carries a CSRF token derived from the session (an HMAC under a secret of this process), so
+no other page can compute it, not even one on another port of the same host, which can set
+cookies for this one. The login form itself, before any session, carries a token that must
+equal its (SameSite=Strict, HttpOnly) cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -37,6 +40,7 @@ class Sessions:
         self._max = max_sessions
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._secret = secrets.token_bytes(32)
 
     def open(self, api_key: str, now: float | None = None) -> str:
         """A new session for ``api_key``; returns its token."""
@@ -66,6 +70,32 @@ class Sessions:
         if token:
             with self._lock:
                 self._sessions.pop(token, None)
+
+    def csrf_token(self, session_token: str) -> str:
+        """The CSRF token of a session's forms."""
+        return hmac.new(self._secret, session_token.encode(), hashlib.sha256).hexdigest()
+
+
+class KeyCheck:
+    """Whether a key is one of the server's, compared as digests: the time taken says neither
+    which key nearly matched nor how long the keys are."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self._digests = tuple(_digest(key) for key in keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def accepts(self, key: str | None) -> bool:
+        if not key:
+            return False
+        candidate = _digest(key)
+        matches = [hmac.compare_digest(candidate, known) for known in self._digests]
+        return any(matches)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
 
 
 def new_csrf_token() -> str:

@@ -135,14 +135,10 @@ def check_vector(vector: Sequence[float] | np.ndarray, dim: int, field_name: str
 
 
 def jpeg_draft_size(encoder: Encoder) -> tuple[int, int] | None:
-    """The size JPEGs are draft-decoded to: the model's input size, or the thumbnails' when
-    that is larger (quality holds, decode gets cheap). Indexing and image queries must both
-    use it, or one picture embeds two ways."""
+    """The size JPEGs are draft-decoded to: the model's input size (quality holds, decode gets
+    cheap). Indexing and image queries must both use it, or one picture embeds two ways."""
     preprocess = getattr(encoder, "preprocess_spec", None)
-    if not preprocess:
-        return None
-    side = max(preprocess.size, THUMBNAIL_MAX_SIDE)
-    return (side, side)
+    return (preprocess.size, preprocess.size) if preprocess else None
 
 
 def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -> str:
@@ -212,9 +208,15 @@ class MediaIndexer:
             self._backfill_thumbnails(item, data)
             return item
         if self._reuse_stored_vectors(item):
+            if self._lacks_thumbnails(metadata.media_id, sha):
+                self._decode(item, data)  # for its thumbnails: the vectors are reused
+                item.images = []
             return item
         self._decode(item, data)
         return item
+
+    def _lacks_thumbnails(self, media_id: str, sha: str) -> bool:
+        return self._thumbnails is not None and self._thumbnails.get(media_id, 0, sha) is None
 
     def _backfill_thumbnails(self, item: PreparedItem, data: bytes | Path) -> None:
         """Thumbnails for an unchanged item stored before they were made: indexing its folder
@@ -223,11 +225,15 @@ class MediaIndexer:
         thumbnails = self._thumbnails
         if thumbnails is None or stored is None or stored.media_type is MediaType.TEXT:
             return
-        if thumbnails.get(stored.media_id, 0) is not None:
+        sha = item.content_sha256
+        if not self._lacks_thumbnails(stored.media_id, sha):
             return
         self._decode(item, data)
-        thumbnails.put(stored.media_id, item.thumbnails or [])
         item.images = []
+        with self.write_lock:  # only if the item is still this content: a newer one may have won
+            current = self._store.get([stored.media_id]).get(stored.media_id)
+            if current is not None and current.payload.get(schema.CONTENT_HASH) == sha:
+                thumbnails.put(stored.media_id, sha, item.thumbnails or [])
 
     def _decode(self, item: PreparedItem, data: bytes | Path) -> None:
         """Sniff, check and decode the bytes into ``item``: its pictures and thumbnails."""
@@ -254,6 +260,8 @@ class MediaIndexer:
                     raw, max_pixels=self._limits.max_image_pixels, draft_size=self._draft_size
                 )
                 item.images = [image]
+                if self._thumbnails is not None:
+                    item.thumbnails = [make_thumbnail(self._thumbnail_source(raw, image))]
             else:
                 # Imported here: PyAV loads FFmpeg's libraries, which photo-only work never needs.
                 from encoders.video import sample_frames
@@ -266,8 +274,19 @@ class MediaIndexer:
                 item.duration_s = info.duration_s
         except MediaDecodeError as exc:
             raise decode_failure(exc, "data") from exc
-        if self._thumbnails is not None:
+        if self._thumbnails is not None and media_type is MediaType.VIDEO:
             item.thumbnails = [make_thumbnail(image) for image in item.images]
+
+    def _thumbnail_source(self, raw: bytes, decoded: Image.Image) -> Image.Image:
+        """The picture a photo's thumbnail is made from: the decoded one, unless a JPEG was
+        draft-decoded below the thumbnail's size for a small model, then a second draft."""
+        draft = self._draft_size
+        if draft is None or min(draft) >= THUMBNAIL_MAX_SIDE or not raw.startswith(b"\xff\xd8"):
+            return decoded
+        if max(decoded.size) >= THUMBNAIL_MAX_SIDE:  # the thumbnail's longer side fits
+            return decoded
+        side = (THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        return decode_image(raw, max_pixels=self._limits.max_image_pixels, draft_size=side)
 
     def prepare_caption_only(self, metadata: ItemMetadata) -> PreparedItem:
         validate_metadata(metadata, self._limits)
@@ -452,8 +471,8 @@ class MediaIndexer:
         batched = []
         for item, (_, point) in zip(items, records, strict=True):
             if self._thumbnails is not None and item.thumbnails is not None:
-                # Before the vectors: a visible item's thumbnails are always its own.
-                self._thumbnails.put(point.media_id, item.thumbnails)
+                # Keyed by the content hash, so a read never pairs them with other vectors.
+                self._thumbnails.put(point.media_id, item.content_sha256, item.thumbnails)
             if item.existing_type is MediaType.VIDEO and item.frame_vectors is None:
                 # A video replaced by a non-video: its old frames must not survive, so it is
                 # deleted, and stored again at once to keep the gap short. (An upsert replaces

@@ -25,6 +25,7 @@ from client import (
     file_sha256,
 )
 from client import Location as ClientLocation
+from client import MediaType as ClientMediaType
 from server.indexing.folder import FolderFile
 from server.indexing.report import (
     FileResult,
@@ -204,9 +205,24 @@ class ClientSink:
             stored = None
         if stored is not None:
             check_id_free(file, stored.metadata.source, stored.content_sha256, sha)
-        if stored and stored.content_sha256 == sha and _same_metadata(stored.metadata, wanted):
+        unchanged = (
+            stored is not None and stored.content_sha256 == sha
+            and _same_metadata(stored.metadata, wanted)
+        )  # fmt: skip
+        # An item stored before thumbnails were made is sent anyway: the server answers
+        # "unchanged" and makes them, without embedding the file again.
+        if stored is not None and unchanged and self._has_thumbnail(stored):
             return PreparedFile(file, None, stored.metadata.media_type.name.lower())
         return PreparedFile(file, (wanted, sha))
+
+    def _has_thumbnail(self, stored: MediaItem) -> bool:
+        if stored.metadata.media_type not in (ClientMediaType.IMAGE, ClientMediaType.VIDEO):
+            return True
+        try:
+            _call(lambda: self._client.get_thumbnail(stored.media_id))
+        except NotFound:
+            return False
+        return True
 
     def sourced(self, prefix: str) -> list[tuple[str, str]]:
         # Read whole before any file is checked, so the stream never waits on the disk.

@@ -22,11 +22,20 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
+STOP_GRACE_S = 2  # open requests get this long to finish when the server stops
+MAX_CONNECTIONS = 64  # beyond this uvicorn answers 503 instead of taking more
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Every response: no framing by other sites, no content-type guessing.
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 class _GuardedAsgi:
@@ -48,14 +57,56 @@ class _GuardedAsgi:
         await self._app(scope, receive, send)
 
 
+class _Hardened:
+    """Security headers on every response and, on a port bound to loopback, only loopback
+    Host headers: a web page elsewhere whose name was re-pointed at 127.0.0.1 (DNS
+    rebinding) must not read what the gallery shows the machine's own browser."""
+
+    def __init__(self, app: ASGIApp, loopback_only: bool) -> None:
+        self._app = app
+        self._loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self._loopback_only and host_name(Request(scope).headers.get("host", "")) not in (
+            LOOPBACK_HOSTS
+        ):
+            refusal = PlainTextResponse("This port answers to localhost only.\n", 421)
+            await refusal(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self._app(scope, receive, with_headers)
+
+
+def host_name(host: str) -> str:
+    """The name of a Host header without its port: ``[::1]:8080`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 def operators_app(
     registry: CollectorRegistry,
     pages: list[BaseRoute] | None = None,
     metrics_allowed: Callable[[Request], bool] = lambda request: True,
-) -> Starlette:
+    *,
+    loopback_only: bool = False,
+) -> ASGIApp:
     """``/metrics`` (for whom ``metrics_allowed`` lets in), and the gallery's ``pages``."""
     metrics = _GuardedAsgi(make_asgi_app(registry), metrics_allowed)
-    return Starlette(routes=[Route("/metrics", metrics), *(pages or [])])
+    app = Starlette(routes=[Route("/metrics", metrics), *(pages or [])])
+    return _Hardened(app, loopback_only)
 
 
 class OperatorsPort:
@@ -73,10 +124,12 @@ class OperatorsPort:
         self._socket = socket.create_server((host, port), reuse_port=False)
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(
-            operators_app(registry, pages, metrics_allowed),
+            operators_app(registry, pages, metrics_allowed, loopback_only=is_loopback(host)),
             log_config=None,  # the service's logging stays as main() configured it
             access_log=False,
             lifespan="off",
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=STOP_GRACE_S,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -85,13 +138,14 @@ class OperatorsPort:
         )  # fmt: skip
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started and self._thread.is_alive():
-            if time.monotonic() > deadline:
-                break
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise OSError(f"the HTTP server on {host}:{self.port} did not start")
             time.sleep(0.01)
         logger.info("operators' HTTP port on %s:%d (/metrics, the gallery)", host, self.port)
 
     def close(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=STOP_GRACE_S + 3)
         self._socket.close()

@@ -135,7 +135,9 @@ class MediaServiceServicer:
 
     def GetThumbnail(self, request, context):
         """Returns the JPEG thumbnail made when a photo or video was indexed (the photo's, or one
-        sampled frame's); NOT_FOUND for an unknown item or one without pictures.
+        sampled frame's). NOT_FOUND for an unknown item, a caption-only post, an item stored from
+        vectors or before thumbnails were made, and a frame past the video's last;
+        INVALID_ARGUMENT for a negative frame_index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
