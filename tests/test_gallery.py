@@ -169,7 +169,9 @@ def test_the_status_page_shows_the_servers_counts(world: GalleryWorld) -> None:
 def test_a_failed_call_is_a_page_with_its_reason(world: GalleryWorld) -> None:
     with logged_in(world) as client:
         page = client.get("/similar/image/nothing-here")
-    assert page.status_code == 404 and 'class="error"' in page.text
+        assert page.status_code == 404 and 'class="error"' in page.text
+        unknown = client.get("/search", params={"q": "red", "match": "bogus"})
+        assert unknown.status_code == 400 and "match is one of" in unknown.text
 
 
 def test_without_keys_the_gallery_needs_no_login(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,40 @@ def test_mediarec_without_arguments_prints_its_help(capsys: pytest.CaptureFixtur
     assert out.startswith("usage: mediarec")
     for command in ("serve", "index", "search", "events", "recommend", "interests", "forget"):
         assert command in out
+
+
+def test_a_missing_or_wrong_key_names_the_flag_that_fixes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDIAREC_API_KEY", raising=False)
+    server = serve_demo(tmp_path / "data", api_keys=["right-key"])
+    try:
+        target = ["--server", f"127.0.0.1:{server.port}"]
+        assert main(["recommend", "u0", *target]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--api-key KEY" in err and "MEDIAREC_API_KEY" in err
+        assert main(["forget", "u0", *target, "--api-key", "wrong"]) == 1
+        assert "refused this API key" in capsys.readouterr().err
+        assert main(["forget", "u0", *target, "--api-key", "right-key"]) == 0
+    finally:
+        server.stop(0)
+
+
+def test_output_cut_short_by_its_reader_is_no_error(
+    address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # `| head` that has read enough
+    out = os.fdopen(os.dup(write), "w")
+    os.close(write)
+    monkeypatch.setattr(sys, "stdout", out)
+    saved = os.dup(1)
+    os.dup2(out.fileno(), 1)
+    try:
+        assert main(["recommend", "u0", "--server", address, "--json"]) == 0
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

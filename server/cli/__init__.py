@@ -155,6 +155,17 @@ def _configure_logging(level: str, log_format: str = "text") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`mediarec search ... --json | head`): not an error of ours.
+        # Python's recipe: point stdout at devnull so the exit's flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments:  # a first try: show what there is rather than a usage error
         _parser().print_help()

@@ -28,6 +28,18 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+def server_error(exc: Exception, api_key: str | None) -> str:
+    """A failed call to a server, as a command line says it: a key problem names the flag
+    that fixes it rather than the gRPC metadata the server's message speaks of."""
+    from client import PermissionDenied, Unauthenticated
+
+    if isinstance(exc, Unauthenticated) and not api_key:
+        return "the server wants an API key: pass --api-key KEY or set MEDIAREC_API_KEY"
+    if isinstance(exc, Unauthenticated | PermissionDenied):
+        return f"the server refused this API key ({exc})"
+    return str(exc)
+
+
 def locked_store_message(settings: Settings) -> str:
     return (
         f"the store in {settings.storage.data_dir} is in use by a running server; stop it, or "

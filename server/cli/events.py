@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from client.eventfile import BadRow, EventFileError, Row, read_events
-from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from server.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    open_local_deps,
+    server_error,
+)
 
 if TYPE_CHECKING:
     from client import Event, ImportEventsResult
@@ -120,7 +126,9 @@ def _import_server(
                 events, chunk_events=chunk_events, chunk_bytes=chunk_bytes, on_chunk=advance
             )
         except MediarecError as exc:
-            raise CommandError(f"the import through {target} failed: {exc}", EXIT_FAILED) from exc
+            raise CommandError(
+                f"the import through {target} failed: {server_error(exc, api_key)}", EXIT_FAILED
+            ) from exc
 
 
 def _import_local(

@@ -21,6 +21,7 @@ from server.cli.common import (
     EXIT_UNUSABLE,
     CommandError,
     open_local_deps,
+    server_error,
 )
 from server.indexing import manifest
 from server.indexing.folder import check_id_prefix, read_extensions
@@ -240,7 +241,9 @@ def _client_sink(target: str, api_key: str | None) -> Iterator[ClientSink]:
         try:
             info = client.server_info(timeout_s=10)
         except MediarecError as exc:
-            raise CommandError(f"cannot use the server at {target}: {exc}", EXIT_FAILED) from exc
+            raise CommandError(
+                f"cannot use the server at {target}: {server_error(exc, api_key)}", EXIT_FAILED
+            ) from exc
         logger.info("indexing through %s (model %s)", target, info.model_id)
         sink = ClientSink(client)
         try:

@@ -14,7 +14,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from server.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    open_local_deps,
+    server_error,
+)
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -152,7 +158,7 @@ def _search_server(
             else:
                 hits = client.search_similar(query.similar or "", k=k, media_filter=only)
         except MediarecError as exc:
-            raise CommandError(f"{server}: {exc}", EXIT_FAILED) from exc
+            raise CommandError(f"{server}: {server_error(exc, api_key)}", EXIT_FAILED) from exc
     return [
         ResultRow(
             hit.score,

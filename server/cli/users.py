@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from server.cli.common import server_error
+
 if TYPE_CHECKING:
     from client import MediarecClient, Recommendation
 
@@ -37,7 +39,7 @@ def _call(
         print(f"mediarec {command}: no server answered at {server} ({exc}); start one with "
               "`mediarec serve`, or name it with --server HOST:PORT", file=sys.stderr)  # fmt: skip
     except MediarecError as exc:
-        print(f"mediarec {command}: {server}: {exc}", file=sys.stderr)
+        print(f"mediarec {command}: {server}: {server_error(exc, api_key)}", file=sys.stderr)
     return None
 
 

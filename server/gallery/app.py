@@ -123,12 +123,16 @@ class Gallery:
         context: dict[str, Any] = {"q": query, "match": match, "type": media_type, "tiles": None}
         if not query:  # the empty form, still only for someone logged in
             return self._page(request, "search.html", context, lambda client: None)
+        if match not in MATCHES or (media_type and media_type not in TYPES):
+            context["error"] = "match is one of hybrid, pixels, captions; type one of " \
+                "image, video, text."
+            context["q"], context["match"], context["type"] = query, "hybrid", ""
+            return self._page(request, "search.html", context, lambda client: None, status=400)
 
         def run(client: GalleryClient) -> None:
             hits = client.search_text(
-                query, k=GRID_K, media_filter=_type_filter(media_type),
-                match=MATCHES.get(match, TextMatch.UNSPECIFIED),
-            )  # fmt: skip
+                query, k=GRID_K, media_filter=_type_filter(media_type), match=MATCHES[match]
+            )
             context["tiles"] = views.hit_tiles(hits)
             context["heading"] = f"“{query}”"
 
@@ -309,6 +313,7 @@ class Gallery:
         template: str,
         context: dict[str, Any],
         run: Callable[[GalleryClient], None],
+        status: int = 200,
     ) -> Response:
         """``run`` fills ``context`` through the client; a failed call becomes the page's error
         message with the matching HTTP status, and a missing login a redirect to it."""
@@ -322,7 +327,7 @@ class Gallery:
             return self._render(
                 request, template, context, status_code=_HTTP_STATUS.get(type(exc), 502)
             )
-        return self._render(request, template, context)
+        return self._render(request, template, context, status_code=status)
 
     def _render(
         self, request: Request, template: str, context: dict[str, Any], status_code: int = 200
