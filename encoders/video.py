@@ -39,9 +39,8 @@ DEFAULT_VIDEO_MAX_PIXELS = 7680 * 4320
 DEFAULT_VIDEO_MAX_FRAMES = 500_000
 DEFAULT_VIDEO_MAX_DURATION_S = 4 * 3600.0
 # What one seek costs beyond the frames it decodes, in frame decodes: demuxer repositioning
-# plus refilling the frame-threaded decoder pipeline. On the 720p H.264 squirrel clip here
-# it measured 5-14 frames (12-36 ms at ~2.4 ms a frame) depending on how busy the two cores
-# were; the plan rarely changes within that range.
+# plus refilling the frame-threaded decoder pipeline. It varies with the clip and with how
+# busy the cores are; the plan rarely changes across that range, so one middle value serves.
 SEEK_OVERHEAD_FRAMES = 8.0
 # Corrupt packets tolerated per read before the video counts as corrupt; decoders conceal
 # isolated damage, so a few bad packets should not cost the whole video.
@@ -406,8 +405,8 @@ _UPRIGHT_TRANSPOSE = {
 
 
 def _upright_image(frame: av.VideoFrame, rotation: int) -> Image.Image:
-    # to_ndarray + fromarray gives the same pixels as frame.to_image() in about a third of
-    # the time (3 ms vs 9 ms per 720p frame here).
+    # to_ndarray + fromarray gives the same pixels as frame.to_image() without its slower
+    # per-pixel conversion path.
     image = Image.fromarray(frame.to_ndarray(format="rgb24"))
     fix = _UPRIGHT_TRANSPOSE.get(rotation)
     return image.transpose(fix) if fix is not None else image

@@ -563,7 +563,7 @@ class RecommendConfig:
         _recommend_default("precompute_users"),
         "rec_precompute_users",
         "Most recently active users whose profile and feed candidates are built in the "
-        "background ahead of their requests (about 25 ms of CPU each per rebuild); 0: off.",
+        "background ahead of their requests (each costs a profile build per rebuild); 0: off.",
         minimum=0,
     )
     user_cache_entries: int = setting(

@@ -14,10 +14,10 @@ def freeze_startup_objects() -> int:
     """Move every object alive now (imported libraries, the loaded model, the opened stores)
     to the collector's permanent generation, so full collections skip them; returns how many.
 
-    torch, transformers and grpc leave about half a million tracked objects behind, none of
-    which ever becomes garbage, and a full collection walks them all each time: measured at
-    100k posts with 1,000 users' work cached, one took 0.42 s, and the Recommend call it fell
-    into waited that long. Objects made later (caches, requests) are collected as usual.
+    torch, transformers and grpc leave hundreds of thousands of tracked objects behind, none
+    of which ever becomes garbage, and a full collection walks them all each time, while the
+    Recommend call it falls into waits. Objects made later (caches, requests) are collected
+    as usual.
     """
     gc.collect()
     gc.freeze()
@@ -33,9 +33,9 @@ class FullCollections:
     A serving process keeps caches (user profiles and candidates, item infos, rankings for
     paging) whose objects reach the old generation and are replaced as they age, so the
     default policy runs a full collection every hundred or so Recommend calls, and the call it
-    falls into waits for it: 50-90 ms at 100k posts, the slowest 1 % of warm calls
-    (docs/benchmarks.md). Young generations are still collected as usual; only unreachable
-    cycles that survive into the old one wait up to ``interval_s`` to be freed.
+    falls into waits for it: the slowest warm calls (`make bench-speed`). Young generations
+    are still collected as usual; only unreachable cycles that survive into the old one wait
+    up to ``interval_s`` to be freed.
     """
 
     # Automatic full collections need this many young collections first: never, in practice.

@@ -10,10 +10,10 @@ logger = logging.getLogger(__name__)
 def limit_numpy_blas_threads(threads: int) -> None:
     """Cap numpy's OpenBLAS pool at ``threads`` (0: leave it alone); torch's pools are untouched.
 
-    The recommender multiplies a few hundred 128-d vectors per request. Measured at 100k items
-    on 2 cores, such a product has a p99 of 24-36 ms with OpenBLAS's default two threads (they
-    spin-wait against the RPC threads) and 0.2-0.4 ms with one; in a bench-speed latency run on
-    a loaded machine, a Recommend call's p50 fell from 105 to 55 ms with one thread.
+    The recommender multiplies a few hundred vectors per request: products far too small to
+    gain from a second thread. With OpenBLAS's default pool, its idle threads spin-wait against
+    the RPC threads for the same cores, and a tiny product's tail latency grows by orders of
+    magnitude; `make bench-speed` measures Recommend with this cap.
     """
     if threads <= 0:
         return

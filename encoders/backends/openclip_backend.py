@@ -64,8 +64,8 @@ class OpenClipEncoder(TorchClipEncoder):
         preprocess = _preprocess_from_model(model)
         self._int8_images = self._int8_tower(model, preprocess.size)
         if self._int8_images is not None:
-            # Images run through ONNX Runtime from now on: free the float tower (about 350 MB
-            # for ViT-B-32) instead of keeping an unused copy.
+            # Images run through ONNX Runtime from now on: free the float tower instead of
+            # keeping an unused copy of its weights.
             model.visual = torch.nn.Identity()
         self._tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
         self._trimmed_text = TrimmedTextTower.of(model)

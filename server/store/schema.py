@@ -91,8 +91,8 @@ def frames_collection_name(collection: str) -> str:
 def media_point_id(media_id: str) -> str:
     """Deterministic point id of a media item, so re-sending a media_id overwrites it.
 
-    Cached: a Recommend call excludes up to a few hundred seen ids by point id, and uuid5 (a
-    SHA-1) for each of them cost ~0.5 ms per filter."""
+    Cached: a Recommend call excludes up to a few hundred seen ids by point id, and a uuid5 (a
+    SHA-1) for each of them on every request adds up."""
     return str(uuid.uuid5(_POINT_NAMESPACE, media_id))
 
 
