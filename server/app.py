@@ -25,6 +25,7 @@ from server.gallery.clients import ClientPool, local_socket_address
 from server.grpc.admin_servicer import AdminServicer
 from server.grpc.auth import auth_interceptors
 from server.grpc.control import CONTROL_THREADS, ControlPlaneInterceptor
+from server.grpc.cpu_gate import CpuGate, default_slots
 from server.grpc.errors import ErrorMappingInterceptor
 from server.grpc.inflight import InFlight
 from server.grpc.media_servicer import MediaServicer
@@ -122,7 +123,11 @@ def build_server(settings: Settings, state: ServiceState) -> RunningServer:
     uploads = max(1, min(limits.max_concurrent_uploads, limits.workers - 1))
     gate = UploadGate(uploads, limits.max_uploads_per_key)
     streams = StreamLimits(limits.stream_idle_timeout_s, limits.stream_total_timeout_s)
-    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(state, gate, streams), server)
+    cpu_slots = limits.cpu_workers or default_slots()
+    cpu = CpuGate(cpu_slots, max_waiting=max(0, limits.workers - cpu_slots - 2))
+    media_pb2_grpc.add_MediaServiceServicer_to_server(
+        MediaServicer(state, gate, streams, cpu), server
+    )
     recommend_pb2_grpc.add_RecommendationServiceServicer_to_server(
         RecommendationServicer(state, gate, streams), server
     )

@@ -150,6 +150,16 @@ class ServerSettings:
         minimum=1,
         maximum=255,
     )
+    cpu_workers: int = setting(
+        0,
+        "cpu_workers",
+        "Requests that may decode photos or video frames at once (IndexMedia, UploadMedia, "
+        "image searches); 0: one fewer than the machine's cores, at least 1. Up to workers - "
+        "cpu_workers - 2 more wait for a turn, and the rest are refused with "
+        "RESOURCE_EXHAUSTED, so cheap calls keep a core and a thread.",
+        minimum=0,
+        maximum=256,
+    )
     stream_idle_timeout_s: float = setting(
         30.0,
         "stream_idle_timeout_s",

@@ -8,6 +8,7 @@ from dataclasses import replace
 from enum import StrEnum
 
 import numpy as np
+from PIL import Image
 
 from encoders import Encoder
 from encoders.images import decode_image
@@ -142,16 +143,21 @@ class MediaSearch:
         )
         return self._hits(hits)
 
-    def by_image(self, data: bytes, k: int, filter: SearchFilter) -> list[MediaHit]:
+    def by_image(self, data: bytes | Image.Image, k: int, filter: SearchFilter) -> list[MediaHit]:
+        """Items like a query image, given as bytes or as :meth:`decode_query` decoded them."""
+        image = data if isinstance(data, Image.Image) else self.decode_query(data)
+        query = self._encoder.embed_images([image])[0]
+        return self.by_vector(query, k, filter)
+
+    def decode_query(self, data: bytes) -> Image.Image:
+        """A query image's pixels, decoded as indexing decodes (the same draft size)."""
         try:
-            image = decode_image(
+            return decode_image(
                 data, max_pixels=self._max_image_pixels, draft_size=self._draft_size
             )
         except MediaDecodeError as exc:
             # Same mapping as at indexing: over the pixel cap is over a limit, else bad input.
             raise decode_failure(exc, "image") from exc
-        query = self._encoder.embed_images([image])[0]
-        return self.by_vector(query, k, filter)
 
     def similar_to(self, media_id: str, k: int, filter: SearchFilter) -> list[MediaHit]:
         """More like a stored item: its visual vector, or its caption vector for text posts."""

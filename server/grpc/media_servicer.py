@@ -21,6 +21,7 @@ from mediarec.v1 import media_pb2, media_pb2_grpc
 from server.embed_batcher import Priority, embeds
 from server.grpc import convert
 from server.grpc.auth import bearer_token
+from server.grpc.cpu_gate import CpuGate
 from server.grpc.server_info import server_info_to_proto
 from server.grpc.streams import StreamLimits, UploadGate, bounded
 from server.indexing.indexer import validate_media_id, validate_metadata
@@ -39,10 +40,13 @@ LIST_BATCH_BYTES = 1 << 20
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
-    def __init__(self, state: ServiceState, gate: UploadGate, limits: StreamLimits) -> None:
+    def __init__(
+        self, state: ServiceState, gate: UploadGate, limits: StreamLimits, cpu: CpuGate
+    ) -> None:
         self._state = state
         self._gate = gate
         self._limits = limits
+        self._cpu = cpu
 
     @embeds(Priority.BULK)
     def IndexMedia(  # noqa: N802 (gRPC method names are fixed by the proto)
@@ -53,7 +57,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         metadata = convert.metadata_from_proto(request.metadata)
         content = request.WhichOneof("content")
         if content == "data":
-            item = deps.indexer.prepare_bytes(metadata, request.data)
+            with self._cpu.admitted(context.time_remaining()):
+                item = deps.indexer.prepare_bytes(metadata, request.data)
         elif content == "embeddings":
             emb = request.embeddings
             item = deps.indexer.prepare_vectors(
@@ -108,7 +113,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgumentError("header.sha256", "sha256 must be 64 lowercase hex digits")
         spool = self._spool(request_iterator, header.total_size_bytes, expected_sha, cancelled)
         try:
-            item = deps.indexer.prepare_bytes(metadata, spool, content_sha256=expected_sha)
+            with self._cpu.admitted(context.time_remaining()):
+                item = deps.indexer.prepare_bytes(metadata, spool, content_sha256=expected_sha)
             result = deps.indexer.index(item)
         finally:
             spool.unlink(missing_ok=True)
@@ -206,7 +212,9 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             match = convert.text_match_from_proto(request.text_match)
             hits = search.by_text(request.text, k, search_filter, match)
         elif query == "image":
-            hits = search.by_image(request.image, k, search_filter)
+            with self._cpu.admitted(context.time_remaining()):
+                image = search.decode_query(request.image)
+            hits = search.by_image(image, k, search_filter)
         elif query == "media_id":
             hits = search.similar_to(_media_id(request.media_id), k, search_filter)
         else:
