@@ -85,13 +85,14 @@ train-demo-model: $(STAMP)
 	$(PY) -m encoders.synthetic.train
 
 proto: $(STAMP)
-	$(PY) -m server.protogen
+	$(PY) protos/protogen.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
 	$(PY) -m mypy encoders server client
+	$(PY) -m mypy protos/protogen.py  # alone: beside protos/, it would shadow mediarec.v1
 
 bench: bench-speed bench-quality
 

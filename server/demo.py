@@ -23,6 +23,7 @@ from pathlib import Path
 
 from client import MediaMetadata, MediarecClient, Recommendation, SearchHit
 from client.types import IndexResult
+from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
 from server.demo_engagement import (
     INTERESTS_TEXT,
     INTERESTS_USER,
@@ -31,7 +32,6 @@ from server.demo_engagement import (
     creator_of,
     replay,
 )
-from server.demo_media import SampleItem, write_sample_folder
 
 DEMO_MODEL = "mediarec-demo"
 # Worded like the demo world's captions, which the demo model understands family by family

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client import ClientContext, Event, EventKind, Location, MediarecClient
-from server.demo_media import SampleItem
+from encoders.synthetic.sample_folder import SampleItem
 
 WARM_USER = "alice"
 NEW_USER = "bob"

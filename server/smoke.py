@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 from client import IndexOutcome, MediarecClient, NotFound, ServingStatus
+from encoders.synthetic.sample_folder import write_sample_folder
 from server.demo import DEMO_MODEL, DEMO_SERVER_ARGS, index_sample, running_server
 from server.demo_engagement import NEW_USER, WARM_USER, replay
-from server.demo_media import write_sample_folder
 
 
 def check(condition: bool, what: str) -> None:

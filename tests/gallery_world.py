@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client import Event, EventKind, MediaMetadata, MediarecClient
+from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
 from encoders.synthetic.world import WorldGenerator
 from server.app import RunningServer
-from server.demo_media import SampleItem, write_sample_folder
 from tests.servers import serve_demo
 
 API_KEY = "gallery-test-key"

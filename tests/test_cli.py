@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
 from server.cli import main
 from server.config import load_settings
-from server.demo_media import SampleItem, write_sample_folder
 from server.indexing.report import default_report_path
 from server.runtime import ServiceState, open_deps
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
 from server.cli import main
 from server.cli.index import graceful_ctrl_c
 from server.config import Settings, load_settings
-from server.demo_media import SampleItem, write_sample_folder
 from server.indexing.describe import read_metadata
 from server.indexing.folder import FolderFile, media_id_for, scan_folder
 from server.indexing.indexer import MEDIA_ID_PATTERN

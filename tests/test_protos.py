@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -12,7 +13,14 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from server import protogen
+# The generator is a developer tool beside the protos, not part of an installed package.
+_SPEC = importlib.util.spec_from_file_location(
+    "protogen", Path(__file__).resolve().parent.parent / "protos" / "protogen.py"
+)
+assert _SPEC is not None and _SPEC.loader is not None
+protogen = importlib.util.module_from_spec(_SPEC)
+sys.modules["protogen"] = protogen  # its dataclasses look their module up there
+_SPEC.loader.exec_module(protogen)
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_BUF = REPO / ".venv" / "buf" / "node_modules" / ".bin" / "buf"

@@ -1,8 +1,9 @@
 """Regenerate (or verify) the committed Python stubs of ``protos/`` with grpc_tools.protoc.
 
-``python -m server.protogen`` writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` into
-``client/generated``; ``python -m server.protogen --check`` generates into a temporary folder
-and exits non-zero when the committed stubs differ. Generated code is never edited by hand.
+``python protos/protogen.py`` (``make proto``) writes ``*_pb2.py``, ``*_pb2.pyi`` and
+``*_pb2_grpc.py`` into ``client/generated``; ``python protos/protogen.py --check`` generates
+into a temporary folder and exits non-zero when the committed stubs differ. Generated code is
+never edited by hand. A developer tool: it lives beside the protos, outside every package.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def regenerate(proto_root: Path = PROTO_ROOT, generated_root: Path = GENERATED_R
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.protogen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python protos/protogen.py", description=__doc__)
     parser.add_argument(
         "--check",
         action="store_true",
