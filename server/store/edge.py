@@ -40,6 +40,7 @@ from server.store.hit_keys import HitKeys
 from server.store.lock import DirLock
 from server.store.points import (
     FUSION_TIE_SLACK,
+    SearchesThroughBatch,
     as_float32,
     check_dims,
     check_frames,
@@ -49,9 +50,11 @@ from server.store.points import (
     compare_dims,
     frame_match,
     frame_payloads,
+    frames_of,
     media_payload,
     query_limits,
     settle_fused_ties,
+    vectors_of,
     with_best_frames,
     with_keys,
 )
@@ -83,7 +86,7 @@ class EdgeTuning:
     max_indexing_threads: int = 0  # 0: Edge picks
 
 
-class EdgeStore:
+class EdgeStore(SearchesThroughBatch):
     """:class:`~server.store.base.VectorStore` on Qdrant Edge, one process per store dir."""
 
     engine = "qdrant-edge"
@@ -283,7 +286,7 @@ class EdgeStore:
         return {
             r.payload[schema.MEDIA_ID]: MediaPoint(
                 media_id=r.payload[schema.MEDIA_ID],
-                vectors=_vectors_of(r.vector) if with_vectors else {},
+                vectors=vectors_of(r.vector) if with_vectors else {},
                 payload=r.payload,
             )
             for r in records
@@ -300,29 +303,7 @@ class EdgeStore:
         )
         with frames.reading() as shard:
             records, _ = shard.scroll(request)
-        found = [
-            Frame(int(r.payload[schema.FRAME_INDEX]), float(r.payload[schema.FRAME_TIMESTAMP_S]))
-            for r in records
-            if r.payload
-        ]
-        return sorted(found, key=lambda f: f.frame_index)
-
-    def search(
-        self,
-        vector_name: str,
-        query_vector: np.ndarray,
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        match_frames: bool = False,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
-        hits = self.search_batch(
-            vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
-        )[0]
-        wanted = match_frames and vector_name == schema.VISUAL
-        return with_best_frames(self, hits, query_vector, wanted)
+        return frames_of(r.payload for r in records)
 
     def search_batch(
         self,
@@ -596,12 +577,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _vectors_of(vector: Any) -> dict[str, np.ndarray]:
-    if not isinstance(vector, dict):
-        return {}
-    return {name: as_float32(values) for name, values in vector.items()}
 
 
 def _edge_condition(condition: Condition) -> Any:

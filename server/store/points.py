@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,9 +12,11 @@ import numpy as np
 from server.store import schema
 from server.store.base import (
     DimensionMismatchError,
+    Frame,
     FrameMatch,
     InvalidVectorError,
     MediaPoint,
+    SearchFilter,
     SearchHit,
     StoreError,
     VectorStore,
@@ -142,6 +144,45 @@ def with_best_frames(
     if not (wanted and hits):
         return hits
     return attach_frames(hits, store.search_frames(query_vector, video_ids(hits)))
+
+
+class SearchesThroughBatch:
+    """``search`` for an adapter that has ``search_batch``: one query is a batch of one, and a
+    visual search that asks for frames gets each video's best one. Written once for both."""
+
+    def search(
+        self: VectorStore,
+        vector_name: str,
+        query_vector: np.ndarray,
+        k: int,
+        filter: SearchFilter | None = None,
+        *,
+        exact: bool = False,
+        match_frames: bool = False,
+        with_payload: bool = True,
+    ) -> list[SearchHit]:
+        hits = self.search_batch(
+            vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
+        )[0]
+        wanted = match_frames and vector_name == schema.VISUAL
+        return with_best_frames(self, hits, query_vector, wanted)
+
+
+def frames_of(payloads: Iterable[Mapping[str, Any] | None]) -> list[Frame]:
+    """A video's stored frames from its frame points' payloads, in frame order."""
+    found = [
+        Frame(int(p[schema.FRAME_INDEX]), float(p[schema.FRAME_TIMESTAMP_S]))
+        for p in payloads
+        if p
+    ]
+    return sorted(found, key=lambda f: f.frame_index)
+
+
+def vectors_of(vector: Any) -> dict[str, np.ndarray]:
+    """A point's named vectors as the engine returned them, as float32 arrays."""
+    if not isinstance(vector, dict):
+        return {}
+    return {name: as_float32(values) for name, values in vector.items()}
 
 
 def attach_frames(hits: Sequence[SearchHit], matches: Mapping[str, FrameMatch]) -> list[SearchHit]:

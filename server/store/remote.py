@@ -32,6 +32,7 @@ from server.store.base import (
 from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
 from server.store.points import (
     FUSION_TIE_SLACK,
+    SearchesThroughBatch,
     as_float32,
     check_dims,
     check_frames,
@@ -41,9 +42,11 @@ from server.store.points import (
     compare_dims,
     frame_match,
     frame_payloads,
+    frames_of,
     media_payload,
     query_limits,
     settle_fused_ties,
+    vectors_of,
     with_best_frames,
     with_keys,
 )
@@ -59,7 +62,7 @@ _INDEX_TYPES = {
 }
 
 
-class RemoteStore:
+class RemoteStore(SearchesThroughBatch):
     """:class:`~server.store.base.VectorStore` through qdrant-client."""
 
     def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 256) -> None:
@@ -231,7 +234,7 @@ class RemoteStore:
         return {
             r.payload[schema.MEDIA_ID]: MediaPoint(
                 media_id=r.payload[schema.MEDIA_ID],
-                vectors=_vectors_of(r.vector) if with_vectors else {},
+                vectors=vectors_of(r.vector) if with_vectors else {},
                 payload=r.payload,
             )
             for r in records
@@ -248,29 +251,7 @@ class RemoteStore:
                 with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
                 with_vectors=False,
             )
-        found = [
-            Frame(int(r.payload[schema.FRAME_INDEX]), float(r.payload[schema.FRAME_TIMESTAMP_S]))
-            for r in records
-            if r.payload
-        ]
-        return sorted(found, key=lambda f: f.frame_index)
-
-    def search(
-        self,
-        vector_name: str,
-        query_vector: np.ndarray,
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        match_frames: bool = False,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
-        hits = self.search_batch(
-            vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
-        )[0]
-        wanted = match_frames and vector_name == schema.VISUAL
-        return with_best_frames(self, hits, query_vector, wanted)
+        return frames_of(r.payload for r in records)
 
     def search_batch(
         self,
@@ -526,12 +507,6 @@ def _store_errors() -> Iterator[None]:
         raise
     except Exception as exc:
         raise StoreError(f"qdrant request failed: {exc}") from exc
-
-
-def _vectors_of(vector: Any) -> dict[str, np.ndarray]:
-    if not isinstance(vector, dict):
-        return {}
-    return {name: as_float32(values) for name, values in vector.items()}
 
 
 def _condition(condition: Condition) -> qm.Condition:
