@@ -160,6 +160,12 @@ def _fingerprint(content_sha256: str, metadata: ItemMetadata, extra: str = "") -
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def _no_pictures(item: PreparedItem) -> list[bytes] | None:
+    """Thumbnails of an item stored without pictures: an item it replaces loses its own, and
+    a new one has none to remove (so a caption-only catalogue never touches the file)."""
+    return [] if item.existed else None
+
+
 def decode_failure(exc: MediaDecodeError, field_name: str) -> Exception:
     if exc.reason in (DecodeFailure.TOO_MANY_PIXELS, DecodeFailure.TOO_LONG):
         return ResourceLimitError(field_name, str(exc))
@@ -300,7 +306,7 @@ class MediaIndexer:
             )
         item = self._start(metadata, "")
         item.media_type = MediaType.TEXT
-        item.thumbnails = []
+        item.thumbnails = _no_pictures(item)
         return item
 
     def prepare_vectors(
@@ -359,7 +365,7 @@ class MediaIndexer:
         item.frame_vectors = np.stack(vectors) if vectors else None
         item.frame_timestamps_s = timestamps
         item.duration_s = timestamps[-1] if timestamps else 0.0
-        item.thumbnails = []  # no pictures came with the vectors
+        item.thumbnails = _no_pictures(item)  # no pictures came with the vectors
         return item
 
     def _start(
