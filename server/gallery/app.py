@@ -283,21 +283,16 @@ class Gallery:
         token = request.cookies.get(SESSION_COOKIE)
         return token if self._sessions.api_key(token) is not None else None
 
-    def _csrf_token(self, request: Request) -> str:
-        """The token this request's forms carry: the session's, or (before a login) the one
-        in the CSRF cookie, or a new one for that cookie."""
+    def _expected_csrf(self, request: Request) -> str | None:
+        """The token this request's forms must carry: the session's, or (before a login) the
+        one in the CSRF cookie, if any."""
         session = self._session_token(request)
         if session is not None:
             return self._sessions.csrf_token(session)
-        return request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        return request.cookies.get(CSRF_COOKIE)
 
     def _csrf_ok(self, request: Request, submitted: object) -> bool:
-        session = self._session_token(request)
-        expected = (
-            self._sessions.csrf_token(session) if session is not None
-            else request.cookies.get(CSRF_COOKIE)
-        )  # fmt: skip
-        return csrf_matches(expected, _text(submitted))
+        return csrf_matches(self._expected_csrf(request), _text(submitted))
 
     def _client(self, request: Request) -> GalleryClient:
         if not self._config.keys_required:
@@ -332,7 +327,7 @@ class Gallery:
     def _render(
         self, request: Request, template: str, context: dict[str, Any], status_code: int = 200
     ) -> Response:
-        csrf = self._csrf_token(request)
+        csrf = self._expected_csrf(request) or new_csrf_token()
         logged_in = self._session_token(request) is not None
         html = self._templates.get_template(template).render(
             **context, csrf=csrf, csrf_field=CSRF_FIELD, path=request.url.path,
