@@ -45,6 +45,11 @@ def _seconds(ts: Timestamp) -> int:
     return int(ts.seconds)
 
 
+def set_unix_time(field: Timestamp, unix_s: float) -> None:
+    """Write unix seconds into a message's Timestamp field."""
+    field.FromNanoseconds(int(round(unix_s * 1e9)))
+
+
 def metadata_from_proto(message: common_pb2.MediaMetadata) -> ItemMetadata:
     location = Location()
     if message.HasField("location"):

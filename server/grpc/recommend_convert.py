@@ -6,7 +6,7 @@ import math
 
 from mediarec.v1 import common_pb2, recommend_pb2
 from server.engagement.validation import MAX_ID_CHARS
-from server.grpc.convert import filter_media_types, stored_item_to_proto
+from server.grpc.convert import filter_media_types, set_unix_time, stored_item_to_proto
 from server.media import StoredItem
 from server.recommend.importer import ImportResult
 from server.recommend.types import (
@@ -230,7 +230,7 @@ def state_to_proto(state: StateInfo) -> common_pb2.RecommendState:
         rebuilding=state.rebuilding,
     )
     if state.built_at is not None:
-        message.built_at.FromNanoseconds(int(state.built_at * 1e9))
+        set_unix_time(message.built_at, state.built_at)
     return message
 
 
@@ -266,7 +266,7 @@ def event_to_proto(event: Event) -> recommend_pb2.Event:
         hashtag=event.hashtag,
         request_id=event.request_id,
     )
-    message.timestamp.FromNanoseconds(int(round(event.timestamp * 1e9)))
+    set_unix_time(message.timestamp, event.timestamp)
     context = event.context
     if context.device or context.local_hour is not None or context.location:
         message.context.device = context.device
@@ -285,5 +285,5 @@ def user_response(
     )
     for text, declared_at in interests:
         declaration = response.interests.add(text=text)
-        declaration.declared_at.FromNanoseconds(int(round(declared_at * 1e9)))
+        set_unix_time(declaration.declared_at, declared_at)
     return response

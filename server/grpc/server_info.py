@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mediarec.v1 import media_pb2
+from server.grpc.convert import set_unix_time
 from server.grpc.recommend_convert import state_to_proto
 from server.recommend.importer import ImportProgress
 from server.runtime import SERVER_VERSION, ServiceDeps
@@ -26,7 +27,7 @@ def server_info_to_proto(
         return deps.store.count(SearchFilter(media_types=(media_type,)))
 
     started = Timestamp()
-    started.FromNanoseconds(int(started_at * 1e9))
+    set_unix_time(started, started_at)
     return media_pb2.GetServerInfoResponse(
         model_id=deps.encoder.model_id,
         dims=deps.encoder.dim,
@@ -64,5 +65,5 @@ def _import_to_proto(progress: ImportProgress) -> media_pb2.ImportProgress:
         duplicates=progress.duplicates,
         rejected=progress.rejected,
     )
-    message.started_at.FromNanoseconds(int(progress.started_at * 1e9))
+    set_unix_time(message.started_at, progress.started_at)
     return message
