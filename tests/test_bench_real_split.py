@@ -47,7 +47,9 @@ def test_no_test_or_validation_interaction_is_in_training(data: Dataset, seed: i
     s = split(data, seed)
     assert not set(s.test) & set(s.train)
     assert not set(s.valid) & set(s.fit)
-    assert set(s.fit) | set(s.valid) == set(s.train)
+    held_from_fit = set(s.train) - set(s.fit) - set(s.valid)
+    assert np.isin(data.items[list(held_from_fit)], s.valid_cold_items).all()
+    assert set(s.fit) | set(s.valid) | held_from_fit == set(s.train)
     # Per user, everything trained on happened no later than anything held out for them.
     for part in (s.test, s.valid):
         for user in np.unique(data.users[part]):
@@ -66,6 +68,21 @@ def test_cold_items_have_no_training_events_but_keep_their_test_events(
     assert s.cold_items.size == round(COLD_ITEM_SHARE * data.n_items)
     assert not np.isin(data.items[s.train], s.cold_items).any()
     assert np.isin(data.items[s.test], s.cold_items).any()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_validation_cold_items_mirror_the_test_cold_items_one_part_earlier(
+    data: Dataset, seed: int
+) -> None:
+    s = split(data, seed)
+    assert s.valid_cold_items.size == s.cold_items.size
+    assert not set(s.valid_cold_items) & set(s.cold_items)
+    assert not np.isin(data.items[s.fit], s.valid_cold_items).any()
+    assert np.isin(data.items[s.valid], s.valid_cold_items).any()
+    # The test's training part keeps their events: only validation treats them as cold.
+    assert np.isin(data.items[s.train], s.valid_cold_items).any()
+    assert list(s.cold_for("test")) == list(s.cold_items)
+    assert list(s.cold_for("valid")) == list(s.valid_cold_items)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -22,12 +22,15 @@ logger = logging.getLogger(__name__)
 MAX_TAGS = 20
 
 
-def item_texts(data: Dataset, split: Split, train_rows: np.ndarray) -> list[str]:
-    """One text per item. A tag counts when its user has a training rating and it was given
-    no later than that user's last training rating; held-out users' tags never count."""
+def item_texts(data: Dataset, split: Split, evaluate_on: str) -> list[str]:
+    """One text per item, as of the training part for ``evaluate_on`` ("test": train,
+    "valid": fit). A tag counts when its user has a training rating and it was given no later
+    than that user's last training rating; held-out users' tags and cold items' tags never
+    count."""
+    train_rows = split.train if evaluate_on == "test" else split.fit
     last_train = np.full(data.n_users, -np.inf)
     np.maximum.at(last_train, data.users[train_rows], data.timestamps[train_rows])
-    cold = set(split.cold_items.tolist())
+    cold = set(split.cold_items.tolist()) | set(split.cold_for(evaluate_on).tolist())
     tags: dict[int, list[str]] = defaultdict(list)
     for user, item, ts, text in zip(
         data.tag_users, data.tag_items, data.tag_timestamps, data.tag_texts, strict=True

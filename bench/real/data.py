@@ -8,7 +8,10 @@ The split (seeded; pure, so a unit test can pin it):
   broken by a seeded hash of (user, item), never by id. The last 20 % are test; of the
   training part, the last 10 % are validation.
 - Cold items: a seeded 15 % of items keep no training or validation events; their test events
-  stay, so they can be found only through content.
+  stay, so they can be found only through content. Validation mirrors this: another seeded
+  15 % of items (the validation-cold items) keep no events in the fit part, only their
+  validation events, so knobs for cold items are chosen on validation. The training part
+  for the test keeps their events.
 - Ratings >= 4 are positives (likes); the rest are views. Candidates for a user are all items
   minus the items of their training part (for validation runs: of their fit part).
 """
@@ -139,10 +142,11 @@ class Split:
 
     seed: int
     train: np.ndarray  # fit + validation rows of established users (cold items removed)
-    fit: np.ndarray  # train minus validation
+    fit: np.ndarray  # train minus validation, minus the validation-cold items' rows
     valid: np.ndarray
     test: np.ndarray  # every test row, cold items included
     cold_items: np.ndarray  # sorted item indices
+    valid_cold_items: np.ndarray  # sorted item indices, disjoint from cold_items
     new_users: np.ndarray  # held-out users (sorted), every one
     new_user_rows: dict[int, np.ndarray] = field(default_factory=dict)  # user -> rows by time
 
@@ -151,10 +155,16 @@ class Split:
         """Held-out users with at least ``NEW_USER_MIN_POSITIVES`` positives (the cohort)."""
         return sorted(self.new_user_rows)
 
+    def cold_for(self, evaluate_on: str) -> np.ndarray:
+        """The items held out of training for this part: "test" or "valid"."""
+        return self.cold_items if evaluate_on == "test" else self.valid_cold_items
+
     def sha(self) -> str:
         """A digest of the split, so two runs can tell whether they shared it."""
         digest = hashlib.sha256()
-        for part in (self.train, self.valid, self.test, self.cold_items, self.new_users):
+        parts = (self.train, self.valid, self.test, self.cold_items, self.valid_cold_items,
+                 self.new_users)  # fmt: skip
+        for part in parts:
             digest.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
             digest.update(b"|")
         return digest.hexdigest()[:16]
@@ -167,8 +177,11 @@ def split(data: Dataset, seed: int) -> Split:
     new_users = np.sort(rng.choice(data.n_users, size=n_new, replace=False))
     n_cold = int(round(COLD_ITEM_SHARE * data.n_items))
     cold_items = np.sort(rng.choice(data.n_items, size=n_cold, replace=False))
+    warm_items = np.setdiff1d(np.arange(data.n_items), cold_items)
+    valid_cold_items = np.sort(rng.choice(warm_items, size=n_cold, replace=False))
     is_new = np.isin(data.users, new_users)
     is_cold = np.isin(data.items, cold_items)
+    is_valid_cold = np.isin(data.items, valid_cold_items)
     order = _temporal_order(data, seed)
     train, fit, valid, test = [], [], [], []
     new_user_rows: dict[int, np.ndarray] = {}
@@ -184,7 +197,7 @@ def split(data: Dataset, seed: int) -> Split:
         n_valid = int(math.ceil(VALID_SHARE * head.size)) if head.size > 1 else 0
         fit_rows, valid_rows = head[: head.size - n_valid], head[head.size - n_valid :]
         train.append(head[~is_cold[head]])
-        fit.append(fit_rows[~is_cold[fit_rows]])
+        fit.append(fit_rows[~is_cold[fit_rows] & ~is_valid_cold[fit_rows]])
         valid.append(valid_rows[~is_cold[valid_rows]])
     return Split(
         seed=seed,
@@ -193,6 +206,7 @@ def split(data: Dataset, seed: int) -> Split:
         valid=_cat(valid),
         test=_cat(test),
         cold_items=cold_items,
+        valid_cold_items=valid_cold_items,
         new_users=new_users,
         new_user_rows=new_user_rows,
     )

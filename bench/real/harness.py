@@ -240,7 +240,7 @@ def run_seed(
     refit on train, score the test part; "valid": fit part against the validation part)."""
     s = split(data, seed)
     result = SeedResult(seed, s.sha())
-    fit_vectors = vectors.of(item_texts(data, s, s.fit))
+    fit_vectors = vectors.of(item_texts(data, s, "valid"))
     if chosen is None:
 
         def mediarec_run(
@@ -253,9 +253,9 @@ def run_seed(
         chosen = tune(data, s, fit_vectors, mediarec_run)
         result.candidate_recall = candidate_recall(data, s, fit_vectors, chosen)
     train_rows, target_rows = (s.train, s.test) if evaluate_on == "test" else (s.fit, s.valid)
-    train_vectors = vectors.of(item_texts(data, s, train_rows))
+    train_vectors = vectors.of(item_texts(data, s, evaluate_on))
     t = task(data, train_rows, target_rows)
-    cold = set(s.cold_items.tolist())
+    cold = set(s.cold_for(evaluate_on).tolist())
     cold_targets = [{i for i in wanted if i in cold} for wanted in t.targets]
     result.n = {
         "test_users": int(t.users.size),
