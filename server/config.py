@@ -793,6 +793,29 @@ class RecommendConfig:
         minimum=0,
         flag=False,
     )
+    cold_candidates: int = setting(
+        _recommend_default("cold_candidates"),
+        "cold_candidates",
+        "Candidates among items nobody has engaged with yet, by taste.",
+        minimum=0,
+        flag=False,
+    )
+    cold_pool_size: int = setting(
+        _recommend_default("cold_pool_size"),
+        "cold_pool_size",
+        "Items without any event that the cold source searches, the newest first (0: no cold "
+        "source).",
+        minimum=0,
+        flag=False,
+    )
+    cold_engagement_ridge: float = setting(
+        _recommend_default("cold_engagement_ridge"),
+        "cold_engagement_ridge",
+        "Ridge penalty of the regression from content to engagement that ranks items without "
+        "events by appeal.",
+        minimum=0,
+        flag=False,
+    )
     candidate_hnsw_ef: int = setting(
         _recommend_default("candidate_hnsw_ef"),
         "candidate_hnsw_ef",
@@ -883,6 +906,20 @@ class RecommendConfig:
         _recommend_default("explore_max_impressions"),
         "explore_max_impressions",
         "Items shown more often than this are never explored.",
+        minimum=0,
+        flag=False,
+    )
+    explore_cold_only: bool = setting(
+        _recommend_default("explore_cold_only"),
+        "explore_cold_only",
+        "Explore only items without any event (the cold pool), ranked by content match and "
+        "appeal.",
+        flag=False,
+    )
+    explore_max_engagements: int = setting(
+        _recommend_default("explore_max_engagements"),
+        "explore_max_engagements",
+        "Items with more engagements than this are never explored.",
         minimum=0,
         flag=False,
     )

@@ -8,10 +8,12 @@ import pytest
 from server.recommend.profile import EngagementSummary, summarize_events
 from server.recommend.settings import RecommendSettings
 from server.recommend.sources import (
+    COLD,
     SEED_COENGAGEMENT_WEIGHT,
     QueryVector,
     caption_only,
     fresh_exclusions,
+    nearest_in_pool,
     seeded_positives,
     strongest_tastes,
 )
@@ -93,3 +95,34 @@ def test_taste_vectors_search_captions_only_of_caption_only_posts(
         return
     assert narrowed is not None
     assert narrowed.media_types == expected and narrowed.tags == ("cats",)
+
+
+@pytest.mark.parametrize(
+    ("queries", "budget", "expected"),
+    [
+        ([[1.0, 0.0]], 2, {"a", "b", "c", "d", "e"}),  # at least 5 per query
+        ([[1.0, 0.0]], 5, {"a", "b", "c", "d", "e"}),
+        ([[1.0, 0.0], [0.0, 1.0]], 10, {"a", "b", "c", "d", "e", "f"}),
+        ([[1.0, 0.0, 0.0]], 10, set()),  # another dimension finds nothing
+        ([[1.0, 0.0]], 0, set()),
+        ([], 10, set()),
+    ],
+    ids=["minimum-share", "one-query", "two-queries-share", "wrong-dimension", "no-budget",
+         "no-query"],
+)
+def test_the_cold_pool_is_searched_per_query_by_dot_product(
+    queries: list[list[float]], budget: int, expected: set[str]
+) -> None:
+    ids = ["a", "b", "c", "d", "e", "f"]
+    angles = np.linspace(0.0, np.pi / 2, len(ids))  # a is (1, 0), f is (0, 1)
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    found = nearest_in_pool(ids, vectors, [np.array(q, np.float32) for q in queries], budget)
+    assert {p.media_id for p in found} == expected
+    assert all(p.source == COLD for p in found)
+    for p in found:  # each proposal is scored by its query's dot product
+        row = vectors[ids.index(p.media_id)]
+        assert any(np.isclose(p.score, row @ np.array(q)) for q in queries)
+
+
+def test_an_empty_cold_pool_proposes_nothing() -> None:
+    assert nearest_in_pool([], np.zeros((0, 0), np.float32), [np.ones(2)], 10) == []

@@ -68,6 +68,7 @@ class RecommendSettings:
     cohort_candidates: int = 80
     fresh_candidates: int = 60
     interest_candidates: int = 80
+    cold_candidates: int = 60
     # HNSW search beam of the candidate searches (the store's own default serves SearchMedia):
     # candidates only need to be good, not the exact nearest, and the beam is most of the
     # search's cost at 100k posts (docs/benchmarks.md).
@@ -76,6 +77,12 @@ class RecommendSettings:
     fresh_window_s: float = 3 * DAY_S  # posts younger than this are "fresh"
     fresh_queries: int = 4  # the user's strongest taste and interest vectors that look for them
     freshness_half_life_s: float = 1 * DAY_S  # the freshness feature halves after this long
+    # Items nobody has engaged with yet that the cold source searches, the newest first (kept
+    # in memory: a filtered store search for "no events" would need a payload write per event).
+    cold_pool_size: int = 4096
+    # Ridge penalty of the regression from content to engagement that ranks cold items by
+    # appeal (chosen on bench-real's validation split).
+    cold_engagement_ridge: float = 10.0
 
     # -- derived state: co-engagement, trending, cohorts ---------------------------------------
     coeng_neighbours: int = 200  # neighbours kept per item
@@ -97,6 +104,8 @@ class RecommendSettings:
     explore_max_slots: int = 2  # at most this many exploration slots per page
     explore_min_k: int = 5  # pages smaller than this get no exploration slot
     explore_max_impressions: int = 200  # items shown more often than this are not explored
+    explore_cold_only: bool = False
+    explore_max_engagements: int = 9  # items with more engagements than this are not explored
     explore_pool_size: int = 30  # best-prior candidates the bandit samples from
     explore_prior_strength: float = 20.0  # pseudo-impressions of the content-based prior
     explore_prior_base: float = 0.02  # prior engagement rate of an unmatched item

@@ -36,11 +36,12 @@ SOCIAL = "social"
 TRENDING = "trending"
 COHORT = "cohort"
 FRESH = "fresh"
+COLD = "cold"
 INTERESTS = "interests"
 SEED = "seed"
 
 SOURCES: tuple[str, ...] = (
-    CONTENT, COENGAGEMENT, FOLLOWING, SOCIAL, TRENDING, COHORT, FRESH, INTERESTS, SEED,
+    CONTENT, COENGAGEMENT, FOLLOWING, SOCIAL, TRENDING, COHORT, FRESH, COLD, INTERESTS, SEED,
 )
 # Excluding ids in a search costs time per id; beyond the most recent ones, seen items are
 # filtered after retrieval instead.
@@ -295,6 +296,42 @@ def fresh(ctx: SourceContext) -> list[Proposal]:
     return [Proposal(p.media_id, FRESH, _recency(p.payload, ctx)) for p in points]
 
 
+def cold(ctx: SourceContext) -> list[Proposal]:
+    """Items nobody has engaged with yet: half of the budget nearest to the user's strongest
+    tastes, half of best appeal (``coldstart``).
+
+    Engagement-based sources never propose them, and a user's nearest items by content are
+    mostly engaged ones, so without this source a new item could reach a page only by being
+    new (``fresh``), never by matching the user. Searched in memory (the derived state's cold
+    pool); the request's filter applies to the candidates afterwards."""
+    s, pool = ctx.settings, ctx.state.cold
+    if not s.content_signals or s.cold_candidates <= 0:
+        return []
+    half = max(1, s.cold_candidates // 2)
+    queries = strongest_tastes(ctx.queries, s.fresh_queries)
+    near = nearest_in_pool(pool.ids, pool.vectors, [q.vector for q in queries], half)
+    appealing = [Proposal(m, COLD, pool.appeal_of[m]) for m in pool.by_appeal[:half]]
+    return near + appealing
+
+
+def nearest_in_pool(
+    ids: Sequence[str], vectors: np.ndarray, queries: Sequence[np.ndarray], budget: int
+) -> list[Proposal]:
+    """The nearest rows of ``vectors`` (one per id) to each query, ``budget`` shared evenly by
+    the queries (at least 5 each), scored by their dot product. Queries of another dimension
+    find nothing."""
+    usable = [q for q in queries if vectors.ndim == 2 and q.shape == (vectors.shape[1],)]
+    if not ids or not usable or budget <= 0:
+        return []
+    k = min(len(ids), max(5, budget // len(usable)))
+    similarity = vectors @ np.stack(usable).T  # (pool, queries)
+    best = np.argpartition(-similarity, k - 1, axis=0)[:k]
+    return [
+        Proposal(ids[i], COLD, float(similarity[i, j]))
+        for j in range(len(usable)) for i in best[:, j]
+    ]  # fmt: skip
+
+
 def fresh_exclusions(
     summary: EngagementSummary, excluded: Sequence[str], since: float
 ) -> tuple[str, ...]:
@@ -340,6 +377,7 @@ SOURCE_CHAIN: tuple[tuple[str, Callable[[SourceContext], list[Proposal]]], ...] 
     (TRENDING, trending),
     (COHORT, cohort),
     (FRESH, fresh),
+    (COLD, cold),
 )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders import l2_normalize
+from server.recommend.coldstart import ColdPool, build_cold_pool
 from server.recommend.collab import CollabModel, Interactions, build_collab
 from server.recommend.profile import decay, item_vector, positive_weight
 from server.recommend.settings import RecommendSettings
@@ -343,6 +344,7 @@ class DerivedState:
     # each of its items' unit content vectors (zero rows: none), in its item order.
     collab: CollabModel = field(default_factory=CollabModel)
     collab_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    cold: ColdPool = field(default_factory=ColdPool)  # items without a single event
 
     def trending_list(self, key: str) -> RankedList:
         return self.trending.get(key, EMPTY_LIST)
@@ -435,6 +437,14 @@ def build_state(
     collab, collab_vectors = (
         _collab(acc.interactions, meta, settings) if with_collab else (CollabModel(), None)
     )
+    engaged_any = set(acc.item_engagements).union(row[1] for row in acc.interactions)
+    engaged_ids = [m for m in acc.item_engagements if m in meta]
+    cold = build_cold_pool(
+        store, engaged_any, settings.cold_pool_size,
+        unit_vectors(engaged_ids, {m: meta[m].vector for m in engaged_ids}),
+        np.array([acc.item_engagements[m] for m in engaged_ids]),
+        settings.cold_engagement_ridge,
+    )  # fmt: skip
     state = DerivedState(
         built_at=now,
         reference_time=reference,
@@ -450,6 +460,7 @@ def build_state(
         served={u: {m: frozenset(k) for m, k in per.items()} for u, per in acc.served.items()},
         active_users=tuple(sorted(acc.last_active, key=lambda u: (-acc.last_active[u], u))),
         collab=collab,
+        cold=cold,
         **({"collab_vectors": collab_vectors} if collab_vectors is not None else {}),
     )
     logger.info(

@@ -1,0 +1,85 @@
+"""The derived state's cold pool, read from a real Qdrant Edge store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.recommend.coldstart import (
+    build_cold_pool,
+    fit_appeal,
+    newest_unengaged,
+    percentiles,
+    predict_appeal,
+)
+from server.store import MediaPoint, schema
+from server.store.edge import EdgeStore
+
+DIMS = {schema.VISUAL: 3, schema.CAPTION: 3}
+
+
+def test_the_cold_pool_holds_the_newest_unengaged_items_with_unit_vectors(
+    tmp_path: Path,
+) -> None:
+    store = EdgeStore(tmp_path)
+    store.ensure_collection("test-model", DIMS)
+    store.upsert([
+        MediaPoint("photo-old", {schema.VISUAL: np.array([2.0, 0, 0])}, {schema.CREATED_AT: 10}),
+        MediaPoint("photo-new", {schema.VISUAL: np.array([0, 3.0, 0])}, {schema.CREATED_AT: 30}),
+        MediaPoint("liked-newest", {schema.VISUAL: np.array([1.0, 0, 0])},
+                   {schema.CREATED_AT: 40}),
+        MediaPoint("caption-only", {schema.CAPTION: np.array([0, 0, 4.0])},
+                   {schema.CREATED_AT: 20}),
+        MediaPoint("undated", {schema.VISUAL: np.array([1.0, 1.0, 0])}, {}),
+    ])  # fmt: skip
+    try:
+        ids, vectors = newest_unengaged(store, {"liked-newest"}, 3)
+        assert ids == ("photo-new", "caption-only", "photo-old")
+        np.testing.assert_allclose(vectors, [[0, 1, 0], [0, 0, 1], [1, 0, 0]], atol=1e-6)
+        # Undated items count as the oldest; a pool of 0 is no pool.
+        assert newest_unengaged(store, {"liked-newest"}, 10)[0][-1] == "undated"
+        assert newest_unengaged(store, set(), 0)[0] == ()
+        # Engaged items along x were liked most: the pool's x-most item has the best appeal.
+        engaged = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+        pool = build_cold_pool(store, {"liked-newest"}, 3, engaged, np.array([50, 5, 0]), 0.1)
+        assert pool.ids == ids
+        assert pool.by_appeal == ("photo-old", "photo-new", "caption-only")
+        assert pool.appeal_of == {"photo-old": 1.0, "photo-new": 0.5, "caption-only": 0.0}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([3.0, 1.0, 2.0], [1.0, 0.0, 0.5]),
+        ([1.0, 1.0, 2.0], [0.0, 0.0, 1.0]),  # ties share the lower rank
+        ([5.0], [1.0]),
+        ([], []),
+    ],
+    ids=["distinct", "ties", "one", "none"],
+)
+def test_appeal_is_a_percentile_within_the_pool(values: list[float], expected: list[float]) -> None:
+    np.testing.assert_allclose(percentiles(np.array(values)), expected)
+
+
+def test_appeal_follows_the_content_that_engaged_items_share() -> None:
+    # Items pointing along x were engaged with a lot, along y hardly: a new item's appeal
+    # follows its direction.
+    rng = np.random.default_rng(0)
+    directions = np.array([[1.0, 0.0], [0.0, 1.0]])
+    engaged = directions[rng.integers(2, size=200)] + 0.1 * rng.standard_normal((200, 2))
+    engaged /= np.linalg.norm(engaged, axis=1, keepdims=True)
+    engagements = np.where(engaged[:, 0] > engaged[:, 1], 100.0, 1.0)
+    weights = fit_appeal(engaged, engagements, ridge=1.0)
+    predicted = predict_appeal(weights, directions)
+    assert predicted[0] > predicted[1]
+    np.testing.assert_allclose(predicted, np.log1p([100.0, 1.0]), atol=0.3)
+
+
+def test_without_engaged_items_or_with_another_dimension_appeal_is_flat() -> None:
+    assert fit_appeal(np.zeros((0, 2)), np.zeros(0), 1.0).size == 0
+    assert (predict_appeal(np.zeros(0), np.ones((3, 2))) == 0).all()
+    assert (predict_appeal(np.ones(4), np.ones((3, 2))) == 0).all()
