@@ -909,11 +909,13 @@ class RecommendConfig:
         minimum=0,
         flag=False,
     )
-    explore_cold_only: bool = setting(
-        _recommend_default("explore_cold_only"),
-        "explore_cold_only",
-        "Explore only items without any event (the cold pool), ranked by content match and "
-        "appeal.",
+    explore_appeal_weight: float = setting(
+        _recommend_default("explore_appeal_weight"),
+        "explore_appeal_weight",
+        "Weight of an item's appeal (what its content predicts about its engagement) against "
+        "its content match to the user in the exploration prior; 0 to 1.",
+        minimum=0,
+        maximum=1,
         flag=False,
     )
     explore_max_engagements: int = setting(

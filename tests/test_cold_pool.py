@@ -1,4 +1,4 @@
-"""The derived state's cold pool, read from a real Qdrant Edge store."""
+"""The cold pool: items without events read from a real Qdrant Edge store, and their appeal."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from server.recommend.coldstart import (
+    ColdPool,
     build_cold_pool,
     fit_appeal,
     newest_unengaged,
-    percentiles,
     predict_appeal,
 )
 from server.store import MediaPoint, schema
@@ -46,23 +46,33 @@ def test_the_cold_pool_holds_the_newest_unengaged_items_with_unit_vectors(
         pool = build_cold_pool(store, {"liked-newest"}, 3, engaged, np.array([50, 5, 0]), 0.1)
         assert pool.ids == ids
         assert pool.by_appeal == ("photo-old", "photo-new", "caption-only")
-        assert pool.appeal_of == {"photo-old": 1.0, "photo-new": 0.5, "caption-only": 0.0}
+        np.testing.assert_allclose(pool.appeal(vectors), [0.5, 0.0, 1.0])  # pool order
+        assert pool.appeal(np.ones((1, 2))) is None  # another dimension
     finally:
         store.close()
 
 
 @pytest.mark.parametrize(
-    ("values", "expected"),
+    ("vector", "expected"),
     [
-        ([3.0, 1.0, 2.0], [1.0, 0.0, 0.5]),
-        ([1.0, 1.0, 2.0], [0.0, 0.0, 1.0]),  # ties share the lower rank
-        ([5.0], [1.0]),
-        ([], []),
+        ([1.0, 0.0], 1.0),
+        ([0.5, 0.5], 0.5),  # ties with a pool item: the share of the pool strictly below
+        ([0.2, 0.9], 0.5),
+        ([0.0, 1.0], 0.0),
+        ([-1.0, 0.0], 0.0),
+        ([3.0, 0.0], 1.0),  # beyond the pool's best
     ],
-    ids=["distinct", "ties", "one", "none"],
+    ids=["best", "tie", "between", "worst", "below-all", "above-all"],
 )
-def test_appeal_is_a_percentile_within_the_pool(values: list[float], expected: list[float]) -> None:
-    np.testing.assert_allclose(percentiles(np.array(values)), expected)
+def test_appeal_is_the_share_of_the_pool_predicted_lower(
+    vector: list[float], expected: float
+) -> None:
+    # The model predicts the first coordinate; the pool's predictions are 0, 0.5 and 1.
+    pool = ColdPool(weights=np.array([1.0, 0.0, 0.0]), pool_predictions=np.array([0, 0.5, 1]))
+    appeal = pool.appeal(np.array([vector]))
+    assert appeal is not None
+    np.testing.assert_allclose(appeal, [expected])
+    assert ColdPool().appeal(np.array([vector])) is None  # no pool, no model
 
 
 def test_appeal_follows_the_content_that_engaged_items_share() -> None:

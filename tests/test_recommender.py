@@ -426,10 +426,12 @@ def test_the_creator_cap_holds_in_a_small_catalogue(world, rec) -> None:
     assert max(page.values()) <= 2, page
 
 
-def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world, rec) -> None:
+def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world) -> None:
     """Exploitation never sees the exploration pool; on pages under explore_min_k there is no
     slot to draw the pool into, so setting it aside would drop its items, the best-matching
-    little-known ones, from every page of the ranking."""
+    little-known ones, from every page of the ranking. (The test needs explorable candidates
+    under a narrow filter, so items with a few likes count as explorable here.)"""
+    rec = make_recommender(world, explore_max_engagements=9)
     greens = world.with_colour("green")[:3]
     world.log(rec, [world.event("no-slots", EventKind.LIKE, media_id=m) for m in greens])
     small = RecFilter(creator_ids=tuple(f"creator{c}" for c in range(5)), max_age_s=8 * DAY_S)
@@ -449,6 +451,7 @@ def test_pages_too_small_for_an_exploration_slot_set_nothing_aside(world, rec) -
     tiny, _ = whole_ranking(4)  # below explore_min_k (5): no exploration slot
     _, explored_too = whole_ranking(10)  # one slot a page
     drawn = [i.media_id for i in explored_too if i.explored]
+    rec.close()
     assert drawn and set(drawn) <= set(tiny)
     assert len(tiny) >= len(explored_too)
 

@@ -6,7 +6,8 @@ content is all there is to go on, in two ways:
 - *match*: how near the item is to a user's tastes (the cold candidate source);
 - *appeal*: how much engagement items with content like it get. A ridge regression from the
   content vector to log(1 + engagements), fitted on the engaged items at each rebuild, scores
-  every pool item; its percentile within the pool is the item's appeal. (An item's content
+  every pool item; an item's appeal is its prediction's percentile within the pool, and any
+  candidate's can be computed the same way. (An item's content
   says a lot about how widely it will be liked: on bench-real's validation split the two
   pool items of best appeal found more of the users' cold items than the best two by match.)
 
@@ -31,13 +32,25 @@ _GET_BATCH = 256
 
 @dataclass(frozen=True)
 class ColdPool:
-    """Pool items newest first, their unit content vectors (same rows) and their appeal."""
+    """Pool items newest first, their unit content vectors (same rows), and the appeal model:
+    ridge weights and the pool's predictions, sorted, that turn a prediction into a
+    percentile."""
 
     ids: tuple[str, ...] = ()
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    appeal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # in [0, 1]
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pool_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ascending
     by_appeal: tuple[str, ...] = ()  # the ids, best appeal first
-    appeal_of: dict[str, float] = field(default_factory=dict)
+
+    def appeal(self, vectors: np.ndarray) -> np.ndarray | None:
+        """Each row's appeal: the share of the pool predicted to be engaged with less, in
+        [0, 1]; None without a model, or for vectors of another dimension."""
+        n = self.pool_predictions.shape[0]
+        if n == 0 or vectors.ndim != 2 or self.weights.shape != (vectors.shape[1] + 1,):
+            return None
+        predicted = predict_appeal(self.weights, vectors)
+        below = np.searchsorted(self.pool_predictions, predicted, side="left")
+        return np.minimum(below / max(1, n - 1), 1.0)
 
 
 def build_cold_pool(
@@ -49,20 +62,20 @@ def build_cold_pool(
     ridge: float,
 ) -> ColdPool:
     """The ``size`` newest stored items outside ``engaged`` (undated ones count as oldest),
-    with their appeal predicted from ``engaged_vectors`` (unit rows) and their
+    with an appeal model fitted on ``engaged_vectors`` (unit rows) and their
     ``engagements``. Items with no vector are left out."""
     ids, vectors = newest_unengaged(store, engaged, size)
     if not ids:
         return ColdPool()
     weights = fit_appeal(engaged_vectors, engagements, ridge)
-    appeal = percentiles(predict_appeal(weights, vectors))
-    order = np.argsort(-appeal, kind="stable")
+    predicted = predict_appeal(weights, vectors)
+    order = np.argsort(-predicted, kind="stable")
     return ColdPool(
         ids=ids,
         vectors=vectors,
-        appeal=appeal,
+        weights=weights,
+        pool_predictions=np.sort(predicted),
         by_appeal=tuple(ids[i] for i in order),
-        appeal_of={m: float(a) for m, a in zip(ids, appeal, strict=True)},
     )
 
 
@@ -107,12 +120,3 @@ def predict_appeal(weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     if weights.shape != (vectors.shape[1] + 1,):
         return np.zeros(vectors.shape[0])
     return vectors.astype(np.float64) @ weights[:-1] + weights[-1]
-
-
-def percentiles(values: np.ndarray) -> np.ndarray:
-    """Each value's rank among ``values`` scaled to [0, 1] (ties share the lower rank)."""
-    n = values.shape[0]
-    if n <= 1:
-        return np.ones(n, dtype=np.float32)
-    ranks = np.searchsorted(np.sort(values), values, side="left")
-    return (ranks / (n - 1)).astype(np.float32)

@@ -453,8 +453,8 @@ class Recommender:
         # explorable items (a never-engaged item ranks low on score, so it would never be
         # explored if the pool came from the best scores alone).
         order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
-        prior = self._exploration_prior(table, queries, profile, cands.ids)
-        explorable = self._is_explorable(table, cands.ids)
+        prior = self._exploration_prior(table, queries, profile, cands.visual)
+        explorable = self._is_explorable(table)
         explore_only: set[int] = set()  # in the list for the bandit's pool, never exploited
         if bandit.exploration_slots(k, s.explore_fraction, s.explore_max_slots, s.explore_min_k):
             listed = set(order)
@@ -596,14 +596,14 @@ class Recommender:
         )
         return final, explored
 
-    def _is_explorable(self, table: FeatureTable, ids: Sequence[str]) -> np.ndarray:
+    def _is_explorable(self, table: FeatureTable) -> np.ndarray:
         """Little-known, rarely shown candidates: what the bandit may spend a slot on."""
         s = self._settings
-        known = (table.item_conf < 0.5) & (table.engagements <= s.explore_max_engagements)
-        if s.explore_cold_only:
-            cold = self._state.cold.appeal_of
-            known = np.array([m in cold for m in ids], dtype=bool)
-        return known & (table.impressions < s.explore_max_impressions)
+        return (
+            (table.item_conf < 0.5)
+            & (table.engagements <= s.explore_max_engagements)
+            & (table.impressions < s.explore_max_impressions)
+        )
 
     def _best_explorable(self, explorable: np.ndarray, prior: np.ndarray) -> list[int]:
         """The ``explore_pool_size`` explorable candidates of best prior, best first."""
@@ -616,11 +616,12 @@ class Recommender:
         table: FeatureTable,
         queries: Sequence[src.QueryVector],
         profile: UserProfile,
-        ids: Sequence[str],
+        vectors: np.ndarray,
     ) -> np.ndarray:
-        """Each candidate's prior engagement rate: from its content match to the user's taste,
-        or from its popularity for a user with nothing to match; for an item without events,
-        from its appeal (``coldstart``) when that is higher."""
+        """Each candidate's prior engagement rate: from its content match to the user's taste
+        (its popularity for a user with nothing to match) and, once the cold pool has an
+        appeal model and content counts, its appeal (``coldstart``), weighted by
+        ``explore_appeal_weight``."""
         s = self._settings
         col = b.FEATURE_INDEX
         has_vectors = any(q.kind != "seed" for q in queries) or bool(profile.clusters)
@@ -628,9 +629,10 @@ class Recommender:
             match = table.x[:, [col[b.CONTENT], col[b.INTEREST], col[b.SEED]]].max(axis=1)
         else:
             match = table.x[:, col[b.POPULARITY]]
-        appeal_of = self._state.cold.appeal_of
-        appeal = np.array([appeal_of.get(m, 0.0) for m in ids])
-        match = appeal if s.explore_cold_only else np.maximum(match, appeal)
+        appeal = self._state.cold.appeal(vectors) if s.content_signals else None
+        if appeal is not None:
+            w = s.explore_appeal_weight
+            match = (1.0 - w) * match + w * appeal
         return bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
 
     def _page(

@@ -104,8 +104,9 @@ class RecommendSettings:
     explore_max_slots: int = 2  # at most this many exploration slots per page
     explore_min_k: int = 5  # pages smaller than this get no exploration slot
     explore_max_impressions: int = 200  # items shown more often than this are not explored
-    explore_cold_only: bool = False
-    explore_max_engagements: int = 9  # items with more engagements than this are not explored
+    # Weight of appeal (coldstart.py) against the content match in the exploration prior.
+    explore_appeal_weight: float = 0.75
+    explore_max_engagements: int = 0  # items with more engagements than this are not explored
     explore_pool_size: int = 30  # best-prior candidates the bandit samples from
     explore_prior_strength: float = 20.0  # pseudo-impressions of the content-based prior
     explore_prior_base: float = 0.02  # prior engagement rate of an unmatched item
