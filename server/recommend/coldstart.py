@@ -4,12 +4,11 @@ Engagement-based sources and features know nothing of an item nobody has engaged
 content is all there is to go on, in two ways:
 
 - *match*: how near the item is to a user's tastes (the cold candidate source);
-- *appeal*: how much engagement items with content like it get. A ridge regression from the
-  content vector to log(1 + engagements), fitted on the engaged items at each rebuild, scores
-  every pool item; an item's appeal is its prediction's percentile within the pool, and any
-  candidate's can be computed the same way. (An item's content
-  says a lot about how widely it will be liked: on bench-real's validation split the two
-  pool items of best appeal found more of the users' cold items than the best two by match.)
+- *appeal*: how much engagement items with content like it get (a famous title, a
+  crowd-pleasing picture). A ridge regression from the content vector to
+  log(1 + positive engagements), fitted on the liked items at each rebuild, scores every pool
+  item; an item's appeal is the share of the pool whose prediction is lower, and any
+  candidate's can be computed the same way.
 
 Built off the request path with the rest of the derived state; pure apart from reading the
 store in :func:`build_cold_pool`.

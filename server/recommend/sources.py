@@ -310,7 +310,8 @@ def cold(ctx: SourceContext) -> list[Proposal]:
     half = max(1, s.cold_candidates // 2)
     queries = strongest_tastes(ctx.queries, s.fresh_queries)
     near = nearest_in_pool(pool.ids, pool.vectors, [q.vector for q in queries], half)
-    appealing = [Proposal(m, COLD, 1.0) for m in pool.by_appeal[:half]]
+    last = max(1, len(pool.by_appeal) - 1)
+    appealing = [Proposal(m, COLD, 1.0 - r / last) for r, m in enumerate(pool.by_appeal[:half])]
     return near + appealing
 
 
