@@ -47,9 +47,7 @@ def test_no_test_or_validation_interaction_is_in_training(data: Dataset, seed: i
     s = split(data, seed)
     assert not set(s.test) & set(s.train)
     assert not set(s.valid) & set(s.fit)
-    held_from_fit = set(s.train) - set(s.fit) - set(s.valid)
-    assert np.isin(data.items[list(held_from_fit)], s.valid_cold_items).all()
-    assert set(s.fit) | set(s.valid) | held_from_fit == set(s.train)
+    assert set(s.fit) | set(s.valid) == set(s.train)
     # Per user, everything trained on happened no later than anything held out for them.
     for part in (s.test, s.valid):
         for user in np.unique(data.users[part]):
@@ -77,12 +75,18 @@ def test_validation_cold_items_mirror_the_test_cold_items_one_part_earlier(
     s = split(data, seed)
     assert s.valid_cold_items.size == s.cold_items.size
     assert not set(s.valid_cold_items) & set(s.cold_items)
-    assert not np.isin(data.items[s.fit], s.valid_cold_items).any()
+    train, targets = s.rows_for("valid-cold")
+    assert list(targets) == list(s.valid)
+    assert not np.isin(data.items[train], s.valid_cold_items).any()
+    assert set(train) == set(s.fit) - set(np.flatnonzero(np.isin(data.items, s.valid_cold_items)))
     assert np.isin(data.items[s.valid], s.valid_cold_items).any()
-    # The test's training part keeps their events: only validation treats them as cold.
-    assert np.isin(data.items[s.train], s.valid_cold_items).any()
+    # Only the valid-cold run treats them as cold: tuning and the test train on their events.
+    assert np.isin(data.items[s.fit], s.valid_cold_items).any()
+    assert [list(p) for p in s.rows_for("valid")] == [list(s.fit), list(s.valid)]
+    assert [list(p) for p in s.rows_for("test")] == [list(s.train), list(s.test)]
     assert list(s.cold_for("test")) == list(s.cold_items)
-    assert list(s.cold_for("valid")) == list(s.valid_cold_items)
+    assert list(s.cold_for("valid-cold")) == list(s.valid_cold_items)
+    assert s.cold_for("valid").size == 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -23,11 +23,11 @@ MAX_TAGS = 20
 
 
 def item_texts(data: Dataset, split: Split, evaluate_on: str) -> list[str]:
-    """One text per item, as of the training part for ``evaluate_on`` ("test": train,
-    "valid": fit). A tag counts when its user has a training rating and it was given no later
-    than that user's last training rating; held-out users' tags and cold items' tags never
-    count."""
-    train_rows = split.train if evaluate_on == "test" else split.fit
+    """One text per item, as of the training part of the run ``evaluate_on`` (see
+    ``Split.rows_for``). A tag counts when its user has a training rating and it was given no
+    later than that user's last training rating; held-out users' tags and the run's cold
+    items' tags never count."""
+    train_rows, _ = split.rows_for(evaluate_on)
     last_train = np.full(data.n_users, -np.inf)
     np.maximum.at(last_train, data.users[train_rows], data.timestamps[train_rows])
     cold = set(split.cold_items.tolist()) | set(split.cold_for(evaluate_on).tolist())

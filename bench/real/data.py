@@ -8,10 +8,10 @@ The split (seeded; pure, so a unit test can pin it):
   broken by a seeded hash of (user, item), never by id. The last 20 % are test; of the
   training part, the last 10 % are validation.
 - Cold items: a seeded 15 % of items keep no training or validation events; their test events
-  stay, so they can be found only through content. Validation mirrors this: another seeded
-  15 % of items (the validation-cold items) keep no events in the fit part, only their
-  validation events, so knobs for cold items are chosen on validation. The training part
-  for the test keeps their events.
+  stay, so they can be found only through content. For choosing cold-start knobs, a
+  "valid-cold" run mirrors this one part earlier: another seeded 15 % of items (the
+  validation-cold items) lose their fit-part events (``fit_cold``) and keep their validation
+  events. Every other run, and the tuning of every model, uses the whole fit part.
 - Ratings >= 4 are positives (likes); the rest are views. Candidates for a user are all items
   minus the items of their training part (for validation runs: of their fit part).
 """
@@ -142,7 +142,8 @@ class Split:
 
     seed: int
     train: np.ndarray  # fit + validation rows of established users (cold items removed)
-    fit: np.ndarray  # train minus validation, minus the validation-cold items' rows
+    fit: np.ndarray  # train minus validation
+    fit_cold: np.ndarray  # fit minus the validation-cold items' rows
     valid: np.ndarray
     test: np.ndarray  # every test row, cold items included
     cold_items: np.ndarray  # sorted item indices
@@ -155,16 +156,22 @@ class Split:
         """Held-out users with at least ``NEW_USER_MIN_POSITIVES`` positives (the cohort)."""
         return sorted(self.new_user_rows)
 
+    def rows_for(self, evaluate_on: str) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, target rows) of a run: "test", "valid" or "valid-cold"."""
+        if evaluate_on == "test":
+            return self.train, self.test
+        return (self.fit_cold if evaluate_on == "valid-cold" else self.fit), self.valid
+
     def cold_for(self, evaluate_on: str) -> np.ndarray:
-        """The items held out of training for this part: "test" or "valid"."""
-        return self.cold_items if evaluate_on == "test" else self.valid_cold_items
+        """The items a run holds out of training: "test", "valid" (none) or "valid-cold"."""
+        if evaluate_on == "test":
+            return self.cold_items
+        return self.valid_cold_items if evaluate_on == "valid-cold" else np.zeros(0, np.int64)
 
     def sha(self) -> str:
         """A digest of the split, so two runs can tell whether they shared it."""
         digest = hashlib.sha256()
-        parts = (self.train, self.valid, self.test, self.cold_items, self.valid_cold_items,
-                 self.new_users)  # fmt: skip
-        for part in parts:
+        for part in (self.train, self.valid, self.test, self.cold_items, self.new_users):
             digest.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
             digest.update(b"|")
         return digest.hexdigest()[:16]
@@ -183,7 +190,7 @@ def split(data: Dataset, seed: int) -> Split:
     is_cold = np.isin(data.items, cold_items)
     is_valid_cold = np.isin(data.items, valid_cold_items)
     order = _temporal_order(data, seed)
-    train, fit, valid, test = [], [], [], []
+    train, fit, fit_cold, valid, test = [], [], [], [], []
     new_user_rows: dict[int, np.ndarray] = {}
     for user, rows in _rows_by_user(data.users, order).items():
         if is_new[rows[0]]:
@@ -197,12 +204,14 @@ def split(data: Dataset, seed: int) -> Split:
         n_valid = int(math.ceil(VALID_SHARE * head.size)) if head.size > 1 else 0
         fit_rows, valid_rows = head[: head.size - n_valid], head[head.size - n_valid :]
         train.append(head[~is_cold[head]])
-        fit.append(fit_rows[~is_cold[fit_rows] & ~is_valid_cold[fit_rows]])
+        fit.append(fit_rows[~is_cold[fit_rows]])
+        fit_cold.append(fit_rows[~is_cold[fit_rows] & ~is_valid_cold[fit_rows]])
         valid.append(valid_rows[~is_cold[valid_rows]])
     return Split(
         seed=seed,
         train=_cat(train),
         fit=_cat(fit),
+        fit_cold=_cat(fit_cold),
         valid=_cat(valid),
         test=_cat(test),
         cold_items=cold_items,

@@ -237,7 +237,9 @@ def run_seed(
     evaluate_on: str,
 ) -> tuple[SeedResult, dict[str, dict[str, Any]]]:
     """One seed: tune first when nothing is chosen yet, then score ``evaluate_on`` ("test":
-    refit on train, score the test part; "valid": fit part against the validation part)."""
+    refit on train, score the test part; "valid": fit part against the validation part;
+    "valid-cold": the same without the validation-cold items' fit events, whose validation
+    events are then the cold items')."""
     s = split(data, seed)
     result = SeedResult(seed, s.sha())
     fit_vectors = vectors.of(item_texts(data, s, "valid"))
@@ -252,7 +254,7 @@ def run_seed(
 
         chosen = tune(data, s, fit_vectors, mediarec_run)
         result.candidate_recall = candidate_recall(data, s, fit_vectors, chosen)
-    train_rows, target_rows = (s.train, s.test) if evaluate_on == "test" else (s.fit, s.valid)
+    train_rows, target_rows = s.rows_for(evaluate_on)
     train_vectors = vectors.of(item_texts(data, s, evaluate_on))
     t = task(data, train_rows, target_rows)
     cold = set(s.cold_for(evaluate_on).tolist())
@@ -476,10 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument(
         "--split",
-        choices=("valid", "test"),
+        choices=("valid", "valid-cold", "test"),
         default="valid",
-        help="what is scored: the validation part (default, for development) or the test part "
-        "(reported runs only: make bench-real)",
+        help="what is scored: the validation part (default, for development; valid-cold also "
+        "holds the validation-cold items out of the fit part, for cold-start knobs) or the test "
+        "part (reported runs only: make bench-real)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench")
     args = parser.parse_args(argv)
