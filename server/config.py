@@ -935,7 +935,9 @@ class RecommendConfig:
     explore_prior_strength: float = setting(
         _recommend_default("explore_prior_strength"),
         "explore_prior_strength",
-        "Pseudo-impressions of an explored item's content-based prior.",
+        "Pseudo-impressions of an explored item's content-based prior; the default, far above "
+        "explore_max_impressions, lets the prior pick the slots, and an item that draws nothing "
+        "leaves at the impression cap.",
         minimum=0,
         flag=False,
     )

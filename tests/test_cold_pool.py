@@ -46,7 +46,12 @@ def test_the_cold_pool_holds_the_newest_unengaged_items_with_unit_vectors(
         pool = build_cold_pool(store, {"liked-newest"}, 3, engaged, np.array([50, 5, 0]), 0.1)
         assert pool.ids == ids
         assert pool.by_appeal == ("photo-old", "photo-new", "caption-only")
-        np.testing.assert_allclose(pool.appeal(vectors), [0.5, 0.0, 1.0])  # pool order
+        # In pool order; about a tenth of the best item's engagements are predicted for y.
+        appeal = pool.appeal(vectors)
+        assert appeal is not None
+        assert appeal[2] == pytest.approx(1.0)
+        assert 0.05 < appeal[0] < 0.2
+        assert 0.0 <= appeal[1] < 0.01
         assert pool.appeal(np.ones((1, 2))) is None  # another dimension
     finally:
         store.close()
@@ -56,23 +61,31 @@ def test_the_cold_pool_holds_the_newest_unengaged_items_with_unit_vectors(
     ("vector", "expected"),
     [
         ([1.0, 0.0], 1.0),
-        ([0.5, 0.5], 0.5),  # ties with a pool item: the share of the pool strictly below
-        ([0.2, 0.9], 0.5),
+        ([np.log1p(0.5 * np.e - 0.5), 0.0], 0.5),  # half the best item's engagements
+        ([0.3, 0.9], np.expm1(0.3) / np.expm1(1.0)),  # only the first coordinate counts
         ([0.0, 1.0], 0.0),
-        ([-1.0, 0.0], 0.0),
+        ([-1.0, 0.0], 0.0),  # a negative prediction is no engagement, not less than none
         ([3.0, 0.0], 1.0),  # beyond the pool's best
     ],
-    ids=["best", "tie", "between", "worst", "below-all", "above-all"],
+    ids=["best", "half", "between", "none", "below-none", "above-best"],
 )
-def test_appeal_is_the_share_of_the_pool_predicted_lower(
+def test_appeal_is_the_predicted_engagements_over_the_pool_best(
     vector: list[float], expected: float
 ) -> None:
-    # The model predicts the first coordinate; the pool's predictions are 0, 0.5 and 1.
-    pool = ColdPool(weights=np.array([1.0, 0.0, 0.0]), pool_predictions=np.array([0, 0.5, 1]))
+    # The model predicts the first coordinate as log(1 + engagements); the best pool item's
+    # prediction is 1.
+    pool = ColdPool(ids=("a",), weights=np.array([1.0, 0.0, 0.0]), best_prediction=1.0)
     appeal = pool.appeal(np.array([vector]))
     assert appeal is not None
     np.testing.assert_allclose(appeal, [expected])
     assert ColdPool().appeal(np.array([vector])) is None  # no pool, no model
+
+
+def test_a_pool_predicted_no_engagement_gives_no_appeal() -> None:
+    pool = ColdPool(ids=("a",), weights=np.array([1.0, 0.0, 0.0]), best_prediction=0.0)
+    appeal = pool.appeal(np.array([[2.0, 0.0], [0.5, 1.0]]))
+    assert appeal is not None
+    np.testing.assert_array_equal(appeal, [0.0, 0.0])
 
 
 def test_appeal_follows_the_content_that_engaged_items_share() -> None:

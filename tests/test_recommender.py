@@ -485,8 +485,9 @@ def test_cursor_errors(world, rec) -> None:
 
 
 def test_every_item_explains_its_score(world) -> None:
-    # A cap of 4 leaves this ten-creator world room for exploration beside the exploited items.
-    rec = make_recommender(world, creator_cap=4)
+    # A cap of 4 leaves this ten-creator world room for exploration beside the exploited items;
+    # a weak prior keeps the draw random, so an explored item's propensity is below 1.
+    rec = make_recommender(world, creator_cap=4, explore_prior_strength=20.0)
     try:
         reds = world.with_colour("red")[:3]
         world.log(rec, [world.event("curious", EventKind.LIKE, media_id=m) for m in reds])

@@ -7,8 +7,10 @@ content is all there is to go on, in two ways:
 - *appeal*: how much engagement items with content like it get (a famous title, a
   crowd-pleasing picture). A ridge regression from the content vector to
   log(1 + positive engagements), fitted on the liked items at each rebuild, scores every pool
-  item; an item's appeal is the share of the pool whose prediction is lower, and any
-  candidate's can be computed the same way.
+  item; an item's appeal is the engagement its content predicts as a share of the pool's
+  best prediction, and any candidate's can be computed the same way. A ratio rather than a
+  rank, so that the exploration prior separates the few items predicted far above the rest
+  (a rank puts the best hundred within a few hundredths of each other).
 
 Built off the request path with the rest of the derived state; pure apart from reading the
 store in :func:`build_cold_pool`.
@@ -32,24 +34,25 @@ _GET_BATCH = 256
 @dataclass(frozen=True)
 class ColdPool:
     """Pool items newest first, their unit content vectors (same rows), and the appeal model:
-    ridge weights and the pool's predictions, sorted, that turn a prediction into a
-    percentile."""
+    ridge weights and the pool's best prediction, which scales an appeal to [0, 1]."""
 
     ids: tuple[str, ...] = ()
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    pool_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ascending
+    best_prediction: float = 0.0  # predicted log(1 + engagements) of the pool's best item
     by_appeal: tuple[str, ...] = ()  # the ids, best appeal first
 
     def appeal(self, vectors: np.ndarray) -> np.ndarray | None:
-        """Each row's appeal: the share of the pool predicted to be engaged with less, in
-        [0, 1]; None without a model, or for vectors of another dimension."""
-        n = self.pool_predictions.shape[0]
-        if n == 0 or vectors.ndim != 2 or self.weights.shape != (vectors.shape[1] + 1,):
+        """Each row's appeal: its predicted engagements over those of the pool's best item,
+        in [0, 1] (all zeros when no pool item is predicted any); None without a model, or
+        for vectors of another dimension."""
+        if not self.ids or vectors.ndim != 2 or self.weights.shape != (vectors.shape[1] + 1,):
             return None
-        predicted = predict_appeal(self.weights, vectors)
-        below = np.searchsorted(self.pool_predictions, predicted, side="left")
-        return np.minimum(below / max(1, n - 1), 1.0)
+        best = self.best_prediction
+        if best <= 0.0:
+            return np.zeros(vectors.shape[0])
+        predicted = np.clip(predict_appeal(self.weights, vectors), 0.0, best)
+        return np.expm1(predicted) / np.expm1(best)
 
 
 def build_cold_pool(
@@ -73,7 +76,7 @@ def build_cold_pool(
         ids=ids,
         vectors=vectors,
         weights=weights,
-        pool_predictions=np.sort(predicted),
+        best_prediction=float(predicted.max()),
         by_appeal=tuple(ids[i] for i in order),
     )
 

@@ -108,7 +108,10 @@ class RecommendSettings:
     explore_appeal_weight: float = 0.75
     explore_max_engagements: int = 0  # items with more engagements than this are not explored
     explore_pool_size: int = 30  # best-prior candidates the bandit samples from
-    explore_prior_strength: float = 20.0  # pseudo-impressions of the content-based prior
+    # Pseudo-impressions of the content-based prior: far more than explore_max_impressions, so
+    # the slots go to what the content predicts best, and an item that draws nothing leaves
+    # the pool at the impression cap rather than through its posterior.
+    explore_prior_strength: float = 2000.0
     explore_prior_base: float = 0.02  # prior engagement rate of an unmatched item
     explore_prior_gain: float = 0.2  # added to the prior rate for a perfect content match
     propensity_samples: int = 400  # policy re-samples that estimate a propensity
