@@ -73,16 +73,16 @@ screenshots: $(STAMP) $(CHROMIUM)
 	MEDIAREC_SCREENSHOTS=docs $(PY) -m pytest -q tests/test_gallery_browser.py
 
 demo: $(STAMP)
-	$(PY) -m server.demo --data-dir $(DATA)
+	$(PY) -m mediarec.server.demo --data-dir $(DATA)
 
 smoke: $(STAMP)
-	$(PY) -m server.smoke
+	$(PY) -m mediarec.server.smoke
 
 eval-demo-model: $(STAMP)
-	$(PY) -m encoders.synthetic.evaluate
+	$(PY) -m mediarec.encoders.synthetic.evaluate
 
 train-demo-model: $(STAMP)
-	$(PY) -m encoders.synthetic.train
+	$(PY) -m mediarec.encoders.synthetic.train
 
 proto: $(STAMP)
 	$(PY) protos/protogen.py
@@ -90,8 +90,16 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# mypy cannot follow the editable install's import hook, so it reads the `mediarec` namespace
+# through a git-ignored tree of links to the folders.
+TYPECHECK_ROOT := build/typecheck
 typecheck: $(STAMP)
-	$(PY) -m mypy encoders server client
+	mkdir -p $(TYPECHECK_ROOT)/mediarec
+	ln -sfn ../../../server $(TYPECHECK_ROOT)/mediarec/server
+	ln -sfn ../../../encoders $(TYPECHECK_ROOT)/mediarec/encoders
+	ln -sfn ../../../client $(TYPECHECK_ROOT)/mediarec/client
+	ln -sfn ../../../client/generated/mediarec/v1 $(TYPECHECK_ROOT)/mediarec/v1
+	MYPYPATH=$(TYPECHECK_ROOT) $(PY) -m mypy -p mediarec.server -p mediarec.encoders -p mediarec.client
 	$(PY) -m mypy protos/protogen.py  # alone: beside protos/, it would shadow mediarec.v1
 
 bench: bench-speed bench-quality

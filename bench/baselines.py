@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.recommend.profile import decay
-from server.recommend.settings import RecommendSettings
-from server.recommend.state import build_coengagement
+from mediarec.server.recommend.profile import decay
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.state import build_coengagement
 
 logger = logging.getLogger(__name__)
 

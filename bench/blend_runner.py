@@ -31,14 +31,14 @@ from bench.engagement_sim import (
     EngagementLog,
 )
 from bench.world_sim import DEVICES, REGION_UTC_OFFSET_H, REGIONS, World
-from encoders import Encoder
-from server.engagement import SqliteEngagementStore, open_engagement_store
-from server.engagement.sqlite_store import DATABASE_NAME
-from server.recommend.recommender import Recommender
-from server.recommend.settings import RecommendSettings
-from server.recommend.types import Context, Event, EventKind, RecRequest
-from server.store import MediaPoint, VectorStore, schema
-from server.store.factory import open_store
+from mediarec.encoders import Encoder
+from mediarec.server.engagement import SqliteEngagementStore, open_engagement_store
+from mediarec.server.engagement.sqlite_store import DATABASE_NAME
+from mediarec.server.recommend.recommender import Recommender
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.types import Context, Event, EventKind, RecRequest
+from mediarec.server.store import MediaPoint, VectorStore, schema
+from mediarec.server.store.factory import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ _UPSERT_BATCH = 1_000
 def recommend_settings(model_id: str, **overrides: object) -> RecommendSettings:
     """The recommender's defaults for ``model_id``: the near-duplicate threshold its registry
     entry (model card) gives, if any, instead of the real-CLIP default."""
-    from encoders.registry import parse_model_id
+    from mediarec.encoders.registry import parse_model_id
 
     spec = parse_model_id(model_id)
     # Offline replays measure ranking quality, not latency: warming users ahead would only add

@@ -20,7 +20,8 @@ from bench.world_sim import DAY_S, NOT_NEW, World, prepare_cache
 
 logger = logging.getLogger(__name__)
 
-# Event kind codes of the compact log (converted to server.recommend.types.EventKind later).
+# Event kind codes of the compact log (converted to mediarec.server.recommend.types.EventKind
+# later).
 LIKE, LONG_VIEW, SAVE, SHARE, COMMENT, VIEW, SKIP, HIDE, FOLLOW, IMPRESSION = range(10)
 POSITIVE_CODES = (LIKE, LONG_VIEW, SAVE, SHARE, COMMENT)
 SEEN_CODES = (*POSITIVE_CODES, VIEW, SKIP, HIDE)  # mediarec's SEEN_KINDS: not IMPRESSION

@@ -18,9 +18,9 @@ from bench import baselines as bl
 from bench.engagement_sim import SEEN_CODES, EngagementLog
 from bench.metrics import Interval, bootstrap_ci, coverage, ndcg_at_k, recall_at_k
 from bench.world_sim import NOT_NEW, World
-from server.recommend.profile import summarize_events
-from server.recommend.settings import RecommendSettings
-from server.recommend.types import Event
+from mediarec.server.recommend.profile import summarize_events
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.types import Event
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import numpy as np
 from bench.docs import assemble_beside
 from bench.inprocess import Server
 from bench.report import code_version, machine
-from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
+from mediarec.client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
 
 logger = logging.getLogger(__name__)
 

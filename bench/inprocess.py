@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from client import MediarecClient
+from mediarec.client import MediarecClient
 
 
 class Server:
     """The real server over ``data_dir``; ``overrides`` are configuration keys (flag names)."""
 
     def __init__(self, data_dir: Path, model_id: str, **overrides: Any) -> None:
-        from server.app import build_server
-        from server.config import load_settings
-        from server.runtime import ServiceState, open_deps
+        from mediarec.server.app import build_server
+        from mediarec.server.config import load_settings
+        from mediarec.server.runtime import ServiceState, open_deps
 
         values = {"model_id": model_id, "data_dir": str(data_dir), "port": 0, **overrides}
         settings = load_settings(values, {}, None)

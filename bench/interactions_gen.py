@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.recommend.collab import Interactions
+from mediarec.server.recommend.collab import Interactions
 
 YEAR_S = 365 * 86_400.0
 

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=200, help="pseudo-new users scored")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from encoders import EncoderOptions, load_encoder
+    from mediarec.encoders import EncoderOptions, load_encoder
 
     encoder = load_encoder("mediarec-demo", EncoderOptions(batch_size=256))
     config = WorldConfig(seed=args.seed)

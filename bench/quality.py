@@ -104,8 +104,8 @@ def simulated_world(
 
 def run_seed(seed: int, options: Options) -> SeedResult:
     """Everything for one world seed (runs in a worker process when seeds run in parallel)."""
-    from encoders import EncoderOptions, load_encoder
-    from server.recommend.train import TrainConfig, format_report, train_ranker
+    from mediarec.encoders import EncoderOptions, load_encoder
+    from mediarec.server.recommend.train import TrainConfig, format_report, train_ranker
 
     clock = _Stopwatch()
     encoder = load_encoder(options.model_id,
@@ -130,7 +130,7 @@ def run_seed(seed: int, options: Options) -> SeedResult:
         vectors = open_vectors(root / "vectors", encoder)
         index_posts(vectors, world, np.flatnonzero(world.post_time < config.test_split),
                     encoder.model_id)
-        from server.engagement import open_engagement_store
+        from mediarec.server.engagement import open_engagement_store
 
         store = open_engagement_store(root / "validation")
         log_events(store, val.train_events)
@@ -217,7 +217,7 @@ def _blend_slates(
     users: np.ndarray, seed: int,
 ) -> tuple[np.ndarray, float]:
     """The blend's slates for ``users``, rows aligned with ``phase.users`` (-1 elsewhere)."""
-    from server.engagement import open_engagement_store
+    from mediarec.server.engagement import open_engagement_store
 
     store = open_engagement_store(engagement_dir)
     runner = BlendRunner(world, encoder, vectors, store, settings, phase.split, seed=seed)
@@ -239,7 +239,7 @@ def _train_ranker_on_validation(
     simulated users did during the validation window; train-ranker labels each served item by
     whether its user engaged with it in that window (the same notion of relevance as the
     test), and fits the ranker."""
-    from server.engagement import open_engagement_store
+    from mediarec.server.engagement import open_engagement_store
 
     rng = np.random.default_rng([seed, 6])
     users = val.users

@@ -29,8 +29,8 @@ import scipy.sparse as sp
 from bench.docs import assemble_beside
 from bench.interactions_gen import LogShape, generate
 from bench.report import code_version, machine
-from server.recommend.collab import CollabModel, CollabSettings, Factors, build_collab
-from server.recommend.ltr_train import history_at, user_rows
+from mediarec.server.recommend.collab import CollabModel, CollabSettings, Factors, build_collab
+from mediarec.server.recommend.ltr_train import history_at, user_rows
 
 logger = logging.getLogger(__name__)
 

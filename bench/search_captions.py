@@ -31,7 +31,7 @@ from bench.docs import assemble_beside
 from bench.inprocess import Server
 from bench.metrics import Interval, bootstrap_ci
 from bench.report import code_version, machine
-from client import MediaMetadata, TextMatch
+from mediarec.client import MediaMetadata, TextMatch
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from scipy import stats
 
 from bench.docs import assemble_beside
 from bench.report import code_version, machine
-from client import (
+from mediarec.client import (
     Event,
     EventKind,
     InvalidArgument,
@@ -48,9 +48,9 @@ from client import (
     MediarecError,
     ResourceExhausted,
 )
-from encoders.synthetic.world import WorldGenerator
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.demo import running_server
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.demo import running_server
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import numpy as np
 from bench.speed import SectionResult, SpeedConfig
 
 if TYPE_CHECKING:  # the load-generator process imports this module and needs none of the server
-    from server.runtime import ServiceDeps
+    from mediarec.server.runtime import ServiceDeps
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def drive(
     """Send ``payloads`` from ``clients`` threads in a closed loop: a text is one SearchMedia
     query, bytes are one IndexMedia image (id ``{id_prefix}-{n}``). Returns (latency of each
     request in s, wall s from the moment every client is connected)."""
-    from client import MediaMetadata, MediarecClient
+    from mediarec.client import MediaMetadata, MediarecClient
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[BaseException] = []
@@ -170,9 +170,9 @@ class Served:
 
 @contextlib.contextmanager
 def serving(model_id: str, batching: bool, data_dir: Path, store_items: int) -> Iterator[Served]:
-    from server.app import build_server
-    from server.config import load_settings
-    from server.runtime import ServiceState, open_deps
+    from mediarec.server.app import build_server
+    from mediarec.server.config import load_settings
+    from mediarec.server.runtime import ServiceState, open_deps
 
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = load_settings(
@@ -198,7 +198,7 @@ def serving(model_id: str, batching: bool, data_dir: Path, store_items: int) -> 
 
 def _seed_store(deps: ServiceDeps, items: int) -> None:
     """Random unit vectors as bring-your-own items: search has something to rank."""
-    from server.media import ItemMetadata
+    from mediarec.server.media import ItemMetadata
 
     rng = np.random.default_rng(SEED)
     vectors = rng.standard_normal((items, deps.encoder.dim)).astype(np.float32)
@@ -216,7 +216,7 @@ def _seed_store(deps: ServiceDeps, items: int) -> None:
 
 
 def _jpegs(count: int) -> list[bytes]:
-    from encoders.synthetic.world import WorldGenerator
+    from mediarec.encoders.synthetic.world import WorldGenerator
 
     out = []
     for post in WorldGenerator(SEED, image_size=IMAGE_SIZE).posts(count):

@@ -35,7 +35,7 @@ from bench.speed import SectionResult, SpeedConfig
 if TYPE_CHECKING:
     import torch
 
-    from encoders.backends.torch_base import TorchClipEncoder
+    from mediarec.encoders.backends.torch_base import TorchClipEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def raw_forward(
 
 def load_photos(media_dir: Path) -> list[Image.Image]:
     """The real photos, decoded exactly as the indexer decodes them."""
-    from encoders.images import decode_image
+    from mediarec.encoders.images import decode_image
 
     return [decode_image(p.read_bytes()) for p in sorted((media_dir / "images").glob("*.jpg"))]
 
@@ -164,7 +164,7 @@ def naive_embedder(model: Any, tokenizer: Callable) -> Callable[[Sequence[str]],
     """Full-context ``encode_text`` in caller order, TEXT_BATCH texts a call."""
     import torch
 
-    from encoders import l2_normalize
+    from mediarec.encoders import l2_normalize
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         parts = []
@@ -238,7 +238,7 @@ def int8_result(
     held_out: bool,
 ) -> Int8Result:
     """The encoder's own ``precision="int8"``: ONNX Runtime int8 image tower, fp32 texts."""
-    from encoders import EncoderOptions, load_encoder
+    from mediarec.encoders import EncoderOptions, load_encoder
 
     cache = config.work_dir / "onnx-int8" / label.split()[0]
     shutil.rmtree(cache, ignore_errors=True)  # the one-off build is part of the result
@@ -253,7 +253,7 @@ def int8_result(
     cosine = min_cosine(int8.embed_images(photos[0]), photos[1]) if photos else None
     top1_fp32 = top1_int8 = None
     if held_out:
-        from encoders.synthetic.evaluate import evaluate
+        from mediarec.encoders.synthetic.evaluate import evaluate
 
         top1_fp32 = float(evaluate(fp32, n=plan.eval_posts)["text_to_image_top1"])
         top1_int8 = float(evaluate(int8, n=plan.eval_posts)["text_to_image_top1"])
@@ -283,7 +283,7 @@ def measure_model(
     captions: Sequence[str],
     held_out: bool,
 ) -> ModelResult:
-    from encoders import EncoderOptions, load_encoder
+    from mediarec.encoders import EncoderOptions, load_encoder
 
     logger.info("embed: %s", label)
     encoders: dict[str, Any] = {
@@ -312,7 +312,7 @@ def measure_model(
 def run(config: SpeedConfig) -> SectionResult:
     import torch
 
-    from encoders import parse_model_id
+    from mediarec.encoders import parse_model_id
 
     plan = QUICK if config.quick else FULL
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min: was the box idle?
@@ -429,7 +429,7 @@ def _int8_table(config: SpeedConfig, plan: Plan, models: Sequence[ModelResult]) 
         f"{config.cores} intra-op threads; texts stay fp32 torch. img/s = `embed_pixels` as "
         "above. First load = empty cache (torch weights + export + quantization); cached = the "
         "int8 model read back. Cosine against fp32 over the real photos; top-1 = held-out "
-        f"text->image top-1 of `encoders.synthetic.evaluate` on {plan.eval_posts} posts.",
+        f"text->image top-1 of `mediarec.encoders.synthetic.evaluate` on {plan.eval_posts} posts.",
         "",
         "| model | " + " | ".join(f"img/s batch {b}" for b in sizes)
         + " | first load s | cached load s | min cosine vs fp32 | top-1 fp32 | top-1 int8 |",

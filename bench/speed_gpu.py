@@ -5,7 +5,7 @@ Run on a machine with CUDA (never in CI or the tests)::
     python -m bench.speed_gpu --media $MEDIAREC_TEST_MEDIA --out bench-gpu
 
 It reuses the CPU section's parts (bench/speed_index.py): the same random ViT-B-32 checkpoint,
-the same per-file decode code and the real ``python -m server.cli index`` command, run with
+the same per-file decode code and the real ``python -m mediarec.server.cli index`` command, run with
 ``--device cuda``. On a GPU the model is no longer the bottleneck, so besides the model's
 rate it measures the CPU side's own ceiling: the same read + decode + resize + tensor steps
 on a pool of ``cores`` threads, with no model. ``e2e / min(forward, decode pool)`` says how
@@ -82,11 +82,11 @@ def forward_rates(
     median of ``repeats`` timed calls after three warm-ups."""
     import torch
 
-    from encoders import create_encoder
-    from encoders.backends.torch_base import TorchClipEncoder
-    from encoders.images import decode_image
-    from encoders.options import EncoderOptions
-    from encoders.preprocess import images_to_tensor
+    from mediarec.encoders import create_encoder
+    from mediarec.encoders.backends.torch_base import TorchClipEncoder
+    from mediarec.encoders.images import decode_image
+    from mediarec.encoders.options import EncoderOptions
+    from mediarec.encoders.preprocess import images_to_tensor
 
     encoder = create_encoder(
         model_id, EncoderOptions(device=device, batch_size=max(batches), precision=precision)
@@ -115,9 +115,9 @@ def forward_rates(
 
 def decode_pool_rate(files: Sequence[Path], model_id: str, workers: int) -> dict[str, float]:
     """The CPU side alone: the indexer's per-file steps on ``workers`` threads, no model."""
-    from encoders import create_encoder
-    from encoders.backends.torch_base import TorchClipEncoder
-    from encoders.options import EncoderOptions
+    from mediarec.encoders import create_encoder
+    from mediarec.encoders.backends.torch_base import TorchClipEncoder
+    from mediarec.encoders.options import EncoderOptions
 
     encoder = create_encoder(model_id, EncoderOptions())  # only its preprocessing is used
     assert isinstance(encoder, TorchClipEncoder)

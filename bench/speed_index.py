@@ -8,7 +8,7 @@ On a CPU box decoding and the model share the cores, so the honest ceiling is
 * ``d``: read + decode + preprocess core-seconds per image, one thread, with exactly the code the
   indexer runs (``decode_image`` in JPEG draft mode, ``resize_and_crop``, ``images_to_tensor``).
 
-End to end is the real command (``python -m server.cli index FOLDER``, embedded store in a
+End to end is the real command (``python -m mediarec.server.cli index FOLDER``, embedded store in a
 fresh data dir) in its own process; its rate is files / the indexer's own clock (the report's
 ``elapsed_s``: scan to last commit), so process start, model load and store open are excluded.
 All three use the same ViT-B-32 (random weights, an ``openclip-dir:`` checkpoint) and precision.
@@ -43,7 +43,7 @@ from bench.speed import SectionResult, SpeedConfig
 if TYPE_CHECKING:
     import torch
 
-    from encoders.backends.torch_base import TorchClipEncoder
+    from mediarec.encoders.backends.torch_base import TorchClipEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -243,9 +243,9 @@ def measure_decode(files: Sequence[Path], encoder: TorchClipEncoder, passes: int
 
 def _decode_stages(path: Path, encoder: TorchClipEncoder) -> dict[str, float]:
     """Thread CPU seconds of each step the indexer takes for one JPEG, hash included."""
-    from encoders.images import DEFAULT_MAX_PIXELS, decode_image
-    from encoders.preprocess import images_to_tensor, resize_and_crop
-    from server.indexing.indexer import jpeg_draft_size
+    from mediarec.encoders.images import DEFAULT_MAX_PIXELS, decode_image
+    from mediarec.encoders.preprocess import images_to_tensor, resize_and_crop
+    from mediarec.server.indexing.indexer import jpeg_draft_size
 
     spec = encoder.preprocess_spec
     stamps = [time.thread_time()]
@@ -291,9 +291,9 @@ def measure_sustained_forward(
 
 def batch_pixels(encoder: TorchClipEncoder, files: Sequence[Path]) -> torch.Tensor:
     """The first BATCH files (real photos), decoded and preprocessed as the indexer does."""
-    from encoders.images import decode_image
-    from encoders.preprocess import images_to_tensor
-    from server.indexing.indexer import jpeg_draft_size
+    from mediarec.encoders.images import decode_image
+    from mediarec.encoders.preprocess import images_to_tensor
+    from mediarec.server.indexing.indexer import jpeg_draft_size
 
     draft = jpeg_draft_size(encoder)
     images = [decode_image(p.read_bytes(), draft_size=draft) for p in files[:BATCH]]
@@ -314,14 +314,15 @@ class EndToEnd:
 def index_folder_cli(
     folder: Path, model_id: str, precision: str, scratch: Path, extra_args: Sequence[str] = ()
 ) -> EndToEnd:
-    """``python -m server.cli index FOLDER`` into a fresh embedded store; raises if it fails."""
+    """``python -m mediarec.server.cli index FOLDER`` into a fresh embedded store; raises if it
+    fails."""
     import shutil
 
     data_dir = scratch / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     report_path = scratch / "report.json"
     command = [
-        sys.executable, "-m", "server.cli", "index", str(folder),
+        sys.executable, "-m", "mediarec.server.cli", "index", str(folder),
         "--model-id", model_id, "--precision", precision,
         "--data-dir", str(data_dir), "--report", str(report_path),
         "--no-progress", "--strict", *extra_args,
@@ -357,8 +358,8 @@ def measure_video(
     clip: Path, encoder: TorchClipEncoder, repeats: int
 ) -> tuple[float, float, float]:
     """Median seconds of (decode, preprocess, embed) for one clip, after one warm-up."""
-    from encoders.preprocess import images_to_tensor
-    from encoders.video import sample_frames
+    from mediarec.encoders.preprocess import images_to_tensor
+    from mediarec.encoders.video import sample_frames
 
     spec = encoder.preprocess_spec
     timings: list[tuple[float, float, float]] = []
@@ -445,9 +446,9 @@ def measure_precision(
     """The peak forward rate, then d (unless already measured: it does not depend on the
     precision), then per end-to-end run the sustained forward rate just before it; the loaded
     encoder is returned for the video part."""
-    from encoders import create_encoder
-    from encoders.backends.torch_base import TorchClipEncoder
-    from encoders.options import EncoderOptions
+    from mediarec.encoders import create_encoder
+    from mediarec.encoders.backends.torch_base import TorchClipEncoder
+    from mediarec.encoders.options import EncoderOptions
 
     encoder = create_encoder(model_id, EncoderOptions(batch_size=BATCH, precision=precision))
     assert isinstance(encoder, TorchClipEncoder)  # an openclip-dir model
@@ -546,7 +547,8 @@ def _markdown(
         f"(batches of {BATCH} back to back on preprocessed tensors), measured just before each "
         "end-to-end run; `d` = read + draft-mode decode + preprocess, CPU "
         f"seconds per file on one thread (per file the fastest of {plan.decode_passes} "
-        "pass(es)); ideal = cores / (m + d). End to end = `python -m server.cli index FOLDER` "
+        "pass(es)); ideal = cores / (m + d). End to end = "
+        "`python -m mediarec.server.cli index FOLDER` "
         "(default decode threads and batching), files / the indexer's own clock (scan to last "
         "commit: hashing, decoding, embedding and fsync'd store writes; process start, model "
         f"load and store open excluded), {plan.e2e_runs} run(s), each on a fresh store. "

@@ -50,7 +50,7 @@ from bench.speed_latency_load import (
 from bench.speed_latency_report import markdown, peak_point, write_curve
 from bench.speed_latency_server import MODEL_ID, serve
 from bench.speed_latency_world import WorldInfo, WorldSpec, ensure_world
-from server.store.sparse_copy import copy_tree_sparse
+from mediarec.server.store.sparse_copy import copy_tree_sparse
 
 logger = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def before_send(client: object, call: Call) -> None:
     """Untimed work that sets up a call: REC_AFTER_EVENT logs the user's search first."""
     import uuid
 
-    from client import Event, EventKind, MediarecClient
+    from mediarec.client import Event, EventKind, MediarecClient
 
     assert isinstance(client, MediarecClient)
     if call.workload == REC_AFTER_EVENT:
@@ -66,7 +66,7 @@ def before_send(client: object, call: Call) -> None:
 
 def send(client: object, call: Call) -> int:
     """One call; returns how many items came back (so a broken answer is visible)."""
-    from client import ClientContext, Location, MediarecClient
+    from mediarec.client import ClientContext, Location, MediarecClient
 
     assert isinstance(client, MediarecClient)
     if call.workload in (REC_WARM, REC_NEW, REC_AFTER_EVENT):
@@ -92,7 +92,7 @@ def closed_loop(
 ) -> Sample:
     """Send ``calls`` from ``concurrency`` clients back to back (the first ``warmup`` untimed,
     one client). Stops early after ``max_seconds`` of timed calls."""
-    from client import MediarecClient
+    from mediarec.client import MediarecClient
 
     clients = [MediarecClient(target, default_timeout_s=timeout_s) for _ in range(concurrency)]
     try:
@@ -147,7 +147,7 @@ def open_loop(
     timeout_s: float = 5.0,
 ) -> Sample:
     """Send call i at ``start + i / rate`` whatever happened before; latency from that time."""
-    from client import MediarecClient
+    from mediarec.client import MediarecClient
 
     clients = [MediarecClient(target, default_timeout_s=timeout_s) for _ in range(CHANNELS)]
     latencies: list[float] = []

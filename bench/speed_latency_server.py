@@ -38,13 +38,14 @@ MODEL_ID = "mediarec-demo"
 
 
 def serve(data_dir: str, conn: Connection, overrides: dict[str, Any]) -> None:
-    """The server process's main, set up as ``server.app.serve`` sets up ``mediarec serve``."""
+    """The server process's main, set up as ``mediarec.server.app.serve`` sets up
+    ``mediarec serve``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s server %(name)s %(message)s")
-    from server.app import build_server
-    from server.config import load_settings
-    from server.heap import freeze_startup_objects, schedule_full_collections
-    from server.runtime import ServiceState, open_deps
-    from server.threads import limit_numpy_blas_threads
+    from mediarec.server.app import build_server
+    from mediarec.server.config import load_settings
+    from mediarec.server.heap import freeze_startup_objects, schedule_full_collections
+    from mediarec.server.runtime import ServiceState, open_deps
+    from mediarec.server.threads import limit_numpy_blas_threads
 
     started = time.monotonic()
     settings = load_settings(
@@ -172,14 +173,20 @@ _RECOMMENDER_STAGES = (
     ("9a best video frames", "_with_frames"),
 )
 _MODULE_STAGES = (
-    ("server.recommend.sources", "gather", "3 candidate sources (the others; all but 3a, 3b)"),
-    ("server.recommend.sources", "social_counts", "4 social counts"),
-    ("server.recommend.recommender", "compute_features", "6 features"),
-    ("server.recommend.recommender", "collapse_near_duplicates", "7b near-duplicate collapse"),
-    ("server.recommend.recommender", "mmr_rank", "8a MMR"),
-    ("server.recommend.profile", "summarize_events", "1a summarize events"),
-    ("server.recommend.profile", "cluster_interests", "1b cluster interests"),
-    ("server.grpc.recommend_servicer", "_to_proto",
+    (
+        "mediarec.server.recommend.sources", "gather",
+        "3 candidate sources (the others; all but 3a, 3b)",
+    ),
+    ("mediarec.server.recommend.sources", "social_counts", "4 social counts"),
+    ("mediarec.server.recommend.recommender", "compute_features", "6 features"),
+    (
+        "mediarec.server.recommend.recommender", "collapse_near_duplicates",
+        "7b near-duplicate collapse",
+    ),
+    ("mediarec.server.recommend.recommender", "mmr_rank", "8a MMR"),
+    ("mediarec.server.recommend.profile", "summarize_events", "1a summarize events"),
+    ("mediarec.server.recommend.profile", "cluster_interests", "1b cluster interests"),
+    ("mediarec.server.grpc.recommend_servicer", "_to_proto",
      "10 response: protobuf (+ payloads the page lacks)"),  # fmt: skip
 )
 _STORE_CALLS = ("search", "search_batch", "get", "list_media", "search_frames", "count")
@@ -193,7 +200,7 @@ def install(timers: Timers, deps: Any) -> None:
         timers.wrap(recommender, name, label)
     for module_name, name, label in _MODULE_STAGES:
         timers.wrap(importlib.import_module(module_name), name, label)
-    timers.wrap_chain(importlib.import_module("server.recommend.sources"))
+    timers.wrap_chain(importlib.import_module("mediarec.server.recommend.sources"))
     ranker = getattr(recommender, "_ranker", None)
     if ranker is not None:
         timers.wrap(ranker, "score", "7 ranker score")
@@ -225,7 +232,7 @@ def _request(user: str) -> Any:
     import zlib
 
     from bench.speed_latency_load import DEVICES, REGIONS
-    from server.recommend.types import Context, RecRequest
+    from mediarec.server.recommend.types import Context, RecRequest
 
     h = zlib.crc32(user.encode())
     context = Context(device=DEVICES[h % 3], local_hour=h % 24, location=REGIONS[h % 6])
@@ -233,7 +240,7 @@ def _request(user: str) -> Any:
 
 
 def _one(deps: Any, user: str) -> None:
-    from server.grpc.recommend_servicer import _to_proto
+    from mediarec.server.grpc.recommend_servicer import _to_proto
 
     response = deps.recommender.recommend(_request(user))
     _to_proto(deps, response.items, response.payloads)  # as RecommendationService.Recommend

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.world_sim import DEVICES, REGIONS
-from server.engagement import open_engagement_store
-from server.media import IndexedItem, ItemMetadata, Location, MediaType, Outcome
-from server.payload import build_payload
-from server.recommend.types import Context, Event, EventKind
-from server.store import MediaPoint, schema
-from server.store.edge import EdgeTuning
-from server.store.factory import open_store
-from server.topics import EVERYDAY_TOPICS, Topic
+from mediarec.server.engagement import open_engagement_store
+from mediarec.server.media import IndexedItem, ItemMetadata, Location, MediaType, Outcome
+from mediarec.server.payload import build_payload
+from mediarec.server.recommend.types import Context, Event, EventKind
+from mediarec.server.store import MediaPoint, schema
+from mediarec.server.store.edge import EdgeTuning
+from mediarec.server.store.factory import open_store
+from mediarec.server.topics import EVERYDAY_TOPICS, Topic
 
 logger = logging.getLogger(__name__)
 

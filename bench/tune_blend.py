@@ -10,7 +10,7 @@ about a new user with k likes. The test window is never read, so defaults chosen
 leak test data into ``make bench-quality``.
 
 Variants are named in :data:`VARIANTS`: blend weights (through the ranker, as a trained model
-would set them) and keyword arguments of :func:`server.recommend.blend.gates`.
+would set them) and keyword arguments of :func:`mediarec.server.recommend.blend.gates`.
 """
 
 from __future__ import annotations
@@ -183,11 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    from encoders import EncoderOptions, load_encoder
-    from server.engagement import open_engagement_store
-    from server.recommend import blend as b
-    from server.recommend.ranker import RankerModel
-    from server.recommend.settings import RecommendSettings
+    from mediarec.encoders import EncoderOptions, load_encoder
+    from mediarec.server.engagement import open_engagement_store
+    from mediarec.server.recommend import blend as b
+    from mediarec.server.recommend.ranker import RankerModel
+    from mediarec.server.recommend.settings import RecommendSettings
 
     encoder = load_encoder("mediarec-demo", EncoderOptions(batch_size=256))
     config = WorldConfig(seed=args.seed)

@@ -1,8 +1,8 @@
 """The benchmark's synthetic world: creators with styles, posts with latent attributes, users with
 several tastes, communities and follows.
 
-Posts are drawn by the demo model's generator (``encoders.synthetic.world``), so their content
-vectors come from the real demo CLIP. Everything a user *feels* about a post (the latent
+Posts are drawn by the demo model's generator (``mediarec.encoders.synthetic.world``), so their
+content vectors come from the real demo CLIP. Everything a user *feels* about a post (the latent
 ``affinity``) is computed from latent attributes, communities, follows, regions and a hidden
 quality: never from a CLIP vector or anything else mediarec produces.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders import Encoder, parse_model_id
-from encoders.registry import WeightsKind
-from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
+from mediarec.encoders import Encoder, parse_model_id
+from mediarec.encoders.registry import WeightsKind
+from mediarec.encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def _cache_key(
         [CACHE_VERSION, config.seed, config.image_size, encoder.model_id, styles], sort_keys=True
     ).encode())
     digest.update(np.ascontiguousarray(post_creator, dtype=np.int64).tobytes())
-    digest.update(source_digest("encoders.synthetic.world").encode())
+    digest.update(source_digest("mediarec.encoders.synthetic.world").encode())
     digest.update(model_fingerprint(encoder.model_id).encode())
     return digest.hexdigest()[:16]
 

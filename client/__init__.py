@@ -1,6 +1,6 @@
 """mediarec's Python client: needs only grpcio and protobuf."""
 
-from client.errors import (
+from mediarec.client.errors import (
     AlreadyExists,
     Cancelled,
     DeadlineExceeded,
@@ -15,8 +15,8 @@ from client.errors import (
     Unavailable,
     Unimplemented,
 )
-from client.mediarec_client import MediarecClient, UploadSourceChangedError, file_sha256
-from client.types import (
+from mediarec.client.mediarec_client import MediarecClient, UploadSourceChangedError, file_sha256
+from mediarec.client.types import (
     ClientContext,
     Embeddings,
     Event,

@@ -1,4 +1,4 @@
-"""Conversions between ``client.types`` values and ``mediarec.v1`` protobuf messages.
+"""Conversions between ``mediarec.client.types`` values and ``mediarec.v1`` protobuf messages.
 
 This is the only client module that builds or reads protobuf messages field by field.
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from client.types import (
+from mediarec.client.types import (
     ClientContext,
     Embeddings,
     Event,
@@ -88,7 +88,7 @@ def metadata_to_proto(metadata: MediaMetadata) -> common_pb2.MediaMetadata:
         creator_id=metadata.creator_id,
         caption=metadata.caption,
         tags=list(metadata.tags),
-        media_type=int(metadata.media_type),
+        media_type=cast(common_pb2.MediaType, int(metadata.media_type)),
         source=metadata.source,
     )
     if metadata.created_at is not None:
@@ -178,7 +178,7 @@ def media_item_from_proto(message: common_pb2.MediaItem) -> MediaItem:
 
 def filter_to_proto(media_filter: MediaFilter) -> common_pb2.MediaFilter:
     message = common_pb2.MediaFilter(
-        media_types=[int(t) for t in media_filter.media_types],
+        media_types=[cast(common_pb2.MediaType, int(t)) for t in media_filter.media_types],
         creator_ids=list(media_filter.creator_ids),
         tags=list(media_filter.tags),
         topics=list(media_filter.topics),
@@ -285,7 +285,7 @@ def event_to_proto(event: Event) -> recommend_pb2.Event:
     message = recommend_pb2.Event(
         event_id=event.event_id,
         user_id=event.user_id,
-        kind=int(event.kind),
+        kind=cast(recommend_pb2.EventKind, int(event.kind)),
         media_id=event.media_id,
         creator_id=event.creator_id,
         dwell_ms=event.dwell_ms,
@@ -326,7 +326,7 @@ def log_events_result_from_proto(message: recommend_pb2.LogEventsResponse) -> Lo
 
 def recommend_filter_to_proto(media_filter: RecommendFilter) -> recommend_pb2.RecommendFilter:
     message = recommend_pb2.RecommendFilter(
-        media_types=[int(t) for t in media_filter.media_types],
+        media_types=[cast(common_pb2.MediaType, int(t)) for t in media_filter.media_types],
         creator_ids=list(media_filter.creator_ids),
         tags=list(media_filter.tags),
     )

@@ -6,7 +6,7 @@
         hits = client.search_text("surfing at sunset", k=5)
 
 Every call has a deadline (``default_timeout_s``, or ``upload_timeout_s`` for uploads) and every
-failed call raises a ``client.errors.MediarecError`` subclass.
+failed call raises a ``mediarec.client.errors.MediarecError`` subclass.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import wrappers_pb2
 
-from client import convert
-from client.errors import DeadlineExceeded, MediarecError, Unavailable, from_rpc_error
-from client.types import (
+from mediarec.client import convert
+from mediarec.client.errors import DeadlineExceeded, MediarecError, Unavailable, from_rpc_error
+from mediarec.client.types import (
     ClientContext,
     Embeddings,
     Event,
@@ -276,7 +276,8 @@ class MediarecClient:
         ``match`` picks the vectors matched: pictures and captions fused by rank (the server's
         default), pictures only, or captions only.
         """
-        request = media_pb2.SearchMediaRequest(text=text, text_match=int(match))
+        wire_match = cast(media_pb2.TextMatch, int(match))  # the stubs type it as the enum
+        request = media_pb2.SearchMediaRequest(text=text, text_match=wire_match)
         return self._search(request, k, media_filter, timeout_s)
 
     def search_image(
@@ -410,7 +411,7 @@ class MediarecClient:
         request = recommend_pb2.RecommendRequest(
             user_id=user_id,
             k=k,
-            surface=int(surface),
+            surface=cast(recommend_pb2.Surface, int(surface)),
             seed_media_id=seed_media_id,
             steering_text=steering_text,
             page_cursor=page_cursor,

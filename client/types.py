@@ -1,4 +1,5 @@
-"""Plain Python values the client takes and returns; protobuf stays inside ``client.convert``."""
+"""Plain Python values the client takes and returns; protobuf stays inside
+``mediarec.client.convert``."""
 
 from __future__ import annotations
 

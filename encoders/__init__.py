@@ -5,7 +5,7 @@ This package never imports grpc or qdrant.
 
 from __future__ import annotations
 
-from encoders.base import (
+from mediarec.encoders.base import (
     EmbeddingUnsupportedError,
     Encoder,
     EncoderError,
@@ -14,8 +14,8 @@ from encoders.base import (
     WeightsUnavailableError,
     l2_normalize,
 )
-from encoders.options import EncoderOptions
-from encoders.registry import (
+from mediarec.encoders.options import EncoderOptions
+from mediarec.encoders.registry import (
     DEFAULT_MODEL_ID,
     DEMO_MODEL_ID,
     REGISTRY,
@@ -51,14 +51,14 @@ def create_encoder(model_id: str, options: EncoderOptions | None = None) -> Enco
     spec = parse_model_id(model_id)
     options = options or EncoderOptions()
     if spec.backend is Backend.EXTERNAL:
-        from encoders.backends.external import ExternalVectorsEncoder
+        from mediarec.encoders.backends.external import ExternalVectorsEncoder
 
         return ExternalVectorsEncoder(spec)
     if spec.backend is Backend.HF:
-        from encoders.backends.hf_backend import HfClipEncoder
+        from mediarec.encoders.backends.hf_backend import HfClipEncoder
 
         return HfClipEncoder(spec, options)
-    from encoders.backends.openclip_backend import OpenClipEncoder
+    from mediarec.encoders.backends.openclip_backend import OpenClipEncoder
 
     return OpenClipEncoder(spec, options)
 

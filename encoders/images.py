@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 80_000_000
 # The model sees a centred square of the short side, so past this ratio it sees a sliver of the
 # picture; 32:1 still admits panoramas and long comic strips. Together with the pixel cap it
-# also bounds every intermediate size (see encoders.preprocess.resize_and_crop).
+# also bounds every intermediate size (see mediarec.encoders.preprocess.resize_and_crop).
 MAX_ASPECT_RATIO = 32
 
 SUPPORTED_IMAGE_EXTENSIONS = frozenset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from encoders.base import EncoderError
+from mediarec.encoders.base import EncoderError
 
 
 class DecodeFailure(StrEnum):

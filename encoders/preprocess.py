@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from encoders.images import MAX_ASPECT_RATIO
-from encoders.registry import PreprocessSpec
+from mediarec.encoders.images import MAX_ASPECT_RATIO
+from mediarec.encoders.registry import PreprocessSpec
 
 _INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -22,7 +22,7 @@ _INTERPOLATIONS = {
 
 # Past this aspect ratio the full-size intermediate of resize-then-crop would be unbounded (a
 # 1,000,000x2 picture resizes to 112,000,000x224), so only the cropped region is resampled.
-# Decoding already refuses such shapes (encoders.images.MAX_ASPECT_RATIO); this bound keeps
+# Decoding already refuses such shapes (mediarec.encoders.images.MAX_ASPECT_RATIO); this bound keeps
 # the function safe for any caller.
 _MAX_INTERMEDIATE_ASPECT = MAX_ASPECT_RATIO
 

@@ -22,8 +22,8 @@ from typing import Literal
 import av
 from PIL import Image
 
-from encoders.images import check_dimensions, sniff_format
-from encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.encoders.images import check_dimensions, sniff_format
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
 
 logger = logging.getLogger(__name__)
 

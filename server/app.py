@@ -11,6 +11,23 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from mediarec.server.config import Settings
+from mediarec.server.gallery.app import Gallery, GalleryConfig
+from mediarec.server.gallery.clients import ClientPool, local_socket_address
+from mediarec.server.grpc.admin_servicer import AdminServicer
+from mediarec.server.grpc.auth import auth_interceptors
+from mediarec.server.grpc.control import CONTROL_THREADS, ControlPlaneInterceptor
+from mediarec.server.grpc.cpu_gate import CpuGate, default_slots
+from mediarec.server.grpc.errors import ErrorMappingInterceptor
+from mediarec.server.grpc.inflight import InFlight
+from mediarec.server.grpc.media_servicer import MediaServicer
+from mediarec.server.grpc.recommend_servicer import RecommendationServicer
+from mediarec.server.grpc.reflection import enable_reflection
+from mediarec.server.grpc.streams import StreamLimits, UploadGate
+from mediarec.server.observability.http import OperatorsPort
+from mediarec.server.observability.metrics import ServerMetrics
+from mediarec.server.observability.requests import RequestObserver
+from mediarec.server.runtime import ServiceState
 from mediarec.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -19,23 +36,6 @@ from mediarec.v1 import (
     recommend_pb2,
     recommend_pb2_grpc,
 )
-from server.config import Settings
-from server.gallery.app import Gallery, GalleryConfig
-from server.gallery.clients import ClientPool, local_socket_address
-from server.grpc.admin_servicer import AdminServicer
-from server.grpc.auth import auth_interceptors
-from server.grpc.control import CONTROL_THREADS, ControlPlaneInterceptor
-from server.grpc.cpu_gate import CpuGate, default_slots
-from server.grpc.errors import ErrorMappingInterceptor
-from server.grpc.inflight import InFlight
-from server.grpc.media_servicer import MediaServicer
-from server.grpc.recommend_servicer import RecommendationServicer
-from server.grpc.reflection import enable_reflection
-from server.grpc.streams import StreamLimits, UploadGate
-from server.observability.http import OperatorsPort
-from server.observability.metrics import ServerMetrics
-from server.observability.requests import RequestObserver
-from server.runtime import ServiceState
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ and limits; the TOML keys, environment variables, command-line flags, the refere
 docs/configuration.md and docs/mediarec.example.toml are all derived from those declarations.
 Settings are built in ``main()`` by ``load_settings`` (or ``settings_from_args``), never at import.
 
-    python -m server.config --reference   # print the Markdown reference table
-    python -m server.config --example     # print the commented example TOML
+    python -m mediarec.server.config --reference   # print the Markdown reference table
+    python -m mediarec.server.config --example     # print the commented example TOML
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoders.options import PRECISIONS
-from server.recommend.learned import LEARNED_RANKER_FILE
-from server.recommend.settings import RecommendSettings
-from server.remembered_model import RememberedModelError, remembered_model
+from mediarec.encoders.options import PRECISIONS
+from mediarec.server.recommend.learned import LEARNED_RANKER_FILE
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.remembered_model import RememberedModelError, remembered_model
 
 ENV_PREFIX = "MEDIAREC_"
 CONFIG_ENV = "MEDIAREC_CONFIG"
@@ -361,7 +361,8 @@ def _recommend_default(name: str) -> Any:
 @dataclass(frozen=True)
 class RecommendConfig:
     """The operator-facing recommendation knobs; each attribute that names a field of
-    ``server.recommend.settings.RecommendSettings`` overrides it (see ``recommend_settings``).
+    ``mediarec.server.recommend.settings.RecommendSettings`` overrides it (see
+    ``recommend_settings``).
     """
 
     default_k: int = setting(
@@ -1444,7 +1445,8 @@ def render_example_toml() -> str:
     out = [
         "# mediarec example configuration: every key, set to its default.",
         "# Precedence: defaults < this file < MEDIAREC_* env vars < command-line flags.",
-        "# Reference: docs/configuration.md. Regenerate: python -m server.config --example",
+        "# Reference: docs/configuration.md. Regenerate: "
+        "python -m mediarec.server.config --example",
     ]
     current = None
     for spec in key_specs():
@@ -1459,7 +1461,7 @@ def render_example_toml() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m server.config", description="Print the configuration reference."
+        prog="python -m mediarec.server.config", description="Print the configuration reference."
     )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--reference", action="store_true", help="Markdown table of every key")

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import MediaMetadata, MediarecClient, Recommendation, SearchHit
-from client.types import IndexResult
-from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
-from server.demo_engagement import (
+from mediarec.client import MediaMetadata, MediarecClient, Recommendation, SearchHit
+from mediarec.client.types import IndexResult
+from mediarec.encoders.synthetic.sample_folder import SampleItem, write_sample_folder
+from mediarec.server.demo_engagement import (
     INTERESTS_TEXT,
     INTERESTS_USER,
     NEW_USER,
@@ -70,7 +70,7 @@ class ServerProcess:
 def running_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[ServerProcess]:
     """``mediarec serve`` on 127.0.0.1 with a free port; yields once health says SERVING."""
     command = [
-        sys.executable, "-m", "server.cli", "serve",
+        sys.executable, "-m", "mediarec.server.cli", "serve",
         "--model-id", DEMO_MODEL, "--data-dir", str(data_dir), "--host", "127.0.0.1",
         "--port", "0", "--log-level", "WARNING", *extra_args,
     ]

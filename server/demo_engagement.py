@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import ClientContext, Event, EventKind, Location, MediarecClient
-from encoders.synthetic.sample_folder import SampleItem
+from mediarec.client import ClientContext, Event, EventKind, Location, MediarecClient
+from mediarec.encoders.synthetic.sample_folder import SampleItem
 
 WARM_USER = "alice"
 NEW_USER = "bob"

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from server.service_errors import ResourceLimitError
+from mediarec.server.service_errors import ResourceLimitError
 
 MB = 1 << 20
 

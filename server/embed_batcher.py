@@ -14,8 +14,8 @@ puts a :class:`BatchingEncoder` between its domain code and the model. It satisf
   bulk job waiting longer than ``bulk_max_delay_s`` is served as if interactive, so steady
   interactive traffic cannot starve indexing;
 * a job whose deadline passes while it waits is dropped with
-  :class:`~server.service_errors.DeadlineExceededError`: its caller stops waiting at the deadline
-  (freeing its RPC thread) unless the job is already in a running pass;
+  :class:`~mediarec.server.service_errors.DeadlineExceededError`: its caller stops waiting at the
+  deadline   (freeing its RPC thread) unless the job is already in a running pass;
 * if a merged pass fails, each job is rerun alone, so one request's bad input cannot fail the
   others; each job then gets its own result or its own exception.
 
@@ -43,9 +43,9 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from PIL import Image
 
-from encoders import Encoder
-from server.observability.buckets import BucketCounts, Buckets
-from server.service_errors import DeadlineExceededError, UnavailableError
+from mediarec.encoders import Encoder
+from mediarec.server.observability.buckets import BucketCounts, Buckets
+from mediarec.server.service_errors import DeadlineExceededError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class BatchingEncoder:
     """An :class:`encoders.Encoder` that gathers concurrent calls into shared forward passes.
 
     Thread-safe. The worker thread starts on the first call; :meth:`close` stops it and fails
-    queued work with :class:`~server.service_errors.UnavailableError`.
+    queued work with :class:`~mediarec.server.service_errors.UnavailableError`.
     """
 
     def __init__(
@@ -245,7 +245,7 @@ class BatchingEncoder:
         spec = self.preprocess_spec
         if not images or spec is None or not hasattr(self._encoder, "embed_pixels"):
             return self._submit(Modality.IMAGE, list(images))
-        from encoders.preprocess import images_to_tensor
+        from mediarec.encoders.preprocess import images_to_tensor
 
         # Resize and normalise here, in the caller's thread, so the one worker thread that
         # runs the model does nothing else; the rows are those embed_images would give.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from server.topics import Topic
+from mediarec.server.topics import Topic
 
 
 class MediaType(StrEnum):

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from server.media import IndexedItem, ItemMetadata, Location, MediaType, Outcome, StoredItem
-from server.store import schema
-from server.topics import Topic
+from mediarec.server.media import (
+    IndexedItem,
+    ItemMetadata,
+    Location,
+    MediaType,
+    Outcome,
+    StoredItem,
+)
+from mediarec.server.store import schema
+from mediarec.server.topics import Topic
 
-# Payload keys the service adds beyond the filterable ones spelled in server.store.schema.
+# Payload keys the service adds beyond the filterable ones spelled in mediarec.server.store.schema.
 FINGERPRINT = "fingerprint"  # sha256 of content hash + metadata: "unchanged" detection
 FRAME_TIMESTAMPS_S = "frame_timestamps_s"
 DURATION_S = "duration_s"

@@ -7,30 +7,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encoders import Encoder, EncoderOptions, create_encoder
-from encoders.registry import near_duplicate_cosine_of
-from server.config import Settings, recommend_settings
-from server.diskspace import DiskGuard
-from server.embed_batcher import BatchingEncoder
-from server.engagement import EventLimits, open_engagement_store
-from server.indexing.indexer import IndexLimits, MediaIndexer
-from server.observability.tally import Tally
-from server.recommend.importer import RunningImports
-from server.recommend.recommender import Recommender
-from server.recommend.types import EngagementStore
-from server.remembered_model import RememberedModelError, remember_model, remembered_model
-from server.search import MediaSearch
-from server.service_errors import UnavailableError
-from server.store import (
+from mediarec.encoders import Encoder, EncoderOptions, create_encoder
+from mediarec.encoders.registry import near_duplicate_cosine_of
+from mediarec.server.config import Settings, recommend_settings
+from mediarec.server.diskspace import DiskGuard
+from mediarec.server.embed_batcher import BatchingEncoder
+from mediarec.server.engagement import EventLimits, open_engagement_store
+from mediarec.server.indexing.indexer import IndexLimits, MediaIndexer
+from mediarec.server.observability.tally import Tally
+from mediarec.server.recommend.importer import RunningImports
+from mediarec.server.recommend.recommender import Recommender
+from mediarec.server.recommend.types import EngagementStore
+from mediarec.server.remembered_model import RememberedModelError, remember_model, remembered_model
+from mediarec.server.search import MediaSearch
+from mediarec.server.service_errors import UnavailableError
+from mediarec.server.store import (
     EDGE_SUBDIR,
     Fusion,
     VectorStore,
     schema,
 )
-from server.store.edge import EdgeTuning
-from server.store.factory import open_store
-from server.thumbnails import SqliteThumbnails, open_thumbnails
-from server.topics import TopicLabeler, vocabulary_prompts
+from mediarec.server.store.edge import EdgeTuning
+from mediarec.server.store.factory import open_store
+from mediarec.server.thumbnails import SqliteThumbnails, open_thumbnails
+from mediarec.server.topics import TopicLabeler, vocabulary_prompts
 
 logger = logging.getLogger(__name__)
 

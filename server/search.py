@@ -10,15 +10,15 @@ from enum import StrEnum
 import numpy as np
 from PIL import Image
 
-from encoders import Encoder
-from encoders.images import decode_image
-from encoders.media_errors import MediaDecodeError
-from server.indexing.indexer import MAX_SOURCE_CHARS, decode_failure, jpeg_draft_size
-from server.media import MediaHit, MediaType, SourcedItem, StoredItem
-from server.payload import SOURCE, stored_item
-from server.service_errors import InvalidArgumentError, NotFoundError, ResourceLimitError
-from server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
-from server.thumbnails import Thumbnails
+from mediarec.encoders import Encoder
+from mediarec.encoders.images import decode_image
+from mediarec.encoders.media_errors import MediaDecodeError
+from mediarec.server.indexing.indexer import MAX_SOURCE_CHARS, decode_failure, jpeg_draft_size
+from mediarec.server.media import MediaHit, MediaType, SourcedItem, StoredItem
+from mediarec.server.payload import SOURCE, stored_item
+from mediarec.server.service_errors import InvalidArgumentError, NotFoundError, ResourceLimitError
+from mediarec.server.store import Fusion, SearchFilter, SearchHit, VectorStore, schema
+from mediarec.server.thumbnails import Thumbnails
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from client import IndexOutcome, MediarecClient, NotFound, ServingStatus
-from encoders.synthetic.sample_folder import write_sample_folder
-from server.demo import DEMO_MODEL, DEMO_SERVER_ARGS, index_sample, running_server
-from server.demo_engagement import NEW_USER, WARM_USER, replay
+from mediarec.client import IndexOutcome, MediarecClient, NotFound, ServingStatus
+from mediarec.encoders.synthetic.sample_folder import write_sample_folder
+from mediarec.server.demo import DEMO_MODEL, DEMO_SERVER_ARGS, index_sample, running_server
+from mediarec.server.demo_engagement import NEW_USER, WARM_USER, replay
 
 
 def check(condition: bool, what: str) -> None:

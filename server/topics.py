@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders import DEMO_MODEL_ID, Encoder, l2_normalize
+from mediarec.encoders import DEMO_MODEL_ID, Encoder, l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def everyday_prompts(labels: Sequence[str] = EVERYDAY_TOPICS) -> dict[str, list[
 
 def demo_world_prompts(per_topic: int = DEMO_PROMPTS_PER_TOPIC) -> dict[str, list[str]]:
     """The demo world's attribute values as topics, each described by captions that contain it."""
-    from encoders.synthetic.world import (
+    from mediarec.encoders.synthetic.world import (
         ATTRIBUTE_FAMILIES,
         Attributes,
         attribute_phrases,

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import Event, EventKind, MediaMetadata, MediarecClient
-from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
-from encoders.synthetic.world import WorldGenerator
-from server.app import RunningServer
+from mediarec.client import Event, EventKind, MediaMetadata, MediarecClient
+from mediarec.encoders.synthetic.sample_folder import SampleItem, write_sample_folder
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.app import RunningServer
 from tests.servers import serve_demo
 
 API_KEY = "gallery-test-key"

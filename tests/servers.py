@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server.app import RunningServer, build_server
-from server.config import load_settings
-from server.runtime import ServiceState, open_deps
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import load_settings
+from mediarec.server.runtime import ServiceState, open_deps
 
 
 def serve_demo(data_dir: Path, **overrides: Any) -> RunningServer:

@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders import (
+from mediarec.encoders import (
     EmbeddingUnsupportedError,
     EncoderOptions,
     ModelIdError,
     create_encoder,
     load_encoder,
 )
-from encoders.backends.openclip_backend import OpenClipEncoder
+from mediarec.encoders.backends.openclip_backend import OpenClipEncoder
 
 TEXTS = ["a dog on a beach", "two red circles", "x", "a much longer caption about a city at night"]
 
@@ -106,7 +106,7 @@ def test_video_frames_are_pooled_to_one_unit_vector(openclip_checkpoint) -> None
 
 
 def test_corrupt_checkpoint_is_a_weights_error(tmp_path: Path) -> None:
-    from encoders import WeightsUnavailableError
+    from mediarec.encoders import WeightsUnavailableError
 
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a checkpoint")
@@ -177,7 +177,7 @@ def _features(output: object) -> torch.Tensor:
 
 
 def test_hf_checkpoint_matches_in_memory_model(hf_checkpoint) -> None:
-    from encoders.preprocess import images_to_tensor
+    from mediarec.encoders.preprocess import images_to_tensor
 
     model, tokenizer, saved = hf_checkpoint
     encoder = load_encoder(f"hf-dir:{saved}", EncoderOptions(batch_size=2))
@@ -253,7 +253,7 @@ def test_bad_options_are_rejected() -> None:
 def test_unreachable_hub_names_offline_options(tmp_path: Path) -> None:
     """With no Hub, the default model fails loudly and suggests offline routes; no fallback."""
     code = (
-        "from encoders import load_encoder, WeightsUnavailableError\n"
+        "from mediarec.encoders import load_encoder, WeightsUnavailableError\n"
         "try:\n"
         "    load_encoder('openclip:ViT-B-32/laion2b_s34b_b79k')\n"
         "except WeightsUnavailableError as exc:\n"

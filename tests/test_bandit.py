@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.recommend import bandit
+from mediarec.server.recommend import bandit
 
 
 def _arms() -> bandit.BetaArms:

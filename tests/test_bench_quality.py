@@ -148,7 +148,7 @@ def tiny_run(tmp_path_factory, cache_dir):
 
 def test_simulated_engagement_never_reads_content_vectors(tiny_run, cache_dir):
     from bench.world_sim import WorldConfig, build_world
-    from encoders import load_encoder
+    from mediarec.encoders import load_encoder
 
     world = build_world(WorldConfig(seed=5, **TINY), load_encoder("mediarec-demo"), cache_dir)
     baseline = Simulator(world).run()
@@ -213,7 +213,7 @@ def test_docs_section_is_replaced_not_duplicated(tiny_run, tmp_path):
 
 def test_the_blend_runs_with_the_models_own_near_duplicate_threshold():
     from bench.blend_runner import recommend_settings
-    from server.recommend.settings import RecommendSettings
+    from mediarec.server.recommend.settings import RecommendSettings
 
     assert recommend_settings("mediarec-demo").near_duplicate_cosine == 0.985
     default = RecommendSettings().near_duplicate_cosine

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from server.recommend import blend as b
-from server.recommend.types import Surface
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.types import Surface
 
 W = b.DEFAULT_WEIGHTS
 

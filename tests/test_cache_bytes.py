@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.recommend.paging import RankedEntry, Ranking, RankingCache, ranking_bytes
-from server.recommend.texts import TextEmbedder
-from server.recommend.types import RecItem
-from server.service_errors import PreconditionError
+from mediarec.server.recommend.paging import RankedEntry, Ranking, RankingCache, ranking_bytes
+from mediarec.server.recommend.texts import TextEmbedder
+from mediarec.server.recommend.types import RecItem
+from mediarec.server.service_errors import PreconditionError
 
 
 def ranking(request_id: str, user_id: str, items: int) -> Ranking:

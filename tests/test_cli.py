@@ -1,4 +1,5 @@
-"""``mediarec index`` and ``mediarec search`` through ``server.cli.main``, end to end in-process.
+"""``mediarec index`` and ``mediarec search`` through ``mediarec.server.cli.main``, end to end
+in-process.
 
 One module fixture indexes a small sample folder into an embedded store with the CLI; the
 search tests then query that store in-process, or through a real server on 127.0.0.1:0.
@@ -15,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
-from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
-from server.cli import main
-from server.config import load_settings
-from server.indexing.report import default_report_path
-from server.runtime import ServiceState, open_deps
+from mediarec.encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from mediarec.encoders.synthetic.sample_folder import SampleItem, write_sample_folder
+from mediarec.server.cli import main
+from mediarec.server.config import load_settings
+from mediarec.server.indexing.report import default_report_path
+from mediarec.server.runtime import ServiceState, open_deps
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def test_search_for_an_unknown_id_is_one_sentence_and_exit_1(
 @pytest.fixture(scope="module")
 def server(indexed: Indexed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A real server on 127.0.0.1:0 over a copy of the indexed store, which it holds locked."""
-    from server.app import build_server
+    from mediarec.server.app import build_server
 
     model_id = indexed.flags[1]
     data_dir = tmp_path_factory.mktemp("served") / "data"

@@ -18,32 +18,32 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-import client
-from client import MediaMetadata, MediarecClient, ServingStatus, UploadSourceChangedError
-from client.errors import ERROR_BY_CODE, MediarecError, error_for, from_rpc_error
-from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
-from encoders.media_errors import DecodeFailure, MediaDecodeError
-from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.grpc.auth import ApiKeyAuthInterceptor, bearer_token
-from server.grpc.errors import (
+from mediarec import client
+from mediarec.client import MediaMetadata, MediarecClient, ServingStatus, UploadSourceChangedError
+from mediarec.client.errors import ERROR_BY_CODE, MediarecError, error_for, from_rpc_error
+from mediarec.encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.server.grpc.auth import ApiKeyAuthInterceptor, bearer_token
+from mediarec.server.grpc.errors import (
     ErrorMappingInterceptor,
     default_status_table,
     lookup_status,
     maps_errors,
 )
-from server.service_errors import (
+from mediarec.server.service_errors import (
     InvalidArgumentError,
     NotFoundError,
     PreconditionError,
     ResourceLimitError,
     UnauthenticatedError,
 )
-from server.store.base import (
+from mediarec.server.store.base import (
     CollectionNotReadyError,
     DimensionMismatchError,
     InvalidVectorError,
     StoreLockedError,
 )
+from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 NON_OK_CODES = [code for code in grpc.StatusCode if code is not grpc.StatusCode.OK]
 SECRET_DETAIL = "s3cret-internal-detail"
@@ -318,7 +318,9 @@ def test_unexpected_errors_are_logged_with_a_reference(
         c.get_media("raise:bug")
     reference = caught.value.details.split("ref ")[1].split(")")[0]
     logged = [
-        r for r in caplog.records if r.name == "server.grpc.errors" and reference in r.message
+        r
+        for r in caplog.records
+        if r.name == "mediarec.server.grpc.errors" and reference in r.message
     ]
     assert logged and logged[0].exc_info is not None
 
@@ -448,7 +450,7 @@ def test_auth_refusal_table(
     api_configured: bool,
     expected: grpc.StatusCode | None,
 ) -> None:
-    from server.grpc.auth import refuse
+    from mediarec.server.grpc.auth import refuse
 
     refusal = refuse(
         admin_only=admin_only,

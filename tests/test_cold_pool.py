@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.recommend.coldstart import (
+from mediarec.server.recommend.coldstart import (
     ColdPool,
     build_cold_pool,
     fit_appeal,
     newest_unengaged,
     predict_appeal,
 )
-from server.store import MediaPoint, schema
-from server.store.edge import EdgeStore
+from mediarec.server.store import MediaPoint, schema
+from mediarec.server.store.edge import EdgeStore
 
 DIMS = {schema.VISUAL: 3, schema.CAPTION: 3}
 

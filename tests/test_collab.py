@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from server.recommend import blend as b
-from server.recommend import collab
-from server.recommend.collab import (
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend import collab
+from mediarec.server.recommend.collab import (
     DAY_S,
     CollabModel,
     CollabSettings,
@@ -21,8 +21,8 @@ from server.recommend.collab import (
     rp3beta,
     top_per_row,
 )
-from server.recommend.ltr_features import FEATURES, feature_matrix, reported_contributions
-from server.recommend.ltr_train import Groups, history_at, mean_ndcg, newcomer_windows
+from mediarec.server.recommend.ltr_features import FEATURES, feature_matrix, reported_contributions
+from mediarec.server.recommend.ltr_train import Groups, history_at, mean_ndcg, newcomer_windows
 
 SMALL = CollabSettings(als_factors=4, als_iterations=5, knn_neighbours=10, rp3_neighbours=10)
 

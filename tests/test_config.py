@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server import config
-from server.config import ConfigError, Settings, load_settings
+from mediarec.server import config
+from mediarec.server.config import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "configuration.md"
@@ -204,7 +204,9 @@ def test_example_file_parses_and_equals_the_defaults() -> None:
     for toml_key in every_settings_key():
         section, name = toml_key.split(".")
         assert re.search(rf"^{name} = ", text, re.MULTILINE), toml_key
-    assert text == config.render_example_toml(), "regenerate: python -m server.config --example"
+    assert text == config.render_example_toml(), (
+        "regenerate: python -m mediarec.server.config --example"
+    )
 
 
 def test_reference_lists_every_settings_field_with_env_and_flag() -> None:
@@ -221,7 +223,7 @@ def test_reference_lists_every_settings_field_with_env_and_flag() -> None:
 def test_reference_table_in_docs_is_the_generated_one() -> None:
     text = DOCS.read_text(encoding="utf-8")
     block = text.split("<!-- BEGIN GENERATED KEYS -->\n", 1)[1].split("<!-- END GENERATED KEYS")[0]
-    regenerate = "regenerate: python -m server.config --reference"
+    regenerate = "regenerate: python -m mediarec.server.config --reference"
     assert block == config.render_reference_table(), regenerate
 
 
@@ -233,15 +235,15 @@ def test_env_and_flag_names_are_unique() -> None:
 
 
 def test_defaults_agree_with_the_encoder_package() -> None:
-    from encoders.images import DEFAULT_MAX_PIXELS
-    from encoders.registry import DEFAULT_MODEL_ID
+    from mediarec.encoders.images import DEFAULT_MAX_PIXELS
+    from mediarec.encoders.registry import DEFAULT_MODEL_ID
 
     assert Settings().model.id == DEFAULT_MODEL_ID
     assert Settings().media.max_image_pixels == DEFAULT_MAX_PIXELS
 
 
 def test_int8_precision_reaches_the_encoder_with_a_cache_in_the_data_dir(tmp_path: Path) -> None:
-    from server.runtime import encoder_options
+    from mediarec.server.runtime import encoder_options
 
     toml = f"[model]\nprecision = 'int8'\n[storage]\ndata_dir = '{tmp_path / 'data'}'\n"
     settings = load_settings({}, {}, write_toml(tmp_path, toml))
@@ -253,7 +255,7 @@ def test_int8_precision_reaches_the_encoder_with_a_cache_in_the_data_dir(tmp_pat
 def test_every_recommender_setting_has_a_configuration_key() -> None:
     import dataclasses
 
-    from server.recommend.settings import RecommendSettings
+    from mediarec.server.recommend.settings import RecommendSettings
 
     knobs = {f.name for f in dataclasses.fields(RecommendSettings)}
     keys = {f.name for f in dataclasses.fields(config.RecommendConfig)}

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import MediaMetadata, MediarecClient, ResourceExhausted
-from server.grpc.cpu_gate import CpuGate, default_slots
-from server.service_errors import DeadlineExceededError, ResourceLimitError
+from mediarec.client import MediaMetadata, MediarecClient, ResourceExhausted
+from mediarec.server.grpc.cpu_gate import CpuGate, default_slots
+from mediarec.server.service_errors import DeadlineExceededError, ResourceLimitError
 from tests.servers import serve_demo
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from client import Event, EventKind, EventStatus, MediarecClient, MediarecError
-from encoders.synthetic.world import WorldGenerator
-from server.config import Settings, load_settings
+from mediarec.client import Event, EventKind, EventStatus, MediarecClient, MediarecError
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.config import Settings, load_settings
 from tests.test_persistence import MODEL_ID, _serve_process, _stop_child
 
 BATCH = 500
@@ -96,7 +96,7 @@ def test_kill_9_while_logging_events_loses_no_acknowledged_batch(settings: Setti
 def _index(folder: Path, address: str, report: Path | None = None) -> subprocess.Popen[str]:
     report = report or folder.parent / "report.json"
     return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "index", str(folder), "--server", address,
+        [sys.executable, "-m", "mediarec.server.cli", "index", str(folder), "--server", address,
          "--no-progress", "--report", str(report)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         cwd=Path(__file__).resolve().parent.parent,

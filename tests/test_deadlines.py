@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from server.grpc.errors import wrap_handler
+from mediarec.server.grpc.errors import wrap_handler
 
 
 class Aborted(Exception):

@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from encoders.synthetic.evaluate import EVAL_SEED, evaluate
-from encoders.synthetic.train import DEFAULT_OUT_DIR, MODEL_CFG
-from encoders.synthetic.world import Attributes, WorldGenerator, canonical_caption
+from mediarec.encoders.synthetic.evaluate import EVAL_SEED, evaluate
+from mediarec.encoders.synthetic.train import DEFAULT_OUT_DIR, MODEL_CFG
+from mediarec.encoders.synthetic.world import Attributes, WorldGenerator, canonical_caption
 
 WEIGHTS_DIR = DEFAULT_OUT_DIR
 
 
 @pytest.fixture(scope="module")
 def demo_encoder():
-    from encoders import load_encoder
+    from mediarec.encoders import load_encoder
 
     return load_encoder("mediarec-demo")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from encoders.synthetic.train import UNCONSTRAINED, Batch, multi_positive_loss
+from mediarec.encoders.synthetic.train import UNCONSTRAINED, Batch, multi_positive_loss
 
 
 def test_with_one_positive_per_row_it_is_the_clip_cross_entropy() -> None:

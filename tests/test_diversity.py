@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
+from mediarec.server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 
 
 def unit(rows) -> np.ndarray:

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import MediaFilter, MediaMetadata, MediarecClient
-from encoders import Encoder, EncoderOptions, load_encoder
-from encoders.synthetic.world import WorldGenerator
-from server.app import build_server
-from server.config import load_settings
-from server.embed_batcher import (
+from mediarec.client import MediaFilter, MediaMetadata, MediarecClient
+from mediarec.encoders import Encoder, EncoderOptions, load_encoder
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.app import build_server
+from mediarec.server.config import load_settings
+from mediarec.server.embed_batcher import (
     BatchingEncoder,
     Priority,
     current_scope,
@@ -32,9 +32,9 @@ from server.embed_batcher import (
     embeds,
     rpc_deadline,
 )
-from server.grpc.errors import default_status_table, lookup_status
-from server.runtime import ServiceState, open_deps
-from server.service_errors import DeadlineExceededError, UnavailableError
+from mediarec.server.grpc.errors import default_status_table, lookup_status
+from mediarec.server.runtime import ServiceState, open_deps
+from mediarec.server.service_errors import DeadlineExceededError, UnavailableError
 
 WAIT_S = 20.0  # generous: the machine may be busy; tests never sleep this long when healthy
 TEXTS = [

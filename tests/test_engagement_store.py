@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from server.engagement import (
+from mediarec.server.engagement import (
     DATABASE_NAME,
     SCHEMA_VERSION,
     SchemaVersionError,
     SqliteEngagementStore,
     open_engagement_store,
 )
-from server.recommend.types import Context, Event, EventKind, ServedItem
+from mediarec.server.recommend.types import Context, Event, EventKind, ServedItem
 
 NOW = 1_790_000_000.0  # a fixed "now" (2026-09) so tests never depend on the wall clock
 REPO = Path(__file__).resolve().parent.parent
@@ -331,8 +331,8 @@ _CRASH_CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from server.engagement import open_engagement_store
-    from server.recommend.types import Event, EventKind
+    from mediarec.server.engagement import open_engagement_store
+    from mediarec.server.recommend.types import Event, EventKind
 
     store = open_engagement_store(Path(sys.argv[1]))
     batch = 0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from client import EventKind
-from client.eventfile import (
+from mediarec.client import EventKind
+from mediarec.client.eventfile import (
     BadRow,
     EventFileError,
     Row,
@@ -20,11 +20,11 @@ from client.eventfile import (
     parse_timestamp,
     read_events,
 )
-from server.app import build_server
-from server.cli import main
-from server.config import load_settings
-from server.engagement import DATABASE_NAME
-from server.runtime import ServiceState, open_deps
+from mediarec.server.app import build_server
+from mediarec.server.cli import main
+from mediarec.server.config import load_settings
+from mediarec.server.engagement import DATABASE_NAME
+from mediarec.server.runtime import ServiceState, open_deps
 
 MODEL_ID = "mediarec-demo"
 T0 = 1_700_000_000.0
@@ -187,7 +187,7 @@ def test_a_file_that_cannot_be_read_fails_before_anything_is_sent(
 
 
 def test_an_error_while_reading_events_cancels_the_import_and_is_raised(server: str) -> None:
-    from client import Event, MediarecClient
+    from mediarec.client import Event, MediarecClient
 
     def events() -> Iterator[Event]:
         yield Event("g1", "u1", EventKind.LIKE, T0, "m1")

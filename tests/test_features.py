@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.recommend import blend as b
-from server.recommend.features import Candidates, compute_features
-from server.recommend.items import ItemInfo
-from server.recommend.profile import EngagementSummary, InterestCluster, UserProfile
-from server.recommend.settings import RecommendSettings
-from server.recommend.sources import QueryVector
-from server.recommend.state import CoEngagement, CoScores, DerivedState
-from server.recommend.types import Context
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.features import Candidates, compute_features
+from mediarec.server.recommend.items import ItemInfo
+from mediarec.server.recommend.profile import EngagementSummary, InterestCluster, UserProfile
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.sources import QueryVector
+from mediarec.server.recommend.state import CoEngagement, CoScores, DerivedState
+from mediarec.server.recommend.types import Context
 
 NOW = 1_000_000.0
 HALF_LIFE = RecommendSettings().freshness_half_life_s

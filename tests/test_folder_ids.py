@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from client import MediarecClient
-from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
-from encoders.synthetic.world import WorldGenerator
-from server.cli import main
-from server.indexing.report import default_report_path
+from mediarec.client import MediarecClient
+from mediarec.encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.cli import main
+from mediarec.server.indexing.report import default_report_path
 from tests.servers import serve_demo
 
 

@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
-from encoders.synthetic.sample_folder import SampleItem, write_sample_folder
-from server.cli import main
-from server.cli.index import graceful_ctrl_c
-from server.config import Settings, load_settings
-from server.indexing.describe import read_metadata
-from server.indexing.folder import FolderFile, media_id_for, scan_folder
-from server.indexing.indexer import MEDIA_ID_PATTERN
-from server.indexing.pipeline import index_folder
-from server.indexing.report import FileResult, FileStatus, IndexReport, default_report_path
-from server.indexing.sidecars import SidecarError
-from server.indexing.sinks import (
+from mediarec.encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from mediarec.encoders.synthetic.sample_folder import SampleItem, write_sample_folder
+from mediarec.server.cli import main
+from mediarec.server.cli.index import graceful_ctrl_c
+from mediarec.server.config import Settings, load_settings
+from mediarec.server.indexing.describe import read_metadata
+from mediarec.server.indexing.folder import FolderFile, media_id_for, scan_folder
+from mediarec.server.indexing.indexer import MEDIA_ID_PATTERN
+from mediarec.server.indexing.pipeline import index_folder
+from mediarec.server.indexing.report import FileResult, FileStatus, IndexReport, default_report_path
+from mediarec.server.indexing.sidecars import SidecarError
+from mediarec.server.indexing.sinks import (
     OVERLAPPING_COMMITS,
     ClientSink,
     EmbeddedSink,
@@ -36,8 +36,8 @@ from server.indexing.sinks import (
     IndexSink,
     PreparedFile,
 )
-from server.media import ItemMetadata, Location, MediaType
-from server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.server.media import ItemMetadata, Location, MediaType
+from mediarec.server.runtime import ServiceDeps, ServiceState, open_deps
 
 N_PHOTOS = 6
 CORRUPT = "photos/zz_corrupt.jpg"
@@ -263,7 +263,7 @@ def test_a_metadata_change_reuses_the_stored_vectors_instead_of_embedding_again(
     """A new caption costs one text embedding; a new mtime (created_at) costs none."""
     import os
 
-    from server.store import schema
+    from mediarec.server.store import schema
 
     folder = tmp_path / "copy"
     shutil.copytree(sample[0], folder)
@@ -546,8 +546,8 @@ def test_server_mode_indexes_then_skips_unchanged_files_without_uploading(
     fresh_deps: ServiceDeps,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from client import MediarecClient
-    from server.app import build_server
+    from mediarec.client import MediarecClient
+    from mediarec.server.app import build_server
 
     folder, items = sample
     running = build_server(fresh_deps.settings, ServiceState(fresh_deps))
@@ -596,7 +596,7 @@ def test_a_batch_is_stored_in_one_upsert_and_finds_duplicates_within_itself(
     see the batch's own earlier items: exact and near duplicates among them are still named."""
     import io
 
-    from encoders.synthetic.world import WorldGenerator
+    from mediarec.encoders.synthetic.world import WorldGenerator
 
     image = WorldGenerator(8, image_size=128).post().image
 
@@ -642,7 +642,7 @@ def test_an_interrupt_wins_over_an_abort_among_the_commits_in_flight() -> None:
     from collections import deque
     from concurrent.futures import Future
 
-    from server.indexing.pipeline import _record_all
+    from mediarec.server.indexing.pipeline import _record_all
 
     aborted: Future[list[FileResult]] = Future()
     aborted.set_exception(IndexAborted("the server went away"))

@@ -17,13 +17,13 @@ import pytest
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
-from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
-from encoders.synthetic.world import WorldGenerator
-from server.cli import main
-from server.config import load_settings
-from server.indexing.report import default_report_path
-from server.media import Location, StoredItem
-from server.runtime import open_deps
+from mediarec.encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.cli import main
+from mediarec.server.config import load_settings
+from mediarec.server.indexing.report import default_report_path
+from mediarec.server.media import Location, StoredItem
+from mediarec.server.runtime import open_deps
 
 MTIME = 1_600_000_000
 TAKEN = datetime(2019, 7, 14, 16, 30, 5, tzinfo=UTC)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from client import MediarecClient
-from encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
-from encoders.synthetic.world import WorldGenerator
-from server.cli import main
+from mediarec.client import MediarecClient
+from mediarec.encoders.registry import BUNDLED_WEIGHTS_DIR, DEMO_MODEL_ID
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.cli import main
 from tests.servers import serve_demo
 
 PHOTOS = 10
@@ -187,7 +187,7 @@ class ListedStore:
 def test_prune_rechecks_each_file_and_id_before_deleting(tmp_path: Path) -> None:
     import threading
 
-    from server.indexing.prune import plan_prune, prune
+    from mediarec.server.indexing.prune import plan_prune, prune
 
     folder = tmp_path / "f"
     folder.mkdir()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import (
+from mediarec.client import (
     Embeddings,
     Event,
     EventKind,
@@ -26,7 +26,7 @@ from client import (
     ResourceExhausted,
     ServingStatus,
 )
-from server.grpc.errors import DISK_FULL
+from mediarec.server.grpc.errors import DISK_FULL
 from tests.servers import serve_demo
 
 SMALL_MB, ROOMY_MB = 60, 240

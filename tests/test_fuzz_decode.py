@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from encoders.images import decode_image
-from encoders.media_errors import MediaDecodeError
-from encoders.synthetic_video import moving_shapes_frames, write_video
-from encoders.video import sample_frames
+from mediarec.encoders.images import decode_image
+from mediarec.encoders.media_errors import MediaDecodeError
+from mediarec.encoders.synthetic_video import moving_shapes_frames, write_video
+from mediarec.encoders.video import sample_frames
 
 EXAMPLES = int(os.environ.get("MEDIAREC_FUZZ_EXAMPLES", "40"))
 MAX_PIXELS = 4_000_000

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from client import Surface, TextMatch
+from mediarec.client import Surface, TextMatch
 from tests.gallery_world import API_KEY, INTERESTS, USER, GalleryWorld, gallery_world
 
 

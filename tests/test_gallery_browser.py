@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from client import Surface
+from mediarec.client import Surface
 from tests.gallery_world import API_KEY, USER, GalleryWorld, gallery_world
 
 CHROMIUM = os.environ.get("MEDIAREC_CHROMIUM", "/usr/bin/chromium")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from client.types import MediaItem, MediaMetadata, MediaType
-from server.gallery import views
-from server.gallery.sessions import Sessions, csrf_matches
+from mediarec.client.types import MediaItem, MediaMetadata, MediaType
+from mediarec.server.gallery import views
+from mediarec.server.gallery.sessions import Sessions, csrf_matches
 
 
 def test_a_session_maps_its_token_to_the_key_until_it_expires_or_closes() -> None:
@@ -94,6 +94,6 @@ def test_a_tile_links_the_right_thumbnail(
 def test_after_a_login_only_a_path_of_this_site_is_followed(
     target: str | None, kept: bool
 ) -> None:
-    from server.gallery.app import local_target
+    from mediarec.server.gallery.app import local_target
 
     assert local_target(target) == (target if kept else "/search")

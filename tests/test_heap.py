@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.heap import FullCollections, freeze_startup_objects, schedule_full_collections
+from mediarec.server.heap import FullCollections, freeze_startup_objects, schedule_full_collections
 
 
 def test_startup_objects_are_frozen_and_later_garbage_is_still_collected() -> None:

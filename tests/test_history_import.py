@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     Embeddings,
     Event,
     EventKind,
@@ -32,12 +32,12 @@ from client import (
     ServerInfo,
     Unauthenticated,
 )
-from encoders.synthetic.world import ATTRIBUTE_FAMILIES, WorldGenerator
-from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
-from server.engagement import DATABASE_NAME
-from server.recommend.types import RecRequest
-from server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.encoders.synthetic.world import ATTRIBUTE_FAMILIES, WorldGenerator
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import Settings, load_settings
+from mediarec.server.engagement import DATABASE_NAME
+from mediarec.server.recommend.types import RecRequest
+from mediarec.server.runtime import ServiceDeps, ServiceState, open_deps
 
 MODEL_ID = "mediarec-demo"
 SEED = 515

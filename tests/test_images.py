@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoders.images import (
+from mediarec.encoders.images import (
     SUPPORTED_IMAGE_EXTENSIONS,
     SUPPORTED_VIDEO_EXTENSIONS,
     decode_image,
     sniff_media_kind,
 )
-from encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
 
 WIDTH, HEIGHT = 64, 48
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from server.recommend.importer import ImportSummary, import_events
-from server.recommend.types import Event, EventKind, EventResult, StateInfo
+from mediarec.server.recommend.importer import ImportSummary, import_events
+from mediarec.server.recommend.types import Event, EventKind, EventResult, StateInfo
 
 OK, DUP = EventResult("a", accepted=True), EventResult("d", accepted=False, duplicate=True)
 

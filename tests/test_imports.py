@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("module", "must_not_load"),
     [
-        ("server.store", ("qdrant_edge", "qdrant_client")),
-        ("server.recommend.types", ("qdrant_edge", "qdrant_client", "torch")),
+        ("mediarec.server.store", ("qdrant_edge", "qdrant_client")),
+        ("mediarec.server.recommend.types", ("qdrant_edge", "qdrant_client", "torch")),
         # The recommender raises domain errors; their gRPC statuses belong to the API layer.
-        ("server.recommend.recommender", ("grpc",)),
-        ("server.service_errors", ("grpc",)),
+        ("mediarec.server.recommend.recommender", ("grpc",)),
+        ("mediarec.server.service_errors", ("grpc",)),
     ],
 )
 def test_importing_types_loads_no_engine(module: str, must_not_load: tuple[str, ...]) -> None:
@@ -32,8 +32,8 @@ def test_importing_types_loads_no_engine(module: str, must_not_load: tuple[str, 
 
 
 def test_the_adapters_are_still_importable_by_name() -> None:
-    from server.store.edge import EdgeStore, EdgeTuning
-    from server.store.remote import RemoteStore
+    from mediarec.server.store.edge import EdgeStore, EdgeTuning
+    from mediarec.server.store.remote import RemoteStore
 
     assert EdgeStore.__name__ == "EdgeStore" and RemoteStore.__name__ == "RemoteStore"
     assert EdgeTuning().hnsw_m > 0

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders import EncoderOptions, create_encoder, load_encoder
-from encoders.backends import onnx_int8
+from mediarec.encoders import EncoderOptions, create_encoder, load_encoder
+from mediarec.encoders.backends import onnx_int8
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -94,7 +94,7 @@ def test_int8_needs_the_cpu_and_an_open_clip_model() -> None:
 
 @pytest.mark.slow
 def test_demo_model_retrieval_survives_int8(tmp_path: Path) -> None:
-    from encoders.synthetic.evaluate import evaluate
+    from mediarec.encoders.synthetic.evaluate import evaluate
 
     fp32 = evaluate(load_encoder("mediarec-demo"), n=300)
     options = EncoderOptions(precision="int8", onnx_cache_dir=tmp_path)
@@ -105,7 +105,7 @@ def test_demo_model_retrieval_survives_int8(tmp_path: Path) -> None:
 def test_a_missing_onnxruntime_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from encoders.base import WeightsUnavailableError
+    from mediarec.encoders.base import WeightsUnavailableError
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(WeightsUnavailableError, match="mediarec\\[int8\\]"):

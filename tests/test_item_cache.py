@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.recommend.items import ItemCache, info_bytes
-from server.store import MediaPoint, schema
+from mediarec.server.recommend.items import ItemCache, info_bytes
+from mediarec.server.store import MediaPoint, schema
 
 DIM = 256
 

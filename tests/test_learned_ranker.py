@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.recommend import blend as b
-from server.recommend.collab import CollabSettings, Interactions, build_collab
-from server.recommend.learned import (
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.collab import CollabSettings, Interactions, build_collab
+from mediarec.server.recommend.learned import (
     LearnedRankerFileError,
     load_learned_or_none,
     load_learned_ranker,
     save_learned_ranker,
 )
-from server.recommend.ltr_features import FEATURES
-from server.recommend.ltr_train import (
+from mediarec.server.recommend.ltr_features import FEATURES
+from mediarec.server.recommend.ltr_train import (
     LtrConfig,
     NotEnoughHistoryError,
     Shown,
@@ -29,9 +29,9 @@ from server.recommend.ltr_train import (
     history_at,
     train_learned_ranker,
 )
-from server.recommend.recommender import Recommender
-from server.recommend.settings import RecommendSettings
-from server.recommend.types import RecRequest, ServedItem
+from mediarec.server.recommend.recommender import Recommender
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.types import RecRequest, ServedItem
 from tests.test_recommender import NOW, World, world  # noqa: F401  (the module's fixture)
 
 SMALL = CollabSettings(als_factors=8, als_iterations=5, knn_neighbours=20, rp3_neighbours=20)
@@ -197,10 +197,10 @@ def test_a_trained_ranker_serves_with_a_breakdown_that_adds_up(
 def external_data_dir(data_dir: Path) -> list[str]:
     """A data dir of 40 caption-only items with their own 4-d vectors and the taste log's
     events, written through the service's own indexer and store; the flags that open it."""
-    from server.config import load_settings
-    from server.media import ItemMetadata
-    from server.recommend.types import Event, EventKind
-    from server.runtime import open_deps
+    from mediarec.server.config import load_settings
+    from mediarec.server.media import ItemMetadata
+    from mediarec.server.recommend.types import Event, EventKind
+    from mediarec.server.runtime import open_deps
 
     flags = ["--model-id", "external:4", "--data-dir", str(data_dir)]
     settings = load_settings({"model_id": "external:4", "data_dir": str(data_dir)}, {}, None)
@@ -229,7 +229,7 @@ def external_data_dir(data_dir: Path) -> list[str]:
 def test_train_ranker_command_writes_the_model_and_its_card_and_serve_refuses_a_bad_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import main
+    from mediarec.server.cli import main
 
     data_dir = tmp_path / "data"
     flags = external_data_dir(data_dir)
@@ -262,7 +262,7 @@ def test_train_ranker_command_writes_the_model_and_its_card_and_serve_refuses_a_
 def test_train_ranker_on_an_empty_log_says_why_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import main
+    from mediarec.server.cli import main
 
     flags = ["--model-id", "external:4", "--data-dir", str(tmp_path / "data")]
     assert main(["train-ranker", *flags]) == 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.recommend.features import _popular_in
-from server.recommend.settings import RecommendSettings
-from server.recommend.state import DerivedState, LiveCounters, _counts
-from server.recommend.types import ServedItem
+from mediarec.server.recommend.features import _popular_in
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.state import DerivedState, LiveCounters, _counts
+from mediarec.server.recommend.types import ServedItem
 
 
 def test_counts_add_every_delta_whichever_side_is_walked() -> None:

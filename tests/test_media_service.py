@@ -27,7 +27,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     Embeddings,
     FrameVector,
     IndexOutcome,
@@ -44,20 +44,20 @@ from client import (
     Unauthenticated,
     Unavailable,
 )
-from encoders.synthetic.world import (
+from mediarec.encoders.synthetic.world import (
     ATTRIBUTE_FAMILIES,
     Attributes,
     Post,
     WorldGenerator,
     canonical_caption,
 )
-from encoders.synthetic_video import write_video
+from mediarec.encoders.synthetic_video import write_video
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import Settings, load_settings
+from mediarec.server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.server.store import schema
+from mediarec.server.topics import demo_world_prompts
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
-from server.runtime import ServiceDeps, ServiceState, open_deps
-from server.store import schema
-from server.topics import demo_world_prompts
 
 MODEL_ID = "mediarec-demo"
 DEMO_DIM = 128
@@ -441,7 +441,7 @@ def test_demo_model_uses_its_worlds_attributes_as_topics(service: Service) -> No
 
 
 def _labels(attrs: Attributes) -> dict[str, str]:
-    from encoders.synthetic.world import attribute_phrases
+    from mediarec.encoders.synthetic.world import attribute_phrases
 
     phrases = attribute_phrases()
     return {

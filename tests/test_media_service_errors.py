@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     InvalidArgument,
     Location,
     MediaFilter,
@@ -35,14 +35,14 @@ from client import (
     ResourceExhausted,
     ServingStatus,
 )
-from encoders.synthetic.world import WorldGenerator
-from encoders.synthetic_video import moving_shapes_frames, write_sparse_video, write_video
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.encoders.synthetic_video import moving_shapes_frames, write_sparse_video, write_video
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import Settings, load_settings
+from mediarec.server.grpc.errors import status_for
+from mediarec.server.runtime import ServiceState, open_deps
+from mediarec.server.store import DimensionMismatchError
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
-from server.grpc.errors import status_for
-from server.runtime import ServiceState, open_deps
-from server.store import DimensionMismatchError
 
 MODEL_ID = "mediarec-demo"
 MAX_PIXELS = 1_000_000

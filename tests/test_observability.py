@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from client import (
+from mediarec.client import (
     Embeddings,
     Event,
     EventKind,
@@ -24,12 +24,12 @@ from client import (
     MediaType,
     ServingStatus,
 )
-from client.errors import MediarecError
+from mediarec.client.errors import MediarecError
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import load_settings
+from mediarec.server.observability.requests import REQUEST_ID_KEY, request_id_of
+from mediarec.server.runtime import ServiceState
 from mediarec.v1 import media_pb2, media_pb2_grpc
-from server.app import RunningServer, build_server
-from server.config import load_settings
-from server.observability.requests import REQUEST_ID_KEY, request_id_of
-from server.runtime import ServiceState
 from tests.servers import serve_demo
 
 GET_INFO = "/mediarec.v1.MediaService/GetServerInfo"
@@ -165,7 +165,7 @@ def test_one_log_line_per_call_with_the_clients_request_id(
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     stub = media_pb2_grpc.MediaServiceStub(channel)
     try:
-        with caplog.at_level(logging.INFO, logger="server.observability.requests"):
+        with caplog.at_level(logging.INFO, logger="mediarec.server.observability.requests"):
             _, call = stub.GetServerInfo.with_call(
                 media_pb2.GetServerInfoRequest(), metadata=[(REQUEST_ID_KEY, "trace-abc-1")]
             )
@@ -176,7 +176,11 @@ def test_one_log_line_per_call_with_the_clients_request_id(
         channel.close()
     assert (REQUEST_ID_KEY, "trace-abc-1") in call.trailing_metadata()
     assert (REQUEST_ID_KEY, "trace-abc-2") in failed.value.trailing_metadata()
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.observability.requests"]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "mediarec.server.observability.requests"
+    ]
     assert len([line for line in lines if "id=trace-abc-1" in line]) == 1
     assert len([line for line in lines if "id=trace-abc-2" in line]) == 1
     ok = next(line for line in lines if "id=trace-abc-1" in line)
@@ -225,9 +229,9 @@ def test_the_operators_port_is_off_by_default(tmp_path: Path) -> None:
 def test_log_lines_carry_the_same_fields_as_text_or_json(log_format: str) -> None:
     import json
 
-    from server.cli import log_formatter
+    from mediarec.server.cli import log_formatter
 
-    record = logging.LogRecord("server.observability.requests", logging.INFO, __file__, 1,
+    record = logging.LogRecord("mediarec.server.observability.requests", logging.INFO, __file__, 1,
                                "rpc %s OK id=%s", ("/m", "abc"), None)  # fmt: skip
     record.request_id = "abc"  # as the call's `extra` sets it
     line = log_formatter(log_format).format(record)
@@ -236,10 +240,10 @@ def test_log_lines_carry_the_same_fields_as_text_or_json(log_format: str) -> Non
         assert fields["message"] == "rpc /m OK id=abc"
         assert fields["request_id"] == "abc"  # a field of its own, not only inside the text
         assert fields["level"] == "INFO"
-        assert fields["logger"] == "server.observability.requests"
+        assert fields["logger"] == "mediarec.server.observability.requests"
         assert "asctime" in fields
     else:
-        assert line.endswith("INFO server.observability.requests: rpc /m OK id=abc")
+        assert line.endswith("INFO mediarec.server.observability.requests: rpc /m OK id=abc")
 
 
 class _Ended:
@@ -271,6 +275,6 @@ class _Ended:
 def test_a_calls_status_follows_how_it_ended(
     code: grpc.StatusCode | None, remaining: float | None, ended: str, expected: str
 ) -> None:
-    from server.observability.requests import Ended, _code_of
+    from mediarec.server.observability.requests import Ended, _code_of
 
     assert _code_of(_Ended(code, remaining), Ended[ended]).name == expected  # type: ignore[arg-type]

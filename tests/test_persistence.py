@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     Embeddings,
     IndexOutcome,
     Location,
@@ -28,13 +28,13 @@ from client import (
     MediaType,
     NotFound,
 )
-from encoders import Encoder, load_encoder
-from encoders.synthetic.world import WorldGenerator
-from encoders.synthetic_video import write_video
-from server.app import RunningServer, build_server
-from server.config import Settings, load_settings
-from server.runtime import ServiceDeps, ServiceState, open_deps
-from server.store import Frame, schema
+from mediarec.encoders import Encoder, load_encoder
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.encoders.synthetic_video import write_video
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import Settings, load_settings
+from mediarec.server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.server.store import Frame, schema
 
 MODEL_ID = "mediarec-demo"
 
@@ -189,7 +189,7 @@ def _serve_process(
 ) -> tuple[subprocess.Popen[str], str]:
     """``mediarec serve`` in a child process; returns it and its address once it serves."""
     command = [
-        sys.executable, "-m", "server.cli", "serve",
+        sys.executable, "-m", "mediarec.server.cli", "serve",
         "--model-id", MODEL_ID,
         "--data-dir", str(settings.storage.data_dir),
         "--port", "0",
@@ -266,8 +266,8 @@ def test_killed_server_keeps_acknowledged_writes_and_sigterm_exits_cleanly(
 def test_sighup_with_a_bad_ranker_file_keeps_serving_with_the_ranker_in_use(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from server.recommend import blend as b
-    from server.recommend.ranker import RankerModel, save_ranker
+    from mediarec.server.recommend import blend as b
+    from mediarec.server.recommend.ranker import RankerModel, save_ranker
 
     ranker = tmp_path / "ranker.json"
     weights = {name: 0.0 for name in b.FEATURES} | {b.FRESHNESS: 1.0}

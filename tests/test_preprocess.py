@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from encoders.preprocess import resize_and_crop
-from encoders.registry import PreprocessSpec
+from mediarec.encoders.preprocess import resize_and_crop
+from mediarec.encoders.registry import PreprocessSpec
 
 SPEC = PreprocessSpec(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic")
 
@@ -61,8 +61,8 @@ def test_a_million_by_two_picture_preprocesses_within_a_small_memory_limit() -> 
         import resource
         import torch  # noqa: F401  (loaded before the limit: its libraries map a lot)
         from PIL import Image
-        from encoders.preprocess import resize_and_crop
-        from encoders.registry import PreprocessSpec
+        from mediarec.encoders.preprocess import resize_and_crop
+        from mediarec.encoders.registry import PreprocessSpec
 
         with open("/proc/self/statm") as statm:
             mapped = int(statm.read().split()[0]) * resource.getpagesize()
@@ -81,7 +81,7 @@ def test_a_million_by_two_picture_preprocesses_within_a_small_memory_limit() -> 
 
 
 def test_preprocessed_batch_is_normalised_float32() -> None:
-    from encoders.preprocess import images_to_tensor
+    from mediarec.encoders.preprocess import images_to_tensor
 
     batch = images_to_tensor([_noise(90, 70), _noise(3000, 95)], SPEC)
     assert batch.dtype == torch.float32 and batch.shape == (2, 3, SPEC.size, SPEC.size)

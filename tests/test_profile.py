@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.recommend.profile import (
+from mediarec.server.recommend.profile import (
     HASHTAG,
     LONG_VIEW_WEIGHT,
     POSITIVE_WEIGHTS,
@@ -14,9 +14,9 @@ from server.recommend.profile import (
     decay,
     summarize_events,
 )
-from server.recommend.settings import DAY_S, RecommendSettings
-from server.recommend.texts import parse_interests
-from server.recommend.types import Event, EventKind
+from mediarec.server.recommend.settings import DAY_S, RecommendSettings
+from mediarec.server.recommend.texts import parse_interests
+from mediarec.server.recommend.types import Event, EventKind
 
 NOW = 1_750_000_000.0
 SETTINGS = RecommendSettings()

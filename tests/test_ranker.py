@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.engagement import open_engagement_store
-from server.recommend import blend as b
-from server.recommend.ranker import (
+from mediarec.server.engagement import open_engagement_store
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.ranker import (
     DEFAULT_RANKER,
     FORMAT_VERSION,
     RankerFileError,
@@ -19,14 +19,14 @@ from server.recommend.ranker import (
     load_ranker,
     save_ranker,
 )
-from server.recommend.train import (
+from mediarec.server.recommend.train import (
     TrainConfig,
     auc,
     fit_logistic,
     mean_ndcg,
     train_ranker,
 )
-from server.recommend.types import Event, EventKind, ServedItem
+from mediarec.server.recommend.types import Event, EventKind, ServedItem
 
 T0 = 1_750_000_000.0
 

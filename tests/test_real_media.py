@@ -13,10 +13,10 @@ from pathlib import Path
 import av
 import pytest
 
-from client import IndexOutcome, MediaFilter, MediaMetadata, MediarecClient, MediaType
-from server.app import build_server
-from server.config import load_settings
-from server.runtime import ServiceState, open_deps
+from mediarec.client import IndexOutcome, MediaFilter, MediaMetadata, MediarecClient, MediaType
+from mediarec.server.app import build_server
+from mediarec.server.config import load_settings
+from mediarec.server.runtime import ServiceState, open_deps
 
 pytestmark = pytest.mark.media
 

@@ -26,7 +26,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     ClientContext,
     Embeddings,
     Event,
@@ -46,19 +46,19 @@ from client import (
     ServingStatus,
     Surface,
 )
-from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
-from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
-from server.app import RunningServer, build_server
-from server.config import (
+from mediarec.encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import (
     ConfigError,
     RecommendConfig,
     Settings,
     load_settings,
     recommend_settings,
 )
-from server.engagement import DATABASE_NAME
-from server.recommend.settings import RecommendSettings
-from server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.server.engagement import DATABASE_NAME
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.runtime import ServiceDeps, ServiceState, open_deps
+from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
 
 MODEL_ID = "mediarec-demo"
 WORLD_SEED = 4242

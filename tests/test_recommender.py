@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import Encoder, load_encoder
-from encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
-from server.engagement import open_engagement_store
-from server.indexing.indexer import IndexLimits, MediaIndexer
-from server.media import ItemMetadata
-from server.recommend import blend as b
-from server.recommend.ranker import RankerModel, save_ranker
-from server.recommend.recommender import Recommender
-from server.recommend.settings import DAY_S, RecommendSettings
-from server.recommend.state import build_coengagement
-from server.recommend.types import (
+from mediarec.encoders import Encoder, load_encoder
+from mediarec.encoders.synthetic.world import ATTRIBUTE_FAMILIES, Attributes, WorldGenerator
+from mediarec.server.engagement import open_engagement_store
+from mediarec.server.indexing.indexer import IndexLimits, MediaIndexer
+from mediarec.server.media import ItemMetadata
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.ranker import RankerModel, save_ranker
+from mediarec.server.recommend.recommender import Recommender
+from mediarec.server.recommend.settings import DAY_S, RecommendSettings
+from mediarec.server.recommend.state import build_coengagement
+from mediarec.server.recommend.types import (
     Context,
     Event,
     EventKind,
@@ -39,10 +39,10 @@ from server.recommend.types import (
     RecRequest,
     Surface,
 )
-from server.service_errors import InvalidArgumentError, NotFoundError, PreconditionError
-from server.store import VectorStore, schema
-from server.store.factory import open_store
-from server.topics import TopicLabeler, demo_world_prompts
+from mediarec.server.service_errors import InvalidArgumentError, NotFoundError, PreconditionError
+from mediarec.server.store import VectorStore, schema
+from mediarec.server.store.factory import open_store
+from mediarec.server.topics import TopicLabeler, demo_world_prompts
 
 MODEL_ID = os.environ.get("MEDIAREC_TEST_RECOMMEND_MODEL", "mediarec-demo")
 WORLD_SEED = 777

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from server.recommend.refresh import Refresher
-from server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.refresh import Refresher
+from mediarec.server.recommend.settings import RecommendSettings
 
 SETTINGS = replace(
     RecommendSettings(),

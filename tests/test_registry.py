@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from encoders import (
+from mediarec.encoders import (
     DEFAULT_MODEL_ID,
     DEMO_MODEL_ID,
     REGISTRY,
@@ -14,7 +14,7 @@ from encoders import (
     ModelIdError,
     parse_model_id,
 )
-from encoders.registry import EXTERNAL_CARD, WeightsKind
+from mediarec.encoders.registry import EXTERNAL_CARD, WeightsKind
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from server.recommend.schedule import Periodic
+from mediarec.server.recommend.schedule import Periodic
 
 
 def test_a_failing_run_is_logged_and_the_next_one_still_comes() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.recommend.profile import EngagementSummary, summarize_events
-from server.recommend.settings import RecommendSettings
-from server.recommend.sources import (
+from mediarec.server.recommend.profile import EngagementSummary, summarize_events
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.sources import (
     COLD,
     SEED_COENGAGEMENT_WEIGHT,
     QueryVector,
@@ -17,8 +17,8 @@ from server.recommend.sources import (
     seeded_positives,
     strongest_tastes,
 )
-from server.recommend.types import Event, EventKind
-from server.store import SearchFilter
+from mediarec.server.recommend.types import Event, EventKind
+from mediarec.server.store import SearchFilter
 
 V = np.zeros(3)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client import DeadlineExceeded, MediarecClient, ServingStatus
+from mediarec.client import DeadlineExceeded, MediarecClient, ServingStatus
+from mediarec.server.app import RunningServer
 from mediarec.v1 import common_pb2, media_pb2, media_pb2_grpc
-from server.app import RunningServer
 from tests.servers import serve_demo
 
 IDLE_S = 1.5
@@ -93,7 +93,7 @@ def test_stalled_uploads_are_capped_and_time_out_while_other_calls_stay_fast(
 
     Image.new("RGB", (64, 48), (10, 120, 200)).save(upload_file)
     with MediarecClient(target) as client:
-        from client import MediaMetadata
+        from mediarec.client import MediaMetadata
 
         assert client.index_file(upload_file, MediaMetadata(media_id="after")).media_id == "after"
 

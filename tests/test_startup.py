@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from client import MediaMetadata, MediarecClient
-from encoders import EncoderOptions, create_encoder
-from encoders.base import WeightsUnavailableError
-from encoders.registry import (
+from mediarec.client import MediaMetadata, MediarecClient
+from mediarec.encoders import EncoderOptions, create_encoder
+from mediarec.encoders.base import WeightsUnavailableError
+from mediarec.encoders.registry import (
     BUNDLED_WEIGHTS_DIR,
     DEFAULT_MODEL_ID,
     DEFAULT_NEAR_DUPLICATE_COSINE,
     DEMO_MODEL_ID,
     near_duplicate_cosine_of,
 )
-from server.cli import main
-from server.config import ConfigError, load_settings
-from server.remembered_model import MODEL_FILE
+from mediarec.server.cli import main
+from mediarec.server.config import ConfigError, load_settings
+from mediarec.server.remembered_model import MODEL_FILE
 from tests.servers import serve_demo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
 ]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "mediarec.server.cli", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=timeout,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
@@ -60,7 +60,7 @@ def test_commands_use_the_model_the_data_dir_recorded(
     data_dir = tmp_path / "data"
     folder = tmp_path / "photos"
     folder.mkdir()
-    from encoders.synthetic.world import WorldGenerator
+    from mediarec.encoders.synthetic.world import WorldGenerator
 
     WorldGenerator(3, image_size=64).post().image.save(folder / "a.jpg")
     flags = ["--data-dir", str(data_dir), "--no-progress", "--topics-top-k", "0"]
@@ -147,7 +147,7 @@ def test_serve_with_unreachable_hub_exits_with_one_line(tmp_path: Path) -> None:
 
 
 def test_serving_is_logged_only_once_the_model_is_ready(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "server.cli", "serve", "--model-id", DEMO_MODEL_ID,
+    args = [sys.executable, "-m", "mediarec.server.cli", "serve", "--model-id", DEMO_MODEL_ID,
             "--data-dir", str(tmp_path / "d"), "--port", "0", "--topics-top-k", "0"]  # fmt: skip
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              cwd=ROOT)  # fmt: skip

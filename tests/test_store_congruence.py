@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.store import (
+from mediarec.server.store import (
     CollectionNotReadyError,
     DimensionMismatchError,
     Fusion,
@@ -32,8 +32,8 @@ from server.store import (
     VectorStore,
     schema,
 )
-from server.store.edge import EdgeStore, EdgeTuning
-from server.store.remote import RemoteStore
+from mediarec.server.store.edge import EdgeStore, EdgeTuning
+from mediarec.server.store.remote import RemoteStore
 
 DIM = 128
 DIMS = {schema.VISUAL: DIM, schema.CAPTION: DIM}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.store import (
+from mediarec.server.store import (
     EDGE_SUBDIR,
     MediaPoint,
     SearchFilter,
@@ -23,8 +23,8 @@ from server.store import (
     edge_shard,
     schema,
 )
-from server.store.edge import EdgeStore, EdgeTuning
-from server.store.factory import open_store
+from mediarec.server.store.edge import EdgeStore, EdgeTuning
+from mediarec.server.store.factory import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 128
@@ -219,8 +219,8 @@ def test_a_second_process_gets_store_locked_error(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     probe = f"""
         from pathlib import Path
-        from server.store import StoreLockedError
-        from server.store.factory import open_store
+        from mediarec.server.store import StoreLockedError
+        from mediarec.server.store.factory import open_store
         try:
             open_store(Path({str(tmp_path)!r})).close()
             print("opened")
@@ -251,8 +251,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         import sys, time
         from pathlib import Path
         import numpy as np
-        from server.store import MediaPoint
-        from server.store.edge import EdgeStore, EdgeTuning
+        from mediarec.server.store import MediaPoint
+        from mediarec.server.store.edge import EdgeStore, EdgeTuning
         # No periodic full flush: acknowledged writes live only in the fsynced WAL.
         store = EdgeStore(Path({str(tmp_path)!r}), EdgeTuning(full_flush_interval_s=1e9))
         store.ensure_collection("test-model", {{"visual": {DIM}}})

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoders import load_encoder
-from encoders.synthetic.world import WorldGenerator
-from server.store import MediaPoint, SearchFilter, schema
-from server.store.edge import EdgeStore, EdgeTuning
+from mediarec.encoders import load_encoder
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.server.store import MediaPoint, SearchFilter, schema
+from mediarec.server.store.edge import EdgeStore, EdgeTuning
 
 N_POSTS = 2500
 N_QUERIES = 60

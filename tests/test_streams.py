@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.grpc.streams import StreamLimits, StreamTimeoutError, UploadGate, bounded
-from server.service_errors import ResourceLimitError
+from mediarec.server.grpc.streams import StreamLimits, StreamTimeoutError, UploadGate, bounded
+from mediarec.server.service_errors import ResourceLimitError
 
 
 def slow(delays: list[float], release: threading.Event | None = None) -> Iterator[int]:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from encoders.synthetic.world import (
+from mediarec.encoders.synthetic.world import (
     ATTRIBUTE_FAMILIES,
     Attributes,
     WorldGenerator,

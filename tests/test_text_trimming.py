@@ -14,8 +14,8 @@ import pytest
 import torch
 from test_backends import hf_checkpoint as hf_checkpoint  # the tiny HF CLIP fixture
 
-from encoders import EncoderOptions, load_encoder, parse_model_id
-from encoders.backends.openclip_text import TrimmedTextTower
+from mediarec.encoders import EncoderOptions, load_encoder, parse_model_id
+from mediarec.encoders.backends.openclip_text import TrimmedTextTower
 
 TEXTS = [
     "a much longer caption about a busy city street at night with cars, lights and people",
@@ -108,7 +108,7 @@ def test_grouping_keeps_the_callers_order(tiny_openclip) -> None:
 
 
 def test_grouped_path_equals_the_ungrouped_path(tiny_openclip) -> None:
-    from encoders import l2_normalize
+    from mediarec.encoders import l2_normalize
 
     _, _, folder = tiny_openclip
     encoder = load_encoder(f"openclip-dir:{folder}", EncoderOptions(batch_size=3))

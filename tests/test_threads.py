@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from server.threads import limit_numpy_blas_threads
+from mediarec.server.threads import limit_numpy_blas_threads
 
 
 def openblas_threads() -> set[int]:

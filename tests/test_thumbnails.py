@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client import (
+from mediarec.client import (
     Embeddings,
     IndexOutcome,
     InvalidArgument,
@@ -22,10 +22,10 @@ from client import (
     MediarecClient,
     NotFound,
 )
-from encoders.synthetic.world import WorldGenerator
-from encoders.synthetic_video import write_video
-from server.app import RunningServer
-from server.thumbnails import FILE_NAME, THUMBNAIL_MAX_SIDE, make_thumbnail
+from mediarec.encoders.synthetic.world import WorldGenerator
+from mediarec.encoders.synthetic_video import write_video
+from mediarec.server.app import RunningServer
+from mediarec.server.thumbnails import FILE_NAME, THUMBNAIL_MAX_SIDE, make_thumbnail
 from tests.servers import serve_demo
 
 
@@ -173,7 +173,7 @@ def test_a_thumbnail_of_other_content_is_never_shown(served: Served) -> None:
 def test_indexing_a_folder_through_the_server_again_backfills_thumbnails(
     served: Served, tmp_path: Path
 ) -> None:
-    from server.cli import main
+    from mediarec.server.cli import main
 
     folder = tmp_path / "album"
     folder.mkdir()

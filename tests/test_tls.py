@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from client import MediarecClient, ServingStatus, Unavailable
-from server.app import RunningServer, build_server
-from server.config import load_settings
-from server.runtime import ServiceState, open_deps
+from mediarec.client import MediarecClient, ServingStatus, Unavailable
+from mediarec.server.app import RunningServer, build_server
+from mediarec.server.config import load_settings
+from mediarec.server.runtime import ServiceState, open_deps
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
-from server.cli import main
+from mediarec.client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
+from mediarec.server.cli import main
 from tests.servers import serve_demo
 
 ITEMS = 8

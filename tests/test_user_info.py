@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from client import Event, EventKind, InvalidArgument, MediarecClient
+from mediarec.client import Event, EventKind, InvalidArgument, MediarecClient
 from tests.servers import serve_demo
 
 

@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from server.recommend.profile import EngagementSummary, UserProfile
-from server.recommend.usercache import Precomputer, UserCache, UserEntry, user_entry_bytes
+from mediarec.server.recommend.profile import EngagementSummary, UserProfile
+from mediarec.server.recommend.usercache import Precomputer, UserCache, UserEntry, user_entry_bytes
 
 
 class Clock:

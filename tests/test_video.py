@@ -1,4 +1,5 @@
-"""Frame sampling with real PyAV on clips written by encoders.synthetic_video, plus real clips."""
+"""Frame sampling with real PyAV on clips written by mediarec.encoders.synthetic_video, plus real
+clips."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoders.media_errors import DecodeFailure, MediaDecodeError
-from encoders.synthetic_video import (
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.encoders.synthetic_video import (
     frame_index_from_bar,
     moving_shapes_frames,
     write_sparse_video,
     write_video,
 )
-from encoders.video import VideoInfo, plan_seeks, sample_frames, sample_times
+from mediarec.encoders.video import VideoInfo, plan_seeks, sample_frames, sample_times
 
 FPS = 25
 FRAMES = 100  # 4 s

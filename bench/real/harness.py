@@ -39,7 +39,7 @@ from bench.real.data import (
 from bench.real.models import Interactions, Scorer
 from bench.real.report import write_fragment
 from bench.report import code_version
-from server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.settings import RecommendSettings
 
 logger = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("server", "grpc", "sentence_transformers", "httpx", "implicit"):
+    for noisy in ("mediarec", "grpc", "sentence_transformers", "httpx", "implicit"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.monotonic()
     measured = code_version()  # the code as it was loaded, even if the tree changes meanwhile

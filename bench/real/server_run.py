@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench.real.data import Dataset
-from client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
+from mediarec.client import Embeddings, Event, EventKind, MediaMetadata, MediarecClient, MediaType
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ def mediarec(
     data: Dataset, vectors: np.ndarray, overrides: Mapping[str, Any] | None = None
 ) -> Iterator[Running]:
     """A fresh server with every item indexed; stopped (and its data dir removed) on exit."""
-    from server.app import build_server
-    from server.config import load_settings
-    from server.runtime import ServiceState, open_deps
+    from mediarec.server.app import build_server
+    from mediarec.server.config import load_settings
+    from mediarec.server.runtime import ServiceState, open_deps
 
     dim = int(vectors.shape[1])
     with tempfile.TemporaryDirectory(prefix="mediarec-bench-real-") as tmp:
@@ -130,7 +130,7 @@ def top_items(client: MediarecClient, users: Sequence[int] | np.ndarray, k: int)
 
 def candidate_unions(recommender: Any, users: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
     """Each user's candidate union (best blended score first), its first ``k`` as items."""
-    from server.recommend.types import RecRequest
+    from mediarec.server.recommend.types import RecRequest
 
     out = np.full((len(users), k), -1, dtype=np.int64)
     for row, user in enumerate(users):

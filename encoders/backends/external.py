@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from encoders.base import EmbeddingUnsupportedError
-from encoders.registry import ModelSpec
+from mediarec.encoders.base import EmbeddingUnsupportedError
+from mediarec.encoders.registry import ModelSpec
 
 
 class ExternalVectorsEncoder:

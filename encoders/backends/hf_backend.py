@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from encoders.backends.torch_base import TorchClipEncoder
-from encoders.hub import is_cached
-from encoders.options import EncoderOptions
-from encoders.registry import ModelSpec, PreprocessSpec, WeightsKind
+from mediarec.encoders.backends.torch_base import TorchClipEncoder
+from mediarec.encoders.hub import is_cached
+from mediarec.encoders.options import EncoderOptions
+from mediarec.encoders.registry import ModelSpec, PreprocessSpec, WeightsKind
 
 
 class HfClipEncoder(TorchClipEncoder):

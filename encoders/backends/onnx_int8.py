@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from encoders.base import WeightsUnavailableError
+from mediarec.encoders.base import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 

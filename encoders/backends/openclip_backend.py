@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from encoders.backends.openclip_text import TrimmedTextTower
-from encoders.backends.torch_base import TorchClipEncoder
-from encoders.hub import is_cached
-from encoders.registry import PreprocessSpec, WeightsKind
+from mediarec.encoders.backends.openclip_text import TrimmedTextTower
+from mediarec.encoders.backends.torch_base import TorchClipEncoder
+from mediarec.encoders.hub import is_cached
+from mediarec.encoders.registry import PreprocessSpec, WeightsKind
 
 if TYPE_CHECKING:
-    from encoders.backends.onnx_int8 import OnnxInt8ImageTower
+    from mediarec.encoders.backends.onnx_int8 import OnnxInt8ImageTower
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OpenClipEncoder(TorchClipEncoder):
     def _int8_tower(self, model: Any, size: int) -> OnnxInt8ImageTower | None:
         if self._options.precision != "int8":
             return None
-        from encoders.backends.onnx_int8 import OnnxInt8ImageTower, default_cache_dir
+        from mediarec.encoders.backends.onnx_int8 import OnnxInt8ImageTower, default_cache_dir
 
         cache = self._options.onnx_cache_dir or default_cache_dir()
         threads = self._options.torch_threads

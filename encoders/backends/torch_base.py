@@ -13,11 +13,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from encoders.base import EncoderError, VideoEmbedding, WeightsUnavailableError, l2_normalize
-from encoders.hub import cache_only_when_offline, hub_endpoint, is_cache_miss
-from encoders.options import EncoderOptions
-from encoders.preprocess import images_to_tensor
-from encoders.registry import ModelSpec, PreprocessSpec, WeightsKind, with_loaded_facts
+from mediarec.encoders.base import (
+    EncoderError,
+    VideoEmbedding,
+    WeightsUnavailableError,
+    l2_normalize,
+)
+from mediarec.encoders.hub import cache_only_when_offline, hub_endpoint, is_cache_miss
+from mediarec.encoders.options import EncoderOptions
+from mediarec.encoders.preprocess import images_to_tensor
+from mediarec.encoders.registry import ModelSpec, PreprocessSpec, WeightsKind, with_loaded_facts
 
 logger = logging.getLogger(__name__)
 

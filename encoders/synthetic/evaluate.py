@@ -1,8 +1,9 @@
 """Held-out check of the bundled demo model on fresh pictures from the synthetic world.
 
-``python -m encoders.synthetic.evaluate`` (``make eval-demo-model``) generates 1,000 posts from a
-seed that training never uses, embeds them through :func:`encoders.load_encoder` (the same code
-path the service uses) and prints one JSON object as its last line:
+``python -m mediarec.encoders.synthetic.evaluate`` (``make eval-demo-model``) generates 1,000
+posts from a seed that training never uses, embeds them through
+:func:`mediarec.encoders.load_encoder` (the same code path the service uses) and prints one
+JSON object as its last line:
 
 * random negatives: each post's caption against the captions of 99 other posts (posts whose
   attributes are identical are skipped, because their captions are just as true), top-1 in both
@@ -27,7 +28,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from encoders.synthetic.world import (
+from mediarec.encoders.synthetic.world import (
     ATTRIBUTE_FAMILIES,
     WorldGenerator,
     canonical_caption,
@@ -37,7 +38,7 @@ from encoders.synthetic.world import (
 
 logger = logging.getLogger(__name__)
 
-# Never used for training: encoders.synthetic.train refuses any seed in EVALUATION_SEEDS.
+# Never used for training: mediarec.encoders.synthetic.train refuses any seed in EVALUATION_SEEDS.
 EVAL_SEED = 20_250_917
 # Training's own progress checks use this one, so the reported evaluation stays untouched.
 VALIDATION_SEED = 7_777
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from encoders import load_encoder  # deferred: loads torch and open_clip
+    from mediarec.encoders import load_encoder  # deferred: loads torch and open_clip
 
     encoder = load_encoder(args.model)
     result = evaluate(encoder, n=args.n, seed=args.seed)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from encoders.synthetic.world import Attributes, Post, WorldGenerator
-from encoders.synthetic_video import write_video
+from mediarec.encoders.synthetic.world import Attributes, Post, WorldGenerator
+from mediarec.encoders.synthetic_video import write_video
 
 PHOTO_SIZE = 256
 VIDEO_SIZE = (256, 192)

@@ -1,6 +1,6 @@
 """Train the bundled demo CLIP (``mediarec-demo``) on the synthetic world, from scratch, on CPU.
 
-``python -m encoders.synthetic.train`` (``make train-demo-model``) writes an open_clip
+``python -m mediarec.encoders.synthetic.train`` (``make train-demo-model``) writes an open_clip
 "local-dir" checkpoint: ``open_clip_config.json`` plus fp16 ``open_clip_model.safetensors``,
 loadable with ``open_clip.create_model_and_transforms('local-dir:' + out_dir)``.
 
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from encoders.synthetic.evaluate import EVALUATION_SEEDS, VALIDATION_SEED, evaluate
-from encoders.synthetic.world import (
+from mediarec.encoders.synthetic.evaluate import EVALUATION_SEEDS, VALIDATION_SEED, evaluate
+from mediarec.encoders.synthetic.world import (
     ATTRIBUTE_FAMILIES,
     Attributes,
     WorldGenerator,

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.cli.users import DEFAULT_SERVER, SURFACES
-from server.config import ConfigError, Settings, add_arguments, settings_from_args
+from mediarec.server.cli.users import DEFAULT_SERVER, SURFACES
+from mediarec.server.config import ConfigError, Settings, add_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     _configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
-        from server.cli.common import CommandError
-        from server.cli.serve import serve
+        from mediarec.server.cli.common import CommandError
+        from mediarec.server.cli.serve import serve
 
         try:
             return serve(settings)
@@ -189,8 +189,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "train-ranker":
         import time
 
-        from server.cli.train import run_train
-        from server.recommend.train import DAY_S, TrainConfig
+        from mediarec.server.cli.train import run_train
+        from mediarec.server.recommend.train import DAY_S, TrainConfig
 
         since = args.since_days
         return run_train(
@@ -204,11 +204,11 @@ def _main(argv: Sequence[str] | None) -> int:
             ),
         )
     if args.command == "index":
-        from server.cli.index import run_index_command
+        from mediarec.server.cli.index import run_index_command
 
         return run_index_command(args, settings)
     if args.command == "events":
-        from server.cli.events import run_import
+        from mediarec.server.cli.events import run_import
 
         return run_import(
             settings,
@@ -225,7 +225,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _user_command(args: argparse.Namespace) -> int:
-    from server.cli.users import run_forget, run_interests, run_recommend
+    from mediarec.server.cli.users import run_forget, run_interests, run_recommend
 
     key = args.api_key or os.environ.get("MEDIAREC_API_KEY")
     if args.command == "recommend":
@@ -239,7 +239,7 @@ def _user_command(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from server.cli.search import Filters, run_search
+    from mediarec.server.cli.search import Filters, run_search
 
     if args.match and args.text is None:
         print("mediarec search: --match applies to text queries only", file=sys.stderr)

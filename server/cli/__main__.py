@@ -1,7 +1,7 @@
-"""``python -m server.cli``: the ``mediarec`` command without the installed script."""
+"""``python -m mediarec.server.cli``: the ``mediarec`` command without the installed script."""
 
 import sys
 
-from server.cli import main
+from mediarec.server.cli import main
 
 sys.exit(main())

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.runtime import ServiceDeps
+    from mediarec.server.config import Settings
+    from mediarec.server.runtime import ServiceDeps
 
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class CommandError(Exception):
 def server_error(exc: Exception, api_key: str | None) -> str:
     """A failed call to a server, as a command line says it: a key problem names the flag
     that fixes it rather than the gRPC metadata the server's message speaks of."""
-    from client import PermissionDenied, Unauthenticated
+    from mediarec.client import PermissionDenied, Unauthenticated
 
     if isinstance(exc, Unauthenticated) and not api_key:
         return "the server wants an API key: pass --api-key KEY or set MEDIAREC_API_KEY"
@@ -54,13 +54,13 @@ def open_local_deps(settings: Settings, locked_message: str | None = None) -> Se
     server or a ranker that must be trained again is named at once. ``locked_message`` replaces
     the local commands' advice (``--server``) where it does not apply.
     """
-    from encoders.base import EncoderError
-    from server.engagement.schema import SchemaVersionError
-    from server.recommend.learned import LearnedRankerFileError
-    from server.recommend.ranker import RankerFileError, load_or_default
-    from server.runtime import open_deps
-    from server.store import EDGE_SUBDIR, StoreError, StoreLockedError
-    from server.store.lock import DirLock
+    from mediarec.encoders.base import EncoderError
+    from mediarec.server.engagement.schema import SchemaVersionError
+    from mediarec.server.recommend.learned import LearnedRankerFileError
+    from mediarec.server.recommend.ranker import RankerFileError, load_or_default
+    from mediarec.server.runtime import open_deps
+    from mediarec.server.store import EDGE_SUBDIR, StoreError, StoreLockedError
+    from mediarec.server.store.lock import DirLock
 
     try:
         if not settings.storage.qdrant_url:

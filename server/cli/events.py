@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from client.eventfile import BadRow, EventFileError, Row, read_events
-from server.cli.common import (
+from mediarec.client.eventfile import BadRow, EventFileError, Row, read_events
+from mediarec.server.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CommandError,
@@ -27,8 +27,8 @@ from server.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from client import Event, ImportEventsResult
-    from server.config import Settings
+    from mediarec.client import Event, ImportEventsResult
+    from mediarec.server.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def run_import(
 def _import_server(
     target: str, api_key: str | None, events: Iterable[Event], advance: Callable[[int], None]
 ) -> ImportEventsResult:
-    from client import MediarecClient, MediarecError
+    from mediarec.client import MediarecClient, MediarecError
 
     with MediarecClient(target, api_key=api_key) as client:
         try:
@@ -134,11 +134,11 @@ def _import_server(
 def _import_local(
     settings: Settings, events: Iterable[Event], advance: Callable[[int], None]
 ) -> ImportEventsResult:
-    from client import convert as client_convert
-    from server.grpc.recommend_convert import event_from_proto, import_response
-    from server.recommend.importer import import_events
-    from server.recommend.types import Event as DomainEvent
-    from server.recommend.types import EventResult
+    from mediarec.client import convert as client_convert
+    from mediarec.server.grpc.recommend_convert import event_from_proto, import_response
+    from mediarec.server.recommend.importer import import_events
+    from mediarec.server.recommend.types import Event as DomainEvent
+    from mediarec.server.recommend.types import EventResult
 
     def chunks() -> Iterator[list[DomainEvent | EventResult]]:
         chunk: list[DomainEvent | EventResult] = []

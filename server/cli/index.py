@@ -13,8 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from client import MediarecClient, MediarecError
-from server.cli.common import (
+from mediarec.client import MediarecClient, MediarecError
+from mediarec.server.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -23,17 +23,22 @@ from server.cli.common import (
     open_local_deps,
     server_error,
 )
-from server.indexing import manifest
-from server.indexing.folder import check_id_prefix, read_extensions
-from server.indexing.pipeline import index_folder
-from server.indexing.prune import PrunePlan, SourcedStore, plan_prune, prune
-from server.indexing.report import FileStatus, IndexReport, default_report_path, write_report
-from server.indexing.sinks import ClientSink, EmbeddedSink, IndexAborted
+from mediarec.server.indexing import manifest
+from mediarec.server.indexing.folder import check_id_prefix, read_extensions
+from mediarec.server.indexing.pipeline import index_folder
+from mediarec.server.indexing.prune import PrunePlan, SourcedStore, plan_prune, prune
+from mediarec.server.indexing.report import (
+    FileStatus,
+    IndexReport,
+    default_report_path,
+    write_report,
+)
+from mediarec.server.indexing.sinks import ClientSink, EmbeddedSink, IndexAborted
 
 if TYPE_CHECKING:
     import argparse
 
-    from server.config import Settings
+    from mediarec.server.config import Settings
 
 
 logger = logging.getLogger(__name__)

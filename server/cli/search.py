@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from server.cli.common import (
+from mediarec.server.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CommandError,
@@ -23,7 +23,7 @@ from server.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from server.config import Settings
+    from mediarec.server.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +104,10 @@ def _read_image(path: Path) -> bytes:
 def _search_local(
     settings: Settings, query: Query, k: int, filters: Filters = Filters()
 ) -> list[ResultRow]:
-    from encoders.base import EncoderError
-    from server.search import TextMatch
-    from server.service_errors import ServiceError
-    from server.store import SearchFilter
+    from mediarec.encoders.base import EncoderError
+    from mediarec.server.search import TextMatch
+    from mediarec.server.service_errors import ServiceError
+    from mediarec.server.store import SearchFilter
 
     # Searching labels nothing, so the topic vocabulary need not be embedded at startup.
     deps = open_local_deps(replace(settings, topics=replace(settings.topics, top_k=0)))
@@ -141,7 +141,7 @@ def _search_local(
 def _search_server(
     server: str, api_key: str | None, query: Query, k: int, filters: Filters = Filters()
 ) -> list[ResultRow]:
-    from client import MediaFilter, MediarecClient, MediarecError, MediaType, TextMatch
+    from mediarec.client import MediaFilter, MediarecClient, MediarecError, MediaType, TextMatch
 
     only = MediaFilter(
         media_types=tuple(MediaType[t.upper()] for t in filters.media_types),

@@ -1,7 +1,7 @@
 """``mediarec serve``: run the gRPC server until SIGTERM or SIGINT.
 
 It listens first (health NOT_SERVING), loads the model and opens the store, then serves; the
-server itself is assembled by ``server.app.build_server``.
+server itself is assembled by ``mediarec.server.app.build_server``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import socket
 import threading
 from types import FrameType
 
-from server.app import build_server
-from server.cli.common import EXIT_UNUSABLE, CommandError, open_local_deps
-from server.config import Settings
-from server.heap import freeze_startup_objects, schedule_full_collections
-from server.recommend.ranker import RankerFileError
-from server.runtime import ServiceState
-from server.threads import limit_numpy_blas_threads
+from mediarec.server.app import build_server
+from mediarec.server.cli.common import EXIT_UNUSABLE, CommandError, open_local_deps
+from mediarec.server.config import Settings
+from mediarec.server.heap import freeze_startup_objects, schedule_full_collections
+from mediarec.server.recommend.ranker import RankerFileError
+from mediarec.server.runtime import ServiceState
+from mediarec.server.threads import limit_numpy_blas_threads
 
 logger = logging.getLogger(__name__)
 

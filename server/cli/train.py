@@ -14,13 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-from server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
-from server.config import Settings, recommend_settings
-from server.recommend.learned import LearnedRanker, LearnedRankerFileError, load_learned_or_none
-from server.recommend.ltr_features import describe
-from server.recommend.ltr_train import BASELINE_COLUMNS, NotEnoughHistoryError
-from server.recommend.ranker import RANKER_FILE
-from server.recommend.train import TrainConfig, format_report, train_ranker
+from mediarec.server.cli.common import EXIT_FAILED, EXIT_OK, CommandError, open_local_deps
+from mediarec.server.config import Settings, recommend_settings
+from mediarec.server.recommend.learned import (
+    LearnedRanker,
+    LearnedRankerFileError,
+    load_learned_or_none,
+)
+from mediarec.server.recommend.ltr_features import describe
+from mediarec.server.recommend.ltr_train import BASELINE_COLUMNS, NotEnoughHistoryError
+from mediarec.server.recommend.ranker import RANKER_FILE
+from mediarec.server.recommend.train import TrainConfig, format_report, train_ranker
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from server.cli.common import server_error
+from mediarec.server.cli.common import server_error
 
 if TYPE_CHECKING:
-    from client import MediarecClient, Recommendation
+    from mediarec.client import MediarecClient, Recommendation
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -30,7 +30,7 @@ def _call(
     command: str, server: str, api_key: str | None, work: Callable[[MediarecClient], T]
 ) -> T | None:
     """Run ``work`` against the server; print one line and return None when it fails."""
-    from client import MediarecClient, MediarecError, Unavailable
+    from mediarec.client import MediarecClient, MediarecError, Unavailable
 
     try:
         with MediarecClient(server, api_key=api_key) as client:
@@ -55,7 +55,7 @@ def run_recommend(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    from client import Surface
+    from mediarec.client import Surface
 
     out = out or sys.stdout
     page = _call(

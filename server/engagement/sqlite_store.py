@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from server.engagement.schema import USER_TABLES, migrate
-from server.engagement.validation import EventLimits, event_error
-from server.recommend.types import (
+from mediarec.server.engagement.schema import USER_TABLES, migrate
+from mediarec.server.engagement.validation import EventLimits, event_error
+from mediarec.server.recommend.types import (
     Context,
     Event,
     EventKind,

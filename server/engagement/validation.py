@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from server.recommend.types import Event, EventKind
+from mediarec.server.recommend.types import Event, EventKind
 
 # Kinds that act on one item and therefore need its media_id.
 MEDIA_KINDS = frozenset(

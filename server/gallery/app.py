@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from client.errors import (
+from mediarec.client.errors import (
     InvalidArgument,
     MediarecError,
     NotFound,
@@ -30,10 +30,10 @@ from client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from client.types import MediaFilter, MediaType, Surface, TextMatch
-from server.gallery import views
-from server.gallery.clients import GalleryClient
-from server.gallery.sessions import (
+from mediarec.client.types import MediaFilter, MediaType, Surface, TextMatch
+from mediarec.server.gallery import views
+from mediarec.server.gallery.clients import GalleryClient
+from mediarec.server.gallery.sessions import (
     CSRF_COOKIE,
     CSRF_FIELD,
     SESSION_COOKIE,

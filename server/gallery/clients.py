@@ -16,8 +16,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
-from client.mediarec_client import MediarecClient
-from client.types import (
+from mediarec.client.mediarec_client import MediarecClient
+from mediarec.client.types import (
     MediaFilter,
     MediaItem,
     RecommendPage,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from client.types import MediaItem, MediaType, Recommendation, SearchHit
+from mediarec.client.types import MediaItem, MediaType, Recommendation, SearchHit
 
 
 @dataclass(frozen=True)

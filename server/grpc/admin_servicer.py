@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
+from mediarec.server.grpc import recommend_convert as convert
+from mediarec.server.runtime import ServiceState
 from mediarec.v1 import admin_pb2, admin_pb2_grpc
-from server.grpc import recommend_convert as convert
-from server.runtime import ServiceState
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mediarec.v1 import common_pb2, media_pb2
-from server.media import (
+from mediarec.server.media import (
     IndexedItem,
     ItemMetadata,
     Location,
@@ -16,16 +16,18 @@ from server.media import (
     Outcome,
     StoredItem,
 )
-from server.search import TextMatch
-from server.service_errors import InvalidArgumentError
-from server.store import SearchFilter
+from mediarec.server.search import TextMatch
+from mediarec.server.service_errors import InvalidArgumentError
+from mediarec.server.store import SearchFilter
+from mediarec.v1 import common_pb2, media_pb2
 
-_MEDIA_TYPE_FROM_PROTO = {
+_MEDIA_TYPE_FROM_PROTO: dict[int, MediaType] = {
     common_pb2.MEDIA_TYPE_IMAGE: MediaType.IMAGE,
     common_pb2.MEDIA_TYPE_VIDEO: MediaType.VIDEO,
     common_pb2.MEDIA_TYPE_TEXT: MediaType.TEXT,
 }
-_MEDIA_TYPE_TO_PROTO = {v: k for k, v in _MEDIA_TYPE_FROM_PROTO.items()}
+# The stubs type enum fields as the enum's class, which the plain ints above are at run time.
+_MEDIA_TYPE_TO_PROTO = {v: cast(common_pb2.MediaType, k) for k, v in _MEDIA_TYPE_FROM_PROTO.items()}
 _OUTCOME_TO_PROTO = {
     Outcome.CREATED: media_pb2.INDEX_OUTCOME_CREATED,
     Outcome.UPDATED: media_pb2.INDEX_OUTCOME_UPDATED,
@@ -135,7 +137,7 @@ def hit_to_proto(hit: MediaHit) -> media_pb2.SearchResult:
     return result
 
 
-_TEXT_MATCHES = {
+_TEXT_MATCHES: dict[int, TextMatch] = {
     media_pb2.TEXT_MATCH_UNSPECIFIED: TextMatch.HYBRID,
     media_pb2.TEXT_MATCH_HYBRID: TextMatch.HYBRID,
     media_pb2.TEXT_MATCH_PIXELS: TextMatch.PIXELS,

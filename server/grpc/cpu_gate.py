@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from server.service_errors import DeadlineExceededError, ResourceLimitError
+from mediarec.server.service_errors import DeadlineExceededError, ResourceLimitError
 
 
 def default_slots() -> int:

@@ -21,9 +21,9 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from server.grpc.inflight import InFlight
-from server.observability.request_id import CURRENT_REQUEST_ID
-from server.service_errors import (  # re-exported: the status table's keys
+from mediarec.server.grpc.inflight import InFlight
+from mediarec.server.observability.request_id import CURRENT_REQUEST_ID
+from mediarec.server.service_errors import (  # re-exported: the status table's keys
     AlreadyExistsError,
     DeadlineExceededError,
     InvalidArgumentError,
@@ -54,8 +54,12 @@ def default_status_table() -> dict[type[BaseException], StatusRule]:
     Built on demand, not at import, so this module imports nothing heavy and the table
     can name errors of modules that import this one.
     """
-    from encoders.base import EmbeddingUnsupportedError, ModelIdError, WeightsUnavailableError
-    from encoders.media_errors import MediaDecodeError
+    from mediarec.encoders.base import (
+        EmbeddingUnsupportedError,
+        ModelIdError,
+        WeightsUnavailableError,
+    )
+    from mediarec.encoders.media_errors import MediaDecodeError
 
     table: dict[type[BaseException], StatusRule] = {
         InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -100,7 +104,7 @@ def _disk_full_status(error: BaseException) -> grpc.StatusCode | None:
 
 
 def _store_status_rules() -> dict[type[BaseException], StatusRule]:
-    from server.store.base import (
+    from mediarec.server.store.base import (
         CollectionNotReadyError,
         DimensionMismatchError,
         InvalidVectorError,

@@ -17,18 +17,18 @@ from pathlib import Path
 
 import grpc
 
+from mediarec.server.embed_batcher import Priority, embeds
+from mediarec.server.grpc import convert
+from mediarec.server.grpc.auth import bearer_token
+from mediarec.server.grpc.cpu_gate import CpuGate
+from mediarec.server.grpc.server_info import server_info_to_proto
+from mediarec.server.grpc.streams import StreamLimits, UploadGate, bounded
+from mediarec.server.indexing.indexer import validate_media_id, validate_metadata
+from mediarec.server.media import SourcedItem
+from mediarec.server.observability.tally import MEDIA_INDEXED
+from mediarec.server.runtime import ServiceState
+from mediarec.server.service_errors import InvalidArgumentError, ResourceLimitError
 from mediarec.v1 import media_pb2, media_pb2_grpc
-from server.embed_batcher import Priority, embeds
-from server.grpc import convert
-from server.grpc.auth import bearer_token
-from server.grpc.cpu_gate import CpuGate
-from server.grpc.server_info import server_info_to_proto
-from server.grpc.streams import StreamLimits, UploadGate, bounded
-from server.indexing.indexer import validate_media_id, validate_metadata
-from server.media import SourcedItem
-from server.observability.tally import MEDIA_INDEXED
-from server.runtime import ServiceState
-from server.service_errors import InvalidArgumentError, ResourceLimitError
 
 logger = logging.getLogger(__name__)
 

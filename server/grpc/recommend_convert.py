@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-from mediarec.v1 import common_pb2, recommend_pb2
-from server.engagement.validation import MAX_ID_CHARS
-from server.grpc.convert import filter_media_types, set_unix_time, stored_item_to_proto
-from server.media import StoredItem
-from server.recommend.importer import ImportResult
-from server.recommend.types import (
+from mediarec.server.engagement.validation import MAX_ID_CHARS
+from mediarec.server.grpc.convert import filter_media_types, set_unix_time, stored_item_to_proto
+from mediarec.server.media import StoredItem
+from mediarec.server.recommend.importer import ImportResult
+from mediarec.server.recommend.types import (
     Context,
     Event,
     EventKind,
@@ -21,7 +20,8 @@ from server.recommend.types import (
     StateInfo,
     Surface,
 )
-from server.service_errors import InvalidArgumentError, ResourceLimitError
+from mediarec.server.service_errors import InvalidArgumentError, ResourceLimitError
+from mediarec.v1 import common_pb2, recommend_pb2
 
 _KIND_FROM_PROTO = {
     recommend_pb2.EVENT_KIND_IMPRESSION: EventKind.IMPRESSION,

@@ -13,18 +13,18 @@ from typing import Any
 
 import grpc
 
+from mediarec.server.embed_batcher import Priority, embeds
+from mediarec.server.grpc import recommend_convert as convert
+from mediarec.server.grpc.auth import bearer_token
+from mediarec.server.grpc.streams import StreamLimits, UploadGate, bounded
+from mediarec.server.media import StoredItem
+from mediarec.server.observability.tally import EVENTS
+from mediarec.server.payload import stored_item
+from mediarec.server.recommend.importer import import_events
+from mediarec.server.recommend.types import Event, EventResult, RecItem
+from mediarec.server.runtime import ServiceDeps, ServiceState
+from mediarec.server.service_errors import InvalidArgumentError, ResourceLimitError
 from mediarec.v1 import recommend_pb2, recommend_pb2_grpc
-from server.embed_batcher import Priority, embeds
-from server.grpc import recommend_convert as convert
-from server.grpc.auth import bearer_token
-from server.grpc.streams import StreamLimits, UploadGate, bounded
-from server.media import StoredItem
-from server.observability.tally import EVENTS
-from server.payload import stored_item
-from server.recommend.importer import import_events
-from server.recommend.types import Event, EventResult, RecItem
-from server.runtime import ServiceDeps, ServiceState
-from server.service_errors import InvalidArgumentError, ResourceLimitError
 
 DEFAULT_RECENT_EVENTS = 20  # GetUser's newest events when the request names no number
 MAX_RECENT_EVENTS = 200

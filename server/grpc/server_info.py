@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mediarec.server.grpc.convert import set_unix_time
+from mediarec.server.grpc.recommend_convert import state_to_proto
+from mediarec.server.recommend.importer import ImportProgress
+from mediarec.server.runtime import SERVER_VERSION, ServiceDeps
+from mediarec.server.store import SearchFilter
 from mediarec.v1 import media_pb2
-from server.grpc.convert import set_unix_time
-from server.grpc.recommend_convert import state_to_proto
-from server.recommend.importer import ImportProgress
-from server.runtime import SERVER_VERSION, ServiceDeps
-from server.store import SearchFilter
 
 
 def server_info_to_proto(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from server.service_errors import DeadlineExceededError, ResourceLimitError
+from mediarec.server.service_errors import DeadlineExceededError, ResourceLimitError
 
 T = TypeVar("T")
 _END = object()

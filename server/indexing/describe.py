@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
-from server.indexing.exif import read_exif
-from server.indexing.folder import FolderFile
-from server.indexing.sidecars import Fields, read_sidecars
-from server.media import ItemMetadata
+from mediarec.server.indexing.exif import read_exif
+from mediarec.server.indexing.folder import FolderFile
+from mediarec.server.indexing.sidecars import Fields, read_sidecars
+from mediarec.server.media import ItemMetadata
 
 
 def read_metadata(file: FolderFile, listed: Fields | None = None) -> ItemMetadata:

@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from server.media import Location
+from mediarec.server.media import Location
 
 logger = logging.getLogger(__name__)
 

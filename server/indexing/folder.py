@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from encoders.images import SUPPORTED_IMAGE_EXTENSIONS, SUPPORTED_VIDEO_EXTENSIONS
-from server.indexing.indexer import MEDIA_ID_PATTERN
+from mediarec.encoders.images import SUPPORTED_IMAGE_EXTENSIONS, SUPPORTED_VIDEO_EXTENSIONS
+from mediarec.server.indexing.indexer import MEDIA_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 

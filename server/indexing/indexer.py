@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from encoders import Encoder, l2_normalize
-from encoders.images import decode_image, sniff_media_kind
-from encoders.media_errors import DecodeFailure, MediaDecodeError
-from server.media import IndexedItem, ItemMetadata, MediaType, Outcome, StoredItem
-from server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
-from server.service_errors import InvalidArgumentError, ResourceLimitError
-from server.store import MediaPoint, SearchFilter, VectorStore, schema
-from server.thumbnails import THUMBNAIL_MAX_SIDE, Thumbnails, make_thumbnail
-from server.topics import Topic, TopicLabeler
+from mediarec.encoders import Encoder, l2_normalize
+from mediarec.encoders.images import decode_image, sniff_media_kind
+from mediarec.encoders.media_errors import DecodeFailure, MediaDecodeError
+from mediarec.server.media import IndexedItem, ItemMetadata, MediaType, Outcome, StoredItem
+from mediarec.server.payload import FINGERPRINT, build_payload, stored_item, unchanged_result
+from mediarec.server.service_errors import InvalidArgumentError, ResourceLimitError
+from mediarec.server.store import MediaPoint, SearchFilter, VectorStore, schema
+from mediarec.server.thumbnails import THUMBNAIL_MAX_SIDE, Thumbnails, make_thumbnail
+from mediarec.server.topics import Topic, TopicLabeler
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class MediaIndexer:
                     item.thumbnails = [make_thumbnail(self._thumbnail_source(raw, image))]
             else:
                 # Imported here: PyAV loads FFmpeg's libraries, which photo-only work never needs.
-                from encoders.video import sample_frames
+                from mediarec.encoders.video import sample_frames
 
                 info, frames = sample_frames(
                     data, self._limits.video_frames, max_pixels=self._limits.max_image_pixels

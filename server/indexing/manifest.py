@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.indexing.sidecars import Fields, SidecarError, parse_fields
+from mediarec.server.indexing.sidecars import Fields, SidecarError, parse_fields
 
 logger = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from server.indexing.describe import read_metadata
-from server.indexing.folder import FolderFile, read_extensions, scan_folder
-from server.indexing.manifest import Manifests
-from server.indexing.report import (
+from mediarec.server.indexing.describe import read_metadata
+from mediarec.server.indexing.folder import FolderFile, read_extensions, scan_folder
+from mediarec.server.indexing.manifest import Manifests
+from mediarec.server.indexing.report import (
     FileResult,
     FileStatus,
     IndexReport,
 )
-from server.indexing.sidecars import Fields
-from server.indexing.sinks import (
+from mediarec.server.indexing.sidecars import Fields
+from mediarec.server.indexing.sinks import (
     IndexAborted,
     IndexSink,
     PreparedFile,

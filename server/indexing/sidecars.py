@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from server.indexing.folder import FolderFile
-from server.media import Location
+from mediarec.server.indexing.folder import FolderFile
+from mediarec.server.media import Location
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from client import (
+from mediarec.client import (
     IndexOutcome,
     MediaItem,
     MediaMetadata,
@@ -24,19 +24,19 @@ from client import (
     UploadSourceChangedError,
     file_sha256,
 )
-from client import Location as ClientLocation
-from client import MediaType as ClientMediaType
-from server.indexing.folder import FolderFile
-from server.indexing.report import (
+from mediarec.client import Location as ClientLocation
+from mediarec.client import MediaType as ClientMediaType
+from mediarec.server.indexing.folder import FolderFile
+from mediarec.server.indexing.report import (
     FileResult,
     FileStatus,
 )
-from server.media import ItemMetadata, StoredItem
-from server.payload import stored_item
+from mediarec.server.media import ItemMetadata, StoredItem
+from mediarec.server.payload import stored_item
 
 if TYPE_CHECKING:
-    from server.indexing.indexer import PreparedItem
-    from server.runtime import ServiceDeps
+    from mediarec.server.indexing.indexer import PreparedItem
+    from mediarec.server.runtime import ServiceDeps
 
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class EmbeddedSink:
         return OVERLAPPING_COMMITS if self._deps.batcher is not None else 1
 
     def prepare(self, file: FolderFile, metadata: ItemMetadata) -> PreparedFile:
-        from encoders.preprocess import resize_and_crop
+        from mediarec.encoders.preprocess import resize_and_crop
 
         indexer = self._deps.indexer
 

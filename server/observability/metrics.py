@@ -27,10 +27,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from server.embed_batcher import BatcherStats
-from server.observability.buckets import BucketCounts
-from server.observability.tally import EVENTS, MEDIA_INDEXED
-from server.runtime import ServiceState
+from mediarec.server.embed_batcher import BatcherStats
+from mediarec.server.observability.buckets import BucketCounts
+from mediarec.server.observability.tally import EVENTS, MEDIA_INDEXED
+from mediarec.server.runtime import ServiceState
 
 # From a cheap health check to a slow batch index.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

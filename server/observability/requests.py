@@ -5,7 +5,8 @@ way it goes back in the trailing metadata, on errors too, so a caller can quote 
 operator can find the call's line. The interceptor sits outside every other one (auth, the
 error table), so refused and failed calls are measured with the status they got.
 
-It wraps handlers the way the error table does (``server.grpc.errors.with_behavior``), including
+It wraps handlers the way the error table does
+(``mediarec.server.grpc.errors.with_behavior``), including
 grpc's non-blocking convention, so ``Health/Watch`` and streaming uploads keep working.
 """
 
@@ -22,9 +23,9 @@ from typing import Any
 
 import grpc
 
-from server.grpc.errors import handler_behavior, with_behavior
-from server.observability.metrics import ServerMetrics
-from server.observability.request_id import CURRENT_REQUEST_ID
+from mediarec.server.grpc.errors import handler_behavior, with_behavior
+from mediarec.server.observability.metrics import ServerMetrics
+from mediarec.server.observability.request_id import CURRENT_REQUEST_ID
 
 logger = logging.getLogger(__name__)
 

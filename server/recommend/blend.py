@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.recommend.types import Surface
+from mediarec.server.recommend.types import Surface
 
 CONTENT = "content"
 COENGAGEMENT = "coengagement"

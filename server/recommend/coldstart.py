@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from encoders import l2_normalize
-from server.recommend.profile import item_vector
-from server.store import VectorStore, schema
+from mediarec.encoders import l2_normalize
+from mediarec.server.recommend.profile import item_vector
+from mediarec.server.store import VectorStore, schema
 
 _GET_BATCH = 256
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.recommend import blend as b
-from server.recommend.items import ItemInfo
-from server.recommend.profile import UserProfile
-from server.recommend.settings import RecommendSettings
-from server.recommend.sources import QueryVector
-from server.recommend.state import CoScores, DerivedState, context_keys
-from server.recommend.types import Context
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.items import ItemInfo
+from mediarec.server.recommend.profile import UserProfile
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.sources import QueryVector
+from mediarec.server.recommend.state import CoScores, DerivedState, context_keys
+from mediarec.server.recommend.types import Context
 
 # How much each kind of context counts in "popularity in context".
 POPULARITY_KEY_WEIGHTS: Mapping[str, float] = {

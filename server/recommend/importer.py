@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from server.recommend.types import EngagementStore, Event, EventResult, StateInfo
+from mediarec.server.recommend.types import EngagementStore, Event, EventResult, StateInfo
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from server.payload import NEAR_DUPLICATE_OF
-from server.recommend.hits import HitCounter
-from server.store import SearchFilter, VectorStore, schema
+from mediarec.server.payload import NEAR_DUPLICATE_OF
+from mediarec.server.recommend.hits import HitCounter
+from mediarec.server.store import SearchFilter, VectorStore, schema
 
 _FETCH_BATCH = 512
 

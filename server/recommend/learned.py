@@ -17,8 +17,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from server.recommend.ltr_features import FEATURES
-from server.recommend.ranker import save_json_atomically
+from mediarec.server.recommend.ltr_features import FEATURES
+from mediarec.server.recommend.ranker import save_json_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ reported, so a learned score's breakdown reads like the blend's (``blend.FEATURE
 adds up to the score.
 
 Training (``ltr_train.py``) and serving (``recommender.py``) both call :func:`feature_matrix`
-with a :class:`~server.recommend.collab.CollabModel` built from the history before the moment
-ranked, so what a model learned on is what it is served.
+with a :class:`~mediarec.server.recommend.collab.CollabModel` built from the history before the
+moment ranked, so what a model learned on is what it is served.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from encoders import l2_normalize
-from server.recommend import blend as b
-from server.recommend.collab import DAY_S, CollabModel, UserHistory, UserScores
+from mediarec.encoders import l2_normalize
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.collab import DAY_S, CollabModel, UserHistory, UserScores
 
 RECENT_POSITIVES = 5  # "what you liked lately": the newest positives the recent columns use
 

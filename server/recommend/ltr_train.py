@@ -2,10 +2,10 @@
 
 For each of ``cuts`` nested cuts, every user's events are split in time: the older part is their
 history, and their positives in the next ``label_fraction`` of their events are the labels. A
-:class:`~server.recommend.collab.CollabModel` is built from every user's history at that cut, so
-no collaborative feature of an example contains a label event (a feature that saw its own label
-would be trusted for the wrong reason). Each (user, cut) is one LightGBM lambdarank group over the
-candidates of every source: the collaborative ones and the content nearest neighbours of the
+:class:`~mediarec.server.recommend.collab.CollabModel` is built from every user's history at that
+cut, so no collaborative feature of an example contains a label event (a feature that saw its own
+label would be trusted for the wrong reason). Each (user, cut) is one LightGBM lambdarank group over
+the candidates of every source: the collaborative ones and the content nearest neighbours of the
 user's likes, which is how a never-engaged item (cold) can be ranked at all. Items the service
 served the user in the label window join the list too: what was shown and ignored is the most
 informative negative there is.
@@ -33,20 +33,20 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from encoders import l2_normalize
-from server.recommend.collab import (
+from mediarec.encoders import l2_normalize
+from mediarec.server.recommend.collab import (
     CollabModel,
     CollabSettings,
     Interactions,
     UserHistory,
     build_collab,
 )
-from server.recommend.learned import LearnedRanker
-from server.recommend.ltr_features import FEATURES, feature_matrix
-from server.recommend.settings import RecommendSettings
-from server.recommend.state import interaction_log
-from server.recommend.types import EngagementStore, ServedItem
-from server.store import VectorStore
+from mediarec.server.recommend.learned import LearnedRanker
+from mediarec.server.recommend.ltr_features import FEATURES, feature_matrix
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.state import interaction_log
+from mediarec.server.recommend.types import EngagementStore, ServedItem
+from mediarec.server.store import VectorStore
 
 logger = logging.getLogger(__name__)
 

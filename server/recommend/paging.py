@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.recommend.hits import HitCounter
-from server.recommend.types import RecItem
-from server.service_errors import InvalidArgumentError, PreconditionError
+from mediarec.server.recommend.hits import HitCounter
+from mediarec.server.recommend.types import RecItem
+from mediarec.server.service_errors import InvalidArgumentError, PreconditionError
 
 _CURSOR = re.compile(r"^([0-9a-f]{32})\.(\d{1,9})$")
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from encoders import EmbeddingUnsupportedError, l2_normalize
-from server.recommend.blend import user_confidence
-from server.recommend.items import ItemCache
-from server.recommend.settings import RecommendSettings
-from server.recommend.texts import TextEmbedder, parse_interests
-from server.recommend.types import SEEN_KINDS, EngagementStore, Event, EventKind
-from server.store import MediaPoint, schema
+from mediarec.encoders import EmbeddingUnsupportedError, l2_normalize
+from mediarec.server.recommend.blend import user_confidence
+from mediarec.server.recommend.items import ItemCache
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.texts import TextEmbedder, parse_interests
+from mediarec.server.recommend.types import SEEN_KINDS, EngagementStore, Event, EventKind
+from mediarec.server.store import MediaPoint, schema
 
 logger = logging.getLogger(__name__)
 

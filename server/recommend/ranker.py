@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from server.recommend import blend as b
-from server.recommend.types import Surface
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.types import Surface
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from server.recommend import blend as b
-from server.recommend.profile import DECLARED, HASHTAG, SEARCH, STEERING
-from server.recommend.state import hour_bucket
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.profile import DECLARED, HASHTAG, SEARCH, STEERING
+from mediarec.server.recommend.state import hour_bucket
 
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.02  # smaller parts of a score are not worth a sentence

@@ -23,46 +23,46 @@ from typing import Any
 
 import numpy as np
 
-from encoders import Encoder
-from encoders.registry import near_duplicate_cosine_of
-from server.embed_batcher import Priority, embed_scope
-from server.observability.buckets import Buckets
-from server.recommend import bandit
-from server.recommend import blend as b
-from server.recommend import sources as src
-from server.recommend.collab import CollabModel, UserHistory, UserScores
-from server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
-from server.recommend.features import Candidates, FeatureTable, compute_features
-from server.recommend.hits import HitCounts
-from server.recommend.items import ItemCache, matches
-from server.recommend.learned import (
+from mediarec.encoders import Encoder
+from mediarec.encoders.registry import near_duplicate_cosine_of
+from mediarec.server.embed_batcher import Priority, embed_scope
+from mediarec.server.observability.buckets import Buckets
+from mediarec.server.recommend import bandit
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend import sources as src
+from mediarec.server.recommend.collab import CollabModel, UserHistory, UserScores
+from mediarec.server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
+from mediarec.server.recommend.features import Candidates, FeatureTable, compute_features
+from mediarec.server.recommend.hits import HitCounts
+from mediarec.server.recommend.items import ItemCache, matches
+from mediarec.server.recommend.learned import (
     LearnedRanker,
     PopularityRanker,
     load_learned_or_none,
     save_learned_ranker,
 )
-from server.recommend.ltr_features import feature_matrix, reported_contributions
-from server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_from_store
-from server.recommend.paging import (
+from mediarec.server.recommend.ltr_features import feature_matrix, reported_contributions
+from mediarec.server.recommend.ltr_train import LtrConfig, NotEnoughHistoryError, train_from_store
+from mediarec.server.recommend.paging import (
     RankedEntry,
     Ranking,
     RankingCache,
     make_cursor,
 )
-from server.recommend.profile import (
+from mediarec.server.recommend.profile import (
     STEERING,
     ProfileBuilder,
     UserProfile,
 )
-from server.recommend.ranker import RankerModel, load_or_default
-from server.recommend.refresh import Refresher
-from server.recommend.schedule import Periodic
-from server.recommend.servedlog import ServedLogWriter
-from server.recommend.settings import RecommendSettings
-from server.recommend.slate import Slate, ordered_sources
-from server.recommend.state import DerivedState, LiveCounters, build_state
-from server.recommend.texts import TextEmbedder, parse_interests
-from server.recommend.types import (
+from mediarec.server.recommend.ranker import RankerModel, load_or_default
+from mediarec.server.recommend.refresh import Refresher
+from mediarec.server.recommend.schedule import Periodic
+from mediarec.server.recommend.servedlog import ServedLogWriter
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.slate import Slate, ordered_sources
+from mediarec.server.recommend.state import DerivedState, LiveCounters, build_state
+from mediarec.server.recommend.texts import TextEmbedder, parse_interests
+from mediarec.server.recommend.types import (
     EngagementStore,
     Event,
     ForgetReport,
@@ -74,9 +74,9 @@ from server.recommend.types import (
     StateInfo,
     Surface,
 )
-from server.recommend.usercache import Precomputer, UserCache, UserEntry
-from server.service_errors import InvalidArgumentError, NotFoundError
-from server.store import SearchFilter, VectorStore, schema
+from mediarec.server.recommend.usercache import Precomputer, UserCache, UserEntry
+from mediarec.server.service_errors import InvalidArgumentError, NotFoundError
+from mediarec.server.store import SearchFilter, VectorStore, schema
 
 logger = logging.getLogger(__name__)
 
@@ -988,7 +988,7 @@ def _dup_groups(cands: Candidates) -> list[str]:
 
 
 def _empty_profile(user_id: str, now: float) -> UserProfile:
-    from server.recommend.profile import EngagementSummary
+    from mediarec.server.recommend.profile import EngagementSummary
 
     return UserProfile(
         user_id=user_id, summary=EngagementSummary(), clusters=(), interests=(),

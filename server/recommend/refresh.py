@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.settings import RecommendSettings
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Sequence
 
-from server.recommend.types import EngagementStore, ServedItem
+from mediarec.server.recommend.types import EngagementStore, ServedItem
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from server.recommend.collab import CollabSettings
+from mediarec.server.recommend.collab import CollabSettings
 
 DAY_S = 86_400.0
 

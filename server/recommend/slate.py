@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.recommend import blend as b
-from server.recommend.items import ItemInfo
-from server.recommend.paging import RankedEntry
-from server.recommend.profile import UserProfile
-from server.recommend.reasons import ReasonInfo, reasons_for
-from server.recommend.sources import SOURCES
-from server.recommend.types import RecItem, RecRequest, Surface
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.items import ItemInfo
+from mediarec.server.recommend.paging import RankedEntry
+from mediarec.server.recommend.profile import UserProfile
+from mediarec.server.recommend.reasons import ReasonInfo, reasons_for
+from mediarec.server.recommend.sources import SOURCES
+from mediarec.server.recommend.types import RecItem, RecRequest, Surface
 
 _SOURCE_ORDER = {name: i for i, name in enumerate(SOURCES)}
 _EXPLAIN_BLOCK = 32  # positions explained together (a page or two)

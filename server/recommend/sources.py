@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from server.recommend.profile import STEERING, EngagementSummary, UserProfile
-from server.recommend.settings import RecommendSettings
-from server.recommend.state import (
+from mediarec.server.recommend.profile import STEERING, EngagementSummary, UserProfile
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.state import (
     GLOBAL,
     CoScores,
     DerivedState,
@@ -26,8 +26,8 @@ from server.recommend.state import (
     context_keys,
     tag_key,
 )
-from server.recommend.types import RecRequest, Surface
-from server.store import SearchFilter, SearchHit, VectorStore, schema
+from mediarec.server.recommend.types import RecRequest, Surface
+from mediarec.server.store import SearchFilter, SearchHit, VectorStore, schema
 
 CONTENT = "content"
 COENGAGEMENT = "coengagement"

@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from encoders import l2_normalize
-from server.recommend.coldstart import ColdPool, build_cold_pool
-from server.recommend.collab import CollabModel, Interactions, build_collab
-from server.recommend.profile import decay, item_vector, positive_weight
-from server.recommend.settings import RecommendSettings
-from server.recommend.types import SEEN_KINDS, EngagementStore, Event, EventKind, ServedItem
-from server.store import VectorStore, schema
+from mediarec.encoders import l2_normalize
+from mediarec.server.recommend.coldstart import ColdPool, build_cold_pool
+from mediarec.server.recommend.collab import CollabModel, Interactions, build_collab
+from mediarec.server.recommend.profile import decay, item_vector, positive_weight
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.types import (
+    SEEN_KINDS,
+    EngagementStore,
+    Event,
+    EventKind,
+    ServedItem,
+)
+from mediarec.server.store import VectorStore, schema
 
 logger = logging.getLogger(__name__)
 

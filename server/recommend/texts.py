@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from encoders import Encoder, l2_normalize
+from mediarec.encoders import Encoder, l2_normalize
 
 _SPLIT = re.compile(r"[,;\n\r\t|]+|\s+(?:and|&)\s+")
 MAX_INTEREST_CHARS = 100

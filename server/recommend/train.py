@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from server.recommend import blend as b
-from server.recommend.profile import positive_weight
-from server.recommend.ranker import RankerModel, save_ranker
-from server.recommend.settings import RecommendSettings
-from server.recommend.types import EngagementStore, Surface
+from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.profile import positive_weight
+from mediarec.server.recommend.ranker import RankerModel, save_ranker
+from mediarec.server.recommend.settings import RecommendSettings
+from mediarec.server.recommend.types import EngagementStore, Surface
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from server.observability.buckets import BucketCounts
+from mediarec.server.observability.buckets import BucketCounts
 
 
 class EventKind(StrEnum):

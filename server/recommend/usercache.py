@@ -26,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from server.recommend.hits import HitCounter
-from server.recommend.profile import UserProfile
-from server.recommend.sources import ProposalTuple
+from mediarec.server.recommend.hits import HitCounter
+from mediarec.server.recommend.profile import UserProfile
+from mediarec.server.recommend.sources import ProposalTuple
 
 logger = logging.getLogger(__name__)
 

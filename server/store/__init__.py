@@ -1,14 +1,15 @@
 """Vector storage over Qdrant: the embedded Qdrant Edge engine, or a Qdrant server or cluster.
 
 This package exports the :class:`VectorStore` Protocol and its types only, so importing them
-loads no engine. ``server.store.factory.open_store`` picks an adapter (``server.store.edge``
-or ``server.store.remote``); callers then ``ensure_collection(model_id, dims)`` and use the
-Protocol. See docs/storage.md for the layout and the trade-offs.
+loads no engine. ``mediarec.server.store.factory.open_store`` picks an adapter
+(``mediarec.server.store.edge`` or ``mediarec.server.store.remote``); callers then
+``ensure_collection(model_id, dims)`` and use the Protocol. See docs/storage.md for the layout
+and the trade-offs.
 """
 
 from __future__ import annotations
 
-from server.store.base import (
+from mediarec.server.store.base import (
     CollectionNotReadyError,
     DimensionMismatchError,
     Frame,

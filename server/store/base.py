@@ -14,7 +14,7 @@ import numpy as np
 
 
 class StoreError(Exception):
-    """Base class of every error raised by :mod:`server.store`."""
+    """Base class of every error raised by :mod:`mediarec.server.store`."""
 
 
 class DimensionMismatchError(StoreError):

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from server.store import schema
-from server.store.base import (
+from mediarec.server.store import schema
+from mediarec.server.store.base import (
     CollectionNotReadyError,
     Frame,
     FrameMatch,
@@ -34,11 +34,11 @@ from server.store.base import (
     SearchHit,
     StoreStats,
 )
-from server.store.edge_shard import ManagedShard, ShardPolicy
-from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
-from server.store.hit_keys import HitKeys
-from server.store.lock import DirLock
-from server.store.points import (
+from mediarec.server.store.edge_shard import ManagedShard, ShardPolicy
+from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
+from mediarec.server.store.hit_keys import HitKeys
+from mediarec.server.store.lock import DirLock
+from mediarec.server.store.points import (
     FUSION_TIE_SLACK,
     SearchesThroughBatch,
     as_float32,
@@ -87,7 +87,8 @@ class EdgeTuning:
 
 
 class EdgeStore(SearchesThroughBatch):
-    """:class:`~server.store.base.VectorStore` on Qdrant Edge, one process per store dir."""
+    """:class:`~mediarec.server.store.base.VectorStore` on Qdrant Edge, one process per store
+    dir."""
 
     engine = "qdrant-edge"
 

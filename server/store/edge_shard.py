@@ -33,9 +33,9 @@ from pathlib import Path
 
 import qdrant_edge as qe
 
-from server.store.base import StoreError, StoreLockedError
-from server.store.schema import IndexKind
-from server.store.sparse_copy import copy_tree_sparse
+from mediarec.server.store.base import StoreError, StoreLockedError
+from mediarec.server.store.schema import IndexKind
+from mediarec.server.store.sparse_copy import copy_tree_sparse
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.store import EDGE_SUBDIR, VectorStore
-from server.store.edge import EdgeTuning
+from mediarec.server.store import EDGE_SUBDIR, VectorStore
+from mediarec.server.store.edge import EdgeTuning
 
 
 def open_store(
@@ -21,9 +21,9 @@ def open_store(
     """
     if qdrant_url:
         # Imported here: qdrant_client is only loaded by deployments that use it.
-        from server.store.remote import RemoteStore
+        from mediarec.server.store.remote import RemoteStore
 
         return RemoteStore.connect(qdrant_url, api_key)
-    from server.store.edge import EdgeStore
+    from mediarec.server.store.edge import EdgeStore
 
     return EdgeStore(Path(data_dir) / EDGE_SUBDIR, edge_tuning)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.store import schema
-from server.store.base import SearchFilter
+from mediarec.server.store import schema
+from mediarec.server.store.base import SearchFilter
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from server.store import schema
+from mediarec.server.store import schema
 
 PointId = int | uuid.UUID | str  # as qdrant_edge types it; mediarec's own ids are UUIDs
 

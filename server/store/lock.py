@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from server.store.base import StoreLockedError
+from mediarec.server.store.base import StoreLockedError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from server.store import schema
-from server.store.base import (
+from mediarec.server.store import schema
+from mediarec.server.store.base import (
     DimensionMismatchError,
     Frame,
     FrameMatch,

@@ -16,8 +16,8 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from server.store import schema
-from server.store.base import (
+from mediarec.server.store import schema
+from mediarec.server.store.base import (
     CollectionNotReadyError,
     Frame,
     FrameMatch,
@@ -29,8 +29,8 @@ from server.store.base import (
     StoreLockedError,
     StoreStats,
 )
-from server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
-from server.store.points import (
+from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
+from mediarec.server.store.points import (
     FUSION_TIE_SLACK,
     SearchesThroughBatch,
     as_float32,
@@ -63,7 +63,7 @@ _INDEX_TYPES = {
 
 
 class RemoteStore(SearchesThroughBatch):
-    """:class:`~server.store.base.VectorStore` through qdrant-client."""
+    """:class:`~mediarec.server.store.base.VectorStore` through qdrant-client."""
 
     def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 256) -> None:
         self._client = client
