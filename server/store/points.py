@@ -25,25 +25,22 @@ from mediarec.server.store.base import (
 
 def check_vector(vector: Any, dim: int, what: str) -> np.ndarray:
     """``vector`` as a finite 1-d float32 array of ``dim`` values, else a typed error."""
-    array = np.asarray(vector, dtype=np.float32)
-    if array.ndim != 1:
-        raise InvalidVectorError(f"{what}: expected a 1-d vector, got shape {array.shape}")
-    if array.shape[0] != dim:
-        raise DimensionMismatchError(what, dim, array.shape[0])
-    if not np.all(np.isfinite(array)):
-        raise InvalidVectorError(f"{what}: vector contains NaN or infinity")
-    return array
+    return _checked_array(vector, dim, what, "a 1-d vector", ndim=1)
 
 
 def check_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
     """``vectors`` as a finite (n, dim) float32 array, else a typed error."""
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim != 2:
-        raise InvalidVectorError(f"{what}: expected an (n, {dim}) array, got shape {array.shape}")
-    if array.shape[1] != dim:
-        raise DimensionMismatchError(what, dim, array.shape[1])
+    return _checked_array(vectors, dim, what, f"an (n, {dim}) array", ndim=2)
+
+
+def _checked_array(values: Any, dim: int, what: str, expected: str, ndim: int) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != ndim:
+        raise InvalidVectorError(f"{what}: expected {expected}, got shape {array.shape}")
+    if array.shape[-1] != dim:
+        raise DimensionMismatchError(what, dim, array.shape[-1])
     if not np.all(np.isfinite(array)):
-        raise InvalidVectorError(f"{what}: vectors contain NaN or infinity")
+        raise InvalidVectorError(f"{what}: values contain NaN or infinity")
     return array
 
 

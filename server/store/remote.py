@@ -221,16 +221,7 @@ class RemoteStore(SearchesThroughBatch):
     # ------------------------------------------------------------------- reads
 
     def get(self, media_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, MediaPoint]:
-        self._require()
-        if not media_ids:
-            return {}
-        with _store_errors():
-            records = self._client.retrieve(
-                self._collection,
-                [schema.media_point_id(m) for m in media_ids],
-                with_payload=True,
-                with_vectors=with_vectors,
-            )
+        records = self._retrieve(media_ids, True, with_vectors)
         return {
             r.payload[schema.MEDIA_ID]: MediaPoint(
                 media_id=r.payload[schema.MEDIA_ID],
@@ -240,6 +231,23 @@ class RemoteStore(SearchesThroughBatch):
             for r in records
             if r.payload
         }
+
+    def _retrieve(
+        self,
+        media_ids: Sequence[str],
+        with_payload: bool | list[str],
+        with_vectors: bool | list[str],
+    ) -> list[qm.Record]:
+        self._require()
+        if not media_ids:
+            return []
+        with _store_errors():
+            return self._client.retrieve(
+                self._collection,
+                [schema.media_point_id(m) for m in media_ids],
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+            )
 
     def get_frames(self, media_id: str) -> list[Frame]:
         self._require()
@@ -382,15 +390,7 @@ class RemoteStore(SearchesThroughBatch):
     def retrieve_vectors(self, media_ids: Sequence[str], vector_name: str) -> dict[str, np.ndarray]:
         self._require()
         check_vector_name(vector_name, self._dims)
-        if not media_ids:
-            return {}
-        with _store_errors():
-            records = self._client.retrieve(
-                self._collection,
-                [schema.media_point_id(m) for m in media_ids],
-                with_payload=[schema.MEDIA_ID],
-                with_vectors=[vector_name],
-            )
+        records = self._retrieve(media_ids, [schema.MEDIA_ID], [vector_name])
         return {
             r.payload[schema.MEDIA_ID]: as_float32(r.vector[vector_name])
             for r in records
