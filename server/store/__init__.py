@@ -1,9 +1,9 @@
 """Vector storage over Qdrant: the embedded Qdrant Edge engine, or a Qdrant server or cluster.
 
-This package exports the :class:`VectorStore` Protocol and its types only, so importing them
+This package exports the :class:`VectorStore` contract and its types only, so importing them
 loads no engine. ``mediarec.server.store.factory.open_store`` picks an adapter
 (``mediarec.server.store.edge`` or ``mediarec.server.store.remote``); callers then
-``ensure_collection(model_id, dims)`` and use the Protocol. See docs/storage.md for the layout
+``ensure_collection(model_id, dims)`` and use the contract. See docs/storage.md for the layout
 and the trade-offs.
 """
 
@@ -22,8 +22,8 @@ from mediarec.server.store.base import (
     StoreError,
     StoreLockedError,
     StoreStats,
-    VectorStore,
 )
+from mediarec.server.store.contract import VectorStore
 
 # The embedded store's folder under the data dir.
 EDGE_SUBDIR = "qdrant-edge"

@@ -1,4 +1,5 @@
-"""The vector-store boundary: plain dataclasses, typed errors and the ``VectorStore`` Protocol.
+"""The vector-store boundary's types: plain dataclasses and typed errors (the ``VectorStore``
+contract itself is in ``contract.py``).
 
 No protobuf and no engine types cross this boundary; the gRPC servicer converts at its edge and
 each adapter converts at its own.
@@ -6,9 +7,9 @@ each adapter converts at its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
@@ -156,164 +157,3 @@ class StoreStats:
     frames: int
     indexed_vectors: int
     optimizing: bool
-
-
-@runtime_checkable
-class VectorStore(Protocol):
-    """Media vectors and payloads in Qdrant: one collection per encoder model.
-
-    ``ensure_collection`` binds the store to the model's collection; every other data call
-    needs it first (else :class:`CollectionNotReadyError`). Writes return once durable.
-    """
-
-    @property
-    def collection(self) -> str: ...
-
-    def ensure_collection(self, model_id: str, dims: Mapping[str, int]) -> None:
-        """Create or open the collection of ``model_id`` with these named-vector dims."""
-        ...
-
-    def upsert(self, points: Sequence[MediaPoint]) -> None:
-        """Insert or overwrite media points (idempotent by media_id)."""
-        ...
-
-    def upsert_frames(
-        self,
-        media_id: str,
-        frame_vectors: np.ndarray,
-        timestamps_s: Sequence[float],
-        payload: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Replace the frame points of a video with ``frame_vectors`` (n, visual dim)."""
-        ...
-
-    def get(self, media_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, MediaPoint]:
-        """Stored points by media_id; unknown ids are absent from the result."""
-        ...
-
-    def get_frames(self, media_id: str) -> list[Frame]:
-        """The stored frames of a video, in frame order (empty for non-videos)."""
-        ...
-
-    def delete(self, media_ids: Sequence[str]) -> None:
-        """Delete media points and their frames; unknown ids are ignored."""
-        ...
-
-    def search(
-        self,
-        vector_name: str,
-        query_vector: np.ndarray,
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        match_frames: bool = False,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
-        """The ``k`` nearest media by cosine on ``vector_name``, best first.
-
-        ``match_frames`` fills ``SearchHit.frame`` for video hits with their best frame.
-        """
-        ...
-
-    def search_batch(
-        self,
-        vector_name: str,
-        query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int | Sequence[int],
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        with_payload: bool = True,
-        hnsw_ef: int | None = None,
-    ) -> list[list[SearchHit]]:
-        """One ``search`` per query vector, planned together; results in query order.
-
-        ``k`` is one limit for every query or a limit per query (asking each query for only
-        what it needs saves a few µs per hit: results cross into Python one by one).
-        ``hnsw_ef`` overrides the store's search beam for this call (never below a limit), for
-        callers that trade recall for latency, such as candidate generation."""
-        ...
-
-    def search_fused(
-        self,
-        query_vector: np.ndarray,
-        vector_names: Sequence[str],
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        fusion: Fusion,
-        match_frames: bool = False,
-    ) -> list[SearchHit]:
-        """The ``k`` best media by reciprocal-rank fusion of one nearest search per named vector.
-
-        The engine fuses (Qdrant's prefetch + RRF), so items found by only one vector compete
-        with the rest on rank alone. ``SearchHit.score`` is the fused score, not a cosine.
-        """
-        ...
-
-    def search_frames(
-        self, query_vector: np.ndarray, media_ids: Sequence[str]
-    ) -> dict[str, FrameMatch]:
-        """The best-matching frame of each video in ``media_ids`` (videos without frames absent)."""
-        ...
-
-    def retrieve_vectors(self, media_ids: Sequence[str], vector_name: str) -> dict[str, np.ndarray]:
-        """Stored vectors by media_id; ids without that vector are absent."""
-        ...
-
-    def count(self, filter: SearchFilter | None = None) -> int:
-        """Number of media points (matching ``filter``)."""
-        ...
-
-    def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
-        """Every stored media_id (matching ``filter``), in no particular order."""
-        ...
-
-    def iter_payloads(
-        self,
-        payload_keys: Sequence[str],
-        filter: SearchFilter | None = None,
-        batch_size: int = 1000,
-    ) -> Iterator[MediaPoint]:
-        """Every media point (matching ``filter``) with only these payload keys and its media_id,
-        no vectors, in no particular order; read page by page, so memory stays bounded."""
-        ...
-
-    def list_media(
-        self,
-        filter: SearchFilter | None = None,
-        limit: int = 100,
-        *,
-        newest_first: bool = True,
-        payload_keys: Sequence[str] | None = None,
-    ) -> list[MediaPoint]:
-        """Media points ordered by ``created_at`` (payload only, no vectors).
-
-        ``payload_keys`` limits each payload to these keys and ``media_id`` (None: all of it);
-        reading less payload is most of the saving on a hot path."""
-        ...
-
-    def request_optimize(self) -> None:
-        """Ask for an index build in the background now (a no-op where the engine does it)."""
-        ...
-
-    def wait_optimized(self, timeout: float | None = None) -> bool:
-        """Block until no background index build is running or pending; False on timeout."""
-        ...
-
-    def stats(self) -> StoreStats: ...
-
-    def content_version(self) -> int | None:
-        """A number that changes after every write (media, frames, a switch of collection),
-        or None where writers this process does not see may change the collection (a Qdrant
-        server).
-
-        Readers that keep search results (the recommender's per-user candidates) read it
-        before they search and reuse the results only while it is unchanged.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release files, locks and connections. Idempotent."""
-        ...

@@ -24,40 +24,13 @@ import numpy as np
 import qdrant_edge as qe
 
 from mediarec.server.store import schema
-from mediarec.server.store.base import (
-    CollectionNotReadyError,
-    Frame,
-    FrameMatch,
-    Fusion,
-    MediaPoint,
-    SearchFilter,
-    SearchHit,
-    StoreStats,
-)
+from mediarec.server.store.base import CollectionNotReadyError, SearchHit, StoreStats
+from mediarec.server.store.contract import BatchQuery, FusedQuery, Page, PreparedPoint, VectorStore
 from mediarec.server.store.edge_shard import ManagedShard, ShardPolicy
-from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
+from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, translated
 from mediarec.server.store.hit_keys import HitKeys
 from mediarec.server.store.lock import DirLock
-from mediarec.server.store.points import (
-    FUSION_TIE_SLACK,
-    SearchesThroughBatch,
-    as_float32,
-    check_dims,
-    check_frames,
-    check_vector,
-    check_vector_name,
-    checked_vectors,
-    compare_dims,
-    frame_match,
-    frame_payloads,
-    frames_of,
-    media_payload,
-    query_limits,
-    settle_fused_ties,
-    vectors_of,
-    with_best_frames,
-    with_keys,
-)
+from mediarec.server.store.points import check_dims, compare_dims
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +59,7 @@ class EdgeTuning:
     max_indexing_threads: int = 0  # 0: Edge picks
 
 
-class EdgeStore(SearchesThroughBatch):
+class EdgeStore(VectorStore):
     """:class:`~mediarec.server.store.base.VectorStore` on Qdrant Edge, one process per store
     dir."""
 
@@ -199,7 +172,7 @@ class EdgeStore(SearchesThroughBatch):
             return stored - shard.info().indexed_vectors_count
 
     def _load_hit_keys(self) -> None:
-        records = self._scroll(None, _HIT_KEYS, _SCROLL_BATCH)
+        records = self._scroll(None, list(_HIT_KEYS), _SCROLL_BATCH)
         self._hit_keys.replace_all((r.id, r.payload) for r in records if r.payload)
 
     def _shards(self) -> tuple[ManagedShard, ManagedShard]:
@@ -207,21 +180,16 @@ class EdgeStore(SearchesThroughBatch):
             raise CollectionNotReadyError("call ensure_collection(model_id, dims) first")
         return self._media, self._frames
 
+    def _ready_dims(self) -> Mapping[str, int]:
+        self._shards()
+        return self._dims
+
     # ------------------------------------------------------------------ writes
 
-    def upsert(self, points: Sequence[MediaPoint]) -> None:
+    def _write_media(self, points: list[PreparedPoint]) -> None:
         media, _ = self._shards()
-        if not points:
-            return
-        payloads = [(schema.media_point_id(p.media_id), media_payload(p)) for p in points]
-        edge_points = [
-            qe.Point(
-                point_id,
-                {n: v.tolist() for n, v in checked_vectors(p, self._dims).items()},
-                payload,
-            )
-            for p, (point_id, payload) in zip(points, payloads, strict=True)
-        ]
+        payloads = [(p.point_id, p.payload) for p in points]
+        edge_points = [_point(p) for p in points]
         operations = [
             qe.UpdateOperation.upsert_points(edge_points[i : i + _UPSERT_CHUNK])
             for i in range(0, len(edge_points), _UPSERT_CHUNK)
@@ -229,44 +197,18 @@ class EdgeStore(SearchesThroughBatch):
         with self._writing():
             media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
 
-    def upsert_frames(
-        self,
-        media_id: str,
-        frame_vectors: np.ndarray,
-        timestamps_s: Sequence[float],
-        payload: Mapping[str, Any] | None = None,
-    ) -> None:
-        _, frames = self._shards()
-        vectors = check_frames(frame_vectors, timestamps_s, self._dims[schema.VISUAL], media_id)
-        payloads = frame_payloads(media_id, timestamps_s, payload)
-        new_frames = [
-            qe.Point(
-                schema.frame_point_id(media_id, i),
-                {schema.VISUAL: vectors[i].tolist()},
-                payloads[i],
-            )
-            for i in range(len(payloads))
-        ]
-        # Upsert first, then drop frames past the new count: a crash in between leaves extra
-        # frames of the old sampling, never a video without frames.
-        stale = qe.Filter(
-            must=[
-                _edge_condition(AnyOf(schema.MEDIA_ID, (media_id,))),
-                _edge_condition(IntRange(schema.FRAME_INDEX, len(new_frames), None)),
-            ]
-        )
-        operations = [qe.UpdateOperation.delete_points_by_filter(stale)]
-        if new_frames:
-            operations.insert(0, qe.UpdateOperation.upsert_points(new_frames))
+    def _replace_frames(self, frames: list[PreparedPoint], stale: FilterPlan) -> None:
+        _, shard = self._shards()
+        operations = [qe.UpdateOperation.delete_points_by_filter(_edge_filter_of(stale))]
+        if frames:
+            operations.insert(0, qe.UpdateOperation.upsert_points([_point(f) for f in frames]))
         with self._writing():
-            frames.write(operations, len(new_frames))
+            shard.write(operations, len(frames))
 
-    def delete(self, media_ids: Sequence[str]) -> None:
+    def _delete_media(self, point_ids: list[str], frames_of_media: FilterPlan) -> None:
         media, frames = self._shards()
-        if not media_ids:
-            return
-        ids: list[qe.PointId] = [schema.media_point_id(m) for m in media_ids]
-        of_media = qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
+        ids: list[qe.PointId] = list(point_ids)
+        of_media = _edge_filter_of(frames_of_media)
         with self._writing():
             media.write(
                 [qe.UpdateOperation.delete_points(ids)], len(ids),
@@ -276,75 +218,51 @@ class EdgeStore(SearchesThroughBatch):
 
     # ------------------------------------------------------------------- reads
 
-    def get(self, media_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, MediaPoint]:
+    def _retrieve(
+        self, point_ids: list[str], payload: bool | list[str], vectors: bool | list[str]
+    ) -> list[qe.Record]:
         media, _ = self._shards()
-        if not media_ids:
-            return {}
+        ids: list[qe.PointId] = list(point_ids)
         with media.reading() as shard:
-            records = shard.retrieve(
-                [schema.media_point_id(m) for m in media_ids], True, with_vectors
-            )
-        return {
-            r.payload[schema.MEDIA_ID]: MediaPoint(
-                media_id=r.payload[schema.MEDIA_ID],
-                vectors=vectors_of(r.vector) if with_vectors else {},
-                payload=r.payload,
-            )
-            for r in records
-            if r.payload
-        }
+            return shard.retrieve(ids, payload, vectors)
 
-    def get_frames(self, media_id: str) -> list[Frame]:
+    def _frame_points(self, plan: FilterPlan) -> list[qe.Record]:
         _, frames = self._shards()
         request = qe.ScrollRequest(
             limit=_MAX_FRAMES_PER_VIDEO,
-            filter=qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+            filter=_edge_filter(plan),
             with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
             with_vector=False,
         )
         with frames.reading() as shard:
             records, _ = shard.scroll(request)
-        return frames_of(r.payload for r in records)
+        return records
 
-    def search_batch(
-        self,
-        vector_name: str,
-        query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int | Sequence[int],
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        with_payload: bool = True,
-        hnsw_ef: int | None = None,
-    ) -> list[list[SearchHit]]:
+    def _query_batch(self, query: BatchQuery) -> list[list[SearchHit]]:
         media, _ = self._shards()
-        limits = query_limits(k, len(query_vectors))
-        dim = check_vector_name(vector_name, self._dims)
-        edge_filter = _edge_filter(plan_filter(filter))
-        beam = hnsw_ef or self._tuning.hnsw_ef
+        edge_filter = _edge_filter(query.plan)
+        beam = query.hnsw_ef or self._tuning.hnsw_ef
         requests = [
             qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(check_vector(q, dim, "query").tolist(), using=vector_name),
+                query=qe.Query.Nearest(vector.tolist(), using=query.vector_name),
                 filter=edge_filter,
                 params=(
                     qe.SearchParams(exact=True)
-                    if exact
+                    if query.exact
                     else qe.SearchParams(hnsw_ef=max(beam, limit))
                 ),
-                with_payload=with_payload,
+                with_payload=query.with_payload,
                 with_vector=False,
             )
-            for q, limit in zip(query_vectors, limits, strict=True)
+            for vector, limit in zip(query.vectors, query.limits, strict=True)
         ]
-        if not requests:
-            return []
         with media.reading() as shard:
             if len(requests) == 1:
                 results = [shard.query(requests[0])]
             else:
                 results = shard.query_batch(qe.QueryBatchRequest(requests))
-            if not with_payload:
+            if not query.with_payload:
                 payloads = self._hit_payloads(shard, [p.id for points in results for p in points])
                 return [
                     [_hit(payloads[p.id], p.score) for p in points if p.id in payloads]
@@ -352,36 +270,21 @@ class EdgeStore(SearchesThroughBatch):
                 ]
         return [[_hit(p.payload or {}, p.score) for p in points if p.payload] for points in results]
 
-    def search_fused(
-        self,
-        query_vector: np.ndarray,
-        vector_names: Sequence[str],
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        fusion: Fusion,
-        match_frames: bool = False,
-    ) -> list[SearchHit]:
+    def _query_fused(self, query: FusedQuery) -> list[SearchHit]:
         media, _ = self._shards()
-        edge_filter = _edge_filter(plan_filter(filter))
-        depth = max(k, fusion.depth)
+        edge_filter = _edge_filter(query.plan)
         prefetches = [
             qe.Prefetch(
-                limit=depth,
-                query=qe.Query.Nearest(
-                    check_vector(
-                        query_vector, check_vector_name(name, self._dims), "query"
-                    ).tolist(),
-                    using=name,
-                ),
+                limit=query.depth,
+                query=qe.Query.Nearest(vector.tolist(), using=name),
                 filter=edge_filter,
-                params=qe.SearchParams(hnsw_ef=max(self._tuning.hnsw_ef, depth)),
+                params=qe.SearchParams(hnsw_ef=max(self._tuning.hnsw_ef, query.depth)),
             )
-            for name in vector_names
+            for name, vector in query.vectors.items()
         ]
-        rrf = qe.Fusion.Rrf(k=fusion.rrf_k, weights=fusion.weights_for(len(prefetches)))
+        rrf = qe.Fusion.Rrf(k=query.fusion.rrf_k, weights=query.fusion.weights_for(len(prefetches)))
         request = qe.QueryRequest(
-            limit=k + FUSION_TIE_SLACK,
+            limit=query.limit,
             prefetches=prefetches,
             # The stub types Fusion as the query, but the engine takes its members (Rrf).
             query=rrf,  # type: ignore[arg-type]
@@ -390,10 +293,7 @@ class EdgeStore(SearchesThroughBatch):
         )
         with media.reading() as shard:
             points = shard.query(request)
-        hits = settle_fused_ties([_hit(p.payload, p.score) for p in points if p.payload], k)
-        return with_best_frames(
-            self, hits, query_vector, match_frames and schema.VISUAL in vector_names
-        )
+        return [_hit(p.payload, p.score) for p in points if p.payload]
 
     def _hit_payloads(
         self, shard: qe.EdgeShard, point_ids: Sequence[qe.PointId]
@@ -415,76 +315,37 @@ class EdgeStore(SearchesThroughBatch):
             found |= {r.id: dict(r.payload) for r in records if r.payload}
         return found
 
-    def search_frames(
-        self, query_vector: np.ndarray, media_ids: Sequence[str]
-    ) -> dict[str, FrameMatch]:
+    def _nearest_frames(
+        self, query: np.ndarray, plans: list[FilterPlan]
+    ) -> list[list[qe.ScoredPoint]]:
         _, frames = self._shards()
-        if not media_ids:
-            return {}
-        query = check_vector(query_vector, self._dims[schema.VISUAL], "query").tolist()
+        vector = query.tolist()
         requests = [
             qe.QueryRequest(
                 limit=1,
-                query=qe.Query.Nearest(query, using=schema.VISUAL),
-                filter=qe.Filter(must=[_edge_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+                query=qe.Query.Nearest(vector, using=schema.VISUAL),
+                filter=_edge_filter(plan),
                 params=qe.SearchParams(exact=True),
                 with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
                 with_vector=False,
             )
-            for media_id in media_ids
+            for plan in plans
         ]
         with frames.reading() as shard:
-            results = shard.query_batch(qe.QueryBatchRequest(requests))
-        return {
-            media_id: frame_match(points[0].payload, points[0].score)
-            for media_id, points in zip(media_ids, results, strict=True)
-            if points and points[0].payload
-        }
+            return shard.query_batch(qe.QueryBatchRequest(requests))
 
-    def retrieve_vectors(self, media_ids: Sequence[str], vector_name: str) -> dict[str, np.ndarray]:
+    def _count(self, plan: FilterPlan | None) -> int:
         media, _ = self._shards()
-        check_vector_name(vector_name, self._dims)
-        if not media_ids:
-            return {}
-        with media.reading() as shard:
-            records = shard.retrieve(
-                [schema.media_point_id(m) for m in media_ids], [schema.MEDIA_ID], [vector_name]
-            )
-        return {
-            r.payload[schema.MEDIA_ID]: as_float32(r.vector[vector_name])
-            for r in records
-            if r.payload and isinstance(r.vector, dict) and vector_name in r.vector
-        }
-
-    def count(self, filter: SearchFilter | None = None) -> int:
-        media, _ = self._shards()
-        request = qe.CountRequest(exact=True, filter=_edge_filter(plan_filter(filter)))
+        request = qe.CountRequest(exact=True, filter=_edge_filter(plan))
         with media.reading() as shard:
             return int(shard.count(request))
 
-    def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
-        records = self._scroll(_edge_filter(plan_filter(filter)), [schema.MEDIA_ID], batch_size)
-        yield from (r.payload[schema.MEDIA_ID] for r in records if r.payload)
-
-    def iter_payloads(
-        self,
-        payload_keys: Sequence[str],
-        filter: SearchFilter | None = None,
-        batch_size: int = 1000,
-    ) -> Iterator[MediaPoint]:
-        keys = with_keys(payload_keys)
-        records = self._scroll(_edge_filter(plan_filter(filter)), keys, batch_size)
-        yield from (
-            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-            for r in records
-            if r.payload
-        )
-
     def _scroll(
-        self, edge_filter: qe.Filter | None, payload_keys: list[str], batch_size: int
+        self, plan: FilterPlan | None, payload_keys: list[str], batch_size: int
     ) -> Iterator[qe.Record]:
-        """Every media point matching ``edge_filter``, page by page (a reader per page)."""
+        """Every media point ``plan`` matches, page by page (a reader per page)."""
         media, _ = self._shards()
+        edge_filter = _edge_filter(plan)
         offset: Any = None
         while True:
             request = qe.ScrollRequest(
@@ -500,30 +361,19 @@ class EdgeStore(SearchesThroughBatch):
             if offset is None:
                 return
 
-    def list_media(
-        self,
-        filter: SearchFilter | None = None,
-        limit: int = 100,
-        *,
-        newest_first: bool = True,
-        payload_keys: Sequence[str] | None = None,
-    ) -> list[MediaPoint]:
+    def _page(self, page: Page) -> list[qe.Record]:
         media, _ = self._shards()
-        direction = qe.Direction.Desc if newest_first else qe.Direction.Asc
+        direction = qe.Direction.Desc if page.newest_first else qe.Direction.Asc
         request = qe.ScrollRequest(
-            limit=limit,
-            filter=_edge_filter(plan_filter(filter)),
-            with_payload=True if payload_keys is None else with_keys(payload_keys),
+            limit=page.limit,
+            filter=_edge_filter(page.plan),
+            with_payload=page.payload,
             with_vector=False,
             order_by=qe.OrderBy(schema.CREATED_AT, direction),
         )
         with media.reading() as shard:
             records, _ = shard.scroll(request)
-        return [
-            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-            for r in records
-            if r.payload
-        ]
+        return records
 
     # --------------------------------------------------------------- lifecycle
 
@@ -562,6 +412,10 @@ class EdgeStore(SearchesThroughBatch):
         self._collection, self._dims = "", {}
 
 
+def _point(point: PreparedPoint) -> qe.Point:
+    return qe.Point(point.point_id, point.vectors, point.payload)
+
+
 def _hit(payload: dict[str, Any], score: float) -> SearchHit:
     return SearchHit(payload[schema.MEDIA_ID], float(score), payload)
 
@@ -591,9 +445,9 @@ def _edge_condition(condition: Condition) -> Any:
 
 
 def _edge_filter(plan: FilterPlan | None) -> qe.Filter | None:
-    if plan is None:
-        return None
-    return qe.Filter(
-        must=[_edge_condition(c) for c in plan.must] or None,
-        must_not=[_edge_condition(c) for c in plan.must_not] or None,
-    )
+    return None if plan is None else _edge_filter_of(plan)
+
+
+def _edge_filter_of(plan: FilterPlan) -> qe.Filter:
+    must, must_not = translated(plan, _edge_condition)
+    return qe.Filter(must=must, must_not=must_not)

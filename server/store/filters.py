@@ -6,7 +6,9 @@ same thing on Qdrant Edge and on a Qdrant server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mediarec.server.store import schema
 from mediarec.server.store.base import SearchFilter
@@ -37,6 +39,7 @@ class IntRange:
 
 
 Condition = AnyOf | IdIn | IntRange
+EngineCondition = TypeVar("EngineCondition")
 
 
 @dataclass(frozen=True)
@@ -73,3 +76,11 @@ def plan_filter(search_filter: SearchFilter | None) -> FilterPlan | None:
     if not must and not must_not:
         return None
     return FilterPlan(tuple(must), tuple(must_not))
+
+
+def translated(
+    plan: FilterPlan, condition: Callable[[Condition], EngineCondition]
+) -> tuple[list[EngineCondition] | None, list[EngineCondition] | None]:
+    """The plan's must and must-not conditions in an engine's types, None for an empty side
+    (what both engines' filters take)."""
+    return [condition(c) for c in plan.must] or None, [condition(c) for c in plan.must_not] or None

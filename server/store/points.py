@@ -16,10 +16,8 @@ from mediarec.server.store.base import (
     FrameMatch,
     InvalidVectorError,
     MediaPoint,
-    SearchFilter,
     SearchHit,
     StoreError,
-    VectorStore,
 )
 
 
@@ -131,38 +129,6 @@ def settle_fused_ties(hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
 def video_ids(hits: Sequence[SearchHit]) -> list[str]:
     """Ids of the hits that are videos (only videos have frame points)."""
     return [h.media_id for h in hits if h.payload.get(schema.MEDIA_TYPE) == schema.MEDIA_TYPE_VIDEO]
-
-
-def with_best_frames(
-    store: VectorStore, hits: list[SearchHit], query_vector: np.ndarray, wanted: bool
-) -> list[SearchHit]:
-    """``hits`` with each video's best frame for ``query_vector`` when ``wanted`` (a search
-    that asked for frames and read the visual vectors); both adapters finish searches so."""
-    if not (wanted and hits):
-        return hits
-    return attach_frames(hits, store.search_frames(query_vector, video_ids(hits)))
-
-
-class SearchesThroughBatch:
-    """``search`` for an adapter that has ``search_batch``: one query is a batch of one, and a
-    visual search that asks for frames gets each video's best one. Written once for both."""
-
-    def search(
-        self: VectorStore,
-        vector_name: str,
-        query_vector: np.ndarray,
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        match_frames: bool = False,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
-        hits = self.search_batch(
-            vector_name, [query_vector], k, filter, exact=exact, with_payload=with_payload
-        )[0]
-        wanted = match_frames and vector_name == schema.VISUAL
-        return with_best_frames(self, hits, query_vector, wanted)
 
 
 def frames_of(payloads: Iterable[Mapping[str, Any] | None]) -> list[Frame]:

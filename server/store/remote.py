@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +19,15 @@ from qdrant_client import models as qm
 from mediarec.server.store import schema
 from mediarec.server.store.base import (
     CollectionNotReadyError,
-    Frame,
-    FrameMatch,
     Fusion,
-    MediaPoint,
-    SearchFilter,
     SearchHit,
     StoreError,
     StoreLockedError,
     StoreStats,
 )
-from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, IntRange, plan_filter
-from mediarec.server.store.points import (
-    FUSION_TIE_SLACK,
-    SearchesThroughBatch,
-    as_float32,
-    check_dims,
-    check_frames,
-    check_vector,
-    check_vector_name,
-    checked_vectors,
-    compare_dims,
-    frame_match,
-    frame_payloads,
-    frames_of,
-    media_payload,
-    query_limits,
-    settle_fused_ties,
-    vectors_of,
-    with_best_frames,
-    with_keys,
-)
+from mediarec.server.store.contract import BatchQuery, FusedQuery, Page, PreparedPoint, VectorStore
+from mediarec.server.store.filters import AnyOf, Condition, FilterPlan, IdIn, translated
+from mediarec.server.store.points import check_dims, compare_dims
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +40,7 @@ _INDEX_TYPES = {
 }
 
 
-class RemoteStore(SearchesThroughBatch):
+class RemoteStore(VectorStore):
     """:class:`~mediarec.server.store.base.VectorStore` through qdrant-client."""
 
     def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 256) -> None:
@@ -144,9 +122,10 @@ class RemoteStore(SearchesThroughBatch):
         for field_name, kind in indexes.items():
             self._client.create_payload_index(name, field_name, _INDEX_TYPES[kind], wait=True)
 
-    def _require(self) -> None:
+    def _ready_dims(self) -> Mapping[str, int]:
         if not self._collection:
             raise CollectionNotReadyError("call ensure_collection(model_id, dims) first")
+        return self._dims
 
     # ------------------------------------------------------------------ writes
 
@@ -154,16 +133,8 @@ class RemoteStore(SearchesThroughBatch):
         # Acknowledged once applied on the leader of every shard (a local instance ignores it).
         return {} if self._local else {"ordering": qm.WriteOrdering.STRONG}
 
-    def upsert(self, points: Sequence[MediaPoint]) -> None:
-        self._require()
-        structs = [
-            qm.PointStruct(
-                id=schema.media_point_id(p.media_id),
-                vector={n: v.tolist() for n, v in checked_vectors(p, self._dims).items()},
-                payload=media_payload(p),
-            )
-            for p in points
-        ]
+    def _write_media(self, points: list[PreparedPoint]) -> None:
+        structs = [_struct(p) for p in points]
         with _store_errors():
             for i in range(0, len(structs), _UPSERT_CHUNK):
                 self._client.upsert(
@@ -173,185 +144,95 @@ class RemoteStore(SearchesThroughBatch):
                     **self._write_options(),
                 )
 
-    def upsert_frames(
-        self,
-        media_id: str,
-        frame_vectors: np.ndarray,
-        timestamps_s: Sequence[float],
-        payload: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._require()
-        vectors = check_frames(frame_vectors, timestamps_s, self._dims[schema.VISUAL], media_id)
-        payloads = frame_payloads(media_id, timestamps_s, payload)
-        structs = [
-            qm.PointStruct(
-                id=schema.frame_point_id(media_id, i),
-                vector={schema.VISUAL: vectors[i].tolist()},
-                payload=payloads[i],
-            )
-            for i in range(len(payloads))
-        ]
-        stale = qm.Filter(
-            must=[
-                _condition(AnyOf(schema.MEDIA_ID, (media_id,))),
-                _condition(IntRange(schema.FRAME_INDEX, len(structs), None)),
-            ]
-        )
+    def _replace_frames(self, frames: list[PreparedPoint], stale: FilterPlan) -> None:
         with _store_errors():
-            if structs:
-                self._client.upsert(self._frames, structs, wait=True, **self._write_options())
-            self._client.delete(
-                self._frames, qm.FilterSelector(filter=stale), wait=True, **self._write_options()
-            )
+            if frames:
+                self._client.upsert(
+                    self._frames, [_struct(f) for f in frames], wait=True, **self._write_options()
+                )
+            self._delete_where(stale)
 
-    def delete(self, media_ids: Sequence[str]) -> None:
-        self._require()
-        if not media_ids:
-            return
-        ids: list[qm.ExtendedPointId] = [schema.media_point_id(m) for m in media_ids]
-        of_media = qm.Filter(must=[_condition(AnyOf(schema.MEDIA_ID, tuple(media_ids)))])
+    def _delete_media(self, point_ids: list[str], frames_of_media: FilterPlan) -> None:
+        ids: list[qm.ExtendedPointId] = list(point_ids)
         with _store_errors():
             self._client.delete(
                 self._collection, qm.PointIdsList(points=ids), wait=True, **self._write_options()
             )
-            self._client.delete(
-                self._frames, qm.FilterSelector(filter=of_media), wait=True, **self._write_options()
-            )
+            self._delete_where(frames_of_media)
+
+    def _delete_where(self, frames_plan: FilterPlan) -> None:
+        selector = qm.FilterSelector(filter=_filter_of(frames_plan))
+        self._client.delete(self._frames, selector, wait=True, **self._write_options())
 
     # ------------------------------------------------------------------- reads
 
-    def get(self, media_ids: Sequence[str], *, with_vectors: bool = False) -> dict[str, MediaPoint]:
-        records = self._retrieve(media_ids, True, with_vectors)
-        return {
-            r.payload[schema.MEDIA_ID]: MediaPoint(
-                media_id=r.payload[schema.MEDIA_ID],
-                vectors=vectors_of(r.vector) if with_vectors else {},
-                payload=r.payload,
-            )
-            for r in records
-            if r.payload
-        }
-
     def _retrieve(
-        self,
-        media_ids: Sequence[str],
-        with_payload: bool | list[str],
-        with_vectors: bool | list[str],
+        self, point_ids: list[str], payload: bool | list[str], vectors: bool | list[str]
     ) -> list[qm.Record]:
-        self._require()
-        if not media_ids:
-            return []
+        ids: list[qm.ExtendedPointId] = list(point_ids)
         with _store_errors():
             return self._client.retrieve(
-                self._collection,
-                [schema.media_point_id(m) for m in media_ids],
-                with_payload=with_payload,
-                with_vectors=with_vectors,
+                self._collection, ids, with_payload=payload, with_vectors=vectors
             )
 
-    def get_frames(self, media_id: str) -> list[Frame]:
-        self._require()
+    def _frame_points(self, plan: FilterPlan) -> list[qm.Record]:
         with _store_errors():
             records, _ = self._client.scroll(
                 self._frames,
-                scroll_filter=qm.Filter(must=[_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+                scroll_filter=_filter(plan),
                 limit=_MAX_FRAMES_PER_VIDEO,
                 with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
                 with_vectors=False,
             )
-        return frames_of(r.payload for r in records)
+        return records
 
-    def search_batch(
-        self,
-        vector_name: str,
-        query_vectors: Sequence[np.ndarray] | np.ndarray,
-        k: int | Sequence[int],
-        filter: SearchFilter | None = None,
-        *,
-        exact: bool = False,
-        with_payload: bool = True,
-        hnsw_ef: int | None = None,
-    ) -> list[list[SearchHit]]:
-        self._require()
-        limits = query_limits(k, len(query_vectors))
-        dim = check_vector_name(vector_name, self._dims)
-        query_filter = _filter(plan_filter(filter))
+    def _query_batch(self, query: BatchQuery) -> list[list[SearchHit]]:
+        query_filter = _filter(query.plan)
         requests = [
             qm.QueryRequest(
-                query=check_vector(q, dim, "query").tolist(),
-                using=vector_name,
+                query=vector.tolist(),
+                using=query.vector_name,
                 limit=limit,
                 filter=query_filter,
-                params=self._params(exact, limit, hnsw_ef),
-                with_payload=True if with_payload else list(_HIT_KEYS),
+                params=self._params(query.exact, limit, query.hnsw_ef),
+                with_payload=True if query.with_payload else list(_HIT_KEYS),
                 with_vector=False,
             )
-            for q, limit in zip(query_vectors, limits, strict=True)
+            for vector, limit in zip(query.vectors, query.limits, strict=True)
         ]
-        if not requests:
-            return []
         with _store_errors():
             responses = self._client.query_batch_points(self._collection, requests)
-        return [
-            [
-                SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
-                for p in r.points
-                if p.payload
-            ]
-            for r in responses
-        ]
+        return [_hits(r.points) for r in responses]
 
-    def search_fused(
-        self,
-        query_vector: np.ndarray,
-        vector_names: Sequence[str],
-        k: int,
-        filter: SearchFilter | None = None,
-        *,
-        fusion: Fusion,
-        match_frames: bool = False,
-    ) -> list[SearchHit]:
-        self._require()
-        query_filter = _filter(plan_filter(filter))
-        depth = max(k, fusion.depth)
+    def _query_fused(self, query: FusedQuery) -> list[SearchHit]:
+        query_filter = _filter(query.plan)
         prefetches = [
             qm.Prefetch(
-                query=check_vector(
-                    query_vector, check_vector_name(name, self._dims), "query"
-                ).tolist(),
+                query=vector.tolist(),
                 using=name,
-                limit=depth,
+                limit=query.depth,
                 filter=query_filter,
-                params=self._params(False, depth, None),
+                params=self._params(False, query.depth, None),
             )
-            for name in vector_names
+            for name, vector in query.vectors.items()
         ]
+        fusion = query.fusion
         weights = fusion.weights_for(len(prefetches))
         if fusion.rrf_k == Fusion().rrf_k and (weights is None or set(weights) == {1.0}):
             # Plain RRF (Qdrant 1.10 and later); a weighted or other-k one needs a newer server.
-            query: qm.FusionQuery | qm.RrfQuery = qm.FusionQuery(fusion=qm.Fusion.RRF)
+            fused: qm.FusionQuery | qm.RrfQuery = qm.FusionQuery(fusion=qm.Fusion.RRF)
         else:
-            query = qm.RrfQuery(rrf=qm.Rrf(k=fusion.rrf_k, weights=weights))
+            fused = qm.RrfQuery(rrf=qm.Rrf(k=fusion.rrf_k, weights=weights))
         with _store_errors():
             response = self._client.query_points(
                 self._collection,
                 prefetch=prefetches,
-                query=query,
-                limit=k + FUSION_TIE_SLACK,
+                query=fused,
+                limit=query.limit,
                 with_payload=True,
                 with_vectors=False,
             )
-        hits = settle_fused_ties(
-            [
-                SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
-                for p in response.points
-                if p.payload
-            ],
-            k,
-        )
-        return with_best_frames(
-            self, hits, query_vector, match_frames and schema.VISUAL in vector_names
-        )
+        return _hits(response.points)
 
     def _params(self, exact: bool, k: int, hnsw_ef: int | None) -> qm.SearchParams | None:
         if self._local:
@@ -360,62 +241,35 @@ class RemoteStore(SearchesThroughBatch):
             return qm.SearchParams(exact=True)
         return qm.SearchParams(hnsw_ef=max(hnsw_ef or self._hnsw_ef, k))
 
-    def search_frames(
-        self, query_vector: np.ndarray, media_ids: Sequence[str]
-    ) -> dict[str, FrameMatch]:
-        self._require()
-        if not media_ids:
-            return {}
-        query = check_vector(query_vector, self._dims[schema.VISUAL], "query").tolist()
+    def _nearest_frames(
+        self, query: np.ndarray, plans: list[FilterPlan]
+    ) -> list[list[qm.ScoredPoint]]:
+        vector = query.tolist()
         requests = [
             qm.QueryRequest(
-                query=query,
+                query=vector,
                 using=schema.VISUAL,
                 limit=1,
-                filter=qm.Filter(must=[_condition(AnyOf(schema.MEDIA_ID, (media_id,)))]),
+                filter=_filter(plan),
                 params=None if self._local else qm.SearchParams(exact=True),
                 with_payload=[schema.FRAME_INDEX, schema.FRAME_TIMESTAMP_S],
                 with_vector=False,
             )
-            for media_id in media_ids
+            for plan in plans
         ]
         with _store_errors():
             responses = self._client.query_batch_points(self._frames, requests)
-        return {
-            media_id: frame_match(r.points[0].payload, r.points[0].score)
-            for media_id, r in zip(media_ids, responses, strict=True)
-            if r.points and r.points[0].payload
-        }
+        return [r.points for r in responses]
 
-    def retrieve_vectors(self, media_ids: Sequence[str], vector_name: str) -> dict[str, np.ndarray]:
-        self._require()
-        check_vector_name(vector_name, self._dims)
-        records = self._retrieve(media_ids, [schema.MEDIA_ID], [vector_name])
-        return {
-            r.payload[schema.MEDIA_ID]: as_float32(r.vector[vector_name])
-            for r in records
-            if r.payload and isinstance(r.vector, dict) and vector_name in r.vector
-        }
-
-    def count(self, filter: SearchFilter | None = None) -> int:
-        self._require()
+    def _count(self, plan: FilterPlan | None) -> int:
         with _store_errors():
-            result = self._client.count(
-                self._collection, count_filter=_filter(plan_filter(filter)), exact=True
-            )
+            result = self._client.count(self._collection, count_filter=_filter(plan), exact=True)
         return int(result.count)
 
-    def iter_ids(self, filter: SearchFilter | None = None, batch_size: int = 1000) -> Iterator[str]:
-        yield from (p.media_id for p in self.iter_payloads((), filter, batch_size))
-
-    def iter_payloads(
-        self,
-        payload_keys: Sequence[str],
-        filter: SearchFilter | None = None,
-        batch_size: int = 1000,
-    ) -> Iterator[MediaPoint]:
-        self._require()
-        scroll_filter = _filter(plan_filter(filter))
+    def _scroll(
+        self, plan: FilterPlan | None, payload_keys: list[str], batch_size: int
+    ) -> Iterator[qm.Record]:
+        scroll_filter = _filter(plan)
         offset: Any = None
         while True:
             with _store_errors():
@@ -424,41 +278,25 @@ class RemoteStore(SearchesThroughBatch):
                     scroll_filter=scroll_filter,
                     limit=batch_size,
                     offset=offset,
-                    with_payload=with_keys(payload_keys),
+                    with_payload=payload_keys,
                     with_vectors=False,
                 )
-            yield from (
-                MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-                for r in records
-                if r.payload
-            )
+            yield from records
             if offset is None:
                 return
 
-    def list_media(
-        self,
-        filter: SearchFilter | None = None,
-        limit: int = 100,
-        *,
-        newest_first: bool = True,
-        payload_keys: Sequence[str] | None = None,
-    ) -> list[MediaPoint]:
-        self._require()
-        direction = qm.Direction.DESC if newest_first else qm.Direction.ASC
+    def _page(self, page: Page) -> list[qm.Record]:
+        direction = qm.Direction.DESC if page.newest_first else qm.Direction.ASC
         with _store_errors():
             records, _ = self._client.scroll(
                 self._collection,
-                scroll_filter=_filter(plan_filter(filter)),
-                limit=limit,
-                with_payload=True if payload_keys is None else with_keys(payload_keys),
+                scroll_filter=_filter(page.plan),
+                limit=page.limit,
+                with_payload=page.payload,
                 with_vectors=False,
                 order_by=qm.OrderBy(key=schema.CREATED_AT, direction=direction),
             )
-        return [
-            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-            for r in records
-            if r.payload
-        ]
+        return records
 
     # --------------------------------------------------------------- lifecycle
 
@@ -469,7 +307,7 @@ class RemoteStore(SearchesThroughBatch):
         return True
 
     def stats(self) -> StoreStats:
-        self._require()
+        self._ready_dims()
         with _store_errors():
             info = self._client.get_collection(self._collection)
             frames = self._client.count(self._frames, exact=True).count
@@ -487,8 +325,8 @@ class RemoteStore(SearchesThroughBatch):
         return None
 
     def drop_collection(self) -> None:
-        """Delete the bound collection and its frames (tests and operators; not in the Protocol)."""
-        self._require()
+        """Delete the bound collection and its frames (tests and operators; not in the contract)."""
+        self._ready_dims()
         with _store_errors():
             self._client.delete_collection(self._frames)
             self._client.delete_collection(self._collection)
@@ -509,6 +347,27 @@ def _store_errors() -> Iterator[None]:
         raise StoreError(f"qdrant request failed: {exc}") from exc
 
 
+def _struct(point: PreparedPoint) -> qm.PointStruct:
+    return qm.PointStruct(id=point.point_id, vector=point.vectors, payload=point.payload)
+
+
+def _hits(points: list[qm.ScoredPoint]) -> list[SearchHit]:
+    return [
+        SearchHit(p.payload[schema.MEDIA_ID], float(p.score), p.payload)
+        for p in points
+        if p.payload
+    ]
+
+
+def _filter(plan: FilterPlan | None) -> qm.Filter | None:
+    return None if plan is None else _filter_of(plan)
+
+
+def _filter_of(plan: FilterPlan) -> qm.Filter:
+    must, must_not = translated(plan, _condition)
+    return qm.Filter(must=must, must_not=must_not)
+
+
 def _condition(condition: Condition) -> qm.Condition:
     if isinstance(condition, AnyOf):
         return qm.FieldCondition(key=condition.key, match=qm.MatchAny(any=list(condition.values)))
@@ -516,12 +375,3 @@ def _condition(condition: Condition) -> qm.Condition:
         return qm.HasIdCondition(has_id=list(condition.point_ids))
     bounds = qm.Range(gte=condition.gte, lte=condition.lte)
     return qm.FieldCondition(key=condition.key, range=bounds)
-
-
-def _filter(plan: FilterPlan | None) -> qm.Filter | None:
-    if plan is None:
-        return None
-    return qm.Filter(
-        must=[_condition(c) for c in plan.must] or None,
-        must_not=[_condition(c) for c in plan.must_not] or None,
-    )
