@@ -513,6 +513,19 @@ def test_fused_search_equals_reciprocal_rank_fusion(
         assert_same_ranking(hits, expected[:10], tie_pool=expected)
 
 
+def test_fused_search_counts_a_repeated_vector_as_two_rankings(
+    loaded: VectorStore, world: World
+) -> None:
+    """Each vector name is one ranking, so a repeated name doubles every fused score."""
+    query = queries(world, schema.VISUAL, 1, seed=29)[0]
+    once = loaded.search_fused(query, [schema.VISUAL], 10, fusion=Fusion())
+    twice = loaded.search_fused(
+        query, [schema.VISUAL, schema.VISUAL], 10, fusion=Fusion(weights=(1.0, 1.0))
+    )
+    assert [h.media_id for h in twice] == [h.media_id for h in once]
+    np.testing.assert_allclose([h.score for h in twice], [2 * h.score for h in once], rtol=1e-5)
+
+
 def test_fused_search_finds_items_with_only_one_vector(loaded: VectorStore, world: World) -> None:
     """A caption-only post and a picture without a caption both reach the fused results."""
     for name in DIMS:

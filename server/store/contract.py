@@ -3,8 +3,8 @@
 Every public method's signature is written here once. Where the two engines differ only in
 their calls, the method checks its arguments, plans the filter and shapes the results here, and
 asks the adapter for one engine primitive (the ``_``-prefixed abstract methods). Where an engine
-does the whole job its own way (opening a collection, counting, statistics), the method is
-abstract and each adapter writes it.
+does the whole job its own way (opening a collection, statistics, index builds, the content
+version, closing), the method is abstract and each adapter writes it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -91,13 +91,14 @@ class BatchQuery:
 
 @dataclass(frozen=True)
 class FusedQuery:
-    """One checked query vector per named vector, fused by reciprocal rank."""
+    """Checked (vector name, query vector) rankings, fused by reciprocal rank."""
 
-    vectors: dict[str, np.ndarray]
-    depth: int  # hits each named vector contributes before fusion
+    rankings: list[tuple[str, np.ndarray]]  # a name may repeat: each entry is one ranking
+    depth: int  # hits each ranking contributes before fusion
     limit: int
     plan: FilterPlan | None
-    fusion: Fusion
+    rrf_k: int
+    weights: list[float] | None  # one per ranking; None: all equal
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Page:
     plan: FilterPlan | None
     limit: int
     newest_first: bool
-    payload: bool | list[str]  # True: all of it
+    payload: Literal[True] | list[str]  # True: all of it
 
 
 class VectorStore(abc.ABC):
@@ -267,11 +268,13 @@ class VectorStore(abc.ABC):
         """
         dims = self._ready_dims()
         plan = plan_filter(filter)
-        vectors = {
-            name: check_vector(query_vector, check_vector_name(name, dims), "query")
+        rankings = [
+            (name, check_vector(query_vector, check_vector_name(name, dims), "query"))
             for name in vector_names
-        }
-        query = FusedQuery(vectors, max(k, fusion.depth), k + FUSION_TIE_SLACK, plan, fusion)
+        ]
+        weights = fusion.weights_for(len(rankings))
+        depth = max(k, fusion.depth)
+        query = FusedQuery(rankings, depth, k + FUSION_TIE_SLACK, plan, fusion.rrf_k, weights)
         hits = settle_fused_ties(self._query_fused(query), k)
         return self._with_best_frames(
             hits, query_vector, match_frames and schema.VISUAL in vector_names
@@ -342,7 +345,7 @@ class VectorStore(abc.ABC):
         ``payload_keys`` limits each payload to these keys and ``media_id`` (None: all of it);
         reading less payload is most of the saving on a hot path."""
         self._ready_dims()
-        keys = True if payload_keys is None else with_keys(payload_keys)
+        keys: Literal[True] | list[str] = True if payload_keys is None else with_keys(payload_keys)
         records = self._page(Page(plan_filter(filter), limit, newest_first, keys))
         return [
             MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
@@ -376,7 +379,17 @@ class VectorStore(abc.ABC):
     def close(self) -> None:
         """Release files, locks and connections. Idempotent."""
 
+    def _with_best_frames(
+        self, hits: list[SearchHit], query_vector: np.ndarray, wanted: bool
+    ) -> list[SearchHit]:
+        """``hits`` with each video's best frame for ``query_vector`` when ``wanted`` (a search
+        that asked for frames and read the visual vectors)."""
+        if not (wanted and hits):
+            return hits
+        return attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
+
     # ------------------------------------------------------- engine primitives
+    # Each runs only on a bound store: the public method has called _ready_dims() first.
 
     @abc.abstractmethod
     def _ready_dims(self) -> Mapping[str, int]:
@@ -402,7 +415,8 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def _frame_points(self, plan: FilterPlan) -> Sequence[StoredPoint]:
-        """Every frame point ``plan`` matches, with its index and timestamp."""
+        """The frame points ``plan`` matches (one video's, up to the adapter's cap on frames
+        per video), with their index and timestamp."""
 
     @abc.abstractmethod
     def _query_batch(self, query: BatchQuery) -> list[list[SearchHit]]:
@@ -431,15 +445,6 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def _page(self, page: Page) -> Sequence[StoredPoint]:
         """One page of media points in ``created_at`` order."""
-
-    def _with_best_frames(
-        self, hits: list[SearchHit], query_vector: np.ndarray, wanted: bool
-    ) -> list[SearchHit]:
-        """``hits`` with each video's best frame for ``query_vector`` when ``wanted`` (a search
-        that asked for frames and read the visual vectors)."""
-        if not (wanted and hits):
-            return hits
-        return attach_frames(hits, self.search_frames(query_vector, video_ids(hits)))
 
 
 def _point_ids(media_ids: Sequence[str]) -> list[str]:

@@ -60,7 +60,7 @@ class EdgeTuning:
 
 
 class EdgeStore(VectorStore):
-    """:class:`~mediarec.server.store.base.VectorStore` on Qdrant Edge, one process per store
+    """:class:`~mediarec.server.store.contract.VectorStore` on Qdrant Edge, one process per store
     dir."""
 
     engine = "qdrant-edge"
@@ -198,12 +198,12 @@ class EdgeStore(VectorStore):
             media.write(operations, len(edge_points), lambda: self._hit_keys.put(payloads))
 
     def _replace_frames(self, frames: list[PreparedPoint], stale: FilterPlan) -> None:
-        _, shard = self._shards()
+        _, frame_shard = self._shards()
         operations = [qe.UpdateOperation.delete_points_by_filter(_edge_filter_of(stale))]
         if frames:
             operations.insert(0, qe.UpdateOperation.upsert_points([_point(f) for f in frames]))
         with self._writing():
-            shard.write(operations, len(frames))
+            frame_shard.write(operations, len(frames))
 
     def _delete_media(self, point_ids: list[str], frames_of_media: FilterPlan) -> None:
         media, frames = self._shards()
@@ -280,9 +280,9 @@ class EdgeStore(VectorStore):
                 filter=edge_filter,
                 params=qe.SearchParams(hnsw_ef=max(self._tuning.hnsw_ef, query.depth)),
             )
-            for name, vector in query.vectors.items()
+            for name, vector in query.rankings
         ]
-        rrf = qe.Fusion.Rrf(k=query.fusion.rrf_k, weights=query.fusion.weights_for(len(prefetches)))
+        rrf = qe.Fusion.Rrf(k=query.rrf_k, weights=query.weights)
         request = qe.QueryRequest(
             limit=query.limit,
             prefetches=prefetches,

@@ -41,7 +41,7 @@ _INDEX_TYPES = {
 
 
 class RemoteStore(VectorStore):
-    """:class:`~mediarec.server.store.base.VectorStore` through qdrant-client."""
+    """:class:`~mediarec.server.store.contract.VectorStore` through qdrant-client."""
 
     def __init__(self, client: QdrantClient, *, local_mode: bool, hnsw_ef: int = 256) -> None:
         self._client = client
@@ -214,15 +214,14 @@ class RemoteStore(VectorStore):
                 filter=query_filter,
                 params=self._params(False, query.depth, None),
             )
-            for name, vector in query.vectors.items()
+            for name, vector in query.rankings
         ]
-        fusion = query.fusion
-        weights = fusion.weights_for(len(prefetches))
-        if fusion.rrf_k == Fusion().rrf_k and (weights is None or set(weights) == {1.0}):
+        weights = query.weights
+        if query.rrf_k == Fusion().rrf_k and (weights is None or set(weights) == {1.0}):
             # Plain RRF (Qdrant 1.10 and later); a weighted or other-k one needs a newer server.
             fused: qm.FusionQuery | qm.RrfQuery = qm.FusionQuery(fusion=qm.Fusion.RRF)
         else:
-            fused = qm.RrfQuery(rrf=qm.Rrf(k=fusion.rrf_k, weights=weights))
+            fused = qm.RrfQuery(rrf=qm.Rrf(k=query.rrf_k, weights=weights))
         with _store_errors():
             response = self._client.query_points(
                 self._collection,
