@@ -19,6 +19,11 @@ class MediarecError(Exception):
         where = f" in {method}" if method else ""
         super().__init__(f"{code.name}{where}: {details}" if details else f"{code.name}{where}")
 
+    def __reduce__(self) -> tuple[type[MediarecError], tuple[grpc.StatusCode, str, str]]:
+        # Pickle by the constructor's arguments, so an error raised in a worker process (a
+        # ProcessPoolExecutor, multiprocessing) reaches the parent as itself.
+        return type(self), (self.code, self.details, self.method)
+
 
 class InvalidArgument(MediarecError):
     """The request was malformed (INVALID_ARGUMENT, OUT_OF_RANGE); fix it, don't retry."""

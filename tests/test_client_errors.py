@@ -7,6 +7,7 @@ command, behind the real auth and error-mapping interceptors; the real client ta
 from __future__ import annotations
 
 import hashlib
+import pickle
 import socket
 import time
 from collections.abc import Iterator
@@ -218,6 +219,17 @@ def test_every_non_ok_code_has_an_exception_type() -> None:
         assert error.code is code
         assert error.details == "why"
         assert "why" in str(error) and "Method" in str(error)
+
+
+def test_every_error_survives_pickling() -> None:
+    """Errors raised in a worker process reach the parent intact (they cross by pickle)."""
+    for code in NON_OK_CODES:
+        error = error_for(code, "why", "Method")
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert (copy.code, copy.details, copy.method, str(copy)) == (
+            error.code, error.details, error.method, str(error)
+        )  # fmt: skip
 
 
 def test_ok_is_not_an_error() -> None:
