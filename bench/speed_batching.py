@@ -172,6 +172,7 @@ class Served:
 def serving(model_id: str, batching: bool, data_dir: Path, store_items: int) -> Iterator[Served]:
     from mediarec.server.app import build_server
     from mediarec.server.config import load_settings
+    from mediarec.server.grpc.cpu_gate import default_slots
     from mediarec.server.runtime import ServiceState, open_deps
 
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -180,7 +181,9 @@ def serving(model_id: str, batching: bool, data_dir: Path, store_items: int) -> 
             "model_id": model_id,
             "data_dir": str(data_dir),
             "port": 0,
-            "workers": CLIENTS,
+            # Room for every client to hold or wait for a decode slot: the CPU gate refuses
+            # requests beyond workers - slots - 2 waiting, and refusals are not what is measured.
+            "workers": CLIENTS + default_slots() + 2,
             "topics_top_k": 0,  # no vocabulary pass at start-up; not what is measured here
             "batching": batching,
         },
