@@ -10,7 +10,7 @@ version, closing), the method is abstract and each adapter writes it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -326,11 +326,7 @@ class VectorStore(abc.ABC):
         no vectors, in no particular order; read page by page, so memory stays bounded."""
         self._ready_dims()
         records = self._scroll(plan_filter(filter), with_keys(payload_keys), batch_size)
-        yield from (
-            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-            for r in records
-            if r.payload
-        )
+        yield from _payload_points(records)
 
     def list_media(
         self,
@@ -347,11 +343,7 @@ class VectorStore(abc.ABC):
         self._ready_dims()
         keys: Literal[True] | list[str] = True if payload_keys is None else with_keys(payload_keys)
         records = self._page(Page(plan_filter(filter), limit, newest_first, keys))
-        return [
-            MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
-            for r in records
-            if r.payload
-        ]
+        return list(_payload_points(records))
 
     @abc.abstractmethod
     def request_optimize(self) -> None:
@@ -445,6 +437,15 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def _page(self, page: Page) -> Sequence[StoredPoint]:
         """One page of media points in ``created_at`` order."""
+
+
+def _payload_points(records: Iterable[StoredPoint]) -> Iterator[MediaPoint]:
+    """Read points as media points without vectors (a point without payload is skipped)."""
+    return (
+        MediaPoint(media_id=r.payload[schema.MEDIA_ID], payload=r.payload)
+        for r in records
+        if r.payload
+    )
 
 
 def _point_ids(media_ids: Sequence[str]) -> list[str]:
