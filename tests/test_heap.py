@@ -13,7 +13,10 @@ from mediarec.server.heap import FullCollections, freeze_startup_objects, schedu
 def test_startup_objects_are_frozen_and_later_garbage_is_still_collected() -> None:
     try:
         frozen = freeze_startup_objects()
-        assert frozen == gc.get_freeze_count() > 1000  # at least this test run's imports
+        assert frozen > 1000  # at least this test run's imports
+        # A frozen object that dies later (freed by another thread of the test process) leaves
+        # the permanent generation, so the count can only have dropped since the call.
+        assert 0 < gc.get_freeze_count() <= frozen
 
         class Cycle:
             pass
