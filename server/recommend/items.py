@@ -69,22 +69,36 @@ def item_info(
     )
 
 
-def matches(item: ItemInfo, f: SearchFilter) -> bool:
-    """Whether an item passes ``f`` (the in-memory twin of the store's filtering)."""
-    if f.media_types and item.media_type not in f.media_types:
-        return False
-    if f.creator_ids and item.creator_id not in f.creator_ids:
-        return False
-    if item.creator_id and item.creator_id in f.exclude_creator_ids:
-        return False
-    if f.tags and not set(item.tags) & set(f.tags):
-        return False
-    if f.topics and not set(item.topics) & set(f.topics):
-        return False
-    created = item.created_at
-    if f.created_at_from is not None and (created is None or created < f.created_at_from):
-        return False
-    return not (f.created_at_to is not None and (created is None or created > f.created_at_to))
+def item_filter(f: SearchFilter) -> Callable[[ItemInfo], bool]:
+    """Whether an item passes ``f`` (the in-memory twin of the store's filtering), checking
+    only the conditions ``f`` sets: a request's filter usually sets just the excluded creators
+    (the user's own posts), and this runs for every candidate."""
+    checks: list[Callable[[ItemInfo], bool]] = []
+    if f.media_types:
+        media_types = frozenset(f.media_types)
+        checks.append(lambda item: item.media_type in media_types)
+    if f.creator_ids:
+        creators = frozenset(f.creator_ids)
+        checks.append(lambda item: item.creator_id in creators)
+    if f.exclude_creator_ids:
+        excluded = frozenset(f.exclude_creator_ids)
+        checks.append(lambda item: not item.creator_id or item.creator_id not in excluded)
+    if f.tags:
+        tags = frozenset(f.tags)
+        checks.append(lambda item: not tags.isdisjoint(item.tags))
+    if f.topics:
+        topics = frozenset(f.topics)
+        checks.append(lambda item: not topics.isdisjoint(item.topics))
+    lo, hi = f.created_at_from, f.created_at_to
+    if lo is not None:
+        checks.append(lambda item: item.created_at is not None and item.created_at >= lo)
+    if hi is not None:
+        checks.append(lambda item: item.created_at is not None and item.created_at <= hi)
+    if not checks:
+        return lambda item: True
+    if len(checks) == 1:
+        return checks[0]
+    return lambda item: all(check(item) for check in checks)
 
 
 class ItemCache:
@@ -119,13 +133,17 @@ class ItemCache:
         """Infos of the ids that exist (as of when they were cached); misses are fetched."""
         now = self._monotonic()
         found: dict[str, ItemInfo] = {}
+        missed: list[str] = []
+        entries, ttl_s = self._entries, self._ttl_s
         with self._lock:
             for media_id in media_ids:
-                entry = self._entries.get(media_id)
-                if entry is not None and now - entry[0] <= self._ttl_s:
-                    self._entries.move_to_end(media_id)
+                entry = entries.get(media_id)
+                if entry is not None and now - entry[0] <= ttl_s:
+                    entries.move_to_end(media_id)
                     found[media_id] = entry[1]
-        missing = [m for m in dict.fromkeys(media_ids) if m not in found]
+                else:
+                    missed.append(media_id)
+        missing = [m for m in dict.fromkeys(missed) if m not in found]
         self.counts.record(len(found), len(missing))
         for start in range(0, len(missing), _FETCH_BATCH):
             batch = missing[start : start + _FETCH_BATCH]

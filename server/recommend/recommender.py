@@ -34,7 +34,7 @@ from mediarec.server.recommend.collab import CollabModel, UserHistory, UserScore
 from mediarec.server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from mediarec.server.recommend.features import Candidates, FeatureTable, compute_features
 from mediarec.server.recommend.hits import HitCounts
-from mediarec.server.recommend.items import ItemCache, matches
+from mediarec.server.recommend.items import ItemCache, item_filter
 from mediarec.server.recommend.learned import (
     LearnedRanker,
     PopularityRanker,
@@ -842,7 +842,8 @@ class Recommender:
     ) -> Candidates:
         ids = [m for m in proposals if m not in excluded]
         infos = self._items.get(ids)  # absent: deleted since it was proposed
-        kept = [infos[m] for m in ids if m in infos and matches(infos[m], sf)]
+        passes = item_filter(sf)
+        kept = [item for item in (infos.get(m) for m in ids) if item is not None and passes(item)]
         return Candidates.build(
             kept, [dict(proposals[i.media_id]) for i in kept], self._texts.dim
         )
