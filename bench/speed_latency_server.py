@@ -166,6 +166,7 @@ _RECOMMENDER_STAGES = (
     ("1 profile (user history -> tastes; cached or built)", "_user_entry"),
     ("3a nearest-neighbour searches (cached or searched)", "_nearest"),
     ("3b fresh + following (kept or searched)", "_catalogue"),
+    ("3c co-engagement, cohort, cold (kept or computed)", "_snapshot_sources"),
     ("2 query vectors", "_queries"),
     ("5 candidates: fetch + filter", "_candidates"),
     ("8 select: MMR + exploration", "_select"),
@@ -175,7 +176,7 @@ _RECOMMENDER_STAGES = (
 _MODULE_STAGES = (
     (
         "mediarec.server.recommend.sources", "gather",
-        "3 candidate sources (the others; all but 3a, 3b)",
+        "3 candidate sources (the others; all but 3a-3c)",
     ),
     ("mediarec.server.recommend.sources", "social_counts", "4 social counts"),
     ("mediarec.server.recommend.recommender", "compute_features", "6 features"),

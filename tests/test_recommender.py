@@ -29,7 +29,7 @@ from mediarec.server.recommend import blend as b
 from mediarec.server.recommend.ranker import RankerModel, save_ranker
 from mediarec.server.recommend.recommender import Recommender
 from mediarec.server.recommend.settings import DAY_S, RecommendSettings
-from mediarec.server.recommend.state import build_coengagement
+from mediarec.server.recommend.state import CoEngagement, build_coengagement
 from mediarec.server.recommend.types import (
     Context,
     Event,
@@ -585,6 +585,33 @@ def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(
     rec.recommend(RecRequest("bg4", k=12, context=EVENING, filter=RecFilter(tags=("x",))))
     assert len(searches) > warm_searches  # a filtered request never reuses the default's
     # (the fresh and following sources' reuse: the test below)
+
+
+def test_the_snapshot_sources_are_kept_until_a_rebuild_swaps_the_snapshot(
+    world, rec, monkeypatch
+) -> None:
+    reds = world.with_colour("red")[10:15]
+    world.log(rec, [world.event("snap", EventKind.LIKE, media_id=m) for m in reds])
+    rec.recommend(RecRequest("snap", k=20))  # computes and keeps the user's snapshot work
+    scored: list[int] = []  # co-engagement scorings of this user's positives
+    real_scores = CoEngagement.scores
+
+    def counting_scores(self, positives):
+        if set(positives) == set(reds):  # not the background warming of other users
+            scored.append(len(positives))
+        return real_scores(self, positives)
+
+    monkeypatch.setattr(CoEngagement, "scores", counting_scores)
+    kept = rec.recommend(RecRequest("snap", k=20)).items
+    assert scored == []  # the scores and the co-engagement, cohort and cold proposals: kept
+    assert any("coengagement" in item.sources for item in kept)
+    rec.recommend(RecRequest("snap", k=20, steering_text="red things"))
+    assert len(scored) == 1  # any other request computes them itself
+    rec.refresh()  # a new snapshot: the kept work is for the old one
+    rec.recommend(RecRequest("snap", k=20))
+    assert len(scored) == 2
+    rec.recommend(RecRequest("snap", k=20))
+    assert len(scored) == 2  # ... and is kept again for the new one
 
 
 def test_posts_indexed_after_a_users_candidates_were_kept_reach_their_next_request(

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 import uuid
+import weakref
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -74,7 +75,7 @@ from mediarec.server.recommend.types import (
     StateInfo,
     Surface,
 )
-from mediarec.server.recommend.usercache import Precomputer, UserCache, UserEntry
+from mediarec.server.recommend.usercache import Precomputer, SnapshotWork, UserCache, UserEntry
 from mediarec.server.service_errors import InvalidArgumentError, NotFoundError
 from mediarec.server.store import SearchFilter, VectorStore, schema
 
@@ -394,11 +395,15 @@ class Recommender:
         entry = self._user_entry(request.user_id, now, keep=not request.dry_run)
         profile = entry.profile
         state = self._state
-        inputs = self._inputs(request, profile, state, now)
+        inputs = self._inputs(request, profile, state, now, entry)
         ctx, queries, seed_vector = inputs.ctx, inputs.queries, inputs.seed_vector
         user_impressions, excluded, sf = inputs.user_impressions, inputs.excluded, ctx.search_filter
         keep = not request.dry_run
-        known = {"nearest": self._nearest(entry, ctx, keep), **self._catalogue(entry, ctx, keep)}
+        known = {
+            "nearest": self._nearest(entry, ctx, keep),
+            **self._catalogue(entry, ctx, keep),
+            **self._snapshot_sources(entry, ctx, keep),
+        }
         proposals = src.gather(ctx, known)
         learned = self._learned  # one model per request, whatever a reload swaps in meanwhile
         history, user_scores = None, None
@@ -690,7 +695,12 @@ class Recommender:
     # ---------------------------------------------------------------- inputs
 
     def _inputs(
-        self, request: RecRequest, profile: UserProfile, state: DerivedState, now: float
+        self,
+        request: RecRequest,
+        profile: UserProfile,
+        state: DerivedState,
+        now: float,
+        entry: UserEntry | None = None,
     ) -> _Inputs:
         queries, seed_vector = self._queries(request, profile)
         user_impressions = self._user_impressions(profile, state)
@@ -702,6 +712,7 @@ class Recommender:
             settings=self._settings, now=now,
             search_filter=src.store_filter(request, profile, now, ordered),
             queries=tuple(queries), seed_id=request.seed_media_id,
+            known_coscores=_kept_snapshot(entry, request, state, "coscores"),
         )  # fmt: skip
         return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
 
@@ -755,6 +766,23 @@ class Recommender:
             entry.catalogue[key] = (version, proposals)
         return proposals
 
+    def _snapshot_sources(
+        self, entry: UserEntry, ctx: src.SourceContext, keep: bool = True
+    ) -> dict[str, tuple[src.ProposalTuple, ...]]:
+        """The snapshot sources' proposals (co-engagement, cohort, cold): kept in the user's
+        entry, with the co-engagement scores, for a default request while the recommender
+        serves the snapshot they were computed from; computed here otherwise."""
+        kept = _kept_snapshot(entry, ctx.request, ctx.state, "proposals")
+        if kept is not None:
+            return kept
+        if not _is_default(ctx.request):
+            return {}
+        chain = dict(src.SOURCE_CHAIN)
+        proposals = {name: src.as_tuples(chain[name](ctx)) for name in src.SNAPSHOT_SOURCES}
+        if keep:
+            entry.snapshot = SnapshotWork(weakref.ref(ctx.state), ctx.coscores, proposals)
+        return proposals
+
     @property
     def _wants_collab(self) -> bool:
         """The collaborative core is built while a learned ranker serves or is trained."""
@@ -778,6 +806,7 @@ class Recommender:
         ctx = self._inputs(request, entry.profile, self._state, now).ctx
         self._nearest(entry, ctx)
         self._catalogue(entry, ctx)
+        self._snapshot_sources(entry, ctx)
         self._users.put(user_id, entry, version)
 
     def _invalidate(self, user_id: str) -> None:
@@ -981,6 +1010,17 @@ def _is_default(request: RecRequest) -> bool:
         not request.seed_media_id and not request.steering_text.strip()
         and request.filter == RecFilter() and request.exclude_seen
     )  # fmt: skip
+
+
+def _kept_snapshot(
+    entry: UserEntry | None, request: RecRequest, state: DerivedState, what: str
+) -> Any:
+    """``what`` ("coscores" or "proposals") of the entry's snapshot work when it applies: a
+    default request on the snapshot it was computed from; else None."""
+    work = entry.snapshot if entry is not None else None
+    if work is None or not work.is_for(state) or not _is_default(request):
+        return None
+    return getattr(work, what)
 
 
 def _dup_groups(cands: Candidates) -> list[str]:

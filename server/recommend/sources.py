@@ -80,11 +80,14 @@ class SourceContext:
     search_filter: SearchFilter  # the request's filter, surface and exclusions, for the store
     queries: tuple[QueryVector, ...]  # clusters, then text interests and steering, then seed
     seed_id: str = ""
+    known_coscores: CoScores | None = None  # kept from an earlier request on the same snapshot
 
     @cached_property
     def coscores(self) -> CoScores:
         """Co-engagement with the user's positives and the seed, scored once per request (the
-        co-engagement source and the feature share it; warming ahead never needs it)."""
+        co-engagement source and the feature share it), unless known already."""
+        if self.known_coscores is not None:
+            return self.known_coscores
         positives = seeded_positives(self.profile.summary.positives, self.seed_id)
         return self.state.coengagement.scores(positives)
 
@@ -396,6 +399,9 @@ def as_tuples(proposals: Iterable[Proposal]) -> tuple[ProposalTuple, ...]:
 # but not on the request's context: a cache keeps them while the store's content is unchanged
 # (the time drifts by at most the cache's lifetime, against windows of days).
 CATALOGUE_SOURCES: tuple[str, ...] = (FOLLOWING, FRESH)
+# The sources whose proposals depend only on the profile and the derived-state snapshot (for a
+# default request): a cache keeps them until the next rebuild swaps the snapshot.
+SNAPSHOT_SOURCES: tuple[str, ...] = (COENGAGEMENT, COHORT, COLD)
 
 
 def gather(

@@ -10,11 +10,14 @@ no entry computes it itself, as before, and leaves it for the next request.
 
 Only what the request does not change is kept, for the default request of a surface (no
 filter, seed or steering text, seen items excluded): the nearest-neighbour proposals of the
-user's tastes, and the proposals of the sources that read the catalogue's newest posts (fresh,
-following). The latter are reused only while the vector store reports the same content
-version, so a post indexed after the entry was built reaches the user's next request through
-them; the nearest-neighbour proposals are not renewed for new posts (the fresh source covers
-those). Items the user has seen since are dropped when candidates are gathered.
+user's tastes, the proposals of the sources that read the catalogue's newest posts (fresh,
+following), and the co-engagement scores and the proposals of the sources that read only the
+derived-state snapshot (co-engagement, cohort, cold). The catalogue sources' proposals are
+reused only while the vector store reports the same content version, so a post indexed after
+the entry was built reaches the user's next request through them, and the snapshot's only
+while the recommender serves the same snapshot; the nearest-neighbour proposals are not
+renewed for new posts (the fresh source covers those). Items the user has seen since are
+dropped when candidates are gathered.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,8 +33,22 @@ from dataclasses import dataclass, field
 from mediarec.server.recommend.hits import HitCounter
 from mediarec.server.recommend.profile import UserProfile
 from mediarec.server.recommend.sources import ProposalTuple
+from mediarec.server.recommend.state import CoScores, DerivedState
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotWork:
+    """What a default request computed from one derived-state snapshot and the profile."""
+
+    # A weak reference, so an entry never keeps a replaced snapshot alive.
+    snapshot: weakref.ref[DerivedState]
+    coscores: CoScores
+    proposals: dict[str, tuple[ProposalTuple, ...]]  # source -> proposals
+
+    def is_for(self, state: DerivedState) -> bool:
+        return self.snapshot() is state
 
 
 @dataclass
@@ -44,6 +62,8 @@ class UserEntry:
     catalogue: dict[str, tuple[int, dict[str, tuple[ProposalTuple, ...]]]] = field(
         default_factory=dict
     )
+    # The snapshot sources' work, for every surface (none of them reads it).
+    snapshot: SnapshotWork | None = None
 
 
 class UserCache:
@@ -200,6 +220,11 @@ def user_entry_bytes(entry: UserEntry) -> int:
     proposals = sum(len(kept) for kept in entry.nearest.values()) + sum(
         len(by_source) for _, sources in entry.catalogue.values() for by_source in sources.values()
     )
+    work = entry.snapshot
+    if work is not None:
+        proposals += sum(len(by_source) for by_source in work.proposals.values())
+        coscores = work.coscores
+        vectors += coscores.items.nbytes + coscores.totals.nbytes + coscores.counts.nbytes
     return _ENTRY_BYTES + elements * _ELEMENT_BYTES + int(vectors) + proposals * _PROPOSAL_BYTES
 
 
