@@ -96,11 +96,12 @@ def block_propensities(
     if n == 0 or block_size <= 0 or blocks <= 0:
         return np.zeros((n, max(blocks, 0)))
     draws = rng.beta(arms.alpha, arms.beta, size=(samples, n))
-    ranks = np.argsort(np.argsort(-draws, axis=1, kind="stable"), axis=1, kind="stable")
-    block = ranks // block_size  # (samples, n); >= blocks: not picked
-    counts = np.zeros((n, blocks))
-    for p in range(blocks):
-        counts[:, p] = (block == p).sum(axis=0)
+    picked = min(n, block_size * blocks)
+    winners = np.argsort(-draws, axis=1, kind="stable")[:, :picked]  # arm at each rank
+    block_of_rank = np.arange(picked) // block_size
+    counts = np.bincount(
+        (winners * blocks + block_of_rank[None, :]).reshape(-1), minlength=n * blocks
+    ).reshape(n, blocks)
     return np.maximum(counts / samples, 1.0 / samples)
 
 

@@ -86,17 +86,22 @@ def mmr_rank(
     rel = np.asarray(relevance, dtype=np.float64)
     lo, hi = float(rel.min()), float(rel.max())
     rel = (rel - lo) / (hi - lo) if hi - lo > 1e-12 else np.ones(n)
-    relevance_term = lam * rel
-    novelty = np.zeros(n)  # max similarity to anything ranked so far (0 before the first)
-    available = np.ones(n, dtype=bool)
+    # The loop runs once per position, so it keeps few numpy calls: ``open_value`` is the
+    # relevance term with -inf for items already placed, ``penalty`` the novelty term
+    # (1 - lam) * max similarity to anything ranked so far, and ``capped`` -inf for the
+    # creators at the cap on the current page.
+    open_value = lam * rel
+    novelty_weight = 1.0 - lam
+    penalty = np.zeros(n)
     for i in fixed.values():
-        available[i] = False
+        open_value[i] = -np.inf
     # Creators as integer codes; "" (unknown creator) is never capped.
     names = {c: i for i, c in enumerate(dict.fromkeys(creators))}
     codes = np.fromiter((names[c] for c in creators), dtype=np.int64, count=n)
     uncapped = names.get("", -1)
     page_counts: dict[int, int] = {}
-    blocked = np.zeros(n, dtype=bool)  # capped on the current page
+    capped = np.zeros(n)
+    any_capped = False
     current_page = 0
     ranking: list[int] = []
     first = True
@@ -105,32 +110,38 @@ def mmr_rank(
         page = position // max(page_size, 1)
         if page != current_page:
             page_counts, current_page = {}, page
-            blocked[:] = False
+            if any_capped:
+                capped[:] = 0.0
+                any_capped = False
         if position in fixed:
             pick = fixed.pop(position)
         else:
-            eligible = available & ~blocked
-            if not eligible.any():
+            value = open_value - penalty
+            pick = -1
+            if any_capped:
+                best = int(np.argmax(value + capped))
                 # The cap yields when only capped creators are left: a short page helps nobody.
-                eligible = available
-            if not eligible.any():
+                pick = best if value[best] + capped[best] > -np.inf else -1
+            if pick < 0:
+                pick = int(np.argmax(value))
+            if value[pick] == -np.inf:
                 ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
                 break
-            value = relevance_term - (1.0 - lam) * novelty
-            value[~eligible] = -np.inf
-            pick = int(np.argmax(value))
-            available[pick] = False
+            open_value[pick] = -np.inf
         ranking.append(pick)
         code = int(codes[pick])
         if code != uncapped and creator_cap > 0:
             page_counts[code] = page_counts.get(code, 0) + 1
             if page_counts[code] >= creator_cap:
-                blocked |= codes == code
-        sims = vectors @ vectors[pick]
+                capped[codes == code] = -np.inf
+                any_capped = True
+        if novelty_weight == 0.0:
+            continue  # relevance alone: the similarities would not change a pick
+        sims = np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
         if first:
-            novelty, first = sims.astype(np.float64), False
+            penalty, first = sims, False
         else:
-            np.maximum(novelty, sims, out=novelty)
+            np.maximum(penalty, sims, out=penalty)
     return ranking
 
 
