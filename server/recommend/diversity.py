@@ -171,17 +171,22 @@ def merge_pages(
         c = creators[item]
         return creator_cap <= 0 or not c or counts.get(c, 0) < creator_cap
 
+    def first_fitting(items: list[int]) -> int | None:
+        for n, i in enumerate(items):
+            if fits(i):
+                return n
+        return None
+
     while waiting or picks:
         position = len(final)
         if position % max(page_size, 1) == 0:
             counts = {}
-        pick = next((n for n, i in enumerate(picks) if fits(i)), None) if picks else None
         if picks and not waiting:
-            item = picks.pop(pick or 0)
-        elif pick is not None and position in slots:
+            item = picks.pop(first_fitting(picks) or 0)
+        elif picks and position in slots and (pick := first_fitting(picks)) is not None:
             item = picks.pop(pick)
         else:
-            item = waiting.pop(next((n for n, i in enumerate(waiting) if fits(i)), 0))
+            item = waiting.pop(first_fitting(waiting) or 0)
         final.append(item)
         if creators[item]:
             counts[creators[item]] = counts.get(creators[item], 0) + 1

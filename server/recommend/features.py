@@ -48,11 +48,12 @@ class Candidates:
     ids: list[str]
     visual: np.ndarray  # (n, d) unit rows: the item's visual vector, else its caption's
     has_caption: np.ndarray  # (n,) bool
-    sources: list[dict[str, float]]
+    sources: list[Mapping[str, float]]  # the proposing sources' scores (read only)
 
     @classmethod
-    def build(cls, items: Sequence[ItemInfo], sources: Sequence[dict[str, float]], dim: int
-              ) -> Candidates:
+    def build(
+        cls, items: Sequence[ItemInfo], sources: Sequence[Mapping[str, float]], dim: int
+    ) -> Candidates:
         n = len(items)
         # One array from the float16 rows, then one cast: the cheapest way to stack them.
         visual = (
@@ -64,15 +65,12 @@ class Candidates:
         return cls(list(items), ids, visual, has_caption, list(sources))
 
     @cached_property
-    def caption(self) -> np.ndarray:
-        """(n, d) caption vectors, zero rows where the item has none; built when a text query
-        needs them (most requests have none)."""
-        caption = np.zeros_like(self.visual)
-        if self.has_caption.any():
-            caption[self.has_caption] = np.array(
-                [i.caption16 for i in self.items if i.caption16 is not None], dtype=np.float32
-            )
-        return caption
+    def caption_rows(self) -> np.ndarray:
+        """(items with a caption, d) their caption vectors, in candidate order; built when a
+        request has a text query (an interest, a search or steering text)."""
+        rows = [item.caption16 for item in self.items if item.caption16 is not None]
+        dim = self.visual.shape[1]
+        return np.array(rows, dtype=np.float16).astype(np.float32).reshape(len(rows), dim)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -140,7 +138,9 @@ def compute_features(
         tvec = np.stack([q.vector for q in texts])
         w = np.array([q.weight for q in texts])
         visual_sim = v @ tvec.T
-        caption_sim = np.where(cands.has_caption[:, None], cands.caption @ tvec.T, visual_sim)
+        caption_sim = visual_sim.copy()  # an item without a caption: its visual vector's
+        if cands.has_caption.any():
+            caption_sim[cands.has_caption] = cands.caption_rows @ tvec.T
         sims = 0.5 * (visual_sim + caption_sim) * w[None, :]
         best_query = np.argmax(sims, axis=1)
         x[:, col[b.INTEREST]] = b.scale_unit(sims.max(axis=1))

@@ -404,7 +404,7 @@ class Recommender:
             **self._catalogue(entry, ctx, keep),
             **self._snapshot_sources(entry, ctx, keep),
         }
-        proposals = src.gather(ctx, known)
+        proposals: Mapping[str, Mapping[str, float]] = src.gather(ctx, known)
         learned = self._learned  # one model per request, whatever a reload swaps in meanwhile
         history, user_scores = None, None
         # A seeded or steered request is about that post or text first: the blend ranks it.
@@ -873,9 +873,7 @@ class Recommender:
         infos = self._items.get(ids)  # absent: deleted since it was proposed
         passes = item_filter(sf)
         kept = [item for item in (infos.get(m) for m in ids) if item is not None and passes(item)]
-        return Candidates.build(
-            kept, [dict(proposals[i.media_id]) for i in kept], self._texts.dim
-        )
+        return Candidates.build(kept, [proposals[i.media_id] for i in kept], self._texts.dim)
 
     def _check_k(self, k: int) -> int:
         s = self._settings
@@ -982,11 +980,15 @@ def with_collab_candidates(
     history: UserHistory,
     scores: UserScores,
     per_source: int,
-) -> dict[str, dict[str, float]]:
-    """``proposals`` plus the collaborative core's candidates (proposed as co-engagement)."""
-    out = {m: dict(p) for m, p in proposals.items()}
+) -> dict[str, Mapping[str, float]]:
+    """``proposals`` plus the collaborative core's candidates (proposed as co-engagement);
+    ``proposals`` and its mappings are left as they were."""
+    out: dict[str, Mapping[str, float]] = dict(proposals)
     for i in collab.candidates(history, per_source, scores).tolist():
-        out.setdefault(collab.item_ids[i], {}).setdefault(src.COENGAGEMENT, 0.0)
+        media_id = collab.item_ids[i]
+        found = out.get(media_id, {})
+        if src.COENGAGEMENT not in found:
+            out[media_id] = {**found, src.COENGAGEMENT: 0.0}
     return out
 
 

@@ -414,7 +414,13 @@ def gather(
     merged: dict[str, dict[str, float]] = {}
     for name, source in SOURCE_CHAIN:
         found = known[name] if name in known else as_tuples(source(ctx))
+        # Plain comparisons, not max() and setdefault(): this runs for every proposal.
         for media_id, source_name, score in found:
-            scores = merged.setdefault(media_id, {})
-            scores[source_name] = max(scores.get(source_name, float("-inf")), score)
+            scores = merged.get(media_id)
+            if scores is None:
+                merged[media_id] = {source_name: score}
+                continue
+            best = scores.get(source_name)
+            if best is None or score > best:
+                scores[source_name] = score
     return merged
