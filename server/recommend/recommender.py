@@ -707,12 +707,13 @@ class Recommender:
         excluded = self._excluded(request, profile, user_impressions)
         recent = [m for m in profile.summary.recent_seen if m in excluded]
         ordered = recent + sorted(excluded.difference(recent))
+        kept = _kept_snapshot(entry, request, state)
         ctx = src.SourceContext(
             request=request, profile=profile, state=state, live=self._live, store=self._store,
             settings=self._settings, now=now,
             search_filter=src.store_filter(request, profile, now, ordered),
             queries=tuple(queries), seed_id=request.seed_media_id,
-            known_coscores=_kept_snapshot(entry, request, state, "coscores"),
+            known_coscores=kept.coscores if kept is not None else None,
         )  # fmt: skip
         return _Inputs(ctx, queries, seed_vector, user_impressions, excluded)
 
@@ -772,9 +773,9 @@ class Recommender:
         """The snapshot sources' proposals (co-engagement, cohort, cold): kept in the user's
         entry, with the co-engagement scores, for a default request while the recommender
         serves the snapshot they were computed from; computed here otherwise."""
-        kept = _kept_snapshot(entry, ctx.request, ctx.state, "proposals")
+        kept = _kept_snapshot(entry, ctx.request, ctx.state)
         if kept is not None:
-            return kept
+            return kept.proposals
         if not _is_default(ctx.request):
             return {}
         chain = dict(src.SOURCE_CHAIN)
@@ -1015,14 +1016,14 @@ def _is_default(request: RecRequest) -> bool:
 
 
 def _kept_snapshot(
-    entry: UserEntry | None, request: RecRequest, state: DerivedState, what: str
-) -> Any:
-    """``what`` ("coscores" or "proposals") of the entry's snapshot work when it applies: a
-    default request on the snapshot it was computed from; else None."""
+    entry: UserEntry | None, request: RecRequest, state: DerivedState
+) -> SnapshotWork | None:
+    """The entry's snapshot work when it applies: a default request on the snapshot it was
+    computed from."""
     work = entry.snapshot if entry is not None else None
     if work is None or not work.is_for(state) or not _is_default(request):
         return None
-    return getattr(work, what)
+    return work
 
 
 def _dup_groups(cands: Candidates) -> list[str]:
