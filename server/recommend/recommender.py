@@ -170,9 +170,12 @@ class Recommender:
             ranking, offset = self._rankings.get(request.cursor, request.user_id)
         else:
             ranking, offset = self._rank(request, k, now), 0
-            if not request.dry_run:  # a kept ranking could evict someone else's cursor
-                self._rankings.put(ranking)
         page = self._page(ranking, offset, k, now, log=not request.dry_run)
+        # Kept after its first page is built: sizing it reads a built entry, which a learned
+        # ranker would otherwise explain on its own. A dry run keeps none: a kept ranking
+        # could evict someone else's cursor.
+        if not request.cursor and not request.dry_run:
+            self._rankings.put(ranking)
         return replace(page, next_cursor="") if request.dry_run else page
 
     def similar(

@@ -20,7 +20,6 @@ from mediarec.server.recommend.sources import SOURCES
 from mediarec.server.recommend.types import RecItem, RecRequest, Surface
 
 _SOURCE_ORDER = {name: i for i, name in enumerate(SOURCES)}
-_EXPLAIN_BLOCK = 32  # positions explained together (a page or two)
 
 
 @dataclass
@@ -47,8 +46,9 @@ class Slate(Sequence[RankedEntry]):
     fresh_window_s: float
     texts: Sequence[tuple[str, str]]  # (kind, text) of the text queries, by query index
     # A learned ranker's explanation of positions -> (contributions (n, F), base values (n,)),
-    # computed a block of positions at a time as pages are built: it costs more than the
-    # scores, and most clients read one page. ``contributions`` is filled in as it goes.
+    # computed for the positions a page builds, all of them in one call: it costs far more
+    # than the scores (TreeSHAP), and most clients read one page. ``contributions`` is filled
+    # in as it goes.
     explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     _built: dict[int, RankedEntry] = field(default_factory=dict)
     _explained: set[int] = field(default_factory=set)
@@ -58,35 +58,40 @@ class Slate(Sequence[RankedEntry]):
 
     def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+            positions = range(*index.indices(len(self)))
+            self._explain(positions)
+            return [self[i] for i in positions]
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
         entry = self._built.get(index)
         if entry is None:
+            self._explain([index])
             entry = self._build(index)
             self._built[index] = entry
         return entry
 
     def __iter__(self) -> Iterator[RankedEntry]:
-        return (self[i] for i in range(len(self)))
+        return iter(self[0 : len(self)])
 
-    def _explain(self, n: int) -> None:
-        block = n // _EXPLAIN_BLOCK
-        if self.explain is None or block in self._explained:
+    def _explain(self, positions: Sequence[int]) -> None:
+        """Explain the positions not explained yet, in one call."""
+        if self.explain is None:
             return
-        rows = np.arange(block * _EXPLAIN_BLOCK, min(len(self), (block + 1) * _EXPLAIN_BLOCK))
+        wanted = [n for n in positions if n not in self._explained]
+        if not wanted:
+            return
+        rows = np.asarray(wanted, dtype=np.int64)
         contributions, base = self.explain(rows)
         self.contributions[rows] = contributions
         if base.size:
             self.bias = float(base[0])  # a tree ensemble's base value is one constant
-        self._explained.add(block)
+        self._explained.update(wanted)
 
     def _build(self, n: int) -> RankedEntry:
         item = self.items[n]
         profile = self.profile
-        self._explain(n)
         breakdown = b.breakdown_of(self.contributions[n], self.bias)
         q, c = int(self.best_query[n]), int(self.best_cluster[n])
         creator = item.creator_id
