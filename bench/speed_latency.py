@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -48,8 +50,9 @@ from bench.speed_latency_load import (
     open_loop,
 )
 from bench.speed_latency_report import markdown, peak_point, write_curve
-from bench.speed_latency_server import MODEL_ID, serve
+from bench.speed_latency_server import IN_PROCESS_STAGE, MODEL_ID, serve
 from bench.speed_latency_world import WorldInfo, WorldSpec, ensure_world
+from mediarec.server.recommend.learned import LEARNED_RANKER_FILE
 from mediarec.server.store.sparse_copy import copy_tree_sparse
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,10 @@ DEFAULT_SERVER = "default"
 BLAS_POOL = "blas_threads=0"
 VARIANT_OVERRIDES = {"blas_threads": 0}
 VARIANT_WORKLOADS = (REC_WARM, SEARCH_ID)  # the open loop of the variant: the target keys
+# The second variant at the largest size: a learned ranker trained on the world's history
+# (``mediarec train-ranker``, once per cached world), which serve loads from the data dir.
+LEARNED = "learned ranker"
+LEARNED_WORKLOADS = (REC_WARM, REC_NEW)
 DOCS_DIR = Path("docs")
 CURVE_NAME = "latency_vs_size"
 
@@ -238,13 +245,15 @@ def running_server(data_dir: Path, overrides: dict[str, Any]) -> Iterator[Server
 
 @contextmanager
 def server_on_copy(
-    data: Path, work_dir: Path, overrides: dict[str, Any]
+    data: Path, work_dir: Path, overrides: dict[str, Any], model: Path | None = None
 ) -> Iterator[ServerHandle]:
     """A server on a fresh copy of ``data``: a run writes (served log, rankings), the cache
-    must stay as generated."""
+    must stay as generated. ``model``: a learned ranker file, put where serve loads it."""
     run_dir = work_dir / "latency" / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     copy_tree_sparse(data, run_dir)
+    if model is not None:
+        shutil.copyfile(model, run_dir / LEARNED_RANKER_FILE)
     try:
         with running_server(run_dir, overrides) as server:
             yield server
@@ -278,12 +287,45 @@ def measure_size(
         for p in variant:
             p.server = BLAS_POOL
         result.points += variant
+        model = ensure_learned_model(config.work_dir, data)
+        with server_on_copy(data, config.work_dir, {}, model) as server:
+            calls = CallSource(world, size, plan.profile_users)
+            learned = c1_points(server, size, plan, calls, load, plan.requests, LEARNED_WORKLOADS)
+            learned += loaded_points(server, size, plan, calls, load, (REC_WARM,), peak=False)
+            server.ask("settle", None)
+            result.breakdowns[LEARNED] = server.ask("profile", calls.profile_users)
+        for p in learned:
+            p.server = LEARNED
+        result.points += learned
     result.loadavg = (result.loadavg[0], load1())
     for p in result.points:
         logger.info("%d %s %s %s: p50 %.1f ms, p99 %.1f ms, %.1f req/s, %d errors%s", size,
                     p.workload, p.mode, p.server, p.p50_ms, p.p99_ms, p.rps, p.errors,
                     " (aborted: overloaded)" if p.aborted else "")  # fmt: skip
     return result
+
+
+def ensure_learned_model(work_dir: Path, data: Path) -> Path:
+    """The learned ranker trained on the cached world at ``data`` (trained on a copy, kept
+    beside the world: the world's history never changes)."""
+    model = data.parent / LEARNED_RANKER_FILE
+    if model.exists():
+        return model
+    train_dir = work_dir / "latency" / "train"
+    shutil.rmtree(train_dir, ignore_errors=True)
+    copy_tree_sparse(data, train_dir)
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "mediarec.server.cli", "train-ranker", "--data-dir",
+         str(train_dir), "--model-id", MODEL_ID],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    logger.info("trained the learned ranker in %.0f s", time.monotonic() - started)
+    tmp = model.with_suffix(".tmp")
+    shutil.copyfile(train_dir / LEARNED_RANKER_FILE, tmp)
+    tmp.rename(model)
+    shutil.rmtree(train_dir, ignore_errors=True)
+    return model
 
 
 def c1_points(
@@ -293,10 +335,11 @@ def c1_points(
     calls: CallSource,
     load: ProcessPoolExecutor,
     n: int,
+    workloads: tuple[str, ...] = WORKLOADS,
 ) -> list[Point]:
     target = server.target
     points = []
-    for workload in WORKLOADS:
+    for workload in workloads:
         server.ask("settle", None)
         batch = calls.take(workload, plan.warmup + n)
         sample = load.submit(closed_loop, target, batch, 1, warmup=plan.warmup).result()
@@ -343,9 +386,14 @@ def _checked(point: Point, sample: Sample) -> Point:
 
 
 def summary(result: SizeResult, rate: float) -> dict[str, float | None]:
-    def value(workload: str, mode: str, attr: str) -> float | None:
-        p = result.point(workload, mode)
+    def value(workload: str, mode: str, attr: str, server: str = DEFAULT_SERVER) -> float | None:
+        p = result.point(workload, mode, server)
         return None if p is None else round(getattr(p, attr), 2)
+
+    def in_process(server: str) -> float | None:
+        """A warm Recommend's in-process ms in the stage probe."""
+        stage = result.breakdowns.get(server, {}).get("cached", {}).get(IN_PROCESS_STAGE)
+        return None if stage is None else round(stage["ms"], 2)
 
     open_mode = f"open {rate:g}/s"
     best = peak_point(result, REC_WARM)
@@ -353,6 +401,10 @@ def summary(result: SizeResult, rate: float) -> dict[str, float | None]:
         "recommend_p99_ms_100k_c1": value(REC_WARM, "c1", "p99_ms"),
         "recommend_p99_ms_100k_50rps": value(REC_WARM, open_mode, "p99_ms"),
         "recommend_peak_rps_100k": None if best is None else round(best.rps, 1),
+        "recommend_warm_in_process_ms_100k": in_process(DEFAULT_SERVER),
+        "recommend_p99_ms_100k_c1_learned": value(REC_WARM, "c1", "p99_ms", LEARNED),
+        "recommend_p99_ms_100k_50rps_learned": value(REC_WARM, open_mode, "p99_ms", LEARNED),
+        "recommend_warm_in_process_ms_100k_learned": in_process(LEARNED),
         "search_p99_ms_100k_c1": value(SEARCH_ID, "c1", "p99_ms"),
         "search_p99_ms_100k_50rps": value(SEARCH_ID, open_mode, "p99_ms"),
         "rss_mb_100k": round(result.rss_mb, 1),

@@ -185,20 +185,22 @@ def _memory(r: SizeResult) -> str:
 
 
 def variant_table(r: SizeResult) -> list[str]:
-    variants = [p for p in r.points if p.server != "default"]
+    """The variants' points beside the default server's, one column per variant."""
+    variants = list(dict.fromkeys(p.server for p in r.points if p.server != "default"))
     if not variants:
         return []
-    name = variants[0].server
+    head = "".join(f" {name} p50 / p99 ms |" for name in variants)
     lines = [
-        f"| {_size(r.size)} items | load | default p50 / p99 ms | {name} p50 / p99 ms |",
-        "|---|---|---|---|",
+        f"| {_size(r.size)} items | load | default p50 / p99 ms |{head}",
+        "|---|---|---|" + "---|" * len(variants),
     ]
-    for v in variants:
-        d = r.point(v.workload, v.mode)
-        default = "-" if d is None else f"{_ms(d, 'p50_ms')} / {_ms(d, 'p99_ms')}"
-        lines.append(
-            f"| {v.workload} | {v.mode} | {default} | {_ms(v, 'p50_ms')} / {_ms(v, 'p99_ms')} |"
+    rows = dict.fromkeys((p.workload, p.mode) for p in r.points if p.server != "default")
+    for workload, mode in rows:
+        cells = [r.point(workload, mode, server) for server in ("default", *variants)]
+        values = "".join(
+            " - |" if p is None else f" {_ms(p, 'p50_ms')} / {_ms(p, 'p99_ms')} |" for p in cells
         )
+        lines.append(f"| {workload} | {mode} |{values}")
     return lines
 
 
@@ -280,11 +282,13 @@ def markdown(
     variant = variant_table(head)
     if variant:
         lines += [
-            "The same at the largest size on a second server (a fresh copy of the data) that "
-            "leaves numpy's BLAS its own thread pool (`server.blas_threads = 0`; the default "
-            "caps it at one thread): the recommender's small matrix products then spread over "
-            "two threads that fight for the two cores with the gRPC threads and the load "
-            "generator.",
+            "The same at the largest size on two more servers, each on a fresh copy of the "
+            "data. `blas_threads=0` leaves numpy's BLAS its own thread pool (the default caps "
+            "it at one thread): the recommender's small matrix products then spread over two "
+            "threads that fight for the two cores with the gRPC threads and the load "
+            "generator. `learned ranker` serves a LightGBM ranker trained on the world's "
+            "history (`mediarec train-ranker`, default settings): its core's per-user scores, "
+            "the model's scores and the TreeSHAP explanations of each page are added to a call.",
             "",
             *variant,
             "",

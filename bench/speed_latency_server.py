@@ -161,8 +161,9 @@ def _delete(owner: Any, name: str) -> None:
 
 
 # Where a Recommend call spends its time: (label, how to reach the owner, attribute).
+IN_PROCESS_STAGE = "recommend (total, in-process)"
 _RECOMMENDER_STAGES = (
-    ("recommend (total, in-process)", "recommend"),
+    (IN_PROCESS_STAGE, "recommend"),
     ("1 profile (user history -> tastes; cached or built)", "_user_entry"),
     ("3a nearest-neighbour searches (cached or searched)", "_nearest"),
     ("3b fresh + following (kept or searched)", "_catalogue"),
