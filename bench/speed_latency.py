@@ -62,16 +62,26 @@ PEAK_WORKLOADS = (REC_WARM, REC_NEW, SEARCH_ID)
 # The open loop has no untimed step before a call, so "just after an event" runs at c1 only.
 OPEN_LOOP_WORKLOADS = tuple(w for w in WORKLOADS if w != REC_AFTER_EVENT)
 DEFAULT_SERVER = "default"
-# The variant run at the largest size: numpy's OpenBLAS left at its own pool (the server's
-# default limits it to one thread). Its small matrix products spin two threads on two shared
-# cores (p99 of a 300x128 product: 0.2 ms single-threaded, tens of ms on a busy machine).
-BLAS_POOL = "blas_threads=0"
-VARIANT_OVERRIDES = {"blas_threads": 0}
-VARIANT_WORKLOADS = (REC_WARM, SEARCH_ID)  # the open loop of the variant: the target keys
-# The second variant at the largest size: a learned ranker trained on the world's history
-# (``mediarec train-ranker``, once per cached world), which serve loads from the data dir.
-LEARNED = "learned ranker"
-LEARNED_WORKLOADS = (REC_WARM, REC_NEW)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another server at the largest size, on a fresh copy of the data, beside the default."""
+
+    name: str
+    overrides: dict[str, Any]
+    c1_workloads: tuple[str, ...]
+    open_workloads: tuple[str, ...]  # at the open-loop rate (no peak runs)
+    learned: bool = False  # serves a learned ranker trained on the world's history
+
+
+# numpy's OpenBLAS left at its own pool (the server's default limits it to one thread): its
+# small matrix products spin two threads on two shared cores.
+BLAS_POOL = Variant("blas_threads=0", {"blas_threads": 0}, WORKLOADS, (REC_WARM, SEARCH_ID))
+# A learned ranker trained on the world's history (``mediarec train-ranker``, once per cached
+# world), which serve loads from the data dir.
+LEARNED = Variant("learned ranker", {}, (REC_WARM, REC_NEW), (REC_WARM,), learned=True)
+VARIANTS = (BLAS_POOL, LEARNED)
 DOCS_DIR = Path("docs")
 CURVE_NAME = "latency_vs_size"
 
@@ -278,31 +288,39 @@ def measure_size(
             result.breakdowns[DEFAULT_SERVER] = server.ask("profile", calls.profile_users)
         result.memory = memory_mb(server.hello["pid"])
     if headline and plan.variant:
-        with server_on_copy(data, config.work_dir, VARIANT_OVERRIDES) as server:
-            calls = CallSource(world, size, plan.profile_users)
-            variant = c1_points(server, size, plan, calls, load, plan.requests)
-            variant += loaded_points(server, size, plan, calls, load, VARIANT_WORKLOADS, peak=False)
-            server.ask("settle", None)
-            result.breakdowns[BLAS_POOL] = server.ask("profile", calls.profile_users)
-        for p in variant:
-            p.server = BLAS_POOL
-        result.points += variant
-        model = ensure_learned_model(config.work_dir, data)
-        with server_on_copy(data, config.work_dir, {}, model) as server:
-            calls = CallSource(world, size, plan.profile_users)
-            learned = c1_points(server, size, plan, calls, load, plan.requests, LEARNED_WORKLOADS)
-            learned += loaded_points(server, size, plan, calls, load, (REC_WARM,), peak=False)
-            server.ask("settle", None)
-            result.breakdowns[LEARNED] = server.ask("profile", calls.profile_users)
-        for p in learned:
-            p.server = LEARNED
-        result.points += learned
+        for variant in VARIANTS:
+            points, result.breakdowns[variant.name] = measure_variant(
+                variant, data, world, size, plan, config, load
+            )
+            result.points += points
     result.loadavg = (result.loadavg[0], load1())
     for p in result.points:
         logger.info("%d %s %s %s: p50 %.1f ms, p99 %.1f ms, %.1f req/s, %d errors%s", size,
                     p.workload, p.mode, p.server, p.p50_ms, p.p99_ms, p.rps, p.errors,
                     " (aborted: overloaded)" if p.aborted else "")  # fmt: skip
     return result
+
+
+def measure_variant(
+    variant: Variant,
+    data: Path,
+    world: WorldInfo,
+    size: int,
+    plan: Plan,
+    config: SpeedConfig,
+    load: ProcessPoolExecutor,
+) -> tuple[list[Point], dict[str, Any]]:
+    """The variant's points (concurrency 1, then the open loop) and its stage breakdown."""
+    model = ensure_learned_model(config.work_dir, data) if variant.learned else None
+    with server_on_copy(data, config.work_dir, variant.overrides, model) as server:
+        calls = CallSource(world, size, plan.profile_users)
+        points = c1_points(server, size, plan, calls, load, plan.requests, variant.c1_workloads)
+        points += loaded_points(server, size, plan, calls, load, variant.open_workloads, peak=False)
+        server.ask("settle", None)
+        breakdown = server.ask("profile", calls.profile_users)
+    for p in points:
+        p.server = variant.name
+    return points, breakdown
 
 
 def ensure_learned_model(work_dir: Path, data: Path) -> Path:
@@ -402,9 +420,9 @@ def summary(result: SizeResult, rate: float) -> dict[str, float | None]:
         "recommend_p99_ms_100k_50rps": value(REC_WARM, open_mode, "p99_ms"),
         "recommend_peak_rps_100k": None if best is None else round(best.rps, 1),
         "recommend_warm_in_process_ms_100k": in_process(DEFAULT_SERVER),
-        "recommend_p99_ms_100k_c1_learned": value(REC_WARM, "c1", "p99_ms", LEARNED),
-        "recommend_p99_ms_100k_50rps_learned": value(REC_WARM, open_mode, "p99_ms", LEARNED),
-        "recommend_warm_in_process_ms_100k_learned": in_process(LEARNED),
+        "recommend_p99_ms_100k_c1_learned": value(REC_WARM, "c1", "p99_ms", LEARNED.name),
+        "recommend_p99_ms_100k_50rps_learned": value(REC_WARM, open_mode, "p99_ms", LEARNED.name),
+        "recommend_warm_in_process_ms_100k_learned": in_process(LEARNED.name),
         "search_p99_ms_100k_c1": value(SEARCH_ID, "c1", "p99_ms"),
         "search_p99_ms_100k_50rps": value(SEARCH_ID, open_mode, "p99_ms"),
         "rss_mb_100k": round(result.rss_mb, 1),
