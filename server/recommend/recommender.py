@@ -764,8 +764,7 @@ class Recommender:
         kept = entry.catalogue.get(key)
         if kept is not None and kept[0] == version:
             return kept[1]
-        chain = dict(src.SOURCE_CHAIN)
-        proposals = {name: src.as_tuples(chain[name](ctx)) for name in src.CATALOGUE_SOURCES}
+        proposals = src.proposals_of(ctx, src.CATALOGUE_SOURCES)
         if keep:
             entry.catalogue[key] = (version, proposals)
         return proposals
@@ -781,8 +780,7 @@ class Recommender:
             return kept.proposals
         if not _is_default(ctx.request):
             return {}
-        chain = dict(src.SOURCE_CHAIN)
-        proposals = {name: src.as_tuples(chain[name](ctx)) for name in src.SNAPSHOT_SOURCES}
+        proposals = src.proposals_of(ctx, src.SNAPSHOT_SOURCES)
         if keep:
             entry.snapshot = SnapshotWork(weakref.ref(ctx.state), ctx.coscores, proposals)
         return proposals

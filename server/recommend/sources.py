@@ -404,6 +404,12 @@ CATALOGUE_SOURCES: tuple[str, ...] = (FOLLOWING, FRESH)
 SNAPSHOT_SOURCES: tuple[str, ...] = (COENGAGEMENT, COHORT, COLD)
 
 
+def proposals_of(ctx: SourceContext, names: Sequence[str]) -> dict[str, tuple[ProposalTuple, ...]]:
+    """The named chain sources' proposals for ``ctx``, as the tuples caches keep."""
+    chain = dict(SOURCE_CHAIN)
+    return {name: as_tuples(chain[name](ctx)) for name in names}
+
+
 def gather(
     ctx: SourceContext, known: Mapping[str, Sequence[ProposalTuple]] | None = None
 ) -> dict[str, dict[str, float]]:

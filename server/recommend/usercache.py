@@ -43,12 +43,12 @@ class SnapshotWork:
     """What a default request computed from one derived-state snapshot and the profile."""
 
     # A weak reference, so an entry never keeps a replaced snapshot alive.
-    snapshot: weakref.ref[DerivedState]
+    state: weakref.ref[DerivedState]
     coscores: CoScores
     proposals: dict[str, tuple[ProposalTuple, ...]]  # source -> proposals
 
     def is_for(self, state: DerivedState) -> bool:
-        return self.snapshot() is state
+        return self.state() is state
 
 
 @dataclass
