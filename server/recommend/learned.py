@@ -19,6 +19,7 @@ import numpy as np
 
 from mediarec.server.recommend.ltr_features import FEATURES
 from mediarec.server.recommend.ranker import save_json_atomically
+from mediarec.server.recommend.tree_paths import PathTable, path_table
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +38,24 @@ class LearnedRanker:
     features: tuple[str, ...] = FEATURES
     info: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        trees = self.booster.dump_model()["tree_info"]
+        object.__setattr__(self, "_paths", path_table(trees, len(self.features)))
+
+    @property
+    def paths(self) -> PathTable:
+        return self.__dict__["_paths"]  # type: ignore[no-any-return]
+
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
 
     def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature contributions ``(n, F)`` (SHAP values) and the base value per row; a
-        row's contributions plus its base value are its score."""
+        """Per-feature contributions ``(n, F)`` (path attributions, ``tree_paths``) and the
+        base value per row; a row's contributions plus its base value are its score."""
         if x.shape[0] == 0:
             return np.zeros((0, len(self.features))), np.zeros(0)
-        raw = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
-        return raw[:, :-1], raw[:, -1]
+        leaves = np.asarray(self.booster.predict(x, pred_leaf=True, num_threads=1))
+        return self.paths.attribute(leaves.reshape(x.shape[0], -1))
 
     def to_json(self) -> dict[str, Any]:
         return {

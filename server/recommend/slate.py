@@ -46,9 +46,8 @@ class Slate(Sequence[RankedEntry]):
     fresh_window_s: float
     texts: Sequence[tuple[str, str]]  # (kind, text) of the text queries, by query index
     # A learned ranker's explanation of positions -> (contributions (n, F), base values (n,)),
-    # computed for the positions a page builds, all of them in one call: it costs far more
-    # than the scores (TreeSHAP), and most clients read one page. ``contributions`` is filled
-    # in as it goes.
+    # computed for the positions a page builds, all of them in one call (one LightGBM call
+    # for their leaves): most clients read one page. ``contributions`` is filled in as it goes.
     explain: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     _built: dict[int, RankedEntry] = field(default_factory=dict)
     _explained: set[int] = field(default_factory=set)
