@@ -190,6 +190,17 @@ _MODULE_STAGES = (
     ("mediarec.server.recommend.profile", "cluster_interests", "1b cluster interests"),
     ("mediarec.server.grpc.recommend_servicer", "_to_proto",
      "10 response: protobuf (+ payloads the page lacks)"),  # fmt: skip
+    ("mediarec.server.recommend.recommender", "with_collab_candidates",
+     "L2 learned: the core's candidates"),  # fmt: skip
+    ("mediarec.server.recommend.recommender", "learned_features", "L3 learned: features"),
+)
+# Methods timed on their class: (module, class, method, label).
+_CLASS_STAGES = (
+    ("mediarec.server.recommend.collab", "CollabModel", "user_scores",
+     "L1 learned: the core's per-user scores"),  # fmt: skip
+    ("mediarec.server.recommend.learned", "LearnedRanker", "score", "L4 learned: scores"),
+    ("mediarec.server.recommend.learned", "LearnedRanker", "contributions",
+     "L5 learned: explanations"),  # fmt: skip
 )
 _STORE_CALLS = ("search", "search_batch", "get", "list_media", "search_frames", "count")
 
@@ -202,6 +213,8 @@ def install(timers: Timers, deps: Any) -> None:
         timers.wrap(recommender, name, label)
     for module_name, name, label in _MODULE_STAGES:
         timers.wrap(importlib.import_module(module_name), name, label)
+    for module_name, class_name, name, label in _CLASS_STAGES:
+        timers.wrap(getattr(importlib.import_module(module_name), class_name), name, label)
     timers.wrap_chain(importlib.import_module("mediarec.server.recommend.sources"))
     ranker = getattr(recommender, "_ranker", None)
     if ranker is not None:

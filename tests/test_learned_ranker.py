@@ -269,3 +269,39 @@ def test_train_ranker_on_an_empty_log_says_why_and_exits_1(
     out = capsys.readouterr().out
     assert "learned ranker: not trained: only 0 users" in out
     assert not (tmp_path / "data" / "learned_ranker.json").exists()
+
+
+def test_what_the_core_makes_of_a_user_is_kept_until_a_rebuild_swaps_the_snapshot(
+    learned_rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediarec.server.recommend.collab import CollabModel
+
+    learned_rec.train_learned_ranker(
+        LtrConfig(cuts=1, rounds=10, min_data_in_leaf=3, min_groups=5, min_user_events=3)
+    )
+    user = "bg0"
+    fresh = learned_rec.candidate_ranking(RecRequest(user))  # a dry run: nothing kept
+    learned_rec.recommend(RecRequest(user, k=10))  # computes and keeps the user's core work
+    assert learned_rec.wait_for_precompute(timeout=60)  # the warming of other users is done
+    entry = learned_rec._users.get(user, NOW)
+    assert entry is not None and entry.snapshot is not None and entry.snapshot.collab is not None
+    positives = entry.snapshot.collab.history.positives.tolist()
+    tastes: list[int] = []  # fold-ins of this user into the core's ALS models
+    real_taste = CollabModel._taste
+
+    def counting_taste(self, history):  # type: ignore[no-untyped-def]
+        if history.positives.tolist() == positives:
+            tastes.append(1)
+        return real_taste(self, history)
+
+    monkeypatch.setattr(CollabModel, "_taste", counting_taste)
+    assert learned_rec.candidate_ranking(RecRequest(user)) == fresh  # kept: the same ranking
+    learned_rec.recommend(RecRequest(user, k=10))
+    assert tastes == []
+    learned_rec.refresh()  # a new snapshot (and core): the kept work is for the old one
+    assert learned_rec.wait_for_precompute(timeout=60)
+    learned_rec.recommend(RecRequest(user, k=10))
+    computed = len(tastes)
+    assert computed >= 1  # by the request, or by the warming the rebuild scheduled
+    learned_rec.recommend(RecRequest(user, k=10))
+    assert len(tastes) == computed  # ... and kept again for the new one

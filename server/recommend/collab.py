@@ -106,22 +106,33 @@ class UserHistory:
 
 
 @dataclass(frozen=True)
+class UserTaste:
+    """What the core's two ALS models make of one user's history: the user's vector in each,
+    and the best ALS score of an item outside the history. A few kilobytes, so a server keeps
+    it per user; the dense per-item scores it comes from (and the fold-ins' solves) are what
+    costs."""
+
+    als_user: np.ndarray  # float32, the factors' width; empty without a positive
+    als_all_user: np.ndarray  # float32; empty without an interaction
+    best_unseen_als: float  # 0 without a positive
+
+
+@dataclass(frozen=True)
 class UserScores:
-    """One user's score of every item from each collaborative component in ``COLUMNS``, and
-    their vector in the every-interaction ALS, which only the candidates are scored by (no
-    source proposes from it, so scoring every item would be wasted)."""
+    """One user's score of every item from each graph component in ``COLUMNS``, and their
+    taste, by which only the items asked for are scored (``features``)."""
 
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "als", "knn", "knn_recent", "knn_recent20", "knn_all", "rp3",
-    )  # fmt: skip
+    COLUMNS: ClassVar[tuple[str, ...]] = ("knn", "knn_recent", "knn_recent20", "knn_all", "rp3")
 
-    als: np.ndarray
-    als_all_user: np.ndarray  # float32, the factors' width; empty when there is no vector
+    taste: UserTaste
     knn: np.ndarray
     knn_recent: np.ndarray
     knn_recent20: np.ndarray
     knn_all: np.ndarray
     rp3: np.ndarray
+    # Every item's ALS score when the taste was computed with these scores (its best unseen
+    # item needs them): ``candidates`` reuses it rather than scoring every item again.
+    als: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -192,25 +203,41 @@ class CollabModel:
             last_ts=float(max(times)),
         )
 
-    def user_scores(self, history: UserHistory) -> UserScores:
-        """Every item's score from each dense component for this history (one per item), and
-        the user's every-interaction ALS vector: computed once per request, read by both
-        ``candidates`` and ``features``."""
-        n, pos, every = self.n_items, history.positives, history.interactions
-        zeros = np.zeros(n)
-        # The user vector is cast to the item factors' float32: a float64 vector would make
-        # numpy upcast the whole (items x factors) matrix on every request.
-        als = (
-            self.als.items @ self.als.fold_in(pos).astype(np.float32)
-            if self.als and pos.size else zeros
-        )  # fmt: skip
+    def user_taste(self, history: UserHistory) -> UserTaste:
+        return self._taste(history)[0]
+
+    def _taste(self, history: UserHistory) -> tuple[UserTaste, np.ndarray]:
+        """The taste, and every item's ALS score (float64) that its best unseen item came from."""
+        pos, every = history.positives, history.interactions
+        empty = np.zeros(0, dtype=np.float32)
+        # The user vectors are cast to the item factors' float32: a float64 vector would make
+        # numpy upcast the whole (items x factors) matrix.
+        als_user = self.als.fold_in(pos).astype(np.float32) if self.als and pos.size else empty
         als_all_user = (
             self.als_all.fold_in(every).astype(np.float32)
-            if self.als_all and every.size else np.zeros(0, dtype=np.float32)
+            if self.als_all and every.size else empty
         )  # fmt: skip
+        als = self._als_scores(als_user)
+        unseen = np.delete(als, pos)
+        best = float(unseen.max()) if unseen.size and pos.size else 0.0
+        return UserTaste(als_user, als_all_user, best), als
+
+    def _als_scores(self, als_user: np.ndarray) -> np.ndarray:
+        if self.als is None or als_user.size == 0:
+            return np.zeros(self.n_items)
+        return np.asarray(self.als.items @ als_user, dtype=np.float64)
+
+    def user_scores(self, history: UserHistory, taste: UserTaste | None = None) -> UserScores:
+        """Every item's score from each graph component for this history (one per item), and
+        the taste (computed here unless given): computed once per request, read by both
+        ``candidates`` and ``features``."""
+        n, pos, every = self.n_items, history.positives, history.interactions
+        als = None
+        if taste is None:
+            taste, als = self._taste(history)
         return UserScores(
-            als=np.asarray(als, dtype=np.float64),
-            als_all_user=als_all_user,
+            taste=taste,
+            als=als,
             knn=_graph_scores(self.knn, pos, n),
             knn_recent=_graph_scores(self.knn, pos[:5], n),
             knn_recent20=_graph_scores(self.knn, pos[:20], n),
@@ -231,7 +258,8 @@ class CollabModel:
         seen[history.interactions] = True
         parts = [_top(self.positives, seen, per_source)]
         if history.positives.size:
-            parts += [_top(s, seen, per_source) for s in (scores.als, scores.knn, scores.rp3)]
+            als = scores.als if scores.als is not None else self._als_scores(scores.taste.als_user)
+            parts += [_top(s, seen, per_source) for s in (als, scores.knn, scores.rp3)]
         return np.unique(np.concatenate(parts))
 
     def features(
@@ -243,19 +271,15 @@ class CollabModel:
         known = items >= 0
         at = np.where(known, items, 0)
         scores = scores or self.user_scores(history)
-        pos = history.positives
 
         def on_known(values: np.ndarray) -> np.ndarray:
             return np.where(known, values[at], 0.0) if values.size else np.zeros(n)
 
         out = {name: on_known(getattr(scores, name)) for name in UserScores.COLUMNS}
-        if self.als_all is not None and scores.als_all_user.size:
-            rows = self.als_all.items[at] @ scores.als_all_user
-            out["als_all"] = np.where(known, rows.astype(np.float64), 0.0)
-        else:
-            out["als_all"] = np.zeros(n)
-        unseen = np.delete(scores.als, pos)
-        best = float(unseen.max()) if unseen.size and pos.size else 0.0
+        taste = scores.taste
+        out["als"] = _factor_scores(self.als, taste.als_user, at, known)
+        out["als_all"] = _factor_scores(self.als_all, taste.als_all_user, at, known)
+        best = taste.best_unseen_als
         out["als_relative"] = out["als"] / best if best > 0 else np.zeros(n)
         out["popularity"] = on_known(np.log1p(self.positives))
         for days in (90, 365):
@@ -411,6 +435,16 @@ def top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return sp.csr_matrix(
         (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
     )
+
+
+def _factor_scores(
+    factors: Factors | None, user: np.ndarray, at: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """The factor model's score of the items at ``at`` (0 where not ``known``, and for a user
+    with no vector)."""
+    if factors is None or user.size == 0 or factors.items.shape[0] == 0:
+        return np.zeros(at.size)
+    return np.where(known, (factors.items[at] @ user).astype(np.float64), 0.0)
 
 
 def _graph_scores(graph: sp.csr_matrix, history: np.ndarray, n: int) -> np.ndarray:

@@ -75,7 +75,13 @@ from mediarec.server.recommend.types import (
     StateInfo,
     Surface,
 )
-from mediarec.server.recommend.usercache import Precomputer, SnapshotWork, UserCache, UserEntry
+from mediarec.server.recommend.usercache import (
+    CollabWork,
+    Precomputer,
+    SnapshotWork,
+    UserCache,
+    UserEntry,
+)
 from mediarec.server.service_errors import InvalidArgumentError, NotFoundError
 from mediarec.server.store import SearchFilter, VectorStore, schema
 
@@ -413,11 +419,9 @@ class Recommender:
         # A seeded or steered request is about that post or text first: the blend ranks it.
         steered = bool(request.seed_media_id or request.steering_text.strip())
         if learned is not None and state.collab.n_items and not steered:
-            history = learned_history(profile, state.collab, now)
-            user_scores = state.collab.user_scores(history)
-            proposals = with_collab_candidates(
-                proposals, state.collab, history, user_scores, s.collab_candidates
-            )
+            work, user_scores = self._collab_work(entry, request, state, now, keep)
+            history = work.history
+            proposals = with_collab_candidates(proposals, state.collab, work.candidates)
         cands = self._candidates(proposals, sf, excluded)
         if not len(cands):
             return None
@@ -785,6 +789,25 @@ class Recommender:
             entry.snapshot = SnapshotWork(weakref.ref(ctx.state), ctx.coscores, proposals)
         return proposals
 
+    def _collab_work(
+        self, entry: UserEntry, request: RecRequest, state: DerivedState, now: float, keep: bool
+    ) -> tuple[CollabWork, UserScores]:
+        """What the core makes of the user, and their scores of every item: the first kept
+        in the user's snapshot work for a default request (the fold-ins and the scoring of
+        every item by ALS are most of the cost), the scores computed here each time (they
+        are too big to keep per user)."""
+        collab = state.collab
+        kept = _kept_snapshot(entry, request, state)
+        if kept is not None and kept.collab is not None:
+            return kept.collab, collab.user_scores(kept.collab.history, kept.collab.taste)
+        history = learned_history(entry.profile, collab, now)
+        scores = collab.user_scores(history)
+        per_source = self._settings.collab_candidates
+        work = CollabWork(history, scores.taste, collab.candidates(history, per_source, scores))
+        if keep and kept is not None:
+            entry.snapshot = replace(kept, collab=work)
+        return work, scores
+
     @property
     def _wants_collab(self) -> bool:
         """The collaborative core is built while a learned ranker serves or is trained."""
@@ -809,6 +832,8 @@ class Recommender:
         self._nearest(entry, ctx)
         self._catalogue(entry, ctx)
         self._snapshot_sources(entry, ctx)
+        if self._learned is not None and ctx.state.collab.n_items:
+            self._collab_work(entry, request, ctx.state, now, keep=True)
         self._users.put(user_id, entry, version)
 
     def _invalidate(self, user_id: str) -> None:
@@ -959,11 +984,11 @@ class _Inputs:
 def _explainer(
     model: LearnedRanker | PopularityRanker, x: np.ndarray
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Positions -> (their SHAP values summed into blend columns, base values)."""
+    """Positions -> (their path attributions summed into blend columns, base values)."""
 
     def explain(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        shap, base = model.contributions(x[rows])
-        return reported_contributions(shap), base
+        learned, base = model.contributions(x[rows])
+        return reported_contributions(learned), base
 
     return explain
 
@@ -977,16 +1002,12 @@ def learned_history(profile: UserProfile, collab: CollabModel, now: float) -> Us
 
 
 def with_collab_candidates(
-    proposals: Mapping[str, Mapping[str, float]],
-    collab: CollabModel,
-    history: UserHistory,
-    scores: UserScores,
-    per_source: int,
+    proposals: Mapping[str, Mapping[str, float]], collab: CollabModel, candidates: np.ndarray
 ) -> dict[str, Mapping[str, float]]:
-    """``proposals`` plus the collaborative core's candidates (proposed as co-engagement);
-    ``proposals`` and its mappings are left as they were."""
+    """``proposals`` plus the collaborative core's ``candidates`` (item indices, proposed as
+    co-engagement); ``proposals`` and its mappings are left as they were."""
     out: dict[str, Mapping[str, float]] = dict(proposals)
-    for i in collab.candidates(history, per_source, scores).tolist():
+    for i in candidates.tolist():
         media_id = collab.item_ids[i]
         found = out.get(media_id, {})
         if src.COENGAGEMENT not in found:

@@ -12,7 +12,9 @@ Only what the request does not change is kept, for the default request of a surf
 filter, seed or steering text, seen items excluded): the nearest-neighbour proposals of the
 user's tastes, the proposals of the sources that read the catalogue's newest posts (fresh,
 following), and the co-engagement scores and the proposals of the sources that read only the
-derived-state snapshot (co-engagement, cohort, cold). The catalogue sources' proposals are
+derived-state snapshot (co-engagement, cohort, cold), and, while a learned ranker serves, what
+the collaborative core makes of the user (their history in its items, their ALS vectors, its
+candidates). The catalogue sources' proposals are
 reused only while the vector store reports the same content version, so a post indexed after
 the entry was built reaches the user's next request through them, and the snapshot's only
 while the recommender serves the same snapshot; the nearest-neighbour proposals are not
@@ -30,12 +32,24 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from mediarec.server.recommend.collab import UserHistory, UserTaste
 from mediarec.server.recommend.hits import HitCounter
 from mediarec.server.recommend.profile import UserProfile
 from mediarec.server.recommend.sources import ProposalTuple
 from mediarec.server.recommend.state import CoScores, DerivedState
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollabWork:
+    """What the snapshot's collaborative core makes of the user, for the learned ranker."""
+
+    history: UserHistory
+    taste: UserTaste
+    candidates: np.ndarray  # item indices the core proposes (``collab_candidates`` per source)
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class SnapshotWork:
     state: weakref.ref[DerivedState]
     coscores: CoScores
     proposals: dict[str, tuple[ProposalTuple, ...]]  # source -> proposals
+    collab: CollabWork | None = None  # added by the first request a learned ranker scores
 
     def is_for(self, state: DerivedState) -> bool:
         return self.state() is state
@@ -225,6 +240,11 @@ def user_entry_bytes(entry: UserEntry) -> int:
         proposals += sum(len(by_source) for by_source in work.proposals.values())
         coscores = work.coscores
         vectors += coscores.items.nbytes + coscores.totals.nbytes + coscores.counts.nbytes
+        collab = work.collab
+        if collab is not None:
+            history, taste = collab.history, collab.taste
+            vectors += history.positives.nbytes + history.interactions.nbytes
+            vectors += taste.als_user.nbytes + taste.als_all_user.nbytes + collab.candidates.nbytes
     return _ENTRY_BYTES + elements * _ELEMENT_BYTES + int(vectors) + proposals * _PROPOSAL_BYTES
 
 
