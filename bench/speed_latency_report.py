@@ -287,8 +287,10 @@ def markdown(
             "it at one thread): the recommender's small matrix products then spread over two "
             "threads that fight for the two cores with the gRPC threads and the load "
             "generator. `learned ranker` serves a LightGBM ranker trained on the world's "
-            "history (`mediarec train-ranker`, default settings): its core's per-user scores, "
-            "the model's scores and the TreeSHAP explanations of each page are added to a call.",
+            "history (`mediarec train-ranker`, default settings): the core's candidates and "
+            "features (steps L1-L3; a user's fold-in and candidates are kept per snapshot), "
+            "the model's scores (L4) and the path attributions that explain each page (L5) are "
+            "added to a call.",
             "",
             *variant,
             "",

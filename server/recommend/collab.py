@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -118,21 +118,60 @@ class UserTaste:
 
 
 @dataclass(frozen=True)
+class SparseScores:
+    """Scores of a catalogue's items, kept as the non-zero ones: a user's graph scores reach
+    only the neighbours of their history."""
+
+    items: np.ndarray  # sorted item indices
+    values: np.ndarray  # their scores (float64)
+
+    @classmethod
+    def of(cls, dense: np.ndarray) -> SparseScores:
+        items = np.flatnonzero(dense)
+        return cls(items, dense[items])
+
+    def dense(self, n: int) -> np.ndarray:
+        out = np.zeros(n)
+        out[self.items] = self.values
+        return out
+
+    def at(self, items: np.ndarray) -> np.ndarray:
+        """The scores of ``items`` (indices; 0 for the items not kept)."""
+        if self.items.size == 0:
+            return np.zeros(items.size)
+        found = np.minimum(np.searchsorted(self.items, items), self.items.size - 1)
+        return np.where(self.items[found] == items, self.values[found], 0.0)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.items.nbytes + self.values.nbytes)
+
+
+@dataclass(frozen=True)
 class UserScores:
-    """One user's score of every item from each graph component in ``COLUMNS``, and their
-    taste, by which only the items asked for are scored (``features``)."""
+    """One user's scores from each graph component in ``COLUMNS``, and their taste, by which
+    only the items asked for are scored (``features``). Small enough to keep per user."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = ("knn", "knn_recent", "knn_recent20", "knn_all", "rp3")
 
     taste: UserTaste
-    knn: np.ndarray
-    knn_recent: np.ndarray
-    knn_recent20: np.ndarray
-    knn_all: np.ndarray
-    rp3: np.ndarray
-    # Every item's ALS score when the taste was computed with these scores (its best unseen
-    # item needs them): ``candidates`` reuses it rather than scoring every item again.
+    knn: SparseScores
+    knn_recent: SparseScores
+    knn_recent20: SparseScores
+    knn_all: SparseScores
+    rp3: SparseScores
+    # Every item's ALS score, on scores just computed (the taste's best unseen item needed
+    # them): ``candidates`` reuses it rather than scoring every item again. Not kept.
     als: np.ndarray | None = None
+
+    def kept(self) -> UserScores:
+        """These scores without the per-item ALS array, to keep."""
+        return replace(self, als=None)
+
+    @property
+    def nbytes(self) -> int:
+        sparse = sum(getattr(self, name).nbytes for name in self.COLUMNS)
+        return int(sparse + self.taste.als_user.nbytes + self.taste.als_all_user.nbytes)
 
 
 @dataclass(frozen=True)
@@ -227,22 +266,19 @@ class CollabModel:
             return np.zeros(self.n_items)
         return np.asarray(self.als.items @ als_user, dtype=np.float64)
 
-    def user_scores(self, history: UserHistory, taste: UserTaste | None = None) -> UserScores:
-        """Every item's score from each graph component for this history (one per item), and
-        the taste (computed here unless given): computed once per request, read by both
-        ``candidates`` and ``features``."""
+    def user_scores(self, history: UserHistory) -> UserScores:
+        """This history's scores from each component: computed once per request (or kept per
+        user), read by both ``candidates`` and ``features``."""
         n, pos, every = self.n_items, history.positives, history.interactions
-        als = None
-        if taste is None:
-            taste, als = self._taste(history)
+        taste, als = self._taste(history)
         return UserScores(
             taste=taste,
             als=als,
-            knn=_graph_scores(self.knn, pos, n),
-            knn_recent=_graph_scores(self.knn, pos[:5], n),
-            knn_recent20=_graph_scores(self.knn, pos[:20], n),
-            knn_all=_graph_scores(self.knn_all, every, n),
-            rp3=_graph_scores(self.rp3, pos, n),
+            knn=SparseScores.of(_graph_scores(self.knn, pos, n)),
+            knn_recent=SparseScores.of(_graph_scores(self.knn, pos[:5], n)),
+            knn_recent20=SparseScores.of(_graph_scores(self.knn, pos[:20], n)),
+            knn_all=SparseScores.of(_graph_scores(self.knn_all, every, n)),
+            rp3=SparseScores.of(_graph_scores(self.rp3, pos, n)),
         )
 
     def candidates(
@@ -259,7 +295,8 @@ class CollabModel:
         parts = [_top(self.positives, seen, per_source)]
         if history.positives.size:
             als = scores.als if scores.als is not None else self._als_scores(scores.taste.als_user)
-            parts += [_top(s, seen, per_source) for s in (als, scores.knn, scores.rp3)]
+            graph = [s.dense(n) for s in (scores.knn, scores.rp3)]
+            parts += [_top(s, seen, per_source) for s in (als, *graph)]
         return np.unique(np.concatenate(parts))
 
     def features(
@@ -275,7 +312,9 @@ class CollabModel:
         def on_known(values: np.ndarray) -> np.ndarray:
             return np.where(known, values[at], 0.0) if values.size else np.zeros(n)
 
-        out = {name: on_known(getattr(scores, name)) for name in UserScores.COLUMNS}
+        out = {
+            name: np.where(known, getattr(scores, name).at(at), 0.0) for name in UserScores.COLUMNS
+        }
         taste = scores.taste
         out["als"] = _factor_scores(self.als, taste.als_user, at, known)
         out["als_all"] = _factor_scores(self.als_all, taste.als_all_user, at, known)

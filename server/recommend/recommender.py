@@ -419,8 +419,8 @@ class Recommender:
         # A seeded or steered request is about that post or text first: the blend ranks it.
         steered = bool(request.seed_media_id or request.steering_text.strip())
         if learned is not None and state.collab.n_items and not steered:
-            work, user_scores = self._collab_work(entry, request, state, now, keep)
-            history = work.history
+            work = self._collab_work(entry, request, state, now, keep)
+            history, user_scores = work.history, work.scores
             proposals = with_collab_candidates(proposals, state.collab, work.candidates)
         cands = self._candidates(proposals, sf, excluded)
         if not len(cands):
@@ -791,22 +791,20 @@ class Recommender:
 
     def _collab_work(
         self, entry: UserEntry, request: RecRequest, state: DerivedState, now: float, keep: bool
-    ) -> tuple[CollabWork, UserScores]:
-        """What the core makes of the user, and their scores of every item: the first kept
-        in the user's snapshot work for a default request (the fold-ins and the scoring of
-        every item by ALS are most of the cost), the scores computed here each time (they
-        are too big to keep per user)."""
+    ) -> CollabWork:
+        """What the core makes of the user (history, scores, candidates): kept in the user's
+        snapshot work for a default request, computed here otherwise."""
         collab = state.collab
         kept = _kept_snapshot(entry, request, state)
         if kept is not None and kept.collab is not None:
-            return kept.collab, collab.user_scores(kept.collab.history, kept.collab.taste)
+            return kept.collab
         history = learned_history(entry.profile, collab, now)
         scores = collab.user_scores(history)
         per_source = self._settings.collab_candidates
-        work = CollabWork(history, scores.taste, collab.candidates(history, per_source, scores))
+        work = CollabWork(history, scores.kept(), collab.candidates(history, per_source, scores))
         if keep and kept is not None:
             entry.snapshot = replace(kept, collab=work)
-        return work, scores
+        return work
 
     @property
     def _wants_collab(self) -> bool:

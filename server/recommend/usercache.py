@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mediarec.server.recommend.collab import UserHistory, UserTaste
+from mediarec.server.recommend.collab import UserHistory, UserScores
 from mediarec.server.recommend.hits import HitCounter
 from mediarec.server.recommend.profile import UserProfile
 from mediarec.server.recommend.sources import ProposalTuple
@@ -48,7 +48,7 @@ class CollabWork:
     """What the snapshot's collaborative core makes of the user, for the learned ranker."""
 
     history: UserHistory
-    taste: UserTaste
+    scores: UserScores  # without the per-item ALS array (``UserScores.kept``)
     candidates: np.ndarray  # item indices the core proposes (``collab_candidates`` per source)
 
 
@@ -242,9 +242,9 @@ def user_entry_bytes(entry: UserEntry) -> int:
         vectors += coscores.items.nbytes + coscores.totals.nbytes + coscores.counts.nbytes
         collab = work.collab
         if collab is not None:
-            history, taste = collab.history, collab.taste
+            history = collab.history
             vectors += history.positives.nbytes + history.interactions.nbytes
-            vectors += taste.als_user.nbytes + taste.als_all_user.nbytes + collab.candidates.nbytes
+            vectors += collab.scores.nbytes + collab.candidates.nbytes
     return _ENTRY_BYTES + elements * _ELEMENT_BYTES + int(vectors) + proposals * _PROPOSAL_BYTES
 
 
