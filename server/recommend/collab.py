@@ -33,6 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from mediarec.server.recommend.rows import RowValues
+
 logger = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
@@ -118,36 +120,6 @@ class UserTaste:
 
 
 @dataclass(frozen=True)
-class SparseScores:
-    """Scores of a catalogue's items, kept as the non-zero ones: a user's graph scores reach
-    only the neighbours of their history."""
-
-    items: np.ndarray  # sorted item indices
-    values: np.ndarray  # their scores (float64)
-
-    @classmethod
-    def of(cls, dense: np.ndarray) -> SparseScores:
-        items = np.flatnonzero(dense)
-        return cls(items, dense[items])
-
-    def dense(self, n: int) -> np.ndarray:
-        out = np.zeros(n)
-        out[self.items] = self.values
-        return out
-
-    def at(self, items: np.ndarray) -> np.ndarray:
-        """The scores of ``items`` (indices; 0 for the items not kept)."""
-        if self.items.size == 0:
-            return np.zeros(items.size)
-        found = np.minimum(np.searchsorted(self.items, items), self.items.size - 1)
-        return np.where(self.items[found] == items, self.values[found], 0.0)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.items.nbytes + self.values.nbytes)
-
-
-@dataclass(frozen=True)
 class UserScores:
     """One user's scores from each graph component in ``COLUMNS``, and their taste, by which
     only the items asked for are scored (``features``). Small enough to keep per user."""
@@ -155,11 +127,11 @@ class UserScores:
     COLUMNS: ClassVar[tuple[str, ...]] = ("knn", "knn_recent", "knn_recent20", "knn_all", "rp3")
 
     taste: UserTaste
-    knn: SparseScores
-    knn_recent: SparseScores
-    knn_recent20: SparseScores
-    knn_all: SparseScores
-    rp3: SparseScores
+    knn: RowValues
+    knn_recent: RowValues
+    knn_recent20: RowValues
+    knn_all: RowValues
+    rp3: RowValues
     # Every item's ALS score, on scores just computed (the taste's best unseen item needed
     # them): ``candidates`` reuses it rather than scoring every item again. Not kept.
     als: np.ndarray | None = None
@@ -274,11 +246,11 @@ class CollabModel:
         return UserScores(
             taste=taste,
             als=als,
-            knn=SparseScores.of(_graph_scores(self.knn, pos, n)),
-            knn_recent=SparseScores.of(_graph_scores(self.knn, pos[:5], n)),
-            knn_recent20=SparseScores.of(_graph_scores(self.knn, pos[:20], n)),
-            knn_all=SparseScores.of(_graph_scores(self.knn_all, every, n)),
-            rp3=SparseScores.of(_graph_scores(self.rp3, pos, n)),
+            knn=RowValues.of_dense(_graph_scores(self.knn, pos, n)),
+            knn_recent=RowValues.of_dense(_graph_scores(self.knn, pos[:5], n)),
+            knn_recent20=RowValues.of_dense(_graph_scores(self.knn, pos[:20], n)),
+            knn_all=RowValues.of_dense(_graph_scores(self.knn_all, every, n)),
+            rp3=RowValues.of_dense(_graph_scores(self.rp3, pos, n)),
         )
 
     def candidates(

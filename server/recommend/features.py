@@ -90,6 +90,7 @@ class FeatureTable:
     coeng_counts: np.ndarray  # (n,) how many liked posts neighbour the item
     popular_in: list[str]  # (n,) the context kind where the item is most popular, or ""
     user_impressions: np.ndarray  # (n,) times this user was shown the item
+    rows: np.ndarray  # (n,) the items' rows in the derived-state snapshot (-1: none)
 
 
 def compute_features(
@@ -114,7 +115,8 @@ def compute_features(
     best_query = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return FeatureTable(x, np.zeros(0), np.zeros(0), np.zeros(0), best_cluster, best_query,
-                            np.zeros(0, dtype=np.int64), [], np.zeros(0))
+                            np.zeros(0, dtype=np.int64), [], np.zeros(0),
+                            np.zeros(0, dtype=np.int64))  # fmt: skip
     v = cands.visual
 
     clusters = profile.clusters
@@ -148,15 +150,18 @@ def compute_features(
     if seed_vector is not None:
         x[:, col[b.SEED]] = b.scale_unit(v @ seed_vector)
 
-    co, co_counts = coscores.lookup(cands.ids)
+    rows = state.rows_of(cands.ids)
+    # Kept scores are of the snapshot that served them, so the graph is the state's.
+    co, co_counts = (
+        coscores.lookup_rows(rows) if coscores.graph is state.coengagement
+        else coscores.lookup(cands.ids)
+    )  # fmt: skip
     x[:, col[b.COENGAGEMENT]] = b.scale_max(co)
 
     keys = {
         "global": "global", **context_keys(context.device, context.local_hour, context.location)
     }
-    levels = {
-        kind: _levels(state.trending_list(key).levels, cands.ids) for kind, key in keys.items()
-    }
+    levels = {kind: state.trending_levels(key).at(rows) for kind, key in keys.items()}
     total_w = sum(POPULARITY_KEY_WEIGHTS[k] for k in keys)
     pop = sum(POPULARITY_KEY_WEIGHTS[k] * pop_scale(levels[k]) for k in keys) / total_w
     x[:, col[b.POPULARITY]] = pop
@@ -164,8 +169,7 @@ def compute_features(
 
     cohort = state.cohorts.assign(profile.taste)
     if cohort is not None:
-        fav = state.cohorts.favourites[cohort]
-        x[:, col[b.COHORT]] = pop_scale(_levels(fav.levels, cands.ids))
+        x[:, col[b.COHORT]] = pop_scale(state.cohort_levels(cohort).at(rows))
 
     creators = cands.creators()
     recency = _recency(cands.items, now, settings.freshness_half_life_s)
@@ -195,12 +199,8 @@ def compute_features(
         coeng_counts=co_counts,
         popular_in=popular_in,
         user_impressions=user_impressions,
+        rows=rows,
     )
-
-
-def _levels(levels: Mapping[str, float], ids: Sequence[str]) -> np.ndarray:
-    get = levels.get
-    return np.fromiter((get(m, 0.0) for m in ids), dtype=np.float64, count=len(ids))
 
 
 def _popular_in(levels: Mapping[str, np.ndarray], n: int) -> list[str]:

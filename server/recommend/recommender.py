@@ -444,7 +444,9 @@ class Recommender:
         if history is not None and user_scores is not None and learned is not None:
             # No positive yet: no taste to go on, and a history the model never trained on.
             scorer = POPULARITY_RANKER if history.positives.size == 0 else learned
-            learned_x = learned_features(state, history, user_scores, cands, s.content_signals)
+            learned_x = learned_features(
+                state, history, user_scores, cands, table.rows, s.content_signals
+            )
             scores = scorer.score(learned_x)
         return _Scored(
             cands, table, scores, contrib, profile, queries, seed_vector, ranker,
@@ -1018,13 +1020,16 @@ def learned_features(
     history: UserHistory,
     scores: UserScores,
     cands: Candidates,
+    rows: np.ndarray,
     content_signals: bool,
 ) -> np.ndarray:
-    """The learned ranker's features of the candidates (``content_signals`` off: the content
-    columns read 0, as for a user with no liked vectors)."""
+    """The learned ranker's features of the candidates, whose rows in ``state`` are ``rows``
+    (``content_signals`` off: the content columns read 0, as for a user with no liked
+    vectors)."""
     collab = state.collab
     liked = state.collab_vectors[history.positives] if content_signals else np.zeros((0, 0))
-    return feature_matrix(collab, history, collab.indices(cands.ids), cands.visual, liked, scores)
+    items = state.collab_rows(rows)  # the candidates' indices in the core
+    return feature_matrix(collab, history, items, cands.visual, liked, scores)
 
 
 def _is_default(request: RecRequest) -> bool:

@@ -22,6 +22,7 @@ from mediarec.encoders import l2_normalize
 from mediarec.server.recommend.coldstart import ColdPool, build_cold_pool
 from mediarec.server.recommend.collab import CollabModel, Interactions, build_collab
 from mediarec.server.recommend.profile import decay, item_vector, positive_weight
+from mediarec.server.recommend.rows import EMPTY_ROWS, RowValues, extended_index, rows_of
 from mediarec.server.recommend.settings import RecommendSettings
 from mediarec.server.recommend.types import (
     SEEN_KINDS,
@@ -133,13 +134,15 @@ class CoScores:
 
     def lookup(self, media_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Scores and neighbour counts of ``media_ids`` (0 where an item has none)."""
-        scores = np.zeros(len(media_ids))
-        counts = np.zeros(len(media_ids), dtype=np.int64)
-        if self.items.size == 0 or len(media_ids) == 0:
+        return self.lookup_rows(rows_of(self.graph.index, media_ids))
+
+    def lookup_rows(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``lookup`` by the items' rows in the graph's index (-1, or a row past the graph's
+        items: none)."""
+        scores = np.zeros(wanted.size)
+        counts = np.zeros(wanted.size, dtype=np.int64)
+        if self.items.size == 0 or wanted.size == 0:
             return scores, counts
-        index = self.graph.index.get
-        wanted = np.fromiter((index(m, -1) for m in media_ids), dtype=np.int64,
-                             count=len(media_ids))  # fmt: skip
         pos = np.minimum(np.searchsorted(self.items, wanted), self.items.size - 1)
         hit = (wanted >= 0) & (self.items[pos] == wanted)
         scores[hit], counts[hit] = self.totals[pos[hit]], self.counts[pos[hit]]
@@ -352,8 +355,50 @@ class DerivedState:
     collab_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     cold: ColdPool = field(default_factory=ColdPool)  # items without a single event
 
+    def __post_init__(self) -> None:
+        # One row per item the snapshot knows of (the co-engagement graph's rows first, so a
+        # row below its size is the graph's index), and its lists by row (``rows.py``).
+        lists = [*self.trending.values(), *self.cohorts.favourites]
+        index = extended_index(
+            self.coengagement.index, [*(ranked.ids for ranked in lists), self.collab.item_ids]
+        )
+        collab_of_row = np.full(len(index), -1, dtype=np.int64)
+        collab_of_row[rows_of(index, self.collab.item_ids)] = np.arange(self.collab.n_items)
+        by_row = {
+            "_rows": index,
+            "_trending_rows": {
+                key: RowValues.of_mapping(ranked.levels, index)
+                for key, ranked in self.trending.items()
+            },
+            "_cohort_rows": tuple(
+                RowValues.of_mapping(ranked.levels, index) for ranked in self.cohorts.favourites
+            ),
+            "_collab_of_row": collab_of_row,
+        }
+        for name, value in by_row.items():
+            object.__setattr__(self, name, value)
+
     def trending_list(self, key: str) -> RankedList:
         return self.trending.get(key, EMPTY_LIST)
+
+    def rows_of(self, media_ids: Sequence[str]) -> np.ndarray:
+        """Each item's row in this snapshot (-1: an item it does not know)."""
+        return rows_of(self.__dict__["_rows"], media_ids)
+
+    def trending_levels(self, key: str) -> RowValues:
+        """The trending list's levels by row (``trending_list(key).levels``)."""
+        return self.__dict__["_trending_rows"].get(key, EMPTY_ROWS)  # type: ignore[no-any-return]
+
+    def cohort_levels(self, cohort: int) -> RowValues:
+        """The cohort's favourites' levels by row."""
+        return self.__dict__["_cohort_rows"][cohort]  # type: ignore[no-any-return]
+
+    def collab_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The collaborative core's index of the items at ``rows`` (-1: not in the core)."""
+        of_row = self.__dict__["_collab_of_row"]
+        if of_row.size == 0:
+            return np.full(rows.size, -1, dtype=np.int64)
+        return np.where(rows >= 0, of_row[np.maximum(rows, 0)], -1)
 
 
 @dataclass
