@@ -86,6 +86,9 @@ class ModelSpec:
     # The visual cosine above which two items of this model are reposts of one picture, where
     # its card measured one; None: the server's setting (0.95, typical of real CLIP models).
     near_duplicate_cosine: float | None = None
+    # The topic vocabulary that fits the pictures this model is used on (what the server's
+    # ``topics = auto`` labels with); None: none does, so auto labels nothing.
+    topic_vocabulary: str | None = "everyday"
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -118,6 +121,10 @@ REGISTRY: dict[str, ModelSpec] = {
         preprocess=None,  # read from open_clip_config.json next to the weights
         card="mediarec-demo.md",
         near_duplicate_cosine=0.985,  # model card: reposts 0.992-0.998, distinct posts lower
+        # Its world's attributes fit only its own synthetic pictures, and its vectors cannot
+        # tell a real photo from one of them (model card), so auto labels nothing; the demo
+        # asks for "demo-world" itself.
+        topic_vocabulary=None,
         licence="Apache-2.0",
     ),
 }
@@ -133,6 +140,15 @@ MAX_EXTERNAL_DIM = 8192
 
 # The near-duplicate cosine of a model whose card measured none: typical of real CLIP models.
 DEFAULT_NEAR_DUPLICATE_COSINE = 0.95
+
+
+def topic_vocabulary_of(model_id: str) -> str | None:
+    """The vocabulary that fits this model's pictures (None: none does); a model outside the
+    registry is taken for a real CLIP model."""
+    try:
+        return parse_model_id(model_id).topic_vocabulary
+    except ModelIdError:
+        return ModelSpec.topic_vocabulary
 
 
 def near_duplicate_cosine_of(model_id: str) -> float:

@@ -314,8 +314,9 @@ class TopicsSettings:
     vocabulary: str = setting(
         "auto",
         "topics",
-        "Topic vocabulary: auto (demo-world for the demo model, else everyday), everyday, "
-        "demo-world, or a text file with one topic per line.",
+        "Topic vocabulary: auto (the one the model's registry entry declares fits its "
+        "pictures: everyday for real CLIP models, none for mediarec-demo, so it labels "
+        "nothing), everyday, demo-world, or a text file with one topic per line.",
     )
     top_k: int = setting(
         3, "topics_top_k", "Topics stored and returned per item.", minimum=0, maximum=100

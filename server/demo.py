@@ -50,6 +50,9 @@ DEMO_SERVER_ARGS = (
     # The demo model's near-duplicate threshold (see its model card): the default 0.95 suits
     # real CLIP models but would merge distinct posts of the synthetic world.
     "--near-duplicate-cosine", "0.985", "--rec-near-duplicate-cosine", "0.985",
+    # The sample folder is the demo model's own synthetic world, the one place its world's
+    # attributes fit as topics (the registry's "auto" labels nothing with this model).
+    "--topics", "demo-world",
 )
 REFRESH_WAIT_S = 3.0
 

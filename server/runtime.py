@@ -216,7 +216,15 @@ def _labeler(settings: Settings, encoder: Encoder) -> TopicLabeler | None:
     except Exception:  # a vectors-only model cannot embed a vocabulary: topics are off
         logger.info("model %s cannot embed text; zero-shot topics are off", encoder.model_id)
         return None
-    return TopicLabeler(encoder, vocabulary_prompts(settings.topics.vocabulary, encoder.model_id))
+    prompts = vocabulary_prompts(settings.topics.vocabulary, encoder.model_id)
+    if prompts is None:
+        logger.info(
+            "zero-shot topics are off: no vocabulary fits the pictures of model %s (its "
+            "registry entry); set topics to a vocabulary to label with one anyway",
+            encoder.model_id,
+        )
+        return None
+    return TopicLabeler(encoder, prompts)
 
 
 class ServiceState:

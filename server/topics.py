@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mediarec.encoders import DEMO_MODEL_ID, Encoder, l2_normalize
+from mediarec.encoders import Encoder, l2_normalize
+from mediarec.encoders.registry import topic_vocabulary_of
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +98,19 @@ def demo_world_prompts(per_topic: int = DEMO_PROMPTS_PER_TOPIC) -> dict[str, lis
     return prompts
 
 
-def vocabulary_prompts(source: str, model_id: str) -> dict[str, list[str]]:
+def vocabulary_prompts(source: str, model_id: str) -> dict[str, list[str]] | None:
     """Resolve the configured vocabulary: 'auto', 'everyday', 'demo-world' or a text file path.
 
-    'auto' picks the demo world's attributes for the demo model and everyday topics otherwise.
-    A file holds one topic per line (blank lines and '#' comments ignored).
+    'auto' is the vocabulary the model's registry entry declares fits its pictures: everyday
+    topics for real CLIP models, and None (label nothing) for the demo model, whose world's
+    attributes would name any real photo after shapes. A file holds one topic per line (blank
+    lines and '#' comments ignored).
     """
     if source == "auto":
-        source = "demo-world" if model_id == DEMO_MODEL_ID else "everyday"
+        declared = topic_vocabulary_of(model_id)
+        if declared is None:
+            return None
+        source = declared
     if source == "everyday":
         return everyday_prompts()
     if source == "demo-world":

@@ -95,7 +95,7 @@ def service_settings(data_dir: Path, **overrides: object) -> Settings:
         "model_id": MODEL_ID,
         "data_dir": str(data_dir),
         "port": 0,
-        "topics": "auto",
+        "topics": "demo-world",
         "video_frames": VIDEO_FRAMES,
         "max_message_bytes": MAX_MESSAGE_BYTES,
         "max_upload_bytes": MAX_UPLOAD_BYTES,
@@ -434,7 +434,7 @@ def test_concurrent_indexing_and_search_lose_nothing(service: Service) -> None:
 # -- topics --------------------------------------------------------------------------------------
 
 
-def test_demo_model_uses_its_worlds_attributes_as_topics(service: Service) -> None:
+def test_the_demo_world_vocabulary_is_the_worlds_attributes(service: Service) -> None:
     info = service.client.server_info()
     assert set(info.topic_vocabulary) == set(demo_world_prompts(per_topic=1))
     assert {"red", "circles", "sandy beach", "striped"} <= set(info.topic_vocabulary)

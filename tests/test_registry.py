@@ -109,3 +109,23 @@ def test_every_registry_entry_has_a_model_card() -> None:
         text = path.read_text()
         for heading in ("Source", "Licence", "Intended use", "Preprocessing", "Offline"):
             assert heading.lower() in text.lower(), f"{card} lacks a {heading!r} section"
+
+
+@pytest.mark.parametrize(
+    ("source", "model_id", "labels"),
+    [
+        ("auto", "mediarec-demo", None),  # its world's vocabulary fits no real photo
+        ("auto", DEFAULT_MODEL_ID, "everyday"),
+        ("auto", "hf:openai/clip-vit-base-patch32", "everyday"),
+        ("auto", "openclip:ViT-L-14/some-tag", "everyday"),  # outside the registry: real CLIP
+        ("demo-world", "mediarec-demo", "demo-world"),  # asked for by name: used
+        ("everyday", "mediarec-demo", "everyday"),
+    ],
+)
+def test_auto_topics_are_the_vocabulary_the_model_declares(
+    source: str, model_id: str, labels: str | None
+) -> None:
+    from mediarec.server.topics import demo_world_prompts, everyday_prompts, vocabulary_prompts
+
+    expected = {None: None, "everyday": everyday_prompts(), "demo-world": demo_world_prompts()}
+    assert vocabulary_prompts(source, model_id) == expected[labels]
