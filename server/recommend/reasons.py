@@ -88,7 +88,8 @@ def reasons_for(contributions: Mapping[str, float], info: ReasonInfo) -> tuple[s
         if phrase and phrase not in out:
             out.append(phrase)
         if feature in (b.CONTENT, b.INTEREST) and info.topic:
-            topic = f"because you like #{info.topic.replace(' ', '')}"
+            # A label the model gave the item, not a hashtag anyone wrote: no "#".
+            topic = f"because you like {info.topic}"
             if topic not in out:
                 out.append(topic)
     if not out:
