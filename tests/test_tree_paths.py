@@ -23,7 +23,7 @@ def split(feature: int, value: float, left: Node, right: Node) -> Node:
             "right_child": right}  # fmt: skip
 
 
-STUMP = {"num_leaves": 1, "tree_structure": leaf(0, 0.25)}
+STUMP = {"num_leaves": 1, "tree_structure": {"leaf_value": 0.25}}  # as LightGBM writes one
 ONE_SPLIT = {"num_leaves": 2, "tree_structure": split(1, 0.5, leaf(0, 0.2), leaf(1, 0.9))}
 # Feature 0 at the root, then feature 2 on the right: leaf 2's path credits both.
 TWO_LEVELS = {
@@ -59,8 +59,8 @@ def test_a_leaf_is_credited_with_each_split_on_its_path(
 
 
 def _leaf_value(node: dict[str, Any], index: int) -> float:
-    if "leaf_index" in node:
-        return float(node["leaf_value"]) if node["leaf_index"] == index else float("nan")
+    if "split_feature" not in node:
+        return float(node["leaf_value"]) if node.get("leaf_index", 0) == index else float("nan")
     left = _leaf_value(node["left_child"], index)
     return left if not np.isnan(left) else _leaf_value(node["right_child"], index)
 
@@ -80,3 +80,21 @@ def test_a_trained_model_is_explained_by_the_features_it_uses_and_adds_up() -> N
     assert got.sum(axis=1) + base == pytest.approx(booster.predict(rows), abs=1e-9)
     used = np.abs(got).mean(axis=0)
     assert used[0] > used[2] > 10 * max(used[1], used[3])
+
+
+def test_a_model_whose_trees_never_split_is_explained_by_its_base_alone() -> None:
+    x = np.random.default_rng(1).random((50, 3))
+    booster = lgb.train({"objective": "regression", "verbose": -1}, lgb.Dataset(x, np.ones(50)),
+                        num_boost_round=2)  # fmt: skip
+    table = path_table(booster.dump_model()["tree_info"], 3)
+    got, base = table.attribute(booster.predict(x[:4], pred_leaf=True).reshape(4, -1))
+    assert not got.any()
+    assert base == pytest.approx(booster.predict(x[:4]))
+
+
+def test_many_rows_are_attributed_as_one_at_a_time() -> None:
+    table = path_table([ONE_SPLIT, TWO_LEVELS], n_features=3)
+    leaves = np.random.default_rng(2).integers(0, 2, size=(300, 2))
+    together, _ = table.attribute(leaves)
+    one_by_one = np.vstack([table.attribute(row[None, :])[0] for row in leaves])
+    assert np.array_equal(together, one_by_one)

@@ -31,13 +31,21 @@ class PathTable:
         """Attributions ``(n, F)`` and base values ``(n,)`` for rows that reached
         ``leaf_index`` ``(n, T)`` (each tree's own leaf numbers)."""
         rows = np.asarray(leaf_index, dtype=np.int64) + self.offsets[None, :]
-        return self.leaves[rows].sum(axis=1), np.full(rows.shape[0], self.base)
+        out = np.zeros((rows.shape[0], self.leaves.shape[1]))
+        # A block of rows at a time bounds the (rows, trees, features) gather.
+        for start in range(0, rows.shape[0], _ROWS_PER_GATHER):
+            block = rows[start : start + _ROWS_PER_GATHER]
+            out[start : start + block.shape[0]] = self.leaves[block].sum(axis=1)
+        return out, np.full(rows.shape[0], self.base)
+
+
+_ROWS_PER_GATHER = 64
 
 
 def path_table(trees: Sequence[Mapping[str, Any]], n_features: int) -> PathTable:
     """The table of LightGBM's ``dump_model()["tree_info"]``: each tree's ``tree_structure``
     of split nodes (``split_feature``, ``internal_value``, two children) and leaves
-    (``leaf_index``, ``leaf_value``)."""
+    (``leaf_value``, and ``leaf_index`` unless the tree is that one leaf)."""
     offsets = np.zeros(len(trees), dtype=np.int64)
     blocks: list[np.ndarray] = []
     base = 0.0
@@ -51,8 +59,8 @@ def path_table(trees: Sequence[Mapping[str, Any]], n_features: int) -> PathTable
         stack = [(root, np.zeros(n_features))]
         while stack:
             node, path = stack.pop()
-            if "leaf_index" in node:
-                block[int(node["leaf_index"])] = path
+            if _is_leaf(node):
+                block[int(node.get("leaf_index", 0))] = path
                 continue
             feature = int(node["split_feature"])
             for child in (node["left_child"], node["right_child"]):
@@ -66,5 +74,9 @@ def path_table(trees: Sequence[Mapping[str, Any]], n_features: int) -> PathTable
     return PathTable(offsets, leaves, base)
 
 
+def _is_leaf(node: Mapping[str, Any]) -> bool:
+    return "split_feature" not in node
+
+
 def _value(node: Mapping[str, Any]) -> float:
-    return float(node["leaf_value"] if "leaf_index" in node else node["internal_value"])
+    return float(node["leaf_value"] if _is_leaf(node) else node["internal_value"])
