@@ -173,6 +173,7 @@ _RECOMMENDER_STAGES = (
     ("8 select: MMR + exploration", "_select"),
     ("9 page: existence check + served log", "_page"),
     ("9a best video frames", "_with_frames"),
+    ("L1 learned: the core's work on the user (kept or computed)", "_collab_work"),
 )
 _MODULE_STAGES = (
     (
@@ -191,13 +192,11 @@ _MODULE_STAGES = (
     ("mediarec.server.grpc.recommend_servicer", "_to_proto",
      "10 response: protobuf (+ payloads the page lacks)"),  # fmt: skip
     ("mediarec.server.recommend.recommender", "with_collab_candidates",
-     "L2 learned: the core's candidates"),  # fmt: skip
+     "L2 learned: the core's candidates joined to the proposals"),  # fmt: skip
     ("mediarec.server.recommend.recommender", "learned_features", "L3 learned: features"),
 )
 # Methods timed on their class: (module, class, method, label).
 _CLASS_STAGES = (
-    ("mediarec.server.recommend.collab", "CollabModel", "user_scores",
-     "L1 learned: the core's per-user scores"),  # fmt: skip
     ("mediarec.server.recommend.learned", "LearnedRanker", "score", "L4 learned: scores"),
     ("mediarec.server.recommend.learned", "LearnedRanker", "contributions",
      "L5 learned: explanations"),  # fmt: skip

@@ -298,7 +298,10 @@ def test_what_the_core_makes_of_a_user_is_kept_until_a_rebuild_swaps_the_snapsho
     assert learned_rec.candidate_ranking(RecRequest(user)) == fresh  # kept: the same ranking
     learned_rec.recommend(RecRequest(user, k=10))
     assert tastes == []
-    learned_rec.refresh()  # a new snapshot (and core): the kept work is for the old one
+    # A new snapshot (and core), swapped in by a background rebuild, which keeps the user's
+    # entry: the work in it is for the old snapshot.
+    learned_rec.refresh_in_background()
+    assert learned_rec.wait_for_refresh(timeout=60)
     assert learned_rec.wait_for_precompute(timeout=60)
     learned_rec.recommend(RecRequest(user, k=10))
     computed = len(tastes)

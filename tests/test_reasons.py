@@ -18,6 +18,10 @@ from mediarec.server.recommend.reasons import ReasonInfo, reasons_for
          ("because you like #beach",)),
         ({b.INTEREST: 0.5}, ReasonInfo(query_kind=HASHTAG, query_text="night sky", topic="red"),
          ("because you like #nightsky", "because you like red")),
+        # The user's hashtag and the item's topic of one name: said once, as the hashtag.
+        ({b.INTEREST: 0.5}, ReasonInfo(query_kind=HASHTAG, query_text="Night Sky",
+                                       topic="night sky"),
+         ("because you like #NightSky",)),
         ({b.INTEREST: 0.5}, ReasonInfo(query_kind=SEARCH, query_text="cats"),
          ('because you searched for "cats"',)),
         ({b.CONTENT: 0.01}, ReasonInfo(topic="red"), ("picked for variety",)),  # too small

@@ -607,7 +607,11 @@ def test_the_snapshot_sources_are_kept_until_a_rebuild_swaps_the_snapshot(
     assert any("coengagement" in item.sources for item in kept)
     rec.recommend(RecRequest("snap", k=20, steering_text="red things"))
     assert len(scored) == 1  # any other request computes them itself
-    rec.refresh()  # a new snapshot: the kept work is for the old one
+    # A new snapshot, swapped in by a background rebuild, which keeps the user's entry: the
+    # work in it is for the old snapshot.
+    rec.refresh_in_background()
+    assert rec.wait_for_refresh(timeout=60)
+    assert rec.wait_for_precompute(timeout=60)
     rec.recommend(RecRequest("snap", k=20))
     assert len(scored) == 2
     rec.recommend(RecRequest("snap", k=20))

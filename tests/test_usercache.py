@@ -184,3 +184,25 @@ def test_an_entry_bigger_than_the_whole_bound_is_not_kept() -> None:
     cache = UserCache(10, ttl_s=60, max_bytes=1024, monotonic=clock)
     assert not cache.put("u", entry(clock, seen=1000), cache.version("u"))
     assert len(cache) == 0 and cache.size_bytes == 0
+
+
+def test_the_core_work_kept_with_the_snapshot_work_is_counted() -> None:
+    import weakref
+
+    from mediarec.server.recommend.collab import UserHistory, UserScores, UserTaste
+    from mediarec.server.recommend.rows import RowValues
+    from mediarec.server.recommend.state import CoEngagement, DerivedState
+    from mediarec.server.recommend.usercache import CollabWork, SnapshotWork
+
+    state = DerivedState()
+    with_scores = entry(Clock())
+    with_scores.snapshot = SnapshotWork(weakref.ref(state), CoEngagement().scores({}), {})
+    before = user_entry_bytes(with_scores)
+    column = RowValues(np.arange(1000), np.ones(1000))
+    taste = UserTaste(np.ones(64, np.float32), np.ones(64, np.float32), 1.0)
+    scores = UserScores(taste, column, column, column, column, column)
+    history = UserHistory(np.arange(10), np.arange(30), 0.0, 1.0)
+    work = CollabWork(history, scores, np.arange(200))
+    with_scores.snapshot = SnapshotWork(weakref.ref(state), CoEngagement().scores({}), {}, work)
+    grown = user_entry_bytes(with_scores) - before
+    assert grown >= 5 * column.nbytes + 2 * 64 * 4 + 40 * 8 + 200 * 8

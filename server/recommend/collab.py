@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from mediarec.server.recommend.rows import RowValues
+from mediarec.server.recommend.rows import RowValues, rows_of
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ class UserHistory:
 @dataclass(frozen=True)
 class UserTaste:
     """What the core's two ALS models make of one user's history: the user's vector in each,
-    and the best ALS score of an item outside the history. A few kilobytes, so a server keeps
-    it per user; the dense per-item scores it comes from (and the fold-ins' solves) are what
-    costs."""
+    and the best ALS score of an item outside the history. Two vectors of the factors' width,
+    so a server keeps it per user; the dense per-item scores it comes from (and the fold-ins'
+    solves) are what costs."""
 
     als_user: np.ndarray  # float32, the factors' width; empty without a positive
     als_all_user: np.ndarray  # float32; empty without an interaction
@@ -121,8 +121,10 @@ class UserTaste:
 
 @dataclass(frozen=True)
 class UserScores:
-    """One user's scores from each graph component in ``COLUMNS``, and their taste, by which
-    only the items asked for are scored (``features``). Small enough to keep per user."""
+    """One user's scores from each graph component in ``COLUMNS`` (rows: the core's item
+    indices), and their taste, by which only the items asked for are scored (``features``).
+    Their size grows with the history's neighbours, not the catalogue, so a server keeps them
+    per user (``kept``), counted in its user cache's bytes."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = ("knn", "knn_recent", "knn_recent20", "knn_all", "rp3")
 
@@ -143,7 +145,8 @@ class UserScores:
     @property
     def nbytes(self) -> int:
         sparse = sum(getattr(self, name).nbytes for name in self.COLUMNS)
-        return int(sparse + self.taste.als_user.nbytes + self.taste.als_all_user.nbytes)
+        dense = self.als.nbytes if self.als is not None else 0
+        return int(sparse + dense + self.taste.als_user.nbytes + self.taste.als_all_user.nbytes)
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,7 @@ class CollabModel:
 
     def indices(self, media_ids: Sequence[str]) -> np.ndarray:
         """Item index of each media id, -1 where the core has never seen it."""
-        get = self.index.get
-        return np.fromiter((get(m, -1) for m in media_ids), dtype=np.int64, count=len(media_ids))
+        return rows_of(self.index, media_ids)
 
     def history(
         self,
@@ -213,9 +215,6 @@ class CollabModel:
             first_ts=float(min(times)),
             last_ts=float(max(times)),
         )
-
-    def user_taste(self, history: UserHistory) -> UserTaste:
-        return self._taste(history)[0]
 
     def _taste(self, history: UserHistory) -> tuple[UserTaste, np.ndarray]:
         """The taste, and every item's ALS score (float64) that its best unseen item came from."""

@@ -151,7 +151,8 @@ def compute_features(
         x[:, col[b.SEED]] = b.scale_unit(v @ seed_vector)
 
     rows = state.rows_of(cands.ids)
-    # Kept scores are of the snapshot that served them, so the graph is the state's.
+    # A request's co-engagement scores come from this snapshot's graph, whose rows are the
+    # snapshot's first rows; scores over another graph (a caller's own) are read by id.
     co, co_counts = (
         coscores.lookup_rows(rows) if coscores.graph is state.coengagement
         else coscores.lookup(cands.ids)

@@ -37,14 +37,11 @@ class LearnedRanker:
     booster: lgb.Booster
     features: tuple[str, ...] = FEATURES
     info: Mapping[str, Any] = field(default_factory=dict)
+    paths: PathTable = field(init=False, repr=False, compare=False)  # from the booster
 
     def __post_init__(self) -> None:
         trees = self.booster.dump_model()["tree_info"]
-        object.__setattr__(self, "_paths", path_table(trees, len(self.features)))
-
-    @property
-    def paths(self) -> PathTable:
-        return self.__dict__["_paths"]  # type: ignore[no-any-return]
+        object.__setattr__(self, "paths", path_table(trees, len(self.features)))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)

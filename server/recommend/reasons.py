@@ -88,9 +88,11 @@ def reasons_for(contributions: Mapping[str, float], info: ReasonInfo) -> tuple[s
         if phrase and phrase not in out:
             out.append(phrase)
         if feature in (b.CONTENT, b.INTEREST) and info.topic:
-            # A label the model gave the item, not a hashtag anyone wrote: no "#".
+            # A label the model gave the item, not a hashtag anyone wrote: no "#", and not
+            # said twice when the user's hashtag of the same name was the reason already.
             topic = f"because you like {info.topic}"
-            if topic not in out:
+            hashtag = f"because you like #{info.topic.replace(' ', '')}".lower()
+            if topic not in out and hashtag not in (r.lower() for r in out):
                 out.append(topic)
     if not out:
         out.append("new post" if info.recent else "picked for variety")

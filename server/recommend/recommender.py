@@ -804,7 +804,8 @@ class Recommender:
         scores = collab.user_scores(history)
         per_source = self._settings.collab_candidates
         work = CollabWork(history, scores.kept(), collab.candidates(history, per_source, scores))
-        if keep and kept is not None:
+        # Only onto the work it extends: a request on a newer snapshot may have replaced it.
+        if keep and kept is not None and entry.snapshot is kept:
             entry.snapshot = replace(kept, collab=work)
         return work
 

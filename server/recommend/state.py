@@ -354,6 +354,12 @@ class DerivedState:
     collab: CollabModel = field(default_factory=CollabModel)
     collab_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     cold: ColdPool = field(default_factory=ColdPool)  # items without a single event
+    # Built from the fields above (``__post_init__``): one row per item the snapshot knows
+    # of, and its lists by row (``rows.py``).
+    row_index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    trending_rows: Mapping[str, RowValues] = field(init=False, repr=False, compare=False)
+    cohort_rows: tuple[RowValues, ...] = field(init=False, repr=False, compare=False)
+    collab_of_row: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # One row per item the snapshot knows of (the co-engagement graph's rows first, so a
@@ -365,15 +371,15 @@ class DerivedState:
         collab_of_row = np.full(len(index), -1, dtype=np.int64)
         collab_of_row[rows_of(index, self.collab.item_ids)] = np.arange(self.collab.n_items)
         by_row = {
-            "_rows": index,
-            "_trending_rows": {
+            "row_index": index,
+            "trending_rows": {
                 key: RowValues.of_mapping(ranked.levels, index)
                 for key, ranked in self.trending.items()
             },
-            "_cohort_rows": tuple(
+            "cohort_rows": tuple(
                 RowValues.of_mapping(ranked.levels, index) for ranked in self.cohorts.favourites
             ),
-            "_collab_of_row": collab_of_row,
+            "collab_of_row": collab_of_row,
         }
         for name, value in by_row.items():
             object.__setattr__(self, name, value)
@@ -383,19 +389,19 @@ class DerivedState:
 
     def rows_of(self, media_ids: Sequence[str]) -> np.ndarray:
         """Each item's row in this snapshot (-1: an item it does not know)."""
-        return rows_of(self.__dict__["_rows"], media_ids)
+        return rows_of(self.row_index, media_ids)
 
     def trending_levels(self, key: str) -> RowValues:
         """The trending list's levels by row (``trending_list(key).levels``)."""
-        return self.__dict__["_trending_rows"].get(key, EMPTY_ROWS)  # type: ignore[no-any-return]
+        return self.trending_rows.get(key, EMPTY_ROWS)
 
     def cohort_levels(self, cohort: int) -> RowValues:
         """The cohort's favourites' levels by row."""
-        return self.__dict__["_cohort_rows"][cohort]  # type: ignore[no-any-return]
+        return self.cohort_rows[cohort]
 
     def collab_rows(self, rows: np.ndarray) -> np.ndarray:
         """The collaborative core's index of the items at ``rows`` (-1: not in the core)."""
-        of_row = self.__dict__["_collab_of_row"]
+        of_row = self.collab_of_row
         if of_row.size == 0:
             return np.full(rows.size, -1, dtype=np.int64)
         return np.where(rows >= 0, of_row[np.maximum(rows, 0)], -1)

@@ -13,8 +13,8 @@ filter, seed or steering text, seen items excluded): the nearest-neighbour propo
 user's tastes, the proposals of the sources that read the catalogue's newest posts (fresh,
 following), and the co-engagement scores and the proposals of the sources that read only the
 derived-state snapshot (co-engagement, cohort, cold), and, while a learned ranker serves, what
-the collaborative core makes of the user (their history in its items, their ALS vectors, its
-candidates). The catalogue sources' proposals are
+the collaborative core makes of the user (their history in its items, their ALS vectors, their
+item-kNN and RP3beta scores, its candidates). The catalogue sources' proposals are
 reused only while the vector store reports the same content version, so a post indexed after
 the entry was built reaches the user's next request through them, and the snapshot's only
 while the recommender serves the same snapshot; the nearest-neighbour proposals are not
@@ -60,7 +60,7 @@ class SnapshotWork:
     state: weakref.ref[DerivedState]
     coscores: CoScores
     proposals: dict[str, tuple[ProposalTuple, ...]]  # source -> proposals
-    collab: CollabWork | None = None  # added by the first request a learned ranker scores
+    collab: CollabWork | None = None  # added by the warming, or the first learned request
 
     def is_for(self, state: DerivedState) -> bool:
         return self.state() is state
