@@ -151,12 +151,9 @@ def compute_features(
         x[:, col[b.SEED]] = b.scale_unit(v @ seed_vector)
 
     rows = state.rows_of(cands.ids)
-    # A request's co-engagement scores come from this snapshot's graph, whose rows are the
-    # snapshot's first rows; scores over another graph (a caller's own) are read by id.
-    co, co_counts = (
-        coscores.lookup_rows(rows) if coscores.graph is state.coengagement
-        else coscores.lookup(cands.ids)
-    )  # fmt: skip
+    # ``coscores`` are over this snapshot's graph (kept ones are reused only while it serves),
+    # whose rows are the snapshot's first rows.
+    co, co_counts = coscores.lookup_rows(rows)
     x[:, col[b.COENGAGEMENT]] = b.scale_max(co)
 
     keys = {

@@ -44,10 +44,8 @@ class RowValues:
 
     def at(self, rows: np.ndarray) -> np.ndarray:
         """The values at ``rows`` (0 where none is kept, and at row -1: an unknown item)."""
-        if self.rows.size == 0:
-            return np.zeros(rows.size)
-        found = np.minimum(np.searchsorted(self.rows, rows), self.rows.size - 1)
-        return np.where(self.rows[found] == rows, self.values[found], 0.0)
+        found, hit = find_rows(self.rows, rows)
+        return np.where(hit, self.values[found], 0.0) if self.rows.size else np.zeros(rows.size)
 
     @property
     def nbytes(self) -> int:
@@ -55,6 +53,15 @@ class RowValues:
 
 
 EMPTY_ROWS = RowValues(np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
+def find_rows(kept: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``rows`` sits in the sorted ``kept`` rows, and whether it is there (the
+    position is clipped to a valid one where it is not; all 0 when ``kept`` is empty)."""
+    if kept.size == 0:
+        return np.zeros(rows.size, dtype=np.int64), np.zeros(rows.size, dtype=bool)
+    found = np.minimum(np.searchsorted(kept, rows), kept.size - 1)
+    return found, kept[found] == rows
 
 
 def rows_of(index: Mapping[str, int], media_ids: Sequence[str]) -> np.ndarray:

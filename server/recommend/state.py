@@ -22,7 +22,13 @@ from mediarec.encoders import l2_normalize
 from mediarec.server.recommend.coldstart import ColdPool, build_cold_pool
 from mediarec.server.recommend.collab import CollabModel, Interactions, build_collab
 from mediarec.server.recommend.profile import decay, item_vector, positive_weight
-from mediarec.server.recommend.rows import EMPTY_ROWS, RowValues, extended_index, rows_of
+from mediarec.server.recommend.rows import (
+    EMPTY_ROWS,
+    RowValues,
+    extended_index,
+    find_rows,
+    rows_of,
+)
 from mediarec.server.recommend.settings import RecommendSettings
 from mediarec.server.recommend.types import (
     SEEN_KINDS,
@@ -132,19 +138,12 @@ class CoScores:
     totals: np.ndarray
     counts: np.ndarray  # how many of the user's positives each item neighbours
 
-    def lookup(self, media_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and neighbour counts of ``media_ids`` (0 where an item has none)."""
-        return self.lookup_rows(rows_of(self.graph.index, media_ids))
-
     def lookup_rows(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``lookup`` by the items' rows in the graph's index (-1, or a row past the graph's
-        items: none)."""
+        """Scores and neighbour counts of the items at ``wanted``, rows of the graph's index
+        (0 where an item has none; -1, or a row past the graph's items: none)."""
         scores = np.zeros(wanted.size)
         counts = np.zeros(wanted.size, dtype=np.int64)
-        if self.items.size == 0 or wanted.size == 0:
-            return scores, counts
-        pos = np.minimum(np.searchsorted(self.items, wanted), self.items.size - 1)
-        hit = (wanted >= 0) & (self.items[pos] == wanted)
+        pos, hit = find_rows(self.items, wanted)
         scores[hit], counts[hit] = self.totals[pos[hit]], self.counts[pos[hit]]
         return scores, counts
 
