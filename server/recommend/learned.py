@@ -2,7 +2,8 @@
 
 The file is one JSON document: format, version, the feature list the model was trained on, what
 training measured (``info``), and LightGBM's own text model. A file whose feature list differs
-from this server's is refused with the reason, never scored with shifted columns.
+from this server's is refused with the reason, never scored with shifted columns. Requests are
+scored by the model's trees compiled to native code (``compiled_forest``), built on load.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from mediarec.server.recommend.compiled_forest import CompiledForest
 from mediarec.server.recommend.ltr_features import FEATURES
 from mediarec.server.recommend.ranker import save_json_atomically
 from mediarec.server.recommend.tree_paths import PathTable, path_table
@@ -38,13 +40,15 @@ class LearnedRanker:
     features: tuple[str, ...] = FEATURES
     info: Mapping[str, Any] = field(default_factory=dict)
     paths: PathTable = field(init=False, repr=False, compare=False)  # from the booster
+    compiled: CompiledForest = field(init=False, repr=False, compare=False)  # ... and so is this
 
     def __post_init__(self) -> None:
         trees = self.booster.dump_model()["tree_info"]
         object.__setattr__(self, "paths", path_table(trees, len(self.features)))
+        object.__setattr__(self, "compiled", CompiledForest(self.booster))
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
+        return self.compiled.predict(x)
 
     def contributions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions ``(n, F)`` (path attributions, ``tree_paths``) and the
