@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mediarec.server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 
@@ -101,3 +102,21 @@ def test_merge_fills_missing_slots_from_the_exploited_items() -> None:
     final = merge_pages([0, 1, 2], [], {1}, ["a", "b", "c"], 0, 3)
     assert final == [0, 1, 2]
     assert merge_pages([], [5, 6], {0}, [""] * 7, 2, 3) == [5, 6]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_relevance_alone_ranks_as_mmr_with_nothing_to_penalise(seed: int) -> None:
+    # With lam = 1 MMR takes a shortcut (a sort under the cap); zero vectors send the general
+    # loop the same ranking problem, ties, the cap, unknown creators and fixed slots included.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    rel = np.round(rng.random(n), 1)  # many ties
+    creators = [str(c) if c else "" for c in rng.integers(0, 4, n)]
+    depth, cap, page = int(rng.integers(1, n + 5)), int(rng.integers(0, 3)), int(rng.integers(1, 8))
+    slots = zip(rng.integers(0, depth, 2), rng.choice(n, 2), strict=True)
+    fixed = {int(p): int(i) for p, i in slots}
+    fixed = {p: i for p, i in fixed.items() if list(fixed.values()).count(i) == 1}
+    vectors = rng.normal(size=(n, 4))
+    shortcut = mmr_rank(rel, vectors, depth, 1.0, creators, cap, page, dict(fixed))
+    general = mmr_rank(rel, np.zeros((n, 4)), depth, 0.5, creators, cap, page, dict(fixed))
+    assert shortcut == general

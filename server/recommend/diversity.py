@@ -61,6 +61,9 @@ def collapse_near_duplicates(
     return Collapsed(keep, folded)
 
 
+_MAX_PAIRWISE = 1024  # items up to which MMR keeps every pair's similarity (8 MiB)
+
+
 def mmr_rank(
     relevance: np.ndarray,
     vectors: np.ndarray,
@@ -86,6 +89,8 @@ def mmr_rank(
     rel = np.asarray(relevance, dtype=np.float64)
     lo, hi = float(rel.min()), float(rel.max())
     rel = (rel - lo) / (hi - lo) if hi - lo > 1e-12 else np.ones(n)
+    if lam >= 1.0:  # no novelty term: the order is relevance's, under the cap
+        return _by_relevance(rel, depth, creators, creator_cap, page_size, fixed)
     # The loop runs once per position, so it keeps few numpy calls: ``open_value`` is the
     # relevance term with -inf for items already placed, ``penalty`` the novelty term
     # (1 - lam) * max similarity to anything ranked so far, and ``capped`` -inf for the
@@ -93,6 +98,13 @@ def mmr_rank(
     open_value = lam * rel
     novelty_weight = 1.0 - lam
     penalty = np.zeros(n)
+    # Each pick's weighted similarity to every item: for a few hundred items, one product
+    # over all pairs, so a step reads a row; for more, one product per step, whose memory
+    # does not grow with the square of the count.
+    pairs = (
+        np.multiply(vectors @ vectors.T, novelty_weight, dtype=np.float64)
+        if n <= _MAX_PAIRWISE else None
+    )  # fmt: skip
     for i in fixed.values():
         open_value[i] = -np.inf
     # Creators as integer codes; "" (unknown creator) is never capped.
@@ -135,13 +147,56 @@ def mmr_rank(
             if page_counts[code] >= creator_cap:
                 capped[codes == code] = -np.inf
                 any_capped = True
-        if novelty_weight == 0.0:
-            continue  # relevance alone: the similarities would not change a pick
-        sims = np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
+        sims = (
+            pairs[pick] if pairs is not None
+            else np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
+        )  # fmt: skip
         if first:
-            penalty, first = sims, False
+            penalty, first = sims.copy(), False
         else:
             np.maximum(penalty, sims, out=penalty)
+    return ranking
+
+
+def _by_relevance(
+    rel: np.ndarray,
+    depth: int,
+    creators: Sequence[str],
+    creator_cap: int,
+    page_size: int,
+    fixed: dict[int, int],
+) -> list[int]:
+    """``mmr_rank`` with no novelty term: each position takes the most relevant item left
+    whose creator is under the cap on its page (the first index on a tie, as argmax), else
+    the most relevant item left; ``fixed`` positions hold their items."""
+    placed = set(fixed.values())
+    waiting = [int(i) for i in np.argsort(-rel, kind="stable") if int(i) not in placed]
+    ranking: list[int] = []
+    counts: dict[str, int] = {}
+    while len(ranking) < depth:
+        position = len(ranking)
+        if position % max(page_size, 1) == 0:
+            counts = {}
+        if position in fixed:
+            pick = fixed.pop(position)
+        elif not waiting:
+            ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
+            break
+        else:
+            at = 0
+            if creator_cap > 0:
+                at = next(
+                    (
+                        n for n, i in enumerate(waiting)
+                        if not creators[i] or counts.get(creators[i], 0) < creator_cap
+                    ),
+                    0,
+                )  # fmt: skip
+            pick = waiting.pop(at)
+        ranking.append(pick)
+        creator = creators[pick]
+        if creator and creator_cap > 0:
+            counts[creator] = counts.get(creator, 0) + 1
     return ranking
 
 
