@@ -75,7 +75,9 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.items)
 
+    @cached_property
     def creators(self) -> list[str]:
+        """Each candidate's creator id ("" when unknown); features and selection both read it."""
         return [item.creator_id for item in self.items]
 
 
@@ -169,14 +171,17 @@ def compute_features(
     if cohort is not None:
         x[:, col[b.COHORT]] = pop_scale(state.cohort_levels(cohort).at(rows))
 
-    creators = cands.creators()
+    creators = cands.creators
     recency = _recency(cands.items, now, settings.freshness_half_life_s)
+    # Most users follow nobody and have engaged with few creators: those columns stay 0.
     follows = profile.follows
-    x[:, col[b.FOLLOWING]] = [
-        0.5 + 0.5 * r if c in follows else 0.0 for c, r in zip(creators, recency, strict=True)
-    ]
-    affinity = np.array([profile.summary.creator_affinity.get(c, 0.0) for c in creators])
-    x[:, col[b.CREATOR_AFFINITY]] = affinity / (affinity + 1.0)
+    if follows:
+        followed = np.fromiter((c in follows for c in creators), dtype=bool, count=n)
+        x[:, col[b.FOLLOWING]] = np.where(followed, 0.5 + 0.5 * recency, 0.0)
+    affinities = profile.summary.creator_affinity
+    if affinities:
+        affinity = np.fromiter((affinities.get(c, 0.0) for c in creators), dtype=float, count=n)
+        x[:, col[b.CREATOR_AFFINITY]] = affinity / (affinity + 1.0)
     x[:, col[b.SOCIAL]] = b.scale_max(np.array([social_counts.get(m, 0.0) for m in cands.ids]))
     x[:, col[b.FRESHNESS]] = recency
 

@@ -573,7 +573,7 @@ class Recommender:
             s.learned_mmr_lambda if learned
             else s.mmr_lambda_cold + (s.mmr_lambda - s.mmr_lambda_cold) * profile.confidence
         )  # fmt: skip
-        creators = cands.creators()
+        creators = cands.creators
         budget = min(slots * pages, len(pool))
         ranked = mmr_rank(
             scores[exploit],
