@@ -58,7 +58,7 @@ def features(
     n = len(items)
     table = compute_features(
         cands, user or profile(), queries, seed, NO_COSCORES, DerivedState(),
-        engagements=np.zeros(n), impressions=np.zeros(n),
+        rows=np.full(n, -1), engagements=np.zeros(n), impressions=np.zeros(n),
         user_impressions=np.zeros(n) if user_impressions is None else user_impressions,
         social_counts=social or {}, context=Context(), settings=RecommendSettings(), now=NOW,
     )  # fmt: skip

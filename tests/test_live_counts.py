@@ -6,19 +6,30 @@ import numpy as np
 
 from mediarec.server.recommend.features import _popular_in
 from mediarec.server.recommend.settings import RecommendSettings
-from mediarec.server.recommend.state import DerivedState, LiveCounters, _counts
+from mediarec.server.recommend.state import DerivedState, LiveCounters, _plus_deltas
 from mediarec.server.recommend.types import ServedItem
 
 
 def test_counts_add_every_delta_whichever_side_is_walked() -> None:
-    base = {"a": 1.0, "b": 2.0}
     short = {"a": 0.5, "elsewhere": 3.0}  # shorter than the ids: walked by its items
     long = {f"x{i}": 1.0 for i in range(10)} | {"b": 1.0}  # longer: walked by the ids
     ids = ["a", "b", "c", "x3"]
     expected = [1.5, 3.0, 0.0, 1.0]
-    assert _counts(base, (short, long, {}), ids).tolist() == expected
-    assert _counts(base, (), ids).tolist() == [1.0, 2.0, 0.0, 0.0]
-    assert _counts(base, (short,), []).shape == (0,)
+    base = np.array([1.0, 2.0, 0.0, 0.0])  # ids' counts in the snapshot
+    assert _plus_deltas(base, (short, long, {}), ids).tolist() == expected
+    assert _plus_deltas(base, (), ids).tolist() == [1.0, 2.0, 0.0, 0.0]
+    assert _plus_deltas(np.zeros(0), (short,), []).shape == (0,)
+    assert base.tolist() == [1.0, 2.0, 0.0, 0.0]  # left as it was
+
+
+def test_an_items_counts_are_the_snapshots_by_row_plus_the_live_ones() -> None:
+    state = DerivedState(item_engagements={"a": 2.0, "b": 1.0}, item_impressions={"a": 5, "c": 1})
+    live = LiveCounters(RecommendSettings())
+    ids = ["c", "a", "unknown", "b"]
+    assert live.engagements(state, ids, state.rows_of(ids)).tolist() == [0.0, 2.0, 0.0, 1.0]
+    assert live.impressions(state, ids, state.rows_of(ids)).tolist() == [1.0, 5.0, 0.0, 0.0]
+    live.add_served([_served("u", "c", "r1"), _served("u", "unknown", "r1")])
+    assert live.impressions(state, ids, state.rows_of(ids)).tolist() == [2.0, 5.0, 1.0, 0.0]
 
 
 def test_popular_in_names_the_most_specific_context_that_applies() -> None:

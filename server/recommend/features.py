@@ -102,6 +102,7 @@ def compute_features(
     seed_vector: np.ndarray | None,
     coscores: CoScores,
     state: DerivedState,
+    rows: np.ndarray,
     engagements: np.ndarray,
     impressions: np.ndarray,
     user_impressions: np.ndarray,
@@ -152,7 +153,7 @@ def compute_features(
     if seed_vector is not None:
         x[:, col[b.SEED]] = b.scale_unit(v @ seed_vector)
 
-    rows = state.rows_of(cands.ids)
+    # ``rows`` are the candidates' rows in ``state`` (``state.rows_of(cands.ids)``), and
     # ``coscores`` are over this snapshot's graph (kept ones are reused only while it serves),
     # whose rows are the snapshot's first rows.
     co, co_counts = coscores.lookup_rows(rows)

@@ -219,7 +219,8 @@ class Recommender:
         co = np.array([s.get(src.COENGAGEMENT, 0.0) for s in cands.sources])
         x[:, b.FEATURE_INDEX[b.COENGAGEMENT]] = b.scale_max(co)
         item_conf = b.item_confidence(
-            self._live.engagements(state, cands.ids), self._settings.item_prior
+            self._live.engagements(state, cands.ids, state.rows_of(cands.ids)),
+            self._settings.item_prior,
         )
         ranker = self._ranker  # one model per call, whatever a reload swaps in meanwhile
         scores, contrib = ranker.score(x, 0.5, item_conf, Surface.EXPLORE)
@@ -425,10 +426,11 @@ class Recommender:
         cands = self._candidates(proposals, sf, excluded)
         if not len(cands):
             return None
+        rows = state.rows_of(cands.ids)
         table = compute_features(
-            cands, profile, queries, seed_vector, ctx.coscores, state,
-            engagements=self._live.engagements(state, cands.ids),
-            impressions=self._live.impressions(state, cands.ids),
+            cands, profile, queries, seed_vector, ctx.coscores, state, rows,
+            engagements=self._live.engagements(state, cands.ids, rows),
+            impressions=self._live.impressions(state, cands.ids, rows),
             user_impressions=np.array([user_impressions.get(m, 0) for m in cands.ids], float),
             social_counts=src.social_counts(ctx),
             context=request.context, settings=s, now=now,

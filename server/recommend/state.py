@@ -359,14 +359,20 @@ class DerivedState:
     trending_rows: Mapping[str, RowValues] = field(init=False, repr=False, compare=False)
     cohort_rows: tuple[RowValues, ...] = field(init=False, repr=False, compare=False)
     collab_of_row: np.ndarray = field(init=False, repr=False, compare=False)
+    engagement_rows: RowValues = field(init=False, repr=False, compare=False)
+    impression_rows: RowValues = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # One row per item the snapshot knows of (the co-engagement graph's rows first, so a
         # row below its size is the graph's index), and its lists by row (``rows.py``).
         lists = [*self.trending.values(), *self.cohorts.favourites]
         index = extended_index(
-            self.coengagement.index, [*(ranked.ids for ranked in lists), self.collab.item_ids]
-        )
+            self.coengagement.index,
+            [
+                *(ranked.ids for ranked in lists), self.collab.item_ids,
+                tuple(self.item_engagements), tuple(self.item_impressions),
+            ],
+        )  # fmt: skip
         collab_of_row = np.full(len(index), -1, dtype=np.int64)
         collab_of_row[rows_of(index, self.collab.item_ids)] = np.arange(self.collab.n_items)
         by_row = {
@@ -379,6 +385,8 @@ class DerivedState:
                 RowValues.of_mapping(ranked.levels, index) for ranked in self.cohorts.favourites
             ),
             "collab_of_row": collab_of_row,
+            "engagement_rows": RowValues.of_mapping(self.item_engagements, index),
+            "impression_rows": RowValues.of_mapping(self.item_impressions, index),
         }
         for name, value in by_row.items():
             object.__setattr__(self, name, value)
@@ -768,15 +776,24 @@ class LiveCounters:
                 _merge_served(self._served, self._handed_over_served)
                 self._handed_over_served = {}
 
-    def engagements(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
+    def engagements(
+        self, state: DerivedState, media_ids: Sequence[str], rows: np.ndarray
+    ) -> np.ndarray:
+        """Positive events per item: the snapshot's, plus those since it was built.
+        ``rows``: the items' rows in ``state`` (``state.rows_of(media_ids)``)."""
+        base = state.engagement_rows.at(rows)
         with self._lock:
             deltas = (self._current.engagements, self._handed_over.engagements)
-            return _counts(state.item_engagements, deltas, media_ids)
+            return _plus_deltas(base, deltas, media_ids)
 
-    def impressions(self, state: DerivedState, media_ids: Sequence[str]) -> np.ndarray:
+    def impressions(
+        self, state: DerivedState, media_ids: Sequence[str], rows: np.ndarray
+    ) -> np.ndarray:
+        """Times each item was served: the snapshot's count, plus those since it was built."""
+        base = state.impression_rows.at(rows)
         with self._lock:
             deltas = (self._current.impressions, self._handed_over.impressions)
-            return _counts(state.item_impressions, deltas, media_ids)
+            return _plus_deltas(base, deltas, media_ids)
 
     def recent_positives(self, state: DerivedState, user_id: str) -> list[str]:
         with self._lock:
@@ -811,16 +828,15 @@ class LiveCounters:
         return removed
 
 
-def _counts(
-    base: Mapping[str, float], deltas: Sequence[Mapping[str, float]], media_ids: Sequence[str]
+def _plus_deltas(
+    base: np.ndarray, deltas: Sequence[Mapping[str, float]], media_ids: Sequence[str]
 ) -> np.ndarray:
-    """Per media id, its count in ``base`` plus its counts in ``deltas`` (0 if absent).
+    """``base`` (a count per media id) plus each id's counts in ``deltas`` (0 if absent).
 
     A request asks for a few hundred ids and a delta holds whatever happened since the last
     rebuild, so each delta is walked by whichever of the two is shorter.
     """
-    get = base.get
-    out = np.fromiter((get(m, 0.0) for m in media_ids), dtype=np.float64, count=len(media_ids))
+    out = np.array(base, dtype=np.float64)
     position: dict[str, int] | None = None
     for delta in deltas:
         if not delta:
