@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -11,9 +14,16 @@ from mediarec.server.recommend.compiled_forest import (
     ForestCompileError,
     _check_against,
 )
+from mediarec.server.recommend.learned import (
+    LearnedRanker,
+    LearnedRankerFileError,
+    load_learned_or_none,
+    save_learned_ranker,
+)
+from mediarec.server.recommend.ltr_features import FEATURES
 
 
-def _lambdarank(seed: int, rounds: int = 30) -> tuple[lgb.Booster, np.ndarray]:
+def _lambdarank(seed: int, rounds: int = 10) -> tuple[lgb.Booster, np.ndarray]:
     """A small lambdarank model over 5 features, one of them often missing."""
     rng = np.random.default_rng(seed)
     x = rng.random((600, 5))
@@ -54,6 +64,47 @@ def test_a_model_whose_trees_never_split_scores_its_constant() -> None:
 
 def test_a_forest_that_scores_unlike_its_booster_is_refused() -> None:
     forest = CompiledForest(_lambdarank(4, rounds=5)[0])
-    other, _ = _lambdarank(5, rounds=5)
+    other, x = _lambdarank(5, rounds=5)
     with pytest.raises(ForestCompileError, match="away from LightGBM's"):
-        _check_against(other, forest)
+        _check_against(other, forest, x[:50])
+
+
+def test_rows_of_another_width_are_refused() -> None:
+    booster, x = _lambdarank(6, rounds=3)
+    with pytest.raises(ValueError, match="rows of 5 features expected"):
+        CompiledForest(booster).predict(x[:10, :4])
+    with pytest.raises(ValueError, match="rows of 5 features expected"):
+        CompiledForest(booster).predict(x[0])
+
+
+def test_a_model_with_a_categorical_split_is_refused() -> None:
+    rng = np.random.default_rng(7)
+    x = np.column_stack([rng.integers(0, 5, 400), rng.random(400)])
+    y = (x[:, 0] == 3).astype(float)
+    booster = lgb.train(
+        {"objective": "regression", "verbose": -1, "min_data_in_leaf": 5, "min_data_per_group": 5},
+        lgb.Dataset(x, y, categorical_feature=[0]), num_boost_round=3,
+    )  # fmt: skip
+    with pytest.raises(ForestCompileError, match="categorical split"):
+        CompiledForest(booster)
+
+
+def test_a_forest_that_cannot_compile_is_an_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = LearnedRanker(_ltr_booster())
+    path = tmp_path / "learned_ranker.json"
+    save_learned_ranker(model, path)
+    # Nowhere to write the model text that lleaves compiles from (a read-only host, say).
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(LearnedRankerFileError, match="cannot be served.*do not compile"):
+        load_learned_or_none(path)
+
+
+def _ltr_booster() -> lgb.Booster:
+    """A tiny model over the learned ranker's own features."""
+    rng = np.random.default_rng(8)
+    x = rng.random((200, len(FEATURES)))
+    y = (x[:, 0] > 0.5).astype(int)
+    data = lgb.Dataset(x, y, group=[20] * 10)
+    return lgb.train({"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5}, data, 3)

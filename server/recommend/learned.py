@@ -3,7 +3,8 @@
 The file is one JSON document: format, version, the feature list the model was trained on, what
 training measured (``info``), and LightGBM's own text model. A file whose feature list differs
 from this server's is refused with the reason, never scored with shifted columns. Requests are
-scored by the model's trees compiled to native code (``compiled_forest``), built on load.
+scored by the model's trees compiled to native code (``compiled_forest``), built when a model
+is loaded or trained.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from mediarec.server.recommend.compiled_forest import CompiledForest
+from mediarec.server.recommend.compiled_forest import CompiledForest, ForestCompileError
 from mediarec.server.recommend.ltr_features import FEATURES
 from mediarec.server.recommend.ranker import save_json_atomically
 from mediarec.server.recommend.tree_paths import PathTable, path_table
@@ -39,13 +40,14 @@ class LearnedRanker:
     booster: lgb.Booster
     features: tuple[str, ...] = FEATURES
     info: Mapping[str, Any] = field(default_factory=dict)
-    paths: PathTable = field(init=False, repr=False, compare=False)  # from the booster
-    compiled: CompiledForest = field(init=False, repr=False, compare=False)  # ... and so is this
+    # Both built from the booster: the per-leaf attribution table and the compiled trees.
+    paths: PathTable = field(init=False, repr=False, compare=False)
+    compiled: CompiledForest = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         trees = self.booster.dump_model()["tree_info"]
         object.__setattr__(self, "paths", path_table(trees, len(self.features)))
-        object.__setattr__(self, "compiled", CompiledForest(self.booster))
+        object.__setattr__(self, "compiled", CompiledForest(self.booster, trees))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return self.compiled.predict(x)
@@ -122,7 +124,10 @@ def load_learned_ranker(path: str | Path) -> LearnedRanker:
             f"{path}: the model reads {booster.num_feature()} features, the file lists "
             f"{len(FEATURES)}"
         )
-    return LearnedRanker(booster, FEATURES, dict(doc.get("info", {})))
+    try:
+        return LearnedRanker(booster, FEATURES, dict(doc.get("info", {})))
+    except ForestCompileError as exc:
+        raise LearnedRankerFileError(f"{path}: the model cannot be served ({exc})") from exc
 
 
 def load_learned_or_none(path: str | Path | None) -> LearnedRanker | None:

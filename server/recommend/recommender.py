@@ -335,10 +335,11 @@ class Recommender:
         """Load the ranker files again (after `mediarec train-ranker`); True if a trained one
         is in use. A learned ranker that arrives when the collaborative core is not built yet
         serves from the rebuild that this starts."""
-        self._ranker = load_or_default(self._settings.ranker_path)
+        # Both files read before either is swapped in: a bad one leaves both as they were.
+        ranker = load_or_default(self._settings.ranker_path)
         learned = load_learned_or_none(self._settings.learned_ranker_path)
         had_core = self._wants_collab
-        self._learned = learned
+        self._ranker, self._learned = ranker, learned
         if learned is not None and not had_core:
             self._refresher.request()
         return self._ranker.trained or learned is not None
