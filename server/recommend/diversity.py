@@ -61,9 +61,6 @@ def collapse_near_duplicates(
     return Collapsed(keep, folded)
 
 
-_MAX_PAIRWISE = 1024  # items up to which MMR keeps every pair's similarity (8 MiB)
-
-
 def mmr_rank(
     relevance: np.ndarray,
     vectors: np.ndarray,
@@ -98,13 +95,6 @@ def mmr_rank(
     open_value = lam * rel
     novelty_weight = 1.0 - lam
     penalty = np.zeros(n)
-    # Each pick's weighted similarity to every item: for a few hundred items, one product
-    # over all pairs, so a step reads a row; for more, one product per step, whose memory
-    # does not grow with the square of the count.
-    pairs = (
-        np.multiply(vectors @ vectors.T, novelty_weight, dtype=np.float64)
-        if n <= _MAX_PAIRWISE else None
-    )  # fmt: skip
     for i in fixed.values():
         open_value[i] = -np.inf
     # Creators as integer codes; "" (unknown creator) is never capped.
@@ -147,12 +137,9 @@ def mmr_rank(
             if page_counts[code] >= creator_cap:
                 capped[codes == code] = -np.inf
                 any_capped = True
-        sims = (
-            pairs[pick] if pairs is not None
-            else np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
-        )  # fmt: skip
+        sims = np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
         if first:
-            penalty, first = sims.copy(), False
+            penalty, first = sims, False
         else:
             np.maximum(penalty, sims, out=penalty)
     return ranking
@@ -173,26 +160,30 @@ def _by_relevance(
     waiting = [int(i) for i in np.argsort(-rel, kind="stable") if int(i) not in placed]
     ranking: list[int] = []
     counts: dict[str, int] = {}
+    # Counts only grow within a page: once every item left is capped, the rest of the page
+    # takes them in relevance order without scanning again.
+    all_capped = False
     while len(ranking) < depth:
         position = len(ranking)
         if position % max(page_size, 1) == 0:
-            counts = {}
+            counts, all_capped = {}, False
         if position in fixed:
             pick = fixed.pop(position)
         elif not waiting:
             ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
             break
         else:
-            at = 0
-            if creator_cap > 0:
+            at = -1
+            if creator_cap > 0 and not all_capped:
                 at = next(
                     (
                         n for n, i in enumerate(waiting)
                         if not creators[i] or counts.get(creators[i], 0) < creator_cap
                     ),
-                    0,
+                    -1,
                 )  # fmt: skip
-            pick = waiting.pop(at)
+                all_capped = at < 0
+            pick = waiting.pop(max(at, 0))
         ranking.append(pick)
         creator = creators[pick]
         if creator and creator_cap > 0:
