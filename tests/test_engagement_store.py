@@ -171,6 +171,17 @@ def test_interests_are_kept_in_order(store: SqliteEngagementStore) -> None:
     assert store.interests("u2") == []
 
 
+def test_declaring_the_same_interests_again_moves_them_to_the_newest(
+    store: SqliteEngagementStore,
+) -> None:
+    store.set_interests("u1", "cats", NOW - 20)
+    store.set_interests("u1", "hiking", NOW - 10)
+    store.set_interests("u1", "cats", NOW)
+    store.set_interests("u2", "cats", NOW)
+    assert store.interests("u1") == [("hiking", NOW - 10), ("cats", NOW)]
+    assert store.interests("u2") == [("cats", NOW)]
+
+
 def test_served_items_round_trip_and_relogging_is_a_no_op(store: SqliteEngagementStore) -> None:
     items = [served("r1", 0, media="m1"), served("r1", 1, media="m2")]
     store.log_served(items)

@@ -175,8 +175,13 @@ class SqliteEngagementStore:
         return {row[0] for row in rows}
 
     def set_interests(self, user_id: str, text: str, timestamp: float) -> None:
-        """Record a declaration of interests; the oldest beyond a cap are dropped."""
+        """Record a declaration of interests; the oldest beyond a cap are dropped.
+
+        Declaring the same text again moves it to the newest, rather than adding a second
+        copy: each declaration counts half as much as the next, so a copy would push every
+        declaration between the two down once more."""
         with self._transaction() as db:
+            db.execute("DELETE FROM interests WHERE user_id = ? AND text = ?", (user_id, text))
             db.execute(
                 "INSERT INTO interests (user_id, text, ts) VALUES (?, ?, ?)",
                 (user_id, text, timestamp),
