@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 
@@ -343,8 +343,10 @@ class DerivedState:
     coengagement: CoEngagement = field(default_factory=CoEngagement)
     trending: Mapping[str, RankedList] = field(default_factory=dict)
     cohorts: Cohorts = field(default_factory=Cohorts)
-    item_engagements: Mapping[str, float] = field(default_factory=dict)  # positive events
-    item_impressions: Mapping[str, int] = field(default_factory=dict)  # exposure
+    # Positive events and exposure per media id: read into ``engagement_rows`` and
+    # ``impression_rows`` when the snapshot is built, and not kept beside them.
+    item_engagements: InitVar[Mapping[str, float] | None] = None
+    item_impressions: InitVar[Mapping[str, int] | None] = None
     recent_positives: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # newest first
     served: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     active_users: tuple[str, ...] = ()  # users with events, most recently active first
@@ -362,15 +364,20 @@ class DerivedState:
     engagement_rows: RowValues = field(init=False, repr=False, compare=False)
     impression_rows: RowValues = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(
+        self,
+        item_engagements: Mapping[str, float] | None,
+        item_impressions: Mapping[str, int] | None,
+    ) -> None:
         # One row per item the snapshot knows of (the co-engagement graph's rows first, so a
         # row below its size is the graph's index), and its lists by row (``rows.py``).
+        engagements, impressions = item_engagements or {}, item_impressions or {}
         lists = [*self.trending.values(), *self.cohorts.favourites]
         index = extended_index(
             self.coengagement.index,
             [
                 *(ranked.ids for ranked in lists), self.collab.item_ids,
-                tuple(self.item_engagements), tuple(self.item_impressions),
+                tuple(engagements), tuple(impressions),
             ],
         )  # fmt: skip
         collab_of_row = np.full(len(index), -1, dtype=np.int64)
@@ -385,8 +392,8 @@ class DerivedState:
                 RowValues.of_mapping(ranked.levels, index) for ranked in self.cohorts.favourites
             ),
             "collab_of_row": collab_of_row,
-            "engagement_rows": RowValues.of_mapping(self.item_engagements, index),
-            "impression_rows": RowValues.of_mapping(self.item_impressions, index),
+            "engagement_rows": RowValues.of_mapping(engagements, index),
+            "impression_rows": RowValues.of_mapping(impressions, index),
         }
         for name, value in by_row.items():
             object.__setattr__(self, name, value)
