@@ -14,7 +14,7 @@ from mediarec.server.recommend.items import ItemInfo
 from mediarec.server.recommend.profile import EngagementSummary, InterestCluster, UserProfile
 from mediarec.server.recommend.settings import RecommendSettings
 from mediarec.server.recommend.sources import QueryVector
-from mediarec.server.recommend.state import CoEngagement, CoScores, DerivedState
+from mediarec.server.recommend.state import CoScores, DerivedState
 from mediarec.server.recommend.types import Context
 
 NOW = 1_000_000.0
@@ -41,7 +41,7 @@ def profile(**changes: Any) -> UserProfile:
     return dataclasses.replace(empty, **changes)
 
 
-NO_COSCORES = CoScores(CoEngagement(), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+NO_COSCORES = CoScores(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
 
 
 def features(

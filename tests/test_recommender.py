@@ -8,6 +8,7 @@ Engagement is simulated from those latent attributes, never from the recommender
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import random
@@ -353,6 +354,28 @@ def test_skips_push_down_similar_content(world, rec) -> None:
 def test_own_posts_are_never_recommended(world, rec) -> None:
     slate = rec.recommend(RecRequest("creator3", k=60)).items
     assert "creator3" not in {world.creator[m] for m in ids(slate)}
+
+
+def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> None:
+    # A cached user's kept work belongs to the snapshot it was computed on. When a rebuild
+    # replaces the snapshot, its co-engagement graph and id index must go with it, even while
+    # the user stays cached: otherwise every rebuild within the cache's TTL stays in memory.
+    r = make_recommender(world, refresh_min_events=1, refresh_min_interval_s=0.0,
+                         precompute_users=0)  # fmt: skip
+    try:
+        r.recommend(RecRequest("bg0", k=10, context=EVENING))  # keeps bg0's snapshot work
+        gc.collect()
+        graphs = sum(isinstance(o, CoEngagement) for o in gc.get_objects())
+        version = r.state_info().version
+        world.log(r, [world.event("snapshot-probe", EventKind.VIEW, media_id="c0-p0")])
+        deadline = time.monotonic() + 60
+        while r.state_info().version == version and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.state_info().version > version  # a rebuild replaced the snapshot
+        gc.collect()
+        assert sum(isinstance(o, CoEngagement) for o in gc.get_objects()) == graphs
+    finally:
+        r.close()
 
 
 def test_deleted_posts_disappear(world, rec) -> None:
@@ -762,5 +785,5 @@ def test_items_liked_together_become_neighbours() -> None:
     graph = build_coengagement(users, 2, 0.0, 10)
     idx, _ = graph.neighbours_of("a")
     assert graph.ids[int(idx[0])] == "b"
-    ids, scores = graph.scores({"c": 1.0}).top(3, {"c"})
+    ids, scores = graph.top(graph.scores({"c": 1.0}), 3, {"c"})
     assert ids[0] == "d"

@@ -205,7 +205,8 @@ class Recommender:
         sf = replace(sf, exclude_creator_ids=tuple(sorted(hidden)))
         state = self._state
         hits = self._store.search(schema.VISUAL, vector, 3 * k + 10, sf, with_payload=False)
-        co_ids, co_scores = state.coengagement.scores({media_id: 1.0}).top(3 * k, {media_id})
+        graph = state.coengagement
+        co_ids, co_scores = graph.top(graph.scores({media_id: 1.0}), 3 * k, {media_id})
         proposals: dict[str, dict[str, float]] = {}
         for h in hits:
             proposals.setdefault(h.media_id, {})[src.CONTENT] = h.score

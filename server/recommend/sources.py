@@ -198,7 +198,8 @@ def _from_hits(hits: Sequence[SearchHit], source: str) -> list[Proposal]:
 
 
 def coengagement(ctx: SourceContext) -> list[Proposal]:
-    ids, scores = ctx.coscores.top(
+    ids, scores = ctx.state.coengagement.top(
+        ctx.coscores,
         ctx.settings.coengagement_candidates,
         exclude={*ctx.profile.summary.positives, ctx.seed_id} - {""},
     )

@@ -121,19 +121,33 @@ class CoEngagement:
                 parts_idx.append(idx)
                 parts_score.append(sims * weight)
         if not parts_idx:
-            return CoScores(self, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+            return CoScores(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         unique, inverse, counts = np.unique(
             np.concatenate(parts_idx), return_inverse=True, return_counts=True
         )
         totals = np.bincount(inverse, weights=np.concatenate(parts_score))
-        return CoScores(self, unique, totals, counts)
+        return CoScores(unique, totals, counts)
+
+    def top(
+        self, scores: CoScores, limit: int, exclude: Mapping[str, float] | set[str]
+    ) -> tuple[list[str], np.ndarray]:
+        """The best ``limit`` items of ``scores`` (computed by this graph), leaving out
+        ``exclude`` (e.g. the positives themselves)."""
+        skip = [self.index[m] for m in exclude if m in self.index]
+        ranked = np.argsort(-scores.totals, kind="stable")
+        if skip:
+            ranked = ranked[~np.isin(scores.items[ranked], skip)]
+        order = ranked[:limit]
+        return [self.ids[int(scores.items[j])] for j in order], scores.totals[order]
 
 
 @dataclass(frozen=True)
 class CoScores:
-    """One user's co-engagement scores over the items that neighbour their positives."""
+    """One user's co-engagement scores over the items that neighbour their positives.
 
-    graph: CoEngagement
+    Item indices into the graph that computed them, which they hold no reference to: a user's
+    kept scores must not keep a replaced snapshot's graph (and its id index) alive."""
+
     items: np.ndarray  # sorted item indices
     totals: np.ndarray
     counts: np.ndarray  # how many of the user's positives each item neighbours
@@ -146,17 +160,6 @@ class CoScores:
         pos, hit = find_rows(self.items, wanted)
         scores[hit], counts[hit] = self.totals[pos[hit]], self.counts[pos[hit]]
         return scores, counts
-
-    def top(
-        self, limit: int, exclude: Mapping[str, float] | set[str]
-    ) -> tuple[list[str], np.ndarray]:
-        """The best ``limit`` items, leaving out ``exclude`` (e.g. the positives themselves)."""
-        skip = [self.graph.index[m] for m in exclude if m in self.graph.index]
-        ranked = np.argsort(-self.totals, kind="stable")
-        if skip:
-            ranked = ranked[~np.isin(self.items[ranked], skip)]
-        order = ranked[:limit]
-        return [self.graph.ids[int(self.items[j])] for j in order], self.totals[order]
 
 
 def build_coengagement(
