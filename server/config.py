@@ -1019,7 +1019,8 @@ class RecommendConfig:
     refresh_max_interval_s: float = setting(
         _recommend_default("refresh_max_interval_s"),
         "refresh_max_interval_s",
-        "Derived state is rebuilt at least this often (seconds) while events arrive.",
+        "Derived state is rebuilt at least this often (seconds) while events arrive or pages are "
+        "served.",
         minimum=1,
         flag=False,
     )

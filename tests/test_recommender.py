@@ -378,6 +378,20 @@ def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> N
         r.close()
 
 
+def test_serving_without_events_still_rebuilds_after_the_longest_interval(world) -> None:
+    # Served pages wait in memory (fatigue, the served log) until a rebuild takes them in.
+    r = make_recommender(world, refresh_max_interval_s=0.5, precompute_users=0)
+    try:
+        version = r.state_info().version
+        r.recommend(RecRequest("bg1", k=10, context=EVENING))  # served, no event logged
+        deadline = time.monotonic() + 30
+        while r.state_info().version == version and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.state_info().version > version
+    finally:
+        r.close()
+
+
 def test_deleted_posts_disappear(world, rec) -> None:
     world.index([("doomed", "creator8", unused_attributes(world), NOW - 30, False)])
     slate = rec.recommend(RecRequest("mourner", k=60, filter=RecFilter(creator_ids=("creator8",))))

@@ -104,3 +104,53 @@ def test_a_rebuild_in_the_meantime_cancels_a_deferred_one() -> None:
     assert not r.built.wait(0.6)  # type: ignore[attr-defined]
     assert builds == []
     r.close()
+
+
+@pytest.mark.parametrize(
+    ("seconds_since_last", "rebuilds"), [(60.0, 0), (901.0, 1)], ids=["inside", "past-max"]
+)
+def test_served_pages_alone_rebuild_once_the_longest_interval_has_passed(
+    seconds_since_last: float, rebuilds: int
+) -> None:
+    # What serving adds (fatigue, the served log) waits in memory for a rebuild: a server
+    # that serves but receives no events must still rebuild now and then.
+    r, builds, clock = refresher()
+    r.run_now()
+    builds.clear()
+    clock.now += seconds_since_last
+    r.notify_served(20)
+    settle(r)
+    assert len(builds) == rebuilds
+    r.close()
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["events", "served"])
+def test_a_little_pending_work_then_silence_is_rebuilt_when_the_longest_interval_ends(
+    served: bool,
+) -> None:
+    r, builds, clock = refresher(replace(SETTINGS, refresh_max_interval_s=0.3))
+    r.run_now()
+    builds.clear()
+    r.built.clear()  # type: ignore[attr-defined]
+    # Fewer events than refresh_min_events (or only served pages), and nothing more comes.
+    r.notify_served(3) if served else r.notify(3)
+    assert builds == []
+    assert r.built.wait(5)  # type: ignore[attr-defined]
+    settle(r)
+    assert len(builds) == 1
+    r.close()
+
+
+def test_enough_events_move_a_later_deferred_rebuild_earlier() -> None:
+    r, builds, clock = refresher(
+        replace(SETTINGS, refresh_min_interval_s=0.2, refresh_max_interval_s=60.0)
+    )
+    r.run_now()
+    builds.clear()
+    r.built.clear()  # type: ignore[attr-defined]
+    r.notify(3)  # deferred to the end of the longest interval, a minute away
+    r.notify(20)  # now enough: due when the shortest interval ends
+    assert r.built.wait(5)  # type: ignore[attr-defined]
+    settle(r)
+    assert len(builds) == 1
+    r.close()

@@ -685,6 +685,7 @@ class Recommender:
         if served and log:
             self._live.add_served(served)
             self._served_log.submit(served)
+            self._refresher.notify_served(len(served))
         return RecResponse(ranking.request_id, tuple(items), next_cursor, payloads)
 
     def _with_frames(

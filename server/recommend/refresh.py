@@ -4,8 +4,12 @@
 ``refresh_min_events`` of them, at most one rebuild per ``refresh_min_interval_s`` (events that
 arrive inside the interval get a rebuild when it ends, even if no more come), at least one per
 ``refresh_max_interval_s`` while events keep coming, and at once, whatever the interval, when
-``refresh_max_pending_events`` are waiting. ``run_now()`` rebuilds synchronously, after any
-rebuild in flight. Requests never wait on either.
+``refresh_max_pending_events`` are waiting. Served pages count toward the longest interval
+only: what they add (fatigue, the served log) waits in memory until a rebuild takes it in, so a
+server that serves but receives no events still rebuilds once per ``refresh_max_interval_s``.
+Whatever is pending when no rule is due yet is picked up when one becomes due, even if nothing
+else arrives. ``run_now()`` rebuilds synchronously, after any rebuild in flight. Requests never
+wait on either.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ class Refresher:
         self._build_lock = threading.Lock()  # one rebuild at a time
         self._lock = threading.Lock()  # guards the fields below
         self._pending_events = 0
+        self._pending_served = 0  # items served since the last rebuild started
         self._last_started = float("-inf")
         self._thread: threading.Thread | None = None
         self._again = False
         self._running = False
         self._closed = False
-        self._deferred: threading.Timer | None = None  # a rebuild due when the interval ends
+        self._deferred: threading.Timer | None = None  # a rebuild due when an interval ends
+        self._deferred_at = float("inf")  # when it fires (monotonic)
 
     @property
     def running(self) -> bool:
@@ -50,36 +56,58 @@ class Refresher:
         """``events`` new events were logged; maybe start a background rebuild."""
         with self._lock:
             self._pending_events += events
+        self._check()
+
+    def notify_served(self, items: int) -> None:
+        """``items`` were served; they count toward the longest interval only."""
+        with self._lock:
+            self._pending_served += items
+        self._check()
+
+    def _check(self) -> None:
+        """Start a rebuild when a rule is due, else defer one to when the next rule will be."""
+        with self._lock:
             since = self._monotonic() - self._last_started
             s = self._settings
+            pending = self._pending_events > 0 or self._pending_served > 0
             enough = self._pending_events >= s.refresh_min_events
             due = (
                 (enough and since >= s.refresh_min_interval_s)
                 or self._pending_events >= s.refresh_max_pending_events
-                or (self._pending_events > 0 and since >= s.refresh_max_interval_s)
+                or (pending and since >= s.refresh_max_interval_s)
             )
-            defer_s = s.refresh_min_interval_s - since if enough and not due else None
+            if due or not pending:
+                defer_s = None
+            else:
+                defer_s = (s.refresh_min_interval_s if enough else s.refresh_max_interval_s) - since
         if due:
             self.request()
         elif defer_s is not None:
             self._defer(defer_s)
 
     def _defer(self, delay_s: float) -> None:
-        # Without this, a burst that ends inside the interval (an import right after start-up)
-        # would wait for the next event to be picked up, which may never come.
+        # Without this, a burst that ends inside the interval (an import right after start-up),
+        # or a few events followed by silence, would wait for the next event to be picked up,
+        # which may never come. One timer at a time: the earliest wins.
         with self._lock:
-            if self._closed or (self._deferred is not None and self._deferred.is_alive()):
+            fires_at = self._monotonic() + max(0.0, delay_s)
+            alive = self._deferred is not None and self._deferred.is_alive()
+            if self._closed or (alive and self._deferred_at <= fires_at):
                 return
+            if self._deferred is not None:
+                self._deferred.cancel()
             self._deferred = threading.Timer(max(0.0, delay_s), self._deferred_due)
             self._deferred.daemon = True
+            self._deferred_at = fires_at
             self._deferred.start()
 
     def _deferred_due(self) -> None:
-        # A rebuild since the deferral (Refresh, an import, the count rule) may have taken the
-        # events in already; then there is nothing to do.
+        # The timer was set for when a rule becomes due. A rebuild since the deferral (Refresh,
+        # an import, the count rule) cancels it and takes the pending work in; then there is
+        # nothing to do.
         with self._lock:
-            due = self._pending_events >= self._settings.refresh_min_events
-        if due:
+            pending = self._pending_events > 0 or self._pending_served > 0
+        if pending:
             self.request()
 
     def request(self) -> None:
@@ -133,6 +161,7 @@ class Refresher:
     def _run_once(self) -> None:
         with self._lock:
             self._pending_events = 0
+            self._pending_served = 0
             self._last_started = self._monotonic()
             if self._deferred is not None:
                 self._deferred.cancel()

@@ -154,7 +154,7 @@ class RecommendSettings:
     # -- background refresh of derived state -----------------------------------------------------
     refresh_min_events: int = 200  # new events that trigger a background rebuild
     refresh_min_interval_s: float = 30.0  # at most one rebuild per this many seconds
-    refresh_max_interval_s: float = 900.0  # rebuild at least this often while events arrive
+    refresh_max_interval_s: float = 900.0  # ... while events arrive or pages are served
     refresh_max_pending_events: int = 10_000  # this many new events rebuild at once
 
     def collab(self) -> CollabSettings:
