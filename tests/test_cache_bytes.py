@@ -48,6 +48,19 @@ def test_an_expired_ranking_gives_back_its_bytes() -> None:
     assert cache.size_bytes == 0
 
 
+def test_expired_rankings_leave_when_another_is_stored() -> None:
+    # Not only when their own cursor comes back, which may be never.
+    now = [0.0]
+    cache = RankingCache(1.0, 10, monotonic=lambda: now[0])
+    cache.put(ranking("a", "u", 10))
+    now[0] = 0.5
+    cache.put(ranking("b", "u", 10))
+    now[0] = 1.2  # "a" has expired, "b" has not
+    cache.put(ranking("c", "u", 10))
+    assert cache.size_bytes == 2 * ranking_bytes(ranking("b", "u", 10))
+    assert cache.forget_user("u") == 2
+
+
 class CountingEncoder:
     """Deterministic 64-d text vectors; counts the texts it embeds."""
 
@@ -74,3 +87,10 @@ def test_text_vectors_past_the_byte_bound_are_embedded_again() -> None:
     # text-00 came back in and pushed text-02 out: text-03, text-04 and text-00 remain.
     assert texts.forget(["text-00", "text-04", "never"]) == 2
     assert texts.size_bytes == per_text
+
+
+def test_a_kept_text_vector_does_not_hold_its_whole_batch() -> None:
+    texts = TextEmbedder(CountingEncoder(), max_entries=1)  # type: ignore[arg-type]
+    texts.embed([f"text-{i:02d}" for i in range(50)])  # one batch; only the last is kept
+    (kept,) = texts._cache.values()
+    assert kept.base is None and kept.nbytes == 64 * 4

@@ -27,6 +27,7 @@ from mediarec.server.engagement import open_engagement_store
 from mediarec.server.indexing.indexer import IndexLimits, MediaIndexer
 from mediarec.server.media import ItemMetadata
 from mediarec.server.recommend import blend as b
+from mediarec.server.recommend.profile import UserProfile
 from mediarec.server.recommend.ranker import RankerModel, save_ranker
 from mediarec.server.recommend.recommender import Recommender
 from mediarec.server.recommend.settings import DAY_S, RecommendSettings
@@ -388,6 +389,20 @@ def test_serving_without_events_still_rebuilds_after_the_longest_interval(world)
         while r.state_info().version == version and time.monotonic() < deadline:
             time.sleep(0.05)
         assert r.state_info().version > version
+    finally:
+        r.close()
+
+
+def test_a_ranking_kept_for_paging_does_not_keep_the_profile_alive(world) -> None:
+    # A ranking stays in the page cache for its cursor; the profile it was ranked for (with its
+    # vectors) must go once the user cache lets go of it.
+    r = make_recommender(world, precompute_users=0)
+    try:
+        assert r.recommend(RecRequest("bg2", k=5, context=EVENING)).next_cursor
+        world.log(r, [world.event("bg2", EventKind.VIEW, media_id="c1-p1")])  # drops bg2's entry
+        gc.collect()
+        profiles = [o for o in gc.get_objects() if isinstance(o, UserProfile)]
+        assert not [p for p in profiles if p.user_id == "bg2"]
     finally:
         r.close()
 

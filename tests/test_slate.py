@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mediarec.server.recommend import blend as b
-from mediarec.server.recommend.items import ItemInfo
-from mediarec.server.recommend.profile import EngagementSummary, UserProfile
-from mediarec.server.recommend.slate import Slate
+from mediarec.server.recommend.slate import ReasonProfile, Slate, SlateItem
 from mediarec.server.recommend.types import RecRequest
 
 N = 50
@@ -22,16 +20,8 @@ def slate(asked: list[list[int]]) -> Slate:
         contributions[:, 0] = rows  # position n's first feature contributes n
         return contributions, np.full(rows.size, 0.5)
 
-    items = [
-        ItemInfo(f"m{n}", "", "image", (), (), None, f"m{n}", np.zeros(2, np.float16), None)
-        for n in range(N)
-    ]
-    profile = UserProfile(
-        user_id="u", summary=EngagementSummary(), clusters=(), interests=(),
-        follows=frozenset(), negative_vectors=np.zeros((0, 2)), negative_weights=np.zeros(0),
-        positive_vectors={}, liked_topics={}, liked_tags={}, engaged_creators=frozenset(),
-        confidence=0.0, taste=None, built_at=0.0,
-    )  # fmt: skip
+    items = [SlateItem(f"m{n}", "", (), None, False) for n in range(N)]
+    profile = ReasonProfile(frozenset(), frozenset(), {}, (), {}, frozenset(), 0.0)
     return Slate(
         items=items, sources=[{} for _ in items], x=np.zeros((N, F), np.float32),
         contributions=np.zeros((N, F)), scores=np.arange(N, dtype=float) + 0.5,

@@ -91,6 +91,13 @@ class RankingCache:
                 or (self._max_bytes and self._bytes > self._max_bytes)
             ):
                 self._drop(next(iter(self._rankings)))
+            # Expired ones go too, oldest first (the order they were stored in), not only when
+            # their own cursor comes back: each holds what scored it, a learned model included.
+            while self._rankings:
+                oldest = next(iter(self._rankings.values()))
+                if ranking.created - oldest.created <= self._ttl_s:
+                    break
+                self._drop(oldest.request_id)
 
     def _drop(self, request_id: str) -> None:
         """Forget one ranking (the lock is held)."""

@@ -60,7 +60,7 @@ from mediarec.server.recommend.refresh import Refresher
 from mediarec.server.recommend.schedule import Periodic
 from mediarec.server.recommend.servedlog import ServedLogWriter
 from mediarec.server.recommend.settings import RecommendSettings
-from mediarec.server.recommend.slate import Slate, ordered_sources
+from mediarec.server.recommend.slate import ReasonProfile, Slate, SlateItem, ordered_sources
 from mediarec.server.recommend.state import DerivedState, LiveCounters, build_state
 from mediarec.server.recommend.texts import TextEmbedder, parse_interests
 from mediarec.server.recommend.types import (
@@ -500,7 +500,7 @@ class Recommender:
             contributions, bias = np.zeros((len(final), len(b.FEATURES))), 0.0
             explain = _explainer(scored.learned, scored.learned_x[final])
         slate = Slate(
-            items=[cands.items[i] for i in final],
+            items=[SlateItem.of(cands.items[i]) for i in final],
             sources=[cands.sources[i] for i in final],
             x=table.x[final].astype(np.float32),
             contributions=contributions,
@@ -513,7 +513,7 @@ class Recommender:
             propensity=np.array([explored.get(i, 1.0) for i in final]),
             explored=np.array([i in explored for i in final], dtype=bool),
             folded=[tuple(ids[j] for j in collapsed.folded.get(i, ())) for i in final],
-            profile=profile,
+            profile=ReasonProfile.of(profile),
             request=request,
             now=now,
             bias=bias,

@@ -2,12 +2,15 @@
 
 Building an item's breakdown, reasons and training features costs ~0.1 ms; a ranking is
 ``rank_depth`` deep but most clients read one page, so only the pages asked for pay for it.
+A ranking is kept for paging after the request, so it holds only what those entries read: no
+item vectors and no profile (``SlateItem``, ``ReasonProfile``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,11 +25,51 @@ from mediarec.server.recommend.types import RecItem, RecRequest, Surface
 _SOURCE_ORDER = {name: i for i, name in enumerate(SOURCES)}
 
 
+class SlateItem(NamedTuple):
+    """What a position's entry reads of its item (a tuple: a request makes ``rank_depth``)."""
+
+    media_id: str
+    creator_id: str
+    topics: tuple[str, ...]
+    created_at: int | None
+    is_video: bool
+
+    @classmethod
+    def of(cls, item: ItemInfo) -> SlateItem:
+        return cls(item.media_id, item.creator_id, item.topics, item.created_at, item.is_video)
+
+
+@dataclass(frozen=True)
+class ReasonProfile:
+    """What a position's reasons and logged features read of the user's profile: its sets and
+    maps, shared with the profile, but none of its vectors."""
+
+    follows: frozenset[str]
+    engaged_creators: frozenset[str]
+    creator_affinity: Mapping[str, float]
+    cluster_sizes: tuple[int, ...]
+    liked_topics: Mapping[str, float]
+    declared_topics: frozenset[str]
+    confidence: float
+
+    @classmethod
+    def of(cls, profile: UserProfile) -> ReasonProfile:
+        return cls(
+            follows=profile.follows,
+            engaged_creators=profile.engaged_creators,
+            creator_affinity=profile.summary.creator_affinity,
+            cluster_sizes=tuple(len(c.media_ids) for c in profile.clusters),
+            liked_topics=profile.liked_topics,
+            declared_topics=frozenset(t.text for t in profile.interests),
+            confidence=float(profile.confidence),
+        )
+
+
 @dataclass
 class Slate(Sequence[RankedEntry]):
     """Positions 0..n-1 of one ranking; ``slate[i]`` builds (and keeps) entry i."""
 
-    items: list[ItemInfo]
+    items: list[SlateItem]
     sources: list[Mapping[str, float]]
     x: np.ndarray  # (n, F) features
     contributions: np.ndarray  # (n, F)
@@ -39,7 +82,7 @@ class Slate(Sequence[RankedEntry]):
     propensity: np.ndarray  # (n,) 1 for exploited items
     explored: np.ndarray  # (n,) bool
     folded: list[tuple[str, ...]]
-    profile: UserProfile
+    profile: ReasonProfile
     request: RecRequest
     now: float
     bias: float
@@ -100,8 +143,8 @@ class Slate(Sequence[RankedEntry]):
             new_creator=bool(creator)
             and creator not in profile.follows
             and creator not in profile.engaged_creators
-            and profile.summary.creator_affinity.get(creator, 0.0) == 0.0,
-            cluster_size=len(profile.clusters[c].media_ids) if c >= 0 else 0,
+            and profile.creator_affinity.get(creator, 0.0) == 0.0,
+            cluster_size=profile.cluster_sizes[c] if c >= 0 else 0,
             query_kind=self.texts[q][0] if 0 <= q < len(self.texts) else "",
             query_text=self.texts[q][1] if 0 <= q < len(self.texts) else "",
             coeng_count=int(self.coeng_counts[n]),
@@ -144,10 +187,9 @@ def ordered_sources(scores: Mapping[str, float]) -> tuple[str, ...]:
     return tuple(sorted(scores, key=lambda name: _SOURCE_ORDER.get(name, len(_SOURCE_ORDER))))
 
 
-def liked_topic(topics: Sequence[str], profile: UserProfile) -> str:
+def liked_topic(topics: Sequence[str], profile: ReasonProfile) -> str:
     """The item's topic the user likes most (from liked posts, else declared interests)."""
     liked = [t for t in topics if t in profile.liked_topics]
     if not liked:
-        declared = {t.text for t in profile.interests}
-        liked = [t for t in topics if t in declared]
+        liked = [t for t in topics if t in profile.declared_topics]
     return max(liked, key=lambda t: profile.liked_topics.get(t, 0.0)) if liked else ""

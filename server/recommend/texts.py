@@ -65,7 +65,8 @@ class TextEmbedder:
                     old = self._cache.pop(text, None)
                     if old is not None:  # another request embedded it meanwhile
                         self._bytes -= _entry_bytes(text, old)
-                    self._cache[text] = vector
+                    # A copy: a row view would keep its whole batch alive, counted as one row.
+                    self._cache[text] = vector.copy()
                     self._bytes += _entry_bytes(text, vector)
                 while self._cache and (
                     len(self._cache) > self._max_entries
