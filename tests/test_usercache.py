@@ -44,6 +44,18 @@ def test_an_entry_lives_for_the_ttl_by_both_clocks() -> None:
     assert cache.get("u", now=5_000.0) is None  # simply too old
 
 
+def test_expired_entries_give_back_their_bytes_without_waiting_for_eviction() -> None:
+    clock = Clock()
+    cache = UserCache(10, ttl_s=60, monotonic=clock)
+    for user in ("a", "b"):
+        assert cache.put(user, entry(clock), cache.version(user))
+    one = cache.size_bytes // 2
+    clock.t += 61
+    assert cache.get("a", now=5_000.0) is None and cache.size_bytes == one  # read: dropped
+    assert cache.put("c", entry(clock), cache.version("c"))  # "b", least recently used, too
+    assert len(cache) == 1 and cache.size_bytes == one
+
+
 def test_a_computation_that_started_before_an_invalidation_is_not_stored() -> None:
     clock = Clock()
     cache = UserCache(10, ttl_s=60, monotonic=clock)

@@ -117,10 +117,10 @@ class UserCache:
         """The user's entry if it is younger than the TTL by both clocks, else None."""
         with self._lock:
             entry = self._entries.get(user_id)
-            fresh = entry is not None and (
-                self._monotonic() - entry.built_monotonic <= self._ttl_s
-                and abs(now - entry.profile.built_at) <= self._ttl_s
-            )
+            if entry is not None and self._monotonic() - entry.built_monotonic > self._ttl_s:
+                self._drop(user_id)  # expired: its bytes go back now, not at eviction
+                entry = None
+            fresh = entry is not None and abs(now - entry.profile.built_at) <= self._ttl_s
             self.counts.record(int(fresh), int(not fresh))
             if entry is None or not fresh:
                 return None
@@ -144,12 +144,19 @@ class UserCache:
         return True
 
     def _evict(self) -> None:
-        """Oldest first, until within both bounds (the lock is held)."""
+        """Least recently used first, until within both bounds, and then the expired ones
+        among the least recently used (the lock is held)."""
         while self._entries and (
             len(self._entries) > self._max_entries
             or (self._max_bytes and self._bytes > self._max_bytes)
         ):
             self._drop(next(iter(self._entries)))
+        now = self._monotonic()
+        while self._entries:
+            user_id, entry = next(iter(self._entries.items()))
+            if now - entry.built_monotonic <= self._ttl_s:
+                break
+            self._drop(user_id)
 
     def is_warm(self, user_id: str) -> bool:
         """Whether the user has an entry in the first half of its lifetime (rebuilding it
