@@ -408,7 +408,8 @@ class RecommendConfig:
         _recommend_default("served_window_s"),
         "served_window_s",
         "Seconds served impressions are kept: fatigue counts within this window, and older "
-        "rows are deleted at each rebuild (training sees only this window).",
+        "rows are deleted at each rebuild (training sees only this window). Memory holds the "
+        "window's impressions (a few hundred bytes each): lower it for heavy traffic.",
         minimum=3600,
     )
     max_clusters: int = setting(
