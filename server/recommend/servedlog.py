@@ -3,8 +3,9 @@
 A durable SQLite commit costs an fsync (milliseconds); a Recommend response should not wait
 for it. The served log is training data, not something a client was promised, so the trade is
 a crash losing the last moments of it. Fatigue does not depend on it: the recommender counts
-impressions in memory as it serves. ``flush()`` waits until everything submitted is stored
-(``forget_user`` and ``close`` call it, so a forgotten user's impressions never land later).
+impressions in memory as it serves. ``flush()`` waits until everything submitted before it is
+stored (a rebuild, ``forget_user`` and ``close`` call it, so a forgotten user's impressions never
+land later); what other requests submit meanwhile does not hold it up.
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ _MAX_BATCH = 2000
 class ServedLogWriter:
     def __init__(self, engagement: EngagementStore, max_pending: int = 10_000) -> None:
         self._engagement = engagement
-        self._queue: queue.Queue[list[ServedItem] | None] = queue.Queue(maxsize=max_pending)
+        # (sequence number, items) per response; None stops the writer.
+        self._queue: queue.Queue[tuple[int, list[ServedItem]] | None] = queue.Queue(
+            maxsize=max_pending
+        )
+        # Responses are numbered as they are submitted; ``_stored_through`` is the highest
+        # number up to which every response is stored (or failed). A flush waits for the
+        # number it saw, not for an empty queue, which steady traffic may never leave.
+        self._progress = threading.Condition()
+        self._submitted = 0
+        self._stored_through = 0
+        self._stored_beyond: set[int] = set()  # stored, but an earlier one is not yet
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
         self._thread.start()
         self._closed = False
@@ -32,11 +43,18 @@ class ServedLogWriter:
     def submit(self, items: Sequence[ServedItem]) -> None:
         """Queue items for storage (blocks only when ``max_pending`` responses are waiting)."""
         if items and not self._closed:
-            self._queue.put(list(items))
+            with self._progress:
+                self._submitted += 1
+                number = self._submitted
+            self._queue.put((number, list(items)))
 
     def flush(self) -> None:
         """Return once every item submitted so far is stored (or failed and was logged)."""
-        self._queue.join()
+        with self._progress:
+            wanted = self._submitted
+            self._progress.wait_for(
+                lambda: self._stored_through >= wanted or not self._thread.is_alive()
+            )
 
     def close(self) -> None:
         if self._closed:
@@ -49,11 +67,10 @@ class ServedLogWriter:
         while True:
             first = self._queue.get()
             if first is None:
-                self._queue.task_done()
                 return
             batches = [first]
             stop = False
-            while sum(len(b) for b in batches) < _MAX_BATCH:
+            while sum(len(b) for _, b in batches) < _MAX_BATCH:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -63,10 +80,14 @@ class ServedLogWriter:
                     break
                 batches.append(more)
             try:
-                self._engagement.log_served([item for batch in batches for item in batch])
+                self._engagement.log_served([item for _, batch in batches for item in batch])
             except Exception:  # the store is failing; requests go on, the loss is logged
                 logger.exception("logging %d served responses failed", len(batches))
-            for _ in range(len(batches) + (1 if stop else 0)):
-                self._queue.task_done()
+            with self._progress:
+                self._stored_beyond.update(number for number, _ in batches)
+                while self._stored_through + 1 in self._stored_beyond:
+                    self._stored_through += 1
+                    self._stored_beyond.remove(self._stored_through)
+                self._progress.notify_all()
             if stop:
                 return
