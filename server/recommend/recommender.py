@@ -756,7 +756,9 @@ class Recommender:
             return entry.nearest[key]
         proposals = src.as_tuples(src.nearest(ctx))
         if default and keep:
-            entry.nearest[key] = proposals
+            # A new dict, not an insert: the user cache measures entries as other requests
+            # (another surface) read them, and iterating a dict that grows meanwhile raises.
+            entry.nearest = {**entry.nearest, key: proposals}
         return proposals
 
     def _catalogue(
@@ -777,7 +779,7 @@ class Recommender:
             return kept[1]
         proposals = src.proposals_of(ctx, src.CATALOGUE_SOURCES)
         if keep:
-            entry.catalogue[key] = (version, proposals)
+            entry.catalogue = {**entry.catalogue, key: (version, proposals)}  # as ``nearest``
         return proposals
 
     def _snapshot_sources(
