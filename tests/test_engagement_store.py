@@ -188,6 +188,9 @@ def test_served_items_round_trip_and_relogging_is_a_no_op(store: SqliteEngagemen
     store.log_served(items[:1])
     assert list(store.iter_served()) == items
     assert list(store.iter_served(since=NOW)) == []
+    ts = items[0].timestamp
+    assert list(store.iter_served(since=ts, until=ts)) == items
+    assert list(store.iter_served(until=ts - 1)) == []
 
 
 def test_trimming_deletes_only_served_items_older_than_the_cut(

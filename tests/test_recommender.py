@@ -31,7 +31,7 @@ from mediarec.server.recommend.profile import UserProfile
 from mediarec.server.recommend.ranker import RankerModel, save_ranker
 from mediarec.server.recommend.recommender import Recommender
 from mediarec.server.recommend.settings import DAY_S, RecommendSettings
-from mediarec.server.recommend.state import CoEngagement, build_coengagement
+from mediarec.server.recommend.state import CoEngagement, build_coengagement, build_state
 from mediarec.server.recommend.types import (
     Context,
     Event,
@@ -39,6 +39,7 @@ from mediarec.server.recommend.types import (
     RecFilter,
     RecItem,
     RecRequest,
+    ServedItem,
     Surface,
 )
 from mediarec.server.service_errors import InvalidArgumentError, NotFoundError, PreconditionError
@@ -405,6 +406,21 @@ def test_a_ranking_kept_for_paging_does_not_keep_the_profile_alive(world) -> Non
         assert not [p for p in profiles if p.user_id == "bg2"]
     finally:
         r.close()
+
+
+def test_a_rebuild_reads_pages_served_up_to_its_start_only(world, tmp_path) -> None:
+    # Pages served while a rebuild scans the log are counted live, and those counts stay when
+    # it finishes: the rebuild must not read them too.
+    engagement = open_engagement_store(tmp_path)
+    try:
+        served = [
+            ServedItem(f"r{n}", "u", "c0-p0", 0, 1.0, 1.0, (), {}, NOW + n - 1) for n in range(3)
+        ]
+        engagement.log_served(served)  # at NOW - 1, NOW and NOW + 1
+        state = build_state(engagement, world.store, RecommendSettings(), NOW)
+        assert state.impression_rows.at(state.rows_of(["c0-p0"])).tolist() == [2.0]
+    finally:
+        engagement.close()
 
 
 def test_deleted_posts_disappear(world, rec) -> None:

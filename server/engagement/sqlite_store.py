@@ -225,13 +225,16 @@ class SqliteEngagementStore:
                 rows,
             )
 
-    def iter_served(self, *, since: float | None = None) -> Iterator[ServedItem]:
-        """Every logged impression with ``ts >= since`` (all if None), oldest first."""
+    def iter_served(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> Iterator[ServedItem]:
+        """Every logged impression with ``since <= ts <= until`` (either open when None),
+        oldest first."""
+        conditions = [c for c, v in (("ts >= ?", since), ("ts <= ?", until)) if v is not None]
+        params = tuple(v for v in (since, until) if v is not None)
         sql = f"SELECT {_SERVED_COLUMNS} FROM served"
-        params: tuple[Any, ...] = ()
-        if since is not None:
-            sql += " WHERE ts >= ?"
-            params = (since,)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY ts, request_id, position"
         for row in self._scan(sql, params):
             yield _served_from_row(row)

@@ -482,7 +482,9 @@ def build_state(
     acc = _Accumulator(settings)
     for event in engagement.iter_events():
         acc.add_event(event)
-    for served in engagement.iter_served(since=now - settings.served_window_s):
+    # Up to ``now``, the rebuild's start: pages served while it scans are counted live (their
+    # counts stay when it finishes), so reading them here too would count them twice.
+    for served in engagement.iter_served(since=now - settings.served_window_s, until=now):
         acc.add_served(served)
     engaged = list(acc.item_engagements)
     if with_collab:  # every item engaged with in any way, not only the positively engaged

@@ -122,7 +122,11 @@ class EngagementStore(Protocol):
 
     def log_served(self, items: Sequence[ServedItem]) -> None: ...
 
-    def iter_served(self, *, since: float | None = None) -> Iterator[ServedItem]: ...
+    def iter_served(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> Iterator[ServedItem]:
+        """Logged impressions with ``since <= ts <= until`` (either open when None)."""
+        ...
 
     def trim_served(self, before: float) -> int:
         """Delete served impressions older than ``before``; returns how many."""
