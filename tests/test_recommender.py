@@ -367,7 +367,7 @@ def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> N
     try:
         r.recommend(RecRequest("bg0", k=10, context=EVENING))  # keeps bg0's snapshot work
         gc.collect()
-        graphs = sum(isinstance(o, CoEngagement) for o in gc.get_objects())
+        graphs = sum(type(o) is CoEngagement for o in gc.get_objects())
         version = r.state_info().version
         world.log(r, [world.event("snapshot-probe", EventKind.VIEW, media_id="c0-p0")])
         deadline = time.monotonic() + 60
@@ -375,7 +375,7 @@ def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> N
             time.sleep(0.05)
         assert r.state_info().version > version  # a rebuild replaced the snapshot
         gc.collect()
-        assert sum(isinstance(o, CoEngagement) for o in gc.get_objects()) == graphs
+        assert sum(type(o) is CoEngagement for o in gc.get_objects()) == graphs
     finally:
         r.close()
 
@@ -402,7 +402,7 @@ def test_a_ranking_kept_for_paging_does_not_keep_the_profile_alive(world) -> Non
         assert r.recommend(RecRequest("bg2", k=5, context=EVENING)).next_cursor
         world.log(r, [world.event("bg2", EventKind.VIEW, media_id="c1-p1")])  # drops bg2's entry
         gc.collect()
-        profiles = [o for o in gc.get_objects() if isinstance(o, UserProfile)]
+        profiles = [o for o in gc.get_objects() if type(o) is UserProfile]
         assert not [p for p in profiles if p.user_id == "bg2"]
     finally:
         r.close()
