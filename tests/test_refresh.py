@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -153,4 +154,28 @@ def test_enough_events_move_a_later_deferred_rebuild_earlier() -> None:
     assert r.built.wait(5)  # type: ignore[attr-defined]
     settle(r)
     assert len(builds) == 1
+    r.close()
+
+
+def test_pages_served_while_a_rebuild_waits_to_start_queue_no_second_one() -> None:
+    clock = Clock()
+    builds: list[float] = []
+    release = threading.Event()
+
+    def rebuild() -> None:
+        builds.append(clock.now)
+        release.wait(5)
+
+    r = Refresher(rebuild, SETTINGS, monotonic=clock)
+    refresh = threading.Thread(target=r.run_now)  # a Refresh in flight holds the build lock
+    refresh.start()
+    while not builds:
+        time.sleep(0.01)
+    clock.now += 901.0
+    for _ in range(20):  # the first page starts a background rebuild, which waits its turn
+        r.notify_served(20)
+    release.set()
+    refresh.join(5)
+    settle(r)
+    assert len(builds) == 2  # the Refresh and one background rebuild, not a third after it
     r.close()

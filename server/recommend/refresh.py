@@ -46,6 +46,8 @@ class Refresher:
         self._closed = False
         self._deferred: threading.Timer | None = None  # a rebuild due when an interval ends
         self._deferred_at = float("inf")  # when it fires (monotonic)
+        # Bumped whenever a rebuild takes the pending work: a timer set before then is stale.
+        self._generation = 0
 
     @property
     def running(self) -> bool:
@@ -80,34 +82,40 @@ class Refresher:
                 defer_s = None
             else:
                 defer_s = (s.refresh_min_interval_s if enough else s.refresh_max_interval_s) - since
+            generation = self._generation
         if due:
             self.request()
         elif defer_s is not None:
-            self._defer(defer_s)
+            self._defer(defer_s, generation)
 
-    def _defer(self, delay_s: float) -> None:
+    def _defer(self, delay_s: float, generation: int) -> None:
         # Without this, a burst that ends inside the interval (an import right after start-up),
         # or a few events followed by silence, would wait for the next event to be picked up,
         # which may never come. One timer at a time: the earliest wins.
         with self._lock:
+            if self._closed or generation != self._generation:  # a rebuild took the work
+                return
             fires_at = self._monotonic() + max(0.0, delay_s)
             alive = self._deferred is not None and self._deferred.is_alive()
-            if self._closed or (alive and self._deferred_at <= fires_at):
+            if alive and self._deferred_at <= fires_at:
                 return
             if self._deferred is not None:
                 self._deferred.cancel()
-            self._deferred = threading.Timer(max(0.0, delay_s), self._deferred_due)
+            self._deferred = threading.Timer(
+                max(0.0, delay_s), self._deferred_due, args=(generation,)
+            )
             self._deferred.daemon = True
             self._deferred_at = fires_at
             self._deferred.start()
 
-    def _deferred_due(self) -> None:
+    def _deferred_due(self, generation: int) -> None:
         # The timer was set for when a rule becomes due. A rebuild since the deferral (Refresh,
-        # an import, the count rule) cancels it and takes the pending work in; then there is
-        # nothing to do.
+        # an import, the count rule) took the pending work in; then there is nothing to do.
         with self._lock:
-            pending = self._pending_events > 0 or self._pending_served > 0
-        if pending:
+            due = generation == self._generation and (
+                self._pending_events > 0 or self._pending_served > 0
+            )
+        if due:
             self.request()
 
     def request(self) -> None:
@@ -119,6 +127,9 @@ class Refresher:
                 self._again = True
                 return
             self._running = True
+            # Taken now, not when the thread gets going: until then every page served would
+            # still find the rule due and queue a second rebuild right after this one.
+            self._take_pending()
             self._thread = threading.Thread(
                 target=self._loop, name="recommend-refresh", daemon=True
             )
@@ -160,10 +171,15 @@ class Refresher:
 
     def _run_once(self) -> None:
         with self._lock:
-            self._pending_events = 0
-            self._pending_served = 0
-            self._last_started = self._monotonic()
-            if self._deferred is not None:
-                self._deferred.cancel()
-                self._deferred = None
+            self._take_pending()
         self._rebuild()
+
+    def _take_pending(self) -> None:
+        """A rebuild is starting and reads everything logged so far (the lock is held)."""
+        self._pending_events = 0
+        self._pending_served = 0
+        self._last_started = self._monotonic()
+        self._generation += 1
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
