@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+
+import pytest
 
 from mediarec.server.recommend.servedlog import ServedLogWriter
 from mediarec.server.recommend.types import ServedItem
@@ -44,16 +47,19 @@ def test_a_flush_returns_under_steady_traffic_with_everything_before_it_stored()
     try:
         time.sleep(0.05)
         writer.submit([item("mine")])
-        done = threading.Event()
-        flusher = threading.Thread(target=lambda: (writer.flush(), done.set()))
-        flusher.start()
-        assert done.wait(10), "flush never returned while traffic went on"
+        assert returns_soon(writer.flush), "flush never returned while traffic went on"
         assert "mine" in store.stored
     finally:
         stop.set()
         for t in threads:
             t.join()
         writer.close()
+
+
+def returns_soon(call: Callable[[], None]) -> bool:
+    done = threading.Event()
+    threading.Thread(target=lambda: (call(), done.set()), daemon=True).start()
+    return done.wait(5)
 
 
 def test_close_stores_what_was_submitted() -> None:
@@ -63,4 +69,17 @@ def test_close_stores_what_was_submitted() -> None:
         writer.submit([item(f"r{n}")])
     writer.close()
     assert sorted(store.stored) == sorted(f"r{n}" for n in range(50))
-    writer.flush()  # returns at once once the writer has stopped
+    assert returns_soon(writer.flush)  # nothing is left to wait for
+
+
+class DyingStore:
+    def log_served(self, items: list[ServedItem]) -> None:
+        raise SystemExit  # not an Exception: the writer thread ends
+
+
+def test_a_flush_returns_when_the_writer_has_died(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the death is expected
+    writer = ServedLogWriter(DyingStore())  # type: ignore[arg-type]
+    writer.submit([item("a")])
+    assert returns_soon(writer.flush)
+    writer.close()  # joins the dead thread, so its end is reported while the hook is patched

@@ -4,8 +4,9 @@ A durable SQLite commit costs an fsync (milliseconds); a Recommend response shou
 for it. The served log is training data, not something a client was promised, so the trade is
 a crash losing the last moments of it. Fatigue does not depend on it: the recommender counts
 impressions in memory as it serves. ``flush()`` waits until everything submitted before it is
-stored (a rebuild, ``forget_user`` and ``close`` call it, so a forgotten user's impressions never
-land later); what other requests submit meanwhile does not hold it up.
+stored (a rebuild and ``forget_user`` call it, so a forgotten user's impressions never land
+later); what other requests submit meanwhile does not hold it up. ``close()`` stores what was
+submitted before it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ServedLogWriter:
         self._submitted = 0
         self._stored_through = 0
         self._stored_beyond: set[int] = set()  # stored, but an earlier one is not yet
+        self._stopped = False  # the writer has returned (closed, or died): nothing more lands
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
         self._thread.start()
         self._closed = False
@@ -49,12 +51,11 @@ class ServedLogWriter:
             self._queue.put((number, list(items)))
 
     def flush(self) -> None:
-        """Return once every item submitted so far is stored (or failed and was logged)."""
+        """Return once every item submitted so far is stored (or failed and was logged), or
+        once the writer has stopped."""
         with self._progress:
             wanted = self._submitted
-            self._progress.wait_for(
-                lambda: self._stored_through >= wanted or not self._thread.is_alive()
-            )
+            self._progress.wait_for(lambda: self._stored_through >= wanted or self._stopped)
 
     def close(self) -> None:
         if self._closed:
@@ -64,6 +65,14 @@ class ServedLogWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._write_until_stopped()
+        finally:
+            with self._progress:
+                self._stopped = True
+                self._progress.notify_all()
+
+    def _write_until_stopped(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
