@@ -366,6 +366,7 @@ def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> N
                          precompute_users=0)  # fmt: skip
     try:
         r.recommend(RecRequest("bg0", k=10, context=EVENING))  # keeps bg0's snapshot work
+        assert r.wait_for_refresh(60)  # the constructor's own rebuild, if still running
         gc.collect()
         graphs = sum(type(o) is CoEngagement for o in gc.get_objects())
         version = r.state_info().version
@@ -374,6 +375,7 @@ def test_a_cached_user_does_not_keep_a_replaced_snapshot_graph_alive(world) -> N
         while r.state_info().version == version and time.monotonic() < deadline:
             time.sleep(0.05)
         assert r.state_info().version > version  # a rebuild replaced the snapshot
+        assert r.wait_for_refresh(60)
         gc.collect()
         assert sum(type(o) is CoEngagement for o in gc.get_objects()) == graphs
     finally:
@@ -384,6 +386,7 @@ def test_serving_without_events_still_rebuilds_after_the_longest_interval(world)
     # Served pages wait in memory (fatigue, the served log) until a rebuild takes them in.
     r = make_recommender(world, refresh_max_interval_s=0.5, precompute_users=0)
     try:
+        assert r.wait_for_refresh(60)  # the constructor's own rebuild, if still running
         version = r.state_info().version
         r.recommend(RecRequest("bg1", k=10, context=EVENING))  # served, no event logged
         deadline = time.monotonic() + 30

@@ -758,6 +758,7 @@ class Recommender:
         if default and keep:
             # A new dict, not an insert: the user cache measures entries as other requests
             # (another surface) read them, and iterating a dict that grows meanwhile raises.
+            # Two surfaces stored at once may lose one of them: it is computed again.
             entry.nearest = {**entry.nearest, key: proposals}
         return proposals
 
@@ -935,13 +936,17 @@ class Recommender:
 
     def _rebuild(self) -> None:
         started = time.monotonic()
-        # Served impressions must be in the store before the rebuild reads it: the live
-        # counts of them are dropped when it finishes.
-        self._served_log.flush()
+        # The snapshot's time, read before the handover: it reads impressions served up to it,
+        # and pages served after the handover stay counted live.
+        now = self._clock()
+        # The live counts handed over here are dropped when the rebuild finishes, so the
+        # impressions behind them must be in the store before it reads it: flushed after the
+        # handover, which pages served meanwhile cannot slip past.
         self._live.start_rebuild()
+        self._served_log.flush()
         try:
             state = build_state(
-                self._engagement, self._store, self._settings, self._clock(),
+                self._engagement, self._store, self._settings, now,
                 with_collab=self._wants_collab,
             )  # fmt: skip
         except BaseException:

@@ -483,7 +483,9 @@ def build_state(
     for event in engagement.iter_events():
         acc.add_event(event)
     # Up to ``now``, the rebuild's start: pages served while it scans are counted live (their
-    # counts stay when it finishes), so reading them here too would count them twice.
+    # counts stay when it finishes), so reading them here too would count them twice. A page
+    # whose request began before the start and was served after it still can: the request's
+    # time stamps its rows.
     for served in engagement.iter_served(since=now - settings.served_window_s, until=now):
         acc.add_served(served)
     engaged = list(acc.item_engagements)
