@@ -1,6 +1,6 @@
 """A ranking kept compactly (arrays per position); entries are built only for pages served.
 
-Building an item's breakdown, reasons and training features costs ~0.1 ms; a ranking is
+Building an item's breakdown, reasons and training features is per-item Python; a ranking is
 ``rank_depth`` deep but most clients read one page, so only the pages asked for pay for it.
 A ranking is kept for paging after the request, so it holds only what those entries read: no
 item vectors and no profile (``SlateItem``, ``ReasonProfile``).
