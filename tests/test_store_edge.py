@@ -3,6 +3,7 @@ requests, the single-process lock, and durability of acknowledged writes across 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -364,3 +365,24 @@ def test_hits_without_payload_name_the_right_media_across_writes_and_reopen(
     assert found["m7"] == "photo" and len(found) == 5
     assert len(reopened._hit_keys) == 5  # what it read back, it now remembers
     reopened.close()
+
+
+def test_wal_sync_asks_for_a_full_flush_when_a_segment_is_renamed_while_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edge's WAL renames segments from other threads (a preallocated `tmp-open-N` made
+    ready, a full `open-N` retired to `closed-...`); a name that is gone by the time it is
+    opened must neither fail the write nor pass for synced: the caller then flushes."""
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    (wal / "open-1").write_bytes(b"acknowledged")
+    real_scandir = os.scandir
+
+    def scandir_then_retire(path: str | Path) -> contextlib.nullcontext[list[os.DirEntry[str]]]:
+        with real_scandir(path) as listing:
+            entries = list(listing)
+        (wal / "open-1").rename(wal / "closed-0")
+        return contextlib.nullcontext(entries)
+
+    monkeypatch.setattr(edge_shard.os, "scandir", scandir_then_retire)
+    assert not edge_shard._sync_wal(tmp_path)

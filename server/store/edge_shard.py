@@ -376,9 +376,18 @@ def _sync_wal(shard_dir: Path) -> bool:
     wal = shard_dir / "wal"
     if not wal.is_dir():
         return False
-    for entry in os.scandir(wal):
-        if entry.is_file(follow_symlinks=False):
-            _fsync_path(entry.path)
+    with os.scandir(wal) as entries:
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                _fsync_path(entry.path)
+            except FileNotFoundError:
+                # Renamed since the listing: a preallocated `tmp-open-N` made ready, or a full
+                # `open-N` retired to `closed-...` by a concurrent write, which holds
+                # acknowledged writes under a name this pass did not sync. The caller's full
+                # flush covers both.
+                return False
     _fsync_path(str(wal))
     return True
 
