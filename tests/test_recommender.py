@@ -12,6 +12,7 @@ import gc
 import itertools
 import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -627,6 +628,69 @@ def test_forget_user_leaves_no_trace(world, rec) -> None:
     slate = rec.recommend(RecRequest("leaver", k=10)).items
     assert not any(r.startswith(("similar to", "matches your interest")) for i in slate
                    for r in i.reasons)
+
+
+def test_a_request_in_flight_when_its_user_is_forgotten_stores_nothing(
+    world, rec, monkeypatch
+) -> None:
+    """Forgetting a user while their Recommend call ranks: the call is answered, but its page
+    is neither logged as served nor kept for paging once the user's data is gone."""
+    world.log(rec, [world.event("midway", EventKind.LIKE, media_id=world.with_colour("red")[0])])
+    ranked, forgotten = threading.Event(), threading.Event()
+    real_page = rec._page
+
+    def page_then_wait(*args, **kwargs):
+        out = real_page(*args, **kwargs)
+        ranked.set()
+        assert forgotten.wait(30)
+        return out
+
+    monkeypatch.setattr(rec, "_page", page_then_wait)
+    responses = []
+    caller = threading.Thread(
+        target=lambda: responses.append(rec.recommend(RecRequest("midway", k=5)))
+    )
+    caller.start()
+    assert ranked.wait(30)
+    rec.forget_user("midway")
+    forgotten.set()
+    caller.join(30)
+    assert responses and responses[0].items
+    assert not responses[0].next_cursor  # a cursor into a ranking that is kept nowhere
+    rec.flush_served()
+    assert not [s for s in world.engagement.iter_served() if s.user_id == "midway"]
+    assert not rec._live.served_keys(rec.state, "midway")
+
+
+def test_a_request_that_starts_while_its_user_is_forgotten_stores_nothing(
+    world, rec, monkeypatch
+) -> None:
+    """A call that starts while the forget deletes may rank on rows being deleted: it stores
+    nothing either, not even after the forget returns."""
+    world.log(rec, [world.event("halfway", EventKind.LIKE, media_id=world.with_colour("red")[0])])
+    deleting = threading.Event()
+    real_forget = world.engagement.forget_user
+    responses = []
+
+    def forget_while_a_request_runs(user_id):
+        deleting.set()
+        caller = threading.Thread(
+            target=lambda: responses.append(rec.recommend(RecRequest("halfway", k=5)))
+        )
+        caller.start()
+        caller.join(30)
+        return real_forget(user_id)
+
+    monkeypatch.setattr(world.engagement, "forget_user", forget_while_a_request_runs)
+    rec.forget_user("halfway")
+    assert deleting.is_set() and responses and responses[0].items
+    assert not responses[0].next_cursor
+    rec.flush_served()
+    assert not [s for s in world.engagement.iter_served() if s.user_id == "halfway"]
+    fresh = rec.recommend(RecRequest("halfway", k=5))  # a request after the forget stores
+    assert fresh.next_cursor
+    rec.flush_served()
+    assert [s for s in world.engagement.iter_served() if s.user_id == "halfway"]
 
 
 def test_active_users_are_warmed_ahead_and_their_events_drop_the_warm_work(

@@ -34,6 +34,7 @@ from mediarec.server.recommend import sources as src
 from mediarec.server.recommend.collab import CollabModel, UserHistory, UserScores
 from mediarec.server.recommend.diversity import collapse_near_duplicates, merge_pages, mmr_rank
 from mediarec.server.recommend.features import Candidates, FeatureTable, compute_features
+from mediarec.server.recommend.forget_fence import ForgetFence
 from mediarec.server.recommend.hits import HitCounts
 from mediarec.server.recommend.items import ItemCache, item_filter
 from mediarec.server.recommend.learned import (
@@ -141,6 +142,7 @@ class Recommender:
         self._seeds = np.random.SeedSequence(seed)
         self._rng_lock = threading.Lock()
         self._served_log = ServedLogWriter(engagement)
+        self._fence = ForgetFence()
         self._state_version = 0  # grows with every finished rebuild
         self._rebuild_seconds = Buckets(REBUILD_SECOND_BOUNDS)
         self._refresher = Refresher(self._rebuild, settings)
@@ -172,17 +174,24 @@ class Recommender:
         if not request.user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
         now = request.now if request.now is not None else self._clock()
+        ticket = self._fence.ticket()
         if request.cursor:
             ranking, offset = self._rankings.get(request.cursor, request.user_id)
         else:
             ranking, offset = self._rank(request, k, now), 0
-        page = self._page(ranking, offset, k, now, log=not request.dry_run)
-        # Kept after its first page is built: sizing it reads a built entry, which a learned
-        # ranker would otherwise explain on its own. A dry run keeps none: a kept ranking
-        # could evict someone else's cursor.
-        if not request.cursor and not request.dry_run:
-            self._rankings.put(ranking)
-        return replace(page, next_cursor="") if request.dry_run else page
+        page, served = self._page(ranking, offset, k, now)
+        if request.dry_run:
+            return replace(page, next_cursor="")
+        with self._fence.storing(request.user_id, ticket) as allowed:
+            if not allowed:  # forgotten meanwhile: the page is answered, and kept nowhere
+                return replace(page, next_cursor="")
+            self._log_served(served)
+            # Kept after its first page is built: sizing it reads a built entry, which a
+            # learned ranker would otherwise explain on its own. A dry run keeps none: a kept
+            # ranking could evict someone else's cursor.
+            if not request.cursor:
+                self._rankings.put(ranking)
+        return page
 
     def similar(
         self, media_id: str, user_id: str, k: int, filter: RecFilter, *, dry_run: bool = False
@@ -313,16 +322,20 @@ class Recommender:
         """Delete the user's stored data and every derived in-memory state of theirs."""
         if not user_id:
             raise InvalidArgumentError("user_id", "a user id is required")
-        self._served_log.flush()  # no impression of theirs may land after the delete
-        self._precompute.cancel(user_id)  # nor a profile (or search vectors) of theirs
-        # Their interest and search texts may sit in the text-vector cache: evict them too.
-        texts = [t.text for t in self._profiles.build(user_id, self._engagement, self._clock())
-                 .interests]
-        report = self._engagement.forget_user(user_id)
-        derived = self._live.forget_user(user_id, self._state)
-        derived += self._rankings.forget_user(user_id)
-        derived += 1 if self._users.invalidate(user_id) else 0
-        derived += self._texts.forget(texts)
+        # Requests of theirs store nothing until this ends, nor later if they started before;
+        # what they stored earlier is in the served log once it is flushed: no impression of
+        # theirs may land after the delete.
+        with self._fence.forgetting(user_id):
+            self._served_log.flush()
+            self._precompute.cancel(user_id)  # nor a profile (or search vectors) of theirs
+            # Their interest and search texts may sit in the text-vector cache: evict them too.
+            profile = self._profiles.build(user_id, self._engagement, self._clock())
+            texts = [t.text for t in profile.interests]
+            report = self._engagement.forget_user(user_id)
+            derived = self._live.forget_user(user_id, self._state)
+            derived += self._rankings.forget_user(user_id)
+            derived += 1 if self._users.invalidate(user_id) else 0
+            derived += self._texts.forget(texts)
         # Aggregates (co-engagement, trending, cohorts) lose the user's part at the next
         # rebuild, which starts now.
         self._refresher.request()
@@ -654,9 +667,10 @@ class Recommender:
         return bandit.prior_mean(match, s.explore_prior_base, s.explore_prior_gain)
 
     def _page(
-        self, ranking: Ranking, offset: int, k: int, now: float, *, log: bool = True
-    ) -> RecResponse:
-        """The next ``k`` entries from ``offset`` that still exist; logs them as served."""
+        self, ranking: Ranking, offset: int, k: int, now: float
+    ) -> tuple[RecResponse, list[ServedItem]]:
+        """The next ``k`` entries from ``offset`` that still exist, and the rows that log
+        them as served."""
         page: list[tuple[int, RankedEntry]] = []
         payloads: dict[str, Mapping[str, Any]] = {}
         pos = offset
@@ -682,11 +696,13 @@ class Recommender:
             )
             for (n, entry), item in zip(page, items, strict=True)
         ]
-        if served and log:
+        return RecResponse(ranking.request_id, tuple(items), next_cursor, payloads), served
+
+    def _log_served(self, served: Sequence[ServedItem]) -> None:
+        if served:
             self._live.add_served(served)
             self._served_log.submit(served)
             self._refresher.notify_served(len(served))
-        return RecResponse(ranking.request_id, tuple(items), next_cursor, payloads)
 
     def _with_frames(
         self, entries: Sequence[RankedEntry], vectors: Mapping[str, np.ndarray]
