@@ -94,3 +94,30 @@ def test_a_kept_text_vector_does_not_hold_its_whole_batch() -> None:
     texts.embed([f"text-{i:02d}" for i in range(50)])  # one batch; only the last is kept
     (kept,) = texts._cache.values()
     assert kept.base is None and kept.nbytes == 64 * 4
+
+
+class ForgettingEncoder(CountingEncoder):
+    """While ``cache`` is set, forgets the texts it embeds as it embeds them, as a ForgetUser
+    running meanwhile would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache: TextEmbedder | None = None
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        if self.cache is not None:
+            self.cache.forget(texts)
+        return super().embed_texts(texts)
+
+
+def test_texts_forgotten_while_they_are_embedded_are_not_kept() -> None:
+    """A forgotten user's interests, read before their rows went and embedded after, must not
+    come back into the cache; the call that embeds them still gets their vectors."""
+    encoder = ForgettingEncoder()
+    texts = TextEmbedder(encoder, max_entries=100)  # type: ignore[arg-type]
+    encoder.cache = texts
+    assert texts.embed(["hiking", "cats"]).shape == (2, 64)
+    assert texts.size_bytes == 0 and not texts._cache
+    encoder.cache = None  # no forget meanwhile: kept
+    texts.embed(["hiking"])
+    assert list(texts._cache) == ["hiking"]

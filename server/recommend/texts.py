@@ -28,6 +28,7 @@ class TextEmbedder:
         self._max_bytes = max_bytes  # 0: no bound in bytes
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
+        self._forgets = 0  # calls of forget() so far
         self._lock = threading.Lock()
 
     @property
@@ -52,6 +53,7 @@ class TextEmbedder:
             return np.zeros((0, self._encoder.dim), dtype=np.float32)
         found: dict[str, np.ndarray] = {}
         with self._lock:
+            forgets = self._forgets
             for text in texts:
                 if text in self._cache:
                     self._cache.move_to_end(text)
@@ -60,8 +62,13 @@ class TextEmbedder:
         if missing:
             vectors = l2_normalize(self._encoder.embed_texts(missing))
             with self._lock:
+                # A forget meanwhile may have been of these texts (a forgotten user's, read
+                # before their rows were deleted): this call uses them but keeps none.
+                keep = self._forgets == forgets
                 for text, vector in zip(missing, vectors, strict=True):
                     found[text] = vector
+                    if not keep:
+                        continue
                     old = self._cache.pop(text, None)
                     if old is not None:  # another request embedded it meanwhile
                         self._bytes -= _entry_bytes(text, old)
@@ -81,6 +88,7 @@ class TextEmbedder:
         """Drop cached vectors of ``texts`` (a forgotten user's interests and searches)."""
         dropped = 0
         with self._lock:
+            self._forgets += 1
             for text in set(texts):
                 vector = self._cache.pop(text, None)
                 if vector is not None:
