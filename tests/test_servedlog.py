@@ -83,3 +83,37 @@ def test_a_flush_returns_when_the_writer_has_died(monkeypatch: pytest.MonkeyPatc
     writer.submit([item("a")])
     assert returns_soon(writer.flush)
     writer.close()  # joins the dead thread, so its end is reported while the hook is patched
+
+
+class BlockedThenDyingStore:
+    """Holds the first commit until ``release`` is set, then ends the writer thread."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def log_served(self, items: list[ServedItem]) -> None:
+        self.entered.set()
+        self.release.wait(10)
+        raise SystemExit
+
+
+def test_a_submit_waiting_for_room_returns_when_the_writer_has_died(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Recommend call waits in submit() inside the forget fence: if it never returned, a
+    # ForgetUser of its user would wait for it for good.
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the death is expected
+    store = BlockedThenDyingStore()
+    writer = ServedLogWriter(store, max_pending=1)  # type: ignore[arg-type]
+    writer.submit([item("taken")])  # the writer holds it in the blocked commit
+    assert store.entered.wait(10)
+    writer.submit([item("queued")])  # the queue is full now
+    done = threading.Event()
+    threading.Thread(
+        target=lambda: (writer.submit([item("waiting")]), done.set()), daemon=True
+    ).start()
+    assert not done.wait(0.2)  # waits for room
+    store.release.set()  # the writer dies without taking anything more off the queue
+    assert done.wait(5)
+    assert returns_soon(writer.flush)
+    writer.close()  # the queue is still full: closing must not wait for room either

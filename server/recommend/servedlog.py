@@ -21,6 +21,7 @@ from mediarec.server.recommend.types import EngagementStore, ServedItem
 logger = logging.getLogger(__name__)
 
 _MAX_BATCH = 2000
+_PUT_RETRY_S = 0.5  # how often a submit that waits for room checks that the writer still runs
 
 
 class ServedLogWriter:
@@ -43,12 +44,13 @@ class ServedLogWriter:
         self._closed = False
 
     def submit(self, items: Sequence[ServedItem]) -> None:
-        """Queue items for storage (blocks only when ``max_pending`` responses are waiting)."""
+        """Queue items for storage (blocks only when ``max_pending`` responses are waiting,
+        and gives up once the writer has stopped: nothing would take them off the queue)."""
         if items and not self._closed:
             with self._progress:
                 self._submitted += 1
                 number = self._submitted
-            self._queue.put((number, list(items)))
+            self._put((number, list(items)))
 
     def flush(self) -> None:
         """Return once every item submitted so far is stored (or failed and was logged), or
@@ -61,8 +63,18 @@ class ServedLogWriter:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._put(None)
         self._thread.join()
+
+    def _put(self, entry: tuple[int, list[ServedItem]] | None) -> None:
+        """Queue ``entry``, waiting for room while the writer runs (a dead one frees none)."""
+        while True:
+            try:
+                self._queue.put(entry, timeout=_PUT_RETRY_S)
+                return
+            except queue.Full:
+                if self._stopped:
+                    return
 
     def _run(self) -> None:
         try:
