@@ -366,12 +366,13 @@ class ManagedShard:
 
 
 def _sync_wal(shard_dir: Path) -> bool:
-    """fsync the shard's write-ahead log (files and directory); False if it isn't where expected.
+    """fsync the shard's write-ahead log (files and directory); False if it isn't where expected
+    or a segment was renamed while it synced.
 
     Edge appends each update to its WAL through a shared mmap and syncs nothing until flush();
     fsync on the WAL files writes those pages, and a reopen replays them. It releases the GIL,
-    unlike flush(). A layout change in a future Edge makes this return False, and the caller
-    then falls back to a full flush.
+    unlike flush(). On False (a layout change in a future Edge, or a rename racing the sync)
+    the caller falls back to a full flush.
     """
     wal = shard_dir / "wal"
     if not wal.is_dir():
