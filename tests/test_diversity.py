@@ -27,6 +27,15 @@ def test_declared_duplicate_groups_fold_even_when_vectors_differ() -> None:
     assert result.folded == {0: [2]}
 
 
+def test_empty_group_keys_join_nothing_and_groups_fold_in_score_order() -> None:
+    v = unit(np.eye(6))  # no two vectors alike: only the keys can join items
+    result = collapse_near_duplicates(
+        [5, 4, 3, 2, 1, 0], v, 0.95, groups=["a", "b", "", "a", "", "a"]
+    )
+    assert result.keep == [5, 4, 2, 1]
+    assert result.folded == {5: [3, 0]}
+
+
 def test_lambda_one_is_plain_relevance_order() -> None:
     v = unit(np.random.default_rng(0).normal(size=(6, 4)))
     rel = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.2])

@@ -39,9 +39,15 @@ def collapse_near_duplicates(
     )
     keys = [groups[i] for i in order] if groups is not None else []
     if keys and len(set(keys)) < len(keys):
-        codes = {k: n for n, k in enumerate(dict.fromkeys(keys))}
-        g = np.array([codes[k] for k in keys])
-        close |= (g[:, None] == g[None, :]) & np.array([bool(k) for k in keys])[:, None]
+        # Only the few keys shared by several candidates join pairs: marked group by group
+        # rather than by comparing every pair of keys.
+        positions: dict[str, list[int]] = {}
+        for pos, key in enumerate(keys):
+            if key:
+                positions.setdefault(key, []).append(pos)
+        for same in positions.values():
+            if len(same) > 1:
+                close[np.ix_(same, same)] = True
     np.fill_diagonal(close, False)
     keep: list[int] = []
     folded: dict[int, list[int]] = {}
@@ -99,7 +105,8 @@ def mmr_rank(
         open_value[i] = -np.inf
     # Creators as integer codes; "" (unknown creator) is never capped.
     names = {c: i for i, c in enumerate(dict.fromkeys(creators))}
-    codes = np.fromiter((names[c] for c in creators), dtype=np.int64, count=n)
+    code_of = [names[c] for c in creators]
+    codes = np.array(code_of, dtype=np.int64)
     uncapped = names.get("", -1)
     page_counts: dict[int, int] = {}
     capped = np.zeros(n)
@@ -107,6 +114,12 @@ def mmr_rank(
     current_page = 0
     ranking: list[int] = []
     first = True
+    # Buffers each step writes into, and methods rather than np.argmax: fewer allocations
+    # and wrappers in a loop that runs once per position.
+    value = np.empty(n)
+    dots = np.empty(n, dtype=vectors.dtype)
+    sims = np.empty(n)
+    minus_inf = -np.inf
     while len(ranking) < depth:
         position = len(ranking)
         page = position // max(page_size, 1)
@@ -118,28 +131,29 @@ def mmr_rank(
         if position in fixed:
             pick = fixed.pop(position)
         else:
-            value = open_value - penalty
+            np.subtract(open_value, penalty, out=value)
             pick = -1
             if any_capped:
-                best = int(np.argmax(value + capped))
+                best = int((value + capped).argmax())
                 # The cap yields when only capped creators are left: a short page helps nobody.
-                pick = best if value[best] + capped[best] > -np.inf else -1
+                pick = best if value[best] + capped[best] > minus_inf else -1
             if pick < 0:
-                pick = int(np.argmax(value))
-            if value[pick] == -np.inf:
+                pick = int(value.argmax())
+            if value[pick] == minus_inf:
                 ranking.extend(fixed[p] for p in sorted(fixed))  # exploration slots still go in
                 break
-            open_value[pick] = -np.inf
+            open_value[pick] = minus_inf
         ranking.append(pick)
-        code = int(codes[pick])
+        code = code_of[pick]
         if code != uncapped and creator_cap > 0:
             page_counts[code] = page_counts.get(code, 0) + 1
             if page_counts[code] >= creator_cap:
-                capped[codes == code] = -np.inf
+                capped[codes == code] = minus_inf
                 any_capped = True
-        sims = np.multiply(vectors @ vectors[pick], novelty_weight, dtype=np.float64)
+        np.matmul(vectors, vectors[pick], out=dots)
+        np.multiply(dots, novelty_weight, out=sims, dtype=np.float64)
         if first:
-            penalty, first = sims, False
+            penalty, sims, first = sims, penalty, False
         else:
             np.maximum(penalty, sims, out=penalty)
     return ranking
