@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from mediarec.server.recommend.collab import CollabModel
-from mediarec.server.recommend.rows import EMPTY_ROWS, RowValues, extended_index, rows_of
+from mediarec.server.recommend.rows import (
+    EMPTY_ROWS,
+    RowValues,
+    extended_index,
+    rows_of,
+    values_at,
+)
 from mediarec.server.recommend.state import (
     CoEngagement,
     Cohorts,
@@ -51,6 +57,23 @@ def test_an_index_is_extended_after_its_rows_and_ids_map_to_minus_one_without_on
     index = extended_index({"a": 0, "b": 1}, [["c", "a"], ["d", "c"]])
     assert index == {"a": 0, "b": 1, "c": 2, "d": 3}
     assert rows_of(index, ["d", "x", "a"]).tolist() == [3, -1, 0]
+
+
+@pytest.mark.parametrize(
+    ("values", "keys", "default", "expected"),
+    [
+        ({"a": 2, "b": 0.5}, ["b", "x", "a", "a"], 0.0, [0.5, 0.0, 2.0, 2.0]),  # ints as floats
+        ({"a": 1.0}, ["x", "y"], -1.0, [-1.0, -1.0]),  # the default where absent
+        ({}, ["a", "b"], 3.0, [3.0, 3.0]),  # an empty map: no lookup at all
+        ({"a": 1.0}, [], 0.0, []),
+    ],
+)
+def test_values_at(
+    values: dict[str, float], keys: list[str], default: float, expected: list[float]
+) -> None:
+    out = values_at(values, keys, default)
+    assert out.dtype == np.float64
+    assert out.tolist() == expected
 
 
 def test_a_snapshot_reads_its_lists_by_row_as_by_id() -> None:

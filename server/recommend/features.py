@@ -12,12 +12,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
 from mediarec.server.recommend import blend as b
 from mediarec.server.recommend.items import ItemInfo
 from mediarec.server.recommend.profile import UserProfile
+from mediarec.server.recommend.rows import values_at
 from mediarec.server.recommend.settings import RecommendSettings
 from mediarec.server.recommend.sources import QueryVector
 from mediarec.server.recommend.state import CoScores, DerivedState, context_keys
@@ -55,9 +57,13 @@ class Candidates:
         cls, items: Sequence[ItemInfo], sources: Sequence[Mapping[str, float]], dim: int
     ) -> Candidates:
         n = len(items)
-        # One array from the float16 rows, then one cast: the cheapest way to stack them.
+        # The float16 rows joined as bytes, then one cast: cheaper than stacking the arrays.
+        # ``item_info`` makes every row a contiguous float16 array of the store's dimension.
+        # (An ndarray is a buffer; numpy's type stubs do not say so.)
+        rows: list[Any] = [item.vector16 for item in items]
         visual = (
-            np.array([item.vector16 for item in items]).astype(np.float32)
+            np.frombuffer(b"".join(rows), dtype=np.float16)
+            .reshape(n, items[0].vector16.size).astype(np.float32)
             if n else np.zeros((0, dim), dtype=np.float32)
         )  # fmt: skip
         has_caption = np.fromiter((i.caption16 is not None for i in items), dtype=bool, count=n)
@@ -177,13 +183,13 @@ def compute_features(
     # Most users follow nobody and have engaged with few creators: those columns stay 0.
     follows = profile.follows
     if follows:
-        followed = np.fromiter((c in follows for c in creators), dtype=bool, count=n)
+        followed = np.fromiter(map(follows.__contains__, creators), dtype=bool, count=n)
         x[:, col[b.FOLLOWING]] = np.where(followed, 0.5 + 0.5 * recency, 0.0)
     affinities = profile.summary.creator_affinity
     if affinities:
-        affinity = np.fromiter((affinities.get(c, 0.0) for c in creators), dtype=float, count=n)
+        affinity = values_at(affinities, creators)
         x[:, col[b.CREATOR_AFFINITY]] = affinity / (affinity + 1.0)
-    x[:, col[b.SOCIAL]] = b.scale_max(np.array([social_counts.get(m, 0.0) for m in cands.ids]))
+    x[:, col[b.SOCIAL]] = b.scale_max(values_at(social_counts, cands.ids))
     x[:, col[b.FRESHNESS]] = recency
 
     if profile.negative_vectors.shape[0]:

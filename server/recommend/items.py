@@ -64,7 +64,7 @@ def item_info(
         topics=tuple(str(t) for t in payload.get(schema.TOPICS, ()) or ()),
         created_at=None if created is None else int(created),
         duplicate_root=str(payload.get(NEAR_DUPLICATE_OF, "") or media_id),
-        vector16=np.asarray(main, dtype=np.float16),
+        vector16=np.ascontiguousarray(main, dtype=np.float16),  # joined as bytes (features)
         caption16=None if caption is None else np.asarray(caption, dtype=np.float16),
     )
 
@@ -134,16 +134,18 @@ class ItemCache:
         now = self._monotonic()
         found: dict[str, ItemInfo] = {}
         missed: list[str] = []
-        entries, ttl_s = self._entries, self._ttl_s
+        ttl_s = self._ttl_s
+        # Bound methods, looked up once: this loop runs for every candidate of a request.
+        lookup, touch, miss = self._entries.get, self._entries.move_to_end, missed.append
         with self._lock:
             for media_id in media_ids:
-                entry = entries.get(media_id)
+                entry = lookup(media_id)
                 if entry is not None and now - entry[0] <= ttl_s:
-                    entries.move_to_end(media_id)
+                    touch(media_id)
                     found[media_id] = entry[1]
                 else:
-                    missed.append(media_id)
-        missing = [m for m in dict.fromkeys(missed) if m not in found]
+                    miss(media_id)
+        missing = [m for m in dict.fromkeys(missed) if m not in found] if missed else []
         self.counts.record(len(found), len(missing))
         for start in range(0, len(missing), _FETCH_BATCH):
             batch = missing[start : start + _FETCH_BATCH]

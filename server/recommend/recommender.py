@@ -58,6 +58,7 @@ from mediarec.server.recommend.profile import (
 )
 from mediarec.server.recommend.ranker import RankerModel, load_or_default
 from mediarec.server.recommend.refresh import Refresher
+from mediarec.server.recommend.rows import values_at
 from mediarec.server.recommend.schedule import Periodic
 from mediarec.server.recommend.servedlog import ServedLogWriter
 from mediarec.server.recommend.settings import RecommendSettings
@@ -446,7 +447,7 @@ class Recommender:
             cands, profile, queries, seed_vector, ctx.coscores, state, rows,
             engagements=self._live.engagements(state, cands.ids, rows),
             impressions=self._live.impressions(state, cands.ids, rows),
-            user_impressions=np.array([user_impressions.get(m, 0) for m in cands.ids], float),
+            user_impressions=values_at(user_impressions, cands.ids),
             social_counts=src.social_counts(ctx),
             context=request.context, settings=s, now=now,
         )
@@ -483,7 +484,7 @@ class Recommender:
         # Only the best few times the depth can reach the ranking, and the best-prior
         # explorable items (a never-engaged item ranks low on score, so it would never be
         # explored if the pool came from the best scores alone).
-        order = [int(i) for i in np.argsort(-scores, kind="stable")][: 3 * s.rank_depth]
+        order: list[int] = np.argsort(-scores, kind="stable")[: 3 * s.rank_depth].tolist()
         prior = self._exploration_prior(table, queries, profile, cands.visual)
         explorable = self._is_explorable(table)
         explore_only: set[int] = set()  # in the list for the bandit's pool, never exploited
@@ -921,10 +922,11 @@ class Recommender:
     def _candidates(
         self, proposals: Mapping[str, Mapping[str, float]], sf: SearchFilter, excluded: set[str]
     ) -> Candidates:
-        ids = [m for m in proposals if m not in excluded]
-        infos = self._items.get(ids)  # absent: deleted since it was proposed
-        passes = item_filter(sf)
-        kept = [item for item in (infos.get(m) for m in ids) if item is not None and passes(item)]
+        ids = [m for m in proposals if m not in excluded] if excluded else list(proposals)
+        info_of = self._items.get(ids).get  # absent: deleted since it was proposed
+        # Plain comprehensions and filter(): these run for every candidate of a request.
+        infos = [info for m in ids if (info := info_of(m)) is not None]
+        kept = list(filter(item_filter(sf), infos))
         return Candidates.build(kept, [proposals[i.media_id] for i in kept], self._texts.dim)
 
     def _check_k(self, k: int) -> int:

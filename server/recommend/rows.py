@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -66,8 +67,18 @@ def find_rows(kept: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def rows_of(index: Mapping[str, int], media_ids: Sequence[str]) -> np.ndarray:
     """Each media id's row in ``index``, -1 where it has none."""
-    get = index.get
-    return np.fromiter((get(m, -1) for m in media_ids), dtype=np.int64, count=len(media_ids))
+    n = len(media_ids)
+    return np.fromiter(map(index.get, media_ids, repeat(-1, n)), dtype=np.int64, count=n)
+
+
+def values_at(values: Mapping[str, float], keys: Sequence[str], default: float = 0.0) -> np.ndarray:
+    """``values[k]`` for each of ``keys`` (``default`` where absent), as floats; without a
+    lookup when ``values`` is empty, as most users' maps are. ``map`` over the bound ``get``,
+    not a generator: this runs for every candidate of a request."""
+    n = len(keys)
+    if not values:
+        return np.full(n, default, dtype=np.float64)
+    return np.fromiter(map(values.get, keys, repeat(default, n)), dtype=np.float64, count=n)
 
 
 def extended_index(index: Mapping[str, int], more: Sequence[Sequence[str]]) -> dict[str, int]:

@@ -28,6 +28,7 @@ from mediarec.server.recommend.rows import (
     extended_index,
     find_rows,
     rows_of,
+    values_at,
 )
 from mediarec.server.recommend.settings import RecommendSettings
 from mediarec.server.recommend.types import (
@@ -863,9 +864,7 @@ def _plus_deltas(
                 if k is not None:
                     out[k] += value
         else:
-            more = delta.get
-            out += np.fromiter((more(m, 0.0) for m in media_ids), dtype=np.float64,
-                               count=len(media_ids))  # fmt: skip
+            out += values_at(delta, media_ids)
     return out
 
 
