@@ -334,3 +334,52 @@ def test_sigterm_exits_within_the_grace_while_cpu_heavy_calls_run(settings: Sett
             thread.join(30)
     assert exit_code == 0
     assert took < grace_s + 2.5, f"shutdown took {took:.1f} s"
+
+
+@pytest.mark.slow  # a `mediarec serve` process, loading torch and the model
+def test_sighup_during_shutdown_is_ignored(settings: Settings, tmp_path: Path) -> None:
+    # A reload runs its handler on the main thread, which is the thread shutting the service
+    # down (and holding its locks): once a stop signal came, SIGHUP must do nothing.
+    from mediarec.server.recommend import blend as b
+    from mediarec.server.recommend.ranker import RankerModel, save_ranker
+
+    ranker = tmp_path / "ranker.json"
+    save_ranker(RankerModel(weights=dict.fromkeys(b.FEATURES, 1.0), trained=True), ranker)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8900, 8900), (30, 60, 90)).save(buffer, "PNG")  # seconds to decode
+    heavy = buffer.getvalue()
+    child, address = _serve_process(
+        settings, "--ranker-path", str(ranker), "--shutdown-grace-s", "3"
+    )
+
+    def index(i: int) -> None:
+        try:
+            with MediarecClient(address) as client:
+                client.index_media(MediaMetadata(media_id=f"heavy-{i}"), heavy, timeout_s=60)
+        except Exception:  # the server goes away mid-call: expected
+            pass
+
+    # Three decodes on two cores: the shutdown waits for them, up to the grace.
+    threads = [threading.Thread(target=index, args=(i,)) for i in range(3)]
+    try:
+        with MediarecClient(address) as client:
+            client.wait_until_serving(timeout_s=60)
+        ranker.write_text("not a ranker")  # a reload would log that it keeps the ranker
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # the calls are decoding
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the shutdown has started, and waits for the calls
+        child.send_signal(signal.SIGHUP)
+        assert child.poll() is None, "the server exited before the SIGHUP: nothing was tested"
+        exit_code = child.wait(timeout=60)
+        assert child.stdout is not None
+        said = child.stdout.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(30)
+    assert exit_code == 0
+    assert "SIGHUP" not in said, said
