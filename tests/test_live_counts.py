@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 import numpy as np
 
 from mediarec.server.recommend.features import _popular_in
@@ -63,3 +66,59 @@ def test_a_failed_rebuild_keeps_the_live_served_impressions() -> None:
     live.start_rebuild()
     live.finish_rebuild(False, 0.0)
     assert live.served_keys(DerivedState(), "u") == {"m1": {"request:r1"}}
+
+
+def test_a_read_on_the_replaced_snapshot_keeps_what_it_lacks_and_the_new_one_counts_once() -> (
+    None
+):
+    live = LiveCounters(RecommendSettings())
+    old = DerivedState(served={"gone": {"x": frozenset({"request:r0"})}})
+    live.forget_user("gone", old)  # before the rebuild: the new snapshot will lack them
+    live.add_served([_served("u", "a", "r1")])
+    live.start_rebuild()
+    live.add_served([_served("u", "a", "r2")])  # during the rebuild: not in the new snapshot
+    new = DerivedState(item_impressions={"a": 1}, served={"u": {"a": frozenset({"request:r1"})}})
+    live.finish_rebuild(True, time.monotonic() + 1.0, replaced=old)
+    both = {"a": {"request:r1", "request:r2"}}
+    # A request that read the old snapshot just before the swap, and its counts just after.
+    assert live.impressions(old, ["a"], old.rows_of(["a"])).tolist() == [2.0]
+    assert live.served_keys(old, "u") == both
+    assert live.served_keys(old, "gone") == {}  # still masked on the old snapshot
+    # Requests on the new snapshot: the taken-over counts are in it, and added once.
+    assert live.impressions(new, ["a"], new.rows_of(["a"])).tolist() == [2.0]
+    assert live.served_keys(new, "u") == both
+    del old
+    gc.collect()
+    live.served_keys(new, "u")
+    assert live._retired == []  # nobody holds the old snapshot: its complement is dropped
+
+
+def test_a_request_held_across_two_rebuilds_keeps_every_count_and_mask() -> None:
+    live = LiveCounters(RecommendSettings())
+    s0 = DerivedState(served={"gone": {"x": frozenset({"request:r0"})}})
+    live.forget_user("gone", s0)
+    live.add_served([_served("u", "a", "r1")])
+    live.start_rebuild()
+    s1 = DerivedState(item_impressions={"a": 1}, served={"u": {"a": frozenset({"request:r1"})}})
+    live.finish_rebuild(True, time.monotonic() + 1.0, replaced=s0)
+    live.add_served([_served("u", "a", "r2")])
+    live.start_rebuild()  # a second rebuild takes r2 over while a request still holds s0
+    both = {"a": {"request:r1", "request:r2"}}
+    assert live.served_keys(s0, "u") == both
+    assert live.impressions(s0, ["a"], s0.rows_of(["a"])).tolist() == [2.0]
+    assert live.served_keys(s1, "u") == both
+    s2 = DerivedState(item_impressions={"a": 2}, served={"u": both})
+    live.finish_rebuild(True, time.monotonic() + 2.0, replaced=s1)
+    for state in (s0, s1, s2):
+        assert live.served_keys(state, "u") == both
+        assert live.impressions(state, ["a"], state.rows_of(["a"])).tolist() == [2.0]
+    assert live.served_keys(s0, "gone") == {}  # masked on s0 by the first rebuild's complement
+    del s1  # nobody holds the snapshot in between: s0 still needs what it lacks
+    gc.collect()
+    assert live.served_keys(s0, "u") == both
+    assert live.impressions(s0, ["a"], s0.rows_of(["a"])).tolist() == [2.0]
+    assert live.served_keys(s0, "gone") == {}
+    del s0
+    gc.collect()
+    assert live.served_keys(s2, "u") == both
+    assert live._retired == []  # nobody holds a replaced snapshot: every complement is gone

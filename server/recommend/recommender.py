@@ -957,9 +957,9 @@ class Recommender:
         # The snapshot's time, read before the handover: it reads impressions served up to it,
         # and pages served after the handover stay counted live.
         now = self._clock()
-        # The live counts handed over here are dropped when the rebuild finishes, so the
-        # impressions behind them must be in the store before it reads it: flushed after the
-        # handover, which pages served meanwhile cannot slip past.
+        # The live counts handed over here stop counting for the new snapshot when the rebuild
+        # finishes, so the impressions behind them must be in the store before it reads it:
+        # flushed after the handover, which pages served meanwhile cannot slip past.
         self._live.start_rebuild()
         self._served_log.flush()
         try:
@@ -970,10 +970,12 @@ class Recommender:
         except BaseException:
             self._live.finish_rebuild(False, started)
             raise
+        # Before the swap: a request still on the old snapshot keeps the counts it lacks, and
+        # one on the new snapshot never adds the taken-over ones to it again.
+        self._live.finish_rebuild(True, started, replaced=self._state)
         self._state = state
         self._state_version += 1
         self._rebuild_seconds.observe(time.monotonic() - started)
-        self._live.finish_rebuild(True, started)
         trimmed = self._engagement.trim_served(self._clock() - self._settings.served_window_s)
         if trimmed:
             logger.info("deleted %d served impressions older than the served window", trimmed)

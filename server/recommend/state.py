@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
@@ -712,7 +713,10 @@ class LiveCounters:
     per-user served log (impressions, for fatigue). Thread-safe.
 
     A rebuild takes the current deltas over (``start_rebuild``); they stay readable until the
-    new snapshot replaces the old one (``finish_rebuild``), so no count dips meanwhile.
+    new snapshot replaces the old one (``finish_rebuild``), so no count dips meanwhile. Every
+    read names the snapshot it adds to: a request that read the old snapshot before the
+    rebuild finished still gets the deltas the old one lacks (kept while it is in use),
+    and one on the new snapshot never counts them twice.
     """
 
     def __init__(self, settings: RecommendSettings) -> None:
@@ -728,6 +732,9 @@ class LiveCounters:
         # Users forgotten since the current snapshot was built: the snapshot's per-user
         # entries are ignored for them until a rebuild that started after the forget.
         self._forgotten: dict[str, float] = {}
+        # What each replaced snapshot still in use lacks beyond the deltas of the snapshots
+        # after it, oldest first (usually none or one: a request holds one for milliseconds).
+        self._retired: list[_Retired] = []
 
     @property
     def events_since_rebuild(self) -> int:
@@ -773,10 +780,21 @@ class LiveCounters:
             _merge_served(self._handed_over_served, self._served)
             self._served = {}
 
-    def finish_rebuild(self, succeeded: bool, build_started: float) -> None:
-        """The rebuild's snapshot is current (or the rebuild failed and nothing changed)."""
+    def finish_rebuild(
+        self, succeeded: bool, build_started: float, replaced: DerivedState | None = None
+    ) -> None:
+        """The rebuild's snapshot is about to replace ``replaced`` (or the rebuild failed and
+        nothing changed). Call it before the swap: reads that name ``replaced`` still get
+        what it lacks, and reads that name the new snapshot never get it twice."""
         with self._lock:
             if succeeded:
+                pruned = frozenset(u for u, t in self._forgotten.items() if t < build_started)
+                self._drop_unheld()
+                if replaced is not None:
+                    self._retired.append(_Retired(
+                        weakref.ref(replaced), self._handed_over, self._handed_over_served,
+                        pruned,
+                    ))  # fmt: skip
                 self._handed_over = _Deltas()
                 self._handed_over_events = 0
                 self._handed_over_served = {}
@@ -798,7 +816,8 @@ class LiveCounters:
         ``rows``: the items' rows in ``state`` (``state.rows_of(media_ids)``)."""
         base = state.engagement_rows.at(rows)
         with self._lock:
-            deltas = (self._current.engagements, self._handed_over.engagements)
+            lacking = self._lacking(state)
+            deltas = (self._current.engagements, *(d.engagements for d in lacking.deltas))
             return _plus_deltas(base, deltas, media_ids)
 
     def impressions(
@@ -807,24 +826,28 @@ class LiveCounters:
         """Times each item was served: the snapshot's count, plus those since it was built."""
         base = state.impression_rows.at(rows)
         with self._lock:
-            deltas = (self._current.impressions, self._handed_over.impressions)
+            lacking = self._lacking(state)
+            deltas = (self._current.impressions, *(d.impressions for d in lacking.deltas))
             return _plus_deltas(base, deltas, media_ids)
 
     def recent_positives(self, state: DerivedState, user_id: str) -> list[str]:
         with self._lock:
+            lacking = self._lacking(state)
             live = list(self._current.recent.get(user_id, ()))
-            live += list(self._handed_over.recent.get(user_id, ()))
-            forgotten = user_id in self._forgotten
+            for deltas in reversed(lacking.deltas):  # newest first, as each list is
+                live += list(deltas.recent.get(user_id, ()))
+            forgotten = user_id in self._forgotten or user_id in lacking.forgotten
         built = [] if forgotten else list(state.recent_positives.get(user_id, ()))
         return list(dict.fromkeys(live + built))[: self._settings.social_recent_per_user]
 
     def served_keys(self, state: DerivedState, user_id: str) -> dict[str, frozenset[str]]:
         with self._lock:
+            lacking = self._lacking(state)
             live: dict[str, frozenset[str]] = {}
-            for per_user in (self._handed_over_served, self._served):
+            for per_user in (*lacking.served, self._served):
                 for m, k in per_user.get(user_id, {}).items():
                     live[m] = live.get(m, frozenset()) | k
-            forgotten = user_id in self._forgotten
+            forgotten = user_id in self._forgotten or user_id in lacking.forgotten
         merged = {} if forgotten else dict(state.served.get(user_id, {}))
         for m, keys in live.items():
             merged[m] = merged.get(m, frozenset()) | keys
@@ -837,10 +860,41 @@ class LiveCounters:
             removed += len(self._handed_over_served.pop(user_id, {}))
             for deltas in (self._current, self._handed_over):
                 removed += len(deltas.recent.pop(user_id, ()))
+            for retired in self._retired:  # read by requests still on a replaced snapshot
+                retired.served.pop(user_id, None)
+                retired.deltas.recent.pop(user_id, None)
             self._forgotten[user_id] = time.monotonic()
         removed += len(state.served.get(user_id, {}))
         removed += len(state.recent_positives.get(user_id, ()))
         return removed
+
+    def _drop_unheld(self) -> None:
+        """Drop the oldest complements while nobody holds their snapshots (the caller holds
+        the lock). Only from the front: a read on an older snapshot still needs the
+        complements of the snapshots after it, held or not."""
+        while self._retired and self._retired[0].state() is None:
+            del self._retired[0]
+
+    def _lacking(self, state: DerivedState) -> _Lacking:
+        """What ``state`` lacks beyond the current deltas (the caller holds the lock): the
+        deltas a rebuild in flight took over and, for a replaced snapshot, the complements of
+        it and of every snapshot after it, oldest first, with the users forgotten before
+        those rebuilds."""
+        deltas, served = [self._handed_over], [self._handed_over_served]
+        forgotten: frozenset[str] = frozenset()
+        if not self._retired:
+            return _Lacking(deltas, served, forgotten)
+        self._drop_unheld()
+        at = next((n for n, r in enumerate(self._retired) if r.state() is state), None)
+        if at is None:  # the current snapshot (a dropped one is held by nobody to ask)
+            return _Lacking(deltas, served, forgotten)
+        later = self._retired[at:]
+        for r in later:
+            forgotten |= r.forgotten
+        return _Lacking(
+            [*(r.deltas for r in later), *deltas], [*(r.served for r in later), *served],
+            forgotten,
+        )
 
 
 def _plus_deltas(
@@ -875,6 +929,27 @@ def _merge_served(
         mine = into.setdefault(user, {})
         for media_id, keys in per_media.items():
             mine.setdefault(media_id, set()).update(keys)
+
+
+@dataclass
+class _Retired:
+    """What a replaced snapshot lacks beyond the snapshot that replaced it: the deltas and
+    served keys that rebuild took over, and the users forgotten before it started (whose
+    entries the replaced snapshot still holds)."""
+
+    state: weakref.ref[DerivedState]
+    deltas: _Deltas
+    served: dict[str, dict[str, set[str]]]
+    forgotten: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Lacking:
+    """What a read's snapshot lacks beyond the current deltas, oldest first."""
+
+    deltas: list[_Deltas]
+    served: list[dict[str, dict[str, set[str]]]]
+    forgotten: frozenset[str]
 
 
 @dataclass
