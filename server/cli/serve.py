@@ -62,9 +62,6 @@ def serve(settings: Settings) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         logger.info("received %s; shutting down", signal.Signals(signum).name)
-        # Handlers run on the main thread, which shuts the service down holding its locks: a
-        # reload there could wait for a lock it holds itself, and would only delay the exit.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         stop.set()
 
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -91,7 +88,10 @@ def serve(settings: Settings) -> int:
     def on_reload(signum: int, frame: FrameType | None) -> None:
         # SIGHUP: pick up a ranker written by `mediarec train-ranker` without a restart.
         # Nothing raised here may take a serving process down (it would surface in stop.wait()).
-        if stop.is_set():  # a stop signal that came just as this handler was installed
+        # Handlers run on the main thread, which shuts the service down holding its locks: once
+        # a stop signal came, a reload could wait for a lock that thread holds, and would only
+        # delay the exit. The stop handler sets the event before the shutdown starts.
+        if stop.is_set():
             return
         try:
             loaded = deps.recommender.reload_ranker()
@@ -103,8 +103,7 @@ def serve(settings: Settings) -> int:
             return
         logger.info("SIGHUP: ranker %s", "reloaded" if loaded else "absent; default weights")
 
-    if not stop.is_set():  # a stop signal while the stores opened keeps SIGHUP ignored
-        signal.signal(signal.SIGHUP, on_reload)
+    signal.signal(signal.SIGHUP, on_reload)
     running.set_serving()
     logger.info(
         "serving on %s:%d: model %s and the store are ready",
